@@ -1,0 +1,179 @@
+"""Parameters of the synthetic shop: one frozen config, defaults documented.
+
+Examples
+--------
+>>> cfg = ShopConfig(customers=1_000, days=90, seed=3)
+>>> cfg.n_products
+200
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from cadence.triggers import TriggerRules
+
+CATEGORIES: dict[str, tuple[str, ...]] = {
+    # category: nouns that appear in its product titles (and in searches)
+    "coffee": ("espresso", "beans", "roast", "grinder", "filter"),
+    "tea": ("matcha", "oolong", "sencha", "chai", "infuser"),
+    "beauty": ("serum", "cleanser", "moisturiser", "sunscreen", "mask"),
+    "pet": ("kibble", "litter", "leash", "treats", "bowl"),
+    "kitchen": ("skillet", "knife", "kettle", "blender", "spatula"),
+    "home": ("candle", "cushion", "throw", "vase", "lamp"),
+    "outdoor": ("tent", "backpack", "lantern", "bottle", "jacket"),
+    "fitness": ("yoga", "dumbbell", "band", "mat", "shaker"),
+    "books": ("novel", "cookbook", "atlas", "journal", "poetry"),
+    "toys": ("puzzle", "blocks", "plush", "kite", "robot"),
+    "garden": ("seeds", "planter", "trowel", "hose", "compost"),
+    "tech": ("charger", "cable", "earbuds", "speaker", "stand"),
+}
+#: Categories whose products are often consumables (bought again on a cycle).
+CONSUMABLE_CATEGORIES = ("coffee", "tea", "beauty", "pet", "garden")
+ADJECTIVES = (
+    "classic", "organic", "deluxe", "compact", "everyday", "premium", "smart",
+    "vintage", "bold", "gentle", "travel", "family",
+)
+#: Search terms the catalogue never matches (zero-result searches).
+UNKNOWN_QUERIES = (
+    "vinyl turntable", "surfboard", "ps5", "wedding dress", "lawnmower", "drone",
+    "espreso machine", "kindle", "bike helmet", "printer ink",
+)
+TIMEZONES: dict[str, float] = {
+    "Europe/London": 0.18, "Europe/Berlin": 0.2, "Europe/Paris": 0.12, "Europe/Madrid": 0.08,
+    "America/New_York": 0.14, "America/Chicago": 0.06, "America/Los_Angeles": 0.08,
+    "Asia/Tokyo": 0.04, "Australia/Sydney": 0.04, "Asia/Kolkata": 0.06,
+}
+OPT_IN_RATES: dict[str, float] = {"email": 0.85, "push": 0.45, "sms": 0.3, "whatsapp": 0.2}
+SEGMENTS: dict[str, float] = {
+    # response segment: share of customers
+    "persuadable": 0.35,
+    "sure_thing": 0.15,
+    "lost_cause": 0.35,
+    "annoyed": 0.15,
+}
+
+
+@dataclass(frozen=True)
+class ResponseParams:
+    """The true response model (log-odds effects), known only to the world.
+
+    Conversion under *hold* has probability ``sigmoid(stage_base + intent)``;
+    a send adds the segment's effect (times the stage's effect scale) plus
+    channel, incentive, delay and send-time effects, minus fatigue for every
+    message in the previous 7 days. Opens and clicks follow their own
+    logistic models; each send may unsubscribe the customer from its channel.
+    """
+
+    stage_base: dict[str, float] = field(
+        default_factory=lambda: {
+            "cart_abandon": -1.6, "checkout_abandon": -1.2, "browse_abandon": -3.4,
+            "search_abandon": -3.2, "follow_up": -3.6, "birthday": -3.2, "anniversary": -3.6,
+            "price_drop": -2.6, "back_in_stock": -2.3, "new_arrivals": -3.6, "buy_again": -1.8,
+            "win_back": -4.2, "order_status": -5.0,
+        }
+    )
+    stage_effect_scale: dict[str, float] = field(
+        default_factory=lambda: {
+            "cart_abandon": 1.2, "checkout_abandon": 1.1, "browse_abandon": 0.8,
+            "search_abandon": 0.9, "follow_up": 0.7, "birthday": 1.0, "anniversary": 0.7,
+            "price_drop": 1.0, "back_in_stock": 1.1, "new_arrivals": 0.6, "buy_again": 1.0,
+            "win_back": 0.9, "order_status": 0.1,
+        }
+    )
+    segment_effect: dict[str, float] = field(
+        default_factory=lambda: {"persuadable": 1.0, "sure_thing": 0.05, "lost_cause": 0.0, "annoyed": -0.7}
+    )
+    segment_intent: dict[str, float] = field(
+        default_factory=lambda: {"persuadable": 0.0, "sure_thing": 1.6, "lost_cause": -1.2, "annoyed": 0.2}
+    )
+    channel_effect: dict[str, float] = field(
+        default_factory=lambda: {"email": 0.0, "push": 0.1, "sms": 0.2, "whatsapp": 0.15}
+    )
+    #: Conversion effect of incentives, scaled by the customer's deal sensitivity.
+    incentive_effect: dict[str, float] = field(
+        default_factory=lambda: {"none": 0.0, "free_shipping": 0.35, "fixed_amount": 0.5, "percent_code": 0.6}
+    )
+    #: Log-odds lost per log2 of the delay past 20 minutes (abandon stages).
+    delay_decay: float = 0.12
+    #: Log-odds gained when the send lands in the customer's preferred hours.
+    send_time_effect: float = 0.35
+    fatigue_conversion: float = 0.3
+    fatigue_open: float = 0.2
+    open_base: dict[str, float] = field(
+        default_factory=lambda: {"email": -1.1, "push": -1.9, "sms": -0.6, "whatsapp": -0.1}
+    )
+    click_base: float = -1.3
+    unsubscribe_base: float = -6.0
+    unsubscribe_annoyed: float = 1.5
+    unsubscribe_fatigue: float = 0.35
+
+
+@dataclass(frozen=True)
+class ShopConfig:
+    """Everything that shapes a synthetic shop; the same config gives the same bytes.
+
+    Customers are processed in chunks of ``chunk_size`` with random streams
+    keyed by ``(seed, chunk)``, so memory stays flat and the output depends
+    on the seed and size only, never on the machine.
+    """
+
+    customers: int = 20_000
+    days: int = 365
+    seed: int = 0
+    start: str = "2025-01-01"
+    products: int | None = None
+    chunk_size: int = 25_000
+    #: Share of customers who signed up before the data window opened.
+    existing_share: float = 0.35
+    #: Share of those already dormant (dropped out) when the window opens.
+    existing_dormant: float = 0.35
+    #: Purchase rate per day ~ Gamma(rate_shape, rate_scale) (BG/NBD's lambda).
+    rate_shape: float = 0.9
+    rate_scale: float = 0.011
+    #: Dropout probability after each purchase ~ Beta(dropout_a, dropout_b).
+    dropout_a: float = 1.0
+    dropout_b: float = 3.0
+    #: Non-purchase sessions per purchase opportunity ~ LogNormal around this.
+    browse_per_purchase: float = 3.0
+    #: Floor rate of browsing sessions per day for alive customers.
+    browse_floor: float = 0.01
+    birth_date_missing: float = 0.15
+    feb29_share: float = 0.004
+    #: Share of logged marketing triggers held out (randomised holdout).
+    logging_hold: float = 0.2
+    rules: TriggerRules = field(default_factory=TriggerRules)
+    response: ResponseParams = field(default_factory=ResponseParams)
+
+    def __post_init__(self) -> None:
+        if self.customers < 1:
+            raise ValueError(f"customers must be >= 1, got {self.customers}")
+        if self.days < 1:
+            raise ValueError(f"days must be >= 1, got {self.days}")
+        if self.chunk_size < 1:
+            raise ValueError(f"chunk_size must be >= 1, got {self.chunk_size}")
+
+    @property
+    def n_products(self) -> int:
+        if self.products is not None:
+            return self.products
+        return int(np.clip(self.customers // 10, 200, 20_000))
+
+    @property
+    def start_s(self) -> int:
+        """Window start, seconds since the epoch (UTC)."""
+        return int(pd.Timestamp(self.start, tz="UTC").timestamp())
+
+    @property
+    def end_s(self) -> int:
+        return self.start_s + self.days * 86_400
+
+    @property
+    def n_chunks(self) -> int:
+        return -(-self.customers // self.chunk_size)
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)

@@ -1,0 +1,240 @@
+"""The message-dependent part of the world: decisions, the true response model, outcomes.
+
+Triggers are processed in rounds (the k-th trigger of every customer in round
+k), vectorised across customers, because each customer's state — messages
+in the last 7 days (fatigue) and channels unsubscribed — depends on what was
+sent before. Every trigger carries its own uniforms drawn with the backbone,
+so re-running the world under another policy changes only what depends on
+messages (common random numbers).
+
+The expected outcome of every trigger under the action taken (open, click,
+conversion probabilities and expected net revenue) is kept as ground truth;
+the mean of those is a policy's true value.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+from scipy.special import expit, ndtri
+
+from cadence.data.contract import CHANNELS, INCENTIVES, STAGES
+from cadence.data.synthetic.backbone import SEGMENT_NAMES, Backbone
+from cadence.data.synthetic.catalog import DAY, Catalog
+from cadence.data.synthetic.config import ShopConfig
+from cadence.policies.base import Policy, check_decisions
+from cadence.triggers import ABANDON_STAGES, INCENTIVE_COST_FIXED, INCENTIVE_PERCENT
+
+_RING = 32  # send times remembered per customer (fatigue counts cap here)
+_U_POLICY, _U_OPEN, _U_CLICK, _U_CONV, _U_UNSUB, _U_TIME, _U_OPEN_T, _U_REV = range(8)
+
+
+@dataclass
+class Outcomes:
+    """Per-trigger decisions and outcomes for one chunk (trigger order of the backbone)."""
+
+    send: np.ndarray
+    channel: np.ndarray  # int, -1 for hold
+    delay_min: np.ndarray
+    incentive: np.ndarray  # int, -1 for hold
+    propensity: np.ndarray
+    sent_s: np.ndarray  # -1 for hold
+    opened_s: np.ndarray  # -1 when not opened
+    clicked_s: np.ndarray
+    converted_s: np.ndarray  # -1 when no conversion
+    unsub_s: np.ndarray
+    revenue: np.ndarray  # order value if converted else 0
+    # ground truth: expectations under the action taken
+    p_open: np.ndarray
+    p_click: np.ndarray
+    p_convert: np.ndarray
+    p_convert_hold: np.ndarray
+    value_if_converted: np.ndarray
+    incentive_cost: np.ndarray
+    fatigue: np.ndarray  # messages in the 7 days before the send
+    products: np.ndarray  # '|'-joined product ids of each trigger's context
+
+
+def basket_values(cat: Catalog, bb: Backbone) -> np.ndarray:
+    """Order value if the trigger converts: its products, or the customer's usual basket."""
+    prods = bb.trig_products
+    has = prods >= 0
+    t = np.repeat(bb.trig_s, 3).reshape(-1, 3)
+    price = np.zeros(prods.shape)
+    price[has] = cat.price_at(prods[has], t[has])
+    ctx_value = price.sum(axis=1)
+    z = ndtri(np.clip(bb.uniforms[:, _U_REV], 1e-9, 1 - 1e-9))
+    usual = 38.0 * bb.people.basket[bb.trig_cust] * np.exp(0.3 * z)
+    return np.round(np.where(has.any(axis=1), ctx_value, usual), 2)
+
+
+def product_strings(products: np.ndarray, product_ids: np.ndarray) -> np.ndarray:
+    """(n, 3) product indices (-1 padded on the right) → '|'-joined ids (None when empty)."""
+    out = np.full(len(products), None, dtype=object)
+    k = (products >= 0).sum(axis=1)
+    for width in range(1, products.shape[1] + 1):
+        rows = np.flatnonzero(k == width)
+        if len(rows) == 0:
+            continue
+        cols = [pa.array(product_ids[products[rows, j]], pa.string()) for j in range(width)]
+        joined = cols[0] if width == 1 else pc.binary_join_element_wise(*cols, "|")
+        out[rows] = joined.to_numpy(zero_copy_only=False)
+    return out
+
+
+def candidates_frame(bb: Backbone, rows: np.ndarray, opt_in: np.ndarray, dtypes: dict[str, pd.CategoricalDtype],
+                     products: np.ndarray) -> pd.DataFrame:
+    """The policy's view of some triggers: observable context only, never latent truth.
+
+    ``opt_in`` is (len(rows), 4): each customer's channel opt-ins at the trigger.
+    """
+    c = bb.trig_cust[rows]
+    frame = {
+        "customer_id": pd.Categorical.from_codes(c, dtype=dtypes["customer_id"], validate=False),
+        "stage": pd.Categorical.from_codes(bb.trig_stage[rows], dtype=dtypes["stage"], validate=False),
+        "triggered_at": pd.to_datetime(bb.trig_s[rows], unit="s", utc=True),
+        "products": products[rows],
+        "query": bb.trig_query[rows],
+        "timezone": pd.Categorical.from_codes(bb.people.tz[c], dtype=dtypes["timezone"], validate=False),
+    }
+    for j, ch in enumerate(CHANNELS):
+        frame[f"opt_in_{ch}"] = opt_in[:, j]
+    return pd.DataFrame(frame)
+
+
+def _codes(values: pd.Series, vocab: tuple[str, ...]) -> np.ndarray:
+    return np.asarray(pd.Categorical(values, categories=list(vocab)).codes, dtype=np.int64)
+
+
+def run_messages(cfg: ShopConfig, cat: Catalog, bb: Backbone, policy: Policy, chunk: int,
+                 customer_ids: np.ndarray) -> Outcomes:
+    """Run ``policy`` over the chunk's triggers and draw outcomes from the true response model."""
+    from cadence.data.synthetic.backbone import _rank_within
+
+    rp = cfg.response
+    pp = bb.people
+    n_t = len(bb.trig_s)
+    n_c = len(pp.idx)
+    rng_policy = np.random.default_rng([cfg.seed, 2, chunk])
+    u = bb.uniforms
+    stage_names = np.asarray(STAGES)
+    stage_base = np.array([rp.stage_base[s] for s in STAGES])
+    stage_scale = np.array([rp.stage_effect_scale[s] for s in STAGES])
+    seg_eff = np.array([rp.segment_effect[s] for s in SEGMENT_NAMES])
+    ch_eff = np.array([rp.channel_effect[c] for c in CHANNELS])
+    open_base = np.array([rp.open_base[c] for c in CHANNELS])
+    inc_eff = np.array([rp.incentive_effect[i] for i in INCENTIVES])
+    is_abandon = np.isin(stage_names, list(ABANDON_STAGES))
+    annoyed = np.asarray(SEGMENT_NAMES)[pp.segment] == "annoyed"
+    from cadence.data.synthetic.backbone import TZ_NAMES
+
+    value = basket_values(cat, bb)
+    products = product_strings(bb.trig_products, cat.product_id)
+    dtypes = {
+        "customer_id": pd.CategoricalDtype(customer_ids),
+        "stage": pd.CategoricalDtype(list(STAGES)),
+        "timezone": pd.CategoricalDtype(list(TZ_NAMES)),
+    }
+
+    out = Outcomes(
+        send=np.zeros(n_t, bool), channel=np.full(n_t, -1), delay_min=np.zeros(n_t, np.int64),
+        incentive=np.full(n_t, -1), propensity=np.ones(n_t), sent_s=np.full(n_t, -1, np.int64),
+        opened_s=np.full(n_t, -1, np.int64), clicked_s=np.full(n_t, -1, np.int64),
+        converted_s=np.full(n_t, -1, np.int64), unsub_s=np.full(n_t, -1, np.int64),
+        revenue=np.zeros(n_t), p_open=np.zeros(n_t), p_click=np.zeros(n_t), p_convert=np.zeros(n_t),
+        p_convert_hold=np.zeros(n_t), value_if_converted=value, incentive_cost=np.zeros(n_t),
+        fatigue=np.zeros(n_t, np.int64), products=products,
+    )
+    ring = np.full((n_c, _RING), np.iinfo(np.int64).min // 2)
+    ring_pos = np.zeros(n_c, np.int64)
+    unsub_at = np.where(pp.opt_in, np.iinfo(np.int64).max, np.iinfo(np.int64).min)
+
+    rank = _rank_within(bb.trig_cust)
+    order = np.argsort(rank, kind="stable")
+    bounds = np.searchsorted(rank[order], np.arange(int(rank.max()) + 2 if n_t else 1))
+    attrib = int(cfg.rules.attribution_days * DAY)
+    for k in range(len(bounds) - 1):
+        rows = order[bounds[k]:bounds[k + 1]]
+        if len(rows) == 0:
+            continue
+        c = bb.trig_cust[rows]
+        t = bb.trig_s[rows]
+        s = bb.trig_stage[rows]
+        current = unsub_at[c] > t[:, None]
+        cands = candidates_frame(bb, rows, current, dtypes, products)
+        dec = policy.decide(cands, rng_policy)
+        check_decisions(dec, len(rows), policy.policy_id)
+        send = (dec["action"] == "send").to_numpy()
+        ch = _codes(dec["channel"], CHANNELS)
+        inc = _codes(dec["incentive"], INCENTIVES)
+        # A send without a reachable channel cannot go out: the world holds it.
+        reach = np.zeros(len(rows), bool)
+        reach[send] = (ch[send] >= 0) & current[np.flatnonzero(send), np.maximum(ch[send], 0)]
+        send &= reach
+        inc = np.where(send, np.maximum(inc, 0), -1)
+        ch = np.where(send, ch, -1)
+        delay = np.where(send, dec["delay_minutes"].to_numpy(dtype=np.int64), 0)
+        tau = t + delay * 60
+        n7 = ((ring[c] > (tau - 7 * DAY)[:, None]) & (ring[c] <= tau[:, None])).sum(axis=1)
+        # Send-time match: how close the local send hour is to the preferred hour.
+        local_h = ((tau % DAY) / 3600 + pp.tz_offset_h[c]) % 24
+        d = np.abs(local_h - pp.preferred_hour[c])
+        d = np.minimum(d, 24 - d)
+        match = np.exp(-0.5 * (d / 1.5) ** 2)
+        logit0 = stage_base[s] + pp.intent[c]
+        delay_pen = np.where(is_abandon[s], rp.delay_decay * np.log2(np.maximum(delay, 20) / 20), 0.0)
+        logit1 = (
+            logit0
+            + stage_scale[s] * seg_eff[pp.segment[c]]
+            + ch_eff[np.maximum(ch, 0)]
+            + pp.deal_sensitivity[c] * inc_eff[np.maximum(inc, 0)]
+            - delay_pen
+            + rp.send_time_effect * match
+            - rp.fatigue_conversion * n7
+        )
+        p0 = expit(logit0)
+        p_conv = np.where(send, expit(logit1), p0)
+        p_open = np.where(send, expit(open_base[np.maximum(ch, 0)] + pp.open_affinity[c] + 0.5 * match - rp.fatigue_open * n7), 0.0)
+        p_click = np.where(send, expit(rp.click_base + 0.5 * pp.open_affinity[c] + 0.4 * (bb.trig_products[rows, 0] >= 0)), 0.0)
+        p_unsub = np.where(send, expit(rp.unsubscribe_base + rp.unsubscribe_annoyed * annoyed[c] + rp.unsubscribe_fatigue * n7), 0.0)
+        ur = u[rows]
+        opened = send & (ur[:, _U_OPEN] < p_open)
+        clicked = opened & (ur[:, _U_CLICK] < p_click)
+        conv_t = np.where(send, tau, t) + (-np.log1p(-ur[:, _U_TIME]) * 0.5 * DAY).astype(np.int64) % attrib
+        converted = (ur[:, _U_CONV] < p_conv) & (conv_t < cfg.end_s)
+        unsub = send & (ur[:, _U_UNSUB] < p_unsub)
+        open_t = tau + (-np.log1p(-ur[:, _U_OPEN_T]) * 7200).astype(np.int64)
+        # Unsubscribing takes effect for later triggers.
+        if unsub.any():
+            unsub_at[c[unsub], ch[unsub]] = tau[unsub] + 3600
+        # Remember the send for fatigue.
+        sc = c[send]
+        ring[sc, ring_pos[sc] % _RING] = tau[send]
+        ring_pos[sc] += 1
+
+        inc_names = np.asarray(INCENTIVES)[np.maximum(inc, 0)]
+        fixed = np.array([INCENTIVE_COST_FIXED.get(x, 0.0) for x in INCENTIVES])[np.maximum(inc, 0)]
+        cost = np.where(send, np.where(inc_names == "percent_code", INCENTIVE_PERCENT * value[rows], fixed), 0.0)
+
+        out.send[rows] = send
+        out.channel[rows] = ch
+        out.delay_min[rows] = delay
+        out.incentive[rows] = inc
+        out.propensity[rows] = dec["propensity"].to_numpy(dtype=float)
+        out.sent_s[rows] = np.where(send, tau, -1)
+        out.opened_s[rows] = np.where(opened, open_t, -1)
+        out.clicked_s[rows] = np.where(clicked, open_t + 30 + (ur[:, _U_CLICK] * 600).astype(np.int64), -1)
+        out.converted_s[rows] = np.where(converted, conv_t, -1)
+        out.unsub_s[rows] = np.where(unsub, tau + 3600, -1)
+        out.revenue[rows] = np.where(converted, value[rows], 0.0)
+        out.p_open[rows] = p_open
+        out.p_click[rows] = p_open * p_click
+        out.p_convert[rows] = p_conv
+        out.p_convert_hold[rows] = p0
+        out.incentive_cost[rows] = cost
+        out.fatigue[rows] = n7
+    return out

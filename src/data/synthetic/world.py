@@ -1,0 +1,374 @@
+"""Generate the synthetic shop and re-run it under any policy for its true value.
+
+``generate_shop`` writes every contract table plus the ground truth under
+``_truth/`` (never read by estimators). Customers are generated in chunks
+with random streams keyed by (seed, chunk), written as row groups of one
+Parquet file per table, so memory stays flat at any size and the same
+config gives the same bytes.
+
+``simulate_truth`` regenerates the policy-independent world (same streams)
+and runs a different policy through the same response model: its result is
+that policy's true value, to compare offline estimates with.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from tqdm.auto import tqdm
+
+from cadence.data.contract import CHANNELS, EVENT_TYPES, INCENTIVES, ORDER_STATUSES, STAGES
+from cadence.data.io import PARQUET_OPTIONS, PathLike, atomic_path
+from cadence.data.synthetic.backbone import EV, SEGMENT_NAMES, TZ_NAMES, Backbone, _rank_within, build_backbone
+from cadence.data.synthetic.catalog import CATEGORY_NAMES, Catalog, make_catalog
+from cadence.data.synthetic.config import ShopConfig
+from cadence.data.synthetic.logging_policy import RandomizedLoggingPolicy
+from cadence.data.synthetic.messages import Outcomes, run_messages
+from cadence.policies.base import Policy
+from cadence.triggers import RECOMMENDATION_STAGES
+
+TRUTH_DIR = "_truth"
+_FIRST = ("Ada", "Ben", "Chloe", "Dev", "Elif", "Femi", "Gus", "Hana", "Ivan", "Jun", "Kemi", "Lea")
+_LAST = ("Smith", "Okafor", "Garcia", "Müller", "Rossi", "Tanaka", "Nguyen", "Kowalski", "Silva", "Dubois")
+_EVENT_CODE_TO_NAME = {v: k for k, v in EV.items()}
+
+
+# ---------------------------------------------------------------- ids and times
+def _ts(seconds: np.ndarray) -> pa.Array:
+    """int64 seconds (negative = null) → timestamp[us, UTC]."""
+    s = np.asarray(seconds, dtype=np.int64)
+    return pa.array(s * 1_000_000, type=pa.timestamp("us", tz="UTC"), mask=s < 0)
+
+
+def _ids(prefix: str, *parts: np.ndarray, width: int = 0) -> pa.Array:
+    """Vectorised string ids: prefix + part1 (zero-padded) + '-' + part2 ..."""
+    strs = [pc.cast(pa.array(np.asarray(p, dtype=np.int64)), pa.string()) for p in parts]
+    if width:
+        strs[0] = pc.utf8_lpad(strs[0], width=width, padding="0")
+    pieces: list[pa.Array | str] = [pa.array([prefix] * len(strs[0]), pa.string()), strs[0]]
+    for s in strs[1:]:
+        pieces += [pa.array(["-"] * len(s), pa.string()), s]
+    return pc.binary_join_element_wise(*pieces, "")
+
+
+def customer_ids(idx: np.ndarray) -> pa.Array:
+    return _ids("C", idx, width=7)
+
+
+def _opt(values: np.ndarray, vocab: tuple[str, ...] | np.ndarray) -> pa.Array:
+    """Integer codes (-1 = null) → strings."""
+    codes = np.asarray(values, dtype=np.int64)
+    names = np.asarray(vocab, dtype=object)[np.maximum(codes, 0)]
+    return pa.array(names, type=pa.string(), mask=codes < 0)
+
+
+# ---------------------------------------------------------------- tables of a chunk
+@dataclass
+class ChunkTables:
+    tables: dict[str, pa.Table]
+    truth: dict[str, pa.Table]
+
+
+def _chunk_tables(cfg: ShopConfig, cat: Catalog, bb: Backbone, out: Outcomes, policy_id: str) -> ChunkTables:
+    pp = bb.people
+    n = len(pp.idx)
+    gid = pp.idx
+    cids = customer_ids(gid)
+    rng = np.random.default_rng([cfg.seed, 3, int(gid[0]) if n else 0])
+    first = np.asarray(_FIRST)[rng.integers(0, len(_FIRST), n)]
+    last = np.asarray(_LAST)[rng.integers(0, len(_LAST), n)]
+    birth = pd.to_datetime(
+        pd.DataFrame({"year": pp.birth_year, "month": np.maximum(pp.birth_month, 1), "day": np.where(pp.birth_month > 0, pp.birth_day, 1)})
+    ).dt.date.to_numpy()
+    customers = pa.table({
+        "customer_id": cids,
+        "signup_at": _ts(pp.signup_s),
+        "email": pa.array([f"{f.lower()}.{l.lower()}{i}@example.com" for f, l, i in zip(first, last, gid, strict=True)]),
+        "name": pa.array(np.char.add(np.char.add(first.astype(str), " "), last.astype(str))),
+        "birth_date": pa.array(birth, type=pa.date32(), mask=pp.birth_month == 0),
+        "timezone": pa.array(np.asarray(TZ_NAMES)[pp.tz]),
+        **{f"opt_in_{c}": pa.array(pp.opt_in[:, j]) for j, c in enumerate(CHANNELS)},
+    })
+    # Events.
+    ev_rank = _rank_within(bb.ev_cust)
+    ev_names = np.asarray([_EVENT_CODE_TO_NAME[i] for i in range(len(EV))], dtype=object)
+    events = pa.table({
+        "event_id": _ids("E", gid[bb.ev_cust], ev_rank),
+        "customer_id": pc.take(cids, pa.array(bb.ev_cust)),
+        "ts": _ts(bb.ev_s),
+        "event_type": pa.array(ev_names[bb.ev_type], pa.string()),
+        "product_id": _opt(bb.ev_product, cat.product_id),
+        "query": pa.array(bb.ev_query, pa.string()),
+        "results_count": pa.array(bb.ev_results, pa.int64(), mask=bb.ev_results < 0),
+        "session_id": _ids("S", gid[bb.ev_cust], bb.ev_session),
+    })
+    # Organic orders, then orders caused (or followed, under hold) by triggers.
+    o_rank = _rank_within(bb.ord_cust)
+    org_ids = _ids("O", gid[bb.ord_cust], o_rank)
+    item_rev = bb.item_qty * bb.item_price
+    org_rev = np.round(np.bincount(bb.item_order, weights=item_rev, minlength=len(bb.ord_s)), 2)
+    t_rank = _rank_within(bb.trig_cust)
+    conv = np.flatnonzero(out.converted_s >= 0)
+    conv_ids = _ids("O", gid[bb.trig_cust[conv]], t_rank[conv])
+    conv_ids = pc.binary_join_element_wise(conv_ids, pa.array(["m"] * len(conv), pa.string()), "")
+    orders = pa.table({
+        "order_id": pa.concat_arrays([org_ids, conv_ids]),
+        "customer_id": pa.concat_arrays([pc.take(cids, pa.array(bb.ord_cust)), pc.take(cids, pa.array(bb.trig_cust[conv]))]),
+        "ts": pa.concat_arrays([_ts(bb.ord_s), _ts(out.converted_s[conv])]),
+        "revenue": pa.array(np.r_[org_rev, out.revenue[conv]]),
+    })
+    # Items of conversion orders: the trigger's products, else one usual-basket line.
+    cp = bb.trig_products[conv]
+    has = cp >= 0
+    ci_row, ci_col = np.nonzero(has)
+    usual = ~has.any(axis=1)
+    ci_order = np.r_[ci_row, np.flatnonzero(usual)]
+    ci_prod = np.r_[cp[ci_row, ci_col], _usual_product(cat, bb, conv[usual])]
+    ci_price = np.where(
+        np.r_[np.ones(len(ci_row), bool), np.zeros(usual.sum(), bool)],
+        cat.price_at(ci_prod, out.converted_s[conv][ci_order]),
+        out.revenue[conv][ci_order],
+    )
+    # Same product twice in one trigger's context collapses into a quantity.
+    key = ci_order.astype(np.int64) * cat.n + ci_prod
+    uk, first_idx, qty = np.unique(key, return_index=True, return_counts=True)
+    ci_order, ci_prod, ci_price = uk // cat.n, uk % cat.n, ci_price[first_idx]
+    order_items = pa.table({
+        "order_id": pa.concat_arrays([pc.take(org_ids, pa.array(bb.item_order)), pc.take(conv_ids, pa.array(ci_order))]),
+        "product_id": pa.array(np.r_[cat.product_id[bb.item_product], cat.product_id[ci_prod]], pa.string()),
+        "quantity": pa.array(np.r_[bb.item_qty, qty].astype(np.int64)),
+        "price": pa.array(np.r_[bb.item_price, ci_price]),
+    })
+    # Fix conversion revenue to the sum of its lines.
+    conv_rev = np.round(np.bincount(ci_order, weights=ci_price * qty, minlength=len(conv)), 2)
+    out.revenue[conv] = conv_rev
+    orders = orders.set_column(3, "revenue", pa.array(np.r_[org_rev, conv_rev]))
+    cst = out.converted_s[conv]
+    c_status_o = np.r_[np.arange(len(conv)), np.arange(len(conv)), np.arange(len(conv))]
+    c_status_s = np.r_[cst, cst + 86_400, cst + 3 * 86_400]
+    c_status_c = np.r_[np.zeros(len(conv)), np.ones(len(conv)), np.full(len(conv), 2)].astype(np.int64)
+    ok = c_status_s < cfg.end_s
+    order_status = pa.table({
+        "order_id": pa.concat_arrays([pc.take(org_ids, pa.array(bb.status_order)), pc.take(conv_ids, pa.array(c_status_o[ok]))]),
+        "ts": pa.concat_arrays([_ts(bb.status_s), _ts(c_status_s[ok])]),
+        "status": pa.array(np.asarray(ORDER_STATUSES, dtype=object)[np.r_[bb.status_code, c_status_c[ok]]], pa.string()),
+    })
+    # Messages: one row per trigger decision.
+    msg_ids = _ids("M", gid[bb.trig_cust], t_rank)
+    conv_of_trigger = np.full(len(bb.trig_s), -1)
+    conv_of_trigger[conv] = np.arange(len(conv))
+    stage_names = np.asarray(STAGES, dtype=object)[bb.trig_stage]
+    rec = np.isin(stage_names, list(RECOMMENDATION_STAGES)) & out.send
+    items = np.where(rec, out.products, None)
+    messages = pa.table({
+        "message_id": msg_ids,
+        "customer_id": pc.take(cids, pa.array(bb.trig_cust)),
+        "stage": pa.array(stage_names, pa.string()),
+        "triggered_at": _ts(bb.trig_s),
+        "action": pa.array(np.where(out.send, "send", "hold"), pa.string()),
+        "sent_at": _ts(out.sent_s),
+        "channel": _opt(out.channel, CHANNELS),
+        "incentive": _opt(out.incentive, INCENTIVES),
+        "items": pa.array(items, pa.string()),
+        "policy_id": pa.array([policy_id] * len(bb.trig_s), pa.string()),
+        "propensity": pa.array(out.propensity),
+        "opened_at": _ts(out.opened_s),
+        "clicked_at": _ts(out.clicked_s),
+        "converted_order_id": pc.take(conv_ids, pa.array(conv_of_trigger, mask=conv_of_trigger < 0)),
+        "revenue": pa.array(np.where(out.converted_s >= 0, out.revenue, np.nan), mask=out.converted_s < 0),
+        "unsubscribed_at": _ts(out.unsub_s),
+    })
+    truth_customers = pa.table({
+        "customer_id": cids,
+        "purchase_rate_per_day": pa.array(pp.rate),
+        "dropout_probability": pa.array(pp.dropout),
+        "dropout_at": _ts(np.where(pp.death_s >= cfg.end_s, -1, pp.death_s)),
+        "segment": pa.array(np.asarray(SEGMENT_NAMES)[pp.segment]),
+        "intent": pa.array(pp.intent),
+        "open_affinity": pa.array(pp.open_affinity),
+        "deal_sensitivity": pa.array(pp.deal_sensitivity),
+        "preferred_hour_local": pa.array(pp.preferred_hour),
+        "utc_offset_hours": pa.array(pp.tz_offset_h),
+        "top_category": pa.array(np.asarray(CATEGORY_NAMES)[np.argmax(np.diff(pp.affinity_cum, axis=1, prepend=0), axis=1)]),
+    })
+    truth_messages = pa.table({
+        "message_id": msg_ids,
+        "p_open": pa.array(out.p_open),
+        "p_click": pa.array(out.p_click),
+        "p_convert": pa.array(out.p_convert),
+        "p_convert_hold": pa.array(out.p_convert_hold),
+        "value_if_converted": pa.array(out.value_if_converted),
+        "incentive_cost_if_converted": pa.array(out.incentive_cost),
+        "fatigue_7d": pa.array(out.fatigue),
+    })
+    kinds = np.r_[np.where(bb.ord_kind == 1, "replenishment", "regular"),
+                  np.where(out.send[conv], "message_send", "message_hold")]
+    truth_orders = pa.table({"order_id": orders["order_id"], "source": pa.array(kinds.astype(object), pa.string())})
+    return ChunkTables(
+        tables={"customers": customers, "events": events, "orders": orders, "order_items": order_items,
+                "order_status": order_status, "messages": messages},
+        truth={"customers": truth_customers, "messages": truth_messages, "orders": truth_orders},
+    )
+
+
+def _usual_product(cat: Catalog, bb: Backbone, rows: np.ndarray) -> np.ndarray:
+    """A product the customer would usually buy (their top category's most popular)."""
+    aff = np.diff(bb.people.affinity_cum, axis=1, prepend=0)
+    top = np.argmax(aff[bb.trig_cust[rows]], axis=1)
+    best = np.array([np.flatnonzero(cat.category == c)[np.argmax(cat.popularity[cat.category == c])] for c in range(len(CATEGORY_NAMES))])
+    return best[top]
+
+
+def catalog_tables(cfg: ShopConfig, cat: Catalog) -> dict[str, pa.Table]:
+    products = pa.table({
+        "product_id": pa.array(cat.product_id, pa.string()),
+        "title": pa.array(cat.title, pa.string()),
+        "category": pa.array(np.asarray(CATEGORY_NAMES)[cat.category], pa.string()),
+        "price": pa.array(cat.base_price),
+        "created_at": _ts(cat.created_s),
+    })
+    ch = (cat.change_kind > 0) & (cat.change_s < cfg.end_s)
+    product_changes = pa.table({
+        "product_id": pa.array(cat.product_id[cat.change_product[ch]], pa.string()),
+        "ts": _ts(cat.change_s[ch]),
+        "price": pa.array(cat.change_price[ch]),
+        "in_stock": pa.array(cat.change_in_stock[ch]),
+    })
+    truth = pa.table({
+        "product_id": pa.array(cat.product_id, pa.string()),
+        "consumable": pa.array(cat.consumable),
+        "repurchase_interval_days": pa.array(cat.interval_days),
+    })
+    return {"products": products, "product_changes": product_changes, "_truth_products": truth}
+
+
+# ---------------------------------------------------------------- the world, chunk by chunk
+def iter_world(cfg: ShopConfig, policy: Policy, cat: Catalog | None = None,
+               progress: bool = False, desc: str = "shop") -> Iterator[tuple[Backbone, Outcomes]]:
+    """Yield (backbone, outcomes) for every chunk of customers under ``policy``."""
+    cat = cat if cat is not None else make_catalog(cfg)
+    for chunk in tqdm(range(cfg.n_chunks), desc=desc, unit="chunk", disable=not progress):
+        bb = build_backbone(cfg, cat, chunk)
+        cids = np.asarray(customer_ids(bb.people.idx).to_numpy(zero_copy_only=False), dtype=object)
+        yield bb, run_messages(cfg, cat, bb, policy, chunk, cids)
+
+
+def _summary_rows(bb: Backbone, out: Outcomes) -> pd.DataFrame:
+    return pd.DataFrame({
+        "stage": np.asarray(STAGES)[bb.trig_stage],
+        "sent": out.send.astype(float),
+        "open": out.p_open,
+        "click": out.p_click,
+        "conversion": out.p_convert,
+        "revenue": out.p_convert * out.value_if_converted,
+        "net_revenue": out.p_convert * (out.value_if_converted - out.incentive_cost),
+        "realized_conversion": (out.converted_s >= 0).astype(float),
+    })
+
+
+def _aggregate(frames: list[pd.DataFrame], n_customers: int) -> pd.DataFrame:
+    df = pd.concat(frames, ignore_index=True)
+    cols = ["sent", "open", "click", "conversion", "revenue", "net_revenue", "realized_conversion"]
+    by_stage = df.groupby("stage", observed=True)[cols].sum()
+    by_stage.loc["all"] = df[cols].sum()
+    by_stage["triggers"] = df.groupby("stage").size().reindex(by_stage.index).fillna(len(df))
+    by_stage["customers"] = n_customers
+    return by_stage.reset_index()
+
+
+def simulate_truth(policy: Policy, cfg: ShopConfig, progress: bool = False) -> pd.DataFrame:
+    """The true value of ``policy`` in the world of ``cfg``.
+
+    Re-runs the same customers, sessions, orders and trigger moments (same
+    random streams) under ``policy``; only what depends on messages changes.
+    Returns one row per stage plus ``all``: triggers, customers and the
+    *expected* number of sends, opens, clicks, conversions, revenue and net
+    revenue (revenue less incentive cost) under the decisions taken, and the
+    realised conversions of this run. Divide by ``triggers`` for per-trigger
+    rates, by ``customers`` for per-customer values.
+
+    Examples
+    --------
+    >>> from cadence.data.synthetic import ShopConfig, RandomizedLoggingPolicy
+    >>> v = simulate_truth(RandomizedLoggingPolicy(), ShopConfig(customers=300, days=60, seed=1))
+    >>> "all" in set(v["stage"])
+    True
+    """
+    frames = [_summary_rows(bb, out) for bb, out in iter_world(cfg, policy, progress=progress, desc="truth")]
+    return _aggregate(frames, cfg.customers)
+
+
+def generate_shop(cfg: ShopConfig, out_dir: PathLike, *, policy: Policy | None = None,
+                  progress: bool = False) -> Path:
+    """Generate the shop of ``cfg`` into ``out_dir`` (atomically) and return the path.
+
+    Writes ``<table>.parquet`` for every contract table and ``_truth/``
+    (latent customer traits, true response probabilities per message, the
+    source of every order, consumables and the logging policy's true value).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from cadence.data.synthetic import ShopConfig
+    >>> d = generate_shop(ShopConfig(customers=200, days=30), tempfile.mkdtemp() + "/shop")
+    >>> sorted(p.name for p in d.glob("*.parquet"))[:3]
+    ['customers.parquet', 'events.parquet', 'messages.parquet']
+    """
+    policy = policy if policy is not None else RandomizedLoggingPolicy(hold=cfg.logging_hold)
+    out_dir = Path(out_dir)
+    cat = make_catalog(cfg)
+    with atomic_path(out_dir) as tmp:
+        (tmp / TRUTH_DIR).mkdir(parents=True)
+        static = catalog_tables(cfg, cat)
+        pq.write_table(static["products"], tmp / "products.parquet", **PARQUET_OPTIONS)  # type: ignore[arg-type]
+        pq.write_table(static["product_changes"], tmp / "product_changes.parquet", **PARQUET_OPTIONS)  # type: ignore[arg-type]
+        pq.write_table(static["_truth_products"], tmp / TRUTH_DIR / "products.parquet", **PARQUET_OPTIONS)  # type: ignore[arg-type]
+        writers: dict[Path, pq.ParquetWriter] = {}
+        summaries = []
+        try:
+            for bb, out in iter_world(cfg, policy, cat=cat, progress=progress):
+                chunk = _chunk_tables(cfg, cat, bb, out, policy.policy_id)
+                summaries.append(_summary_rows(bb, out))
+                for name, table in [*chunk.tables.items(), *((f"{TRUTH_DIR}/{k}", v) for k, v in chunk.truth.items())]:
+                    path = tmp / f"{name}.parquet"
+                    if path not in writers:
+                        writers[path] = pq.ParquetWriter(path, table.schema, **PARQUET_OPTIONS)  # type: ignore[arg-type]
+                    writers[path].write_table(table)
+        finally:
+            for w in writers.values():
+                w.close()
+        value = _aggregate(summaries, cfg.customers)
+        pq.write_table(pa.Table.from_pandas(value, preserve_index=False), tmp / TRUTH_DIR / "policy_value.parquet")
+        meta = {"generator": "cadence.data.synthetic", "config": cfg.to_dict(), "logging_policy": policy.policy_id}
+        (tmp / TRUTH_DIR / "shop.json").write_text(json.dumps(meta, indent=2, sort_keys=True, default=str))
+    return out_dir
+
+
+def load_truth(data_dir: PathLike) -> dict[str, pd.DataFrame]:
+    """Read a generated shop's ground truth (for tests and reports, never estimators)."""
+    base = Path(data_dir) / TRUTH_DIR
+    if not base.is_dir():
+        raise FileNotFoundError(f"{str(base)!r} not found: {data_dir} is not a generated synthetic shop")
+    return {p.stem: pq.read_table(p).to_pandas() for p in sorted(base.glob("*.parquet"))}
+
+
+def load_config(data_dir: PathLike) -> ShopConfig:
+    """The :class:`ShopConfig` a generated shop was made with."""
+    from cadence.data.synthetic.config import ResponseParams
+    from cadence.triggers import TriggerRules
+
+    meta = json.loads((Path(data_dir) / TRUTH_DIR / "shop.json").read_text())["config"]
+    meta["rules"] = TriggerRules(**meta["rules"])
+    meta["response"] = ResponseParams(**meta["response"])
+    return ShopConfig(**meta)
+
+
+__all__ = ["generate_shop", "simulate_truth", "load_truth", "load_config", "iter_world", "EVENT_TYPES"]
