@@ -71,6 +71,11 @@ class TriggerRules:
         ``new_arrivals``: a weekly digest (Mondays at ``digest_hour_utc``)
         for customers who viewed, in this many days before it, a category
         that got new products during the previous 7 days.
+    buy_again_min_repeats
+        ``buy_again``: a product's typical inter-purchase interval (median
+        gap between a customer's consecutive purchases of it) is used once
+        at least this many such gaps are seen; the candidate fires that long
+        after each purchase unless the product was bought again before.
     occasion_local_hour
         ``birthday`` (Feb 29 birthdays on Feb 28 in other years) and
         ``anniversary`` (yearly on the signup date) fire at this hour of the
@@ -93,6 +98,7 @@ class TriggerRules:
     price_drop_lookback_days: float = 30.0
     new_arrivals_lookback_days: float = 30.0
     digest_hour_utc: int = 10
+    buy_again_min_repeats: int = 5
     occasion_local_hour: int = 9
     win_back_days: float = 90.0
     reminder_expiry_days: float = 14.0

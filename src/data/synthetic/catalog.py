@@ -37,7 +37,7 @@ class Catalog:
     change_s: np.ndarray
     change_price: np.ndarray
     change_in_stock: np.ndarray
-    change_kind: np.ndarray  # 0 created, 1 price drop, 2 price back, 3 stock-out, 4 restock
+    change_kind: np.ndarray  # 0 created, 1 price drop, 2 price up, 3 stock-out, 4 restock, 5 no-op
 
     @property
     def n(self) -> int:
@@ -90,11 +90,15 @@ def make_catalog(cfg: ShopConfig) -> Catalog:
     consumable = is_consumable_cat & (rng.random(n) < 0.45)
     interval = np.where(consumable, rng.uniform(20, 75, n).round(1), np.nan)
     popularity = rng.pareto(1.5, n) + 0.1
-    # Most products predate the window; ~12% arrive during it (new arrivals).
+    # Most products predate the window; ~12% arrive during it, in drops: each
+    # category has a handful of launch days a year (not a trickle every week).
     new = rng.random(n) < 0.12
+    launches_per_cat = max(1, round(6 * cfg.days / 365))
+    launch = cfg.start_s + rng.integers(0, cfg.days * DAY, (len(CATEGORY_NAMES), launches_per_cat))
+    which = rng.integers(0, launches_per_cat, n)
     created = np.where(
         new,
-        cfg.start_s + rng.integers(0, cfg.days * DAY, n),
+        launch[category, which] + rng.integers(0, 6 * 3600, n),
         cfg.start_s - rng.integers(30 * DAY, 900 * DAY, n),
     ).astype(np.int64)
 
@@ -140,6 +144,7 @@ def make_catalog(cfg: ShopConfig) -> Catalog:
         cs = np.where(dup, np.r_[cs[:1], cs[:-1]] + 1, cs)
     # Carry state forward: a price row keeps the stock flag, a stock row the price.
     price, stock = _carry_state(cp, price, stock, kind)
+    kind = _observable_kinds(cp, price, stock, kind)
     return Catalog(
         product_id=np.char.add("P", np.char.zfill(np.arange(n).astype(str), 6)),
         title=title,
@@ -156,6 +161,23 @@ def make_catalog(cfg: ShopConfig) -> Catalog:
         change_in_stock=stock,
         change_kind=kind,
     )
+
+
+def _observable_kinds(cp: np.ndarray, price: np.ndarray, stock: np.ndarray, kind: np.ndarray) -> np.ndarray:
+    """Relabel changes by what the data shows: a drop is a lower price than just
+    before, a restock a move from out of stock to in stock (overlapping events
+    otherwise disagree with what a pipeline can detect). 5 marks a no-op row."""
+    same = np.r_[False, cp[1:] == cp[:-1]]
+    prev_price = np.r_[np.nan, price[:-1]]
+    prev_stock = np.r_[True, stock[:-1]]
+    out = kind.copy()
+    is_price = (kind == 1) | (kind == 2)
+    out[is_price] = np.where(price[is_price] < prev_price[is_price], 1, 2)
+    is_stock = (kind == 3) | (kind == 4)
+    out[is_stock] = np.where(stock[is_stock] & ~prev_stock[is_stock], 4,
+                             np.where(~stock[is_stock] & prev_stock[is_stock], 3, 5))
+    out[~same] = 0
+    return out.astype(np.int8)
 
 
 def _carry_state(cp: np.ndarray, price: np.ndarray, stock: np.ndarray, kind: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -1,0 +1,346 @@
+"""Check tables or a data directory against the data contract.
+
+This is the engine of ``cadence validate DIR``. Every problem is collected,
+not just the first: a problem names its table, column, what is wrong and how
+many rows are affected, e.g. ``events.event_type: unknown value 'foo' (12 rows)``.
+Later stages call :func:`check_tables` or :func:`check_dir`, which raise
+:class:`ContractError` listing every problem, so bad input stops with this
+message instead of a traceback deep in a feature query.
+
+What is checked (see :mod:`cadence.data.schemas` for how):
+
+* the directory: ``customers`` present, every file readable, no unknown files;
+* each table: required columns present; values of the column's kind (text in
+  a number column and numbers in a timestamp column are wrong types);
+  timestamps carry a time zone (aware timestamps in any zone are converted to
+  UTC and accepted); no nulls in non-nullable columns; vocabularies; numeric
+  bounds; unique primary keys; a sent message has ``sent_at`` and ``channel``;
+* across tables: foreign keys, when the referenced table is present.
+
+Examples
+--------
+>>> import pandas as pd
+>>> customers = pd.DataFrame({"customer_id": ["c1"],
+...                           "signup_at": pd.to_datetime(["2024-01-01"], utc=True)})
+>>> orders = pd.DataFrame({"order_id": ["o1", "o1"], "customer_id": ["c1", "c2"],
+...                        "ts": pd.to_datetime(["2024-02-01", "2024-02-02"], utc=True),
+...                        "revenue": [10.0, -1.0]})
+>>> print(format_problems(validate_tables({"customers": customers, "orders": orders})))
+orders.order_id: duplicate key (2 rows)
+orders.customer_id: references an unknown customers.customer_id, e.g. 'c2' (1 row)
+orders.revenue: value out of range, must be >= 0 (1 row)
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pandera.pandas as pa
+from cadence.data.contract import REQUIRED_TABLES, TABLES
+from cadence.data.io import DataDirError, PathLike, list_tables, read_tables
+from cadence.data.schemas import (
+    SCHEMAS,
+    UNKNOWN_VALUE,
+    Conformed,
+    conform_table,
+    duplicate_key_rows,
+    orphan_rows,
+    rule_violations,
+)
+
+#: Unknown vocabulary values reported one by one; the rest are summed up.
+MAX_UNKNOWN_VALUES = 10
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One way a table breaks the contract.
+
+    ``column`` is None for problems of a whole table, file or multi-column
+    key; ``rows`` is 0 for problems of a file rather than of rows.
+
+    Examples
+    --------
+    >>> str(Problem("events", "event_type", "unknown value 'foo'", 12))
+    "events.event_type: unknown value 'foo' (12 rows)"
+    >>> str(Problem("customers", None, "missing required table", 0))
+    'customers: missing required table'
+    """
+
+    table: str
+    column: str | None
+    problem: str
+    rows: int
+
+    def __str__(self) -> str:
+        where = self.table if self.column is None else f"{self.table}.{self.column}"
+        if self.rows == 0:
+            return f"{where}: {self.problem}"
+        return f"{where}: {self.problem} ({self.rows} row{'' if self.rows == 1 else 's'})"
+
+
+class ContractError(ValueError):
+    """Data that breaks the contract; ``problems`` lists every problem found.
+
+    Examples
+    --------
+    >>> err = ContractError([Problem("orders", "revenue", "value out of range, must be >= 0", 2)])
+    >>> print(err)
+    data does not meet the contract (1 problem):
+      orders.revenue: value out of range, must be >= 0 (2 rows)
+    """
+
+    def __init__(self, problems: Iterable[Problem]):
+        self.problems: tuple[Problem, ...] = tuple(problems)
+        n = len(self.problems)
+        lines = "\n".join(f"  {p}" for p in self.problems)
+        super().__init__(
+            f"data does not meet the contract ({n} problem{'' if n == 1 else 's'}):\n{lines}"
+        )
+
+
+def format_problems(problems: Iterable[Problem]) -> str:
+    """One line per problem, in the order given; a short note when there are none.
+
+    Examples
+    --------
+    >>> format_problems([])
+    'no problems found'
+    """
+    lines = [str(p) for p in problems]
+    return "\n".join(lines) if lines else "no problems found"
+
+
+# --------------------------------------------------------------------------- tables
+
+
+def validate_tables(tables: Mapping[str, pd.DataFrame]) -> list[Problem]:
+    """Return every contract problem of ``tables``; never mutates them.
+
+    Only the tables given are checked: a foreign key into a table that is
+    not in ``tables`` is skipped, and a missing ``customers`` table is a
+    problem of a data directory (:func:`validate_dir`), not of a subset of
+    tables handed over by a pipeline stage.
+
+    Parameters
+    ----------
+    tables
+        Table name to frame, as :func:`cadence.data.io.read_tables` returns.
+
+    Returns
+    -------
+    list of Problem
+        Ordered by table, then by column in contract order; empty when clean.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> validate_tables({"customers": pd.DataFrame({"customer_id": ["c1"]})})
+    [Problem(table='customers', column='signup_at', problem='missing required column', rows=1)]
+    """
+    problems: list[Problem] = []
+    conformed: dict[str, Conformed] = {}
+    for name, df in tables.items():
+        if name not in TABLES:
+            problems.append(Problem(name, None, "unknown table, not in the contract", 0))
+        elif not isinstance(df, pd.DataFrame):
+            problems.append(Problem(name, None, f"not a DataFrame but {type(df).__name__}", 0))
+        else:
+            conformed[name] = conform_table(name, df)
+    frames = {name: c.frame for name, c in conformed.items()}
+    untrusted = {(name, i.column) for name, c in conformed.items() for i in c.issues}
+    for name in TABLES:  # contract order keeps reports stable
+        if name in conformed:
+            orphans = _orphan_problems(name, frames, untrusted)
+            found = _table_problems(name, conformed[name]) + orphans
+            problems.extend(_in_column_order(name, found))
+    return problems
+
+
+def _table_problems(name: str, conformed: Conformed) -> list[Problem]:
+    frame = conformed.frame
+    problems = [Problem(name, i.column, i.problem, int(i.rows.sum())) for i in conformed.issues]
+    problems += _schema_problems(name, frame, conformed)
+    duplicated = duplicate_key_rows(name, frame)
+    if duplicated is not None and duplicated.any():
+        key = TABLES[name].key
+        column, what = (key[0], "duplicate key") if len(key) == 1 else (None, f"duplicate key ({', '.join(key)})")
+        problems.append(Problem(name, column, what, int(duplicated.sum())))
+    problems += [Problem(name, c, p, int(m.sum())) for c, p, m in rule_violations(name, frame)]
+    return problems
+
+
+def _schema_problems(name: str, frame: pd.DataFrame, conformed: Conformed) -> list[Problem]:
+    try:
+        SCHEMAS[name].validate(frame, lazy=True)
+    except pa.errors.SchemaErrors as err:
+        cases = err.failure_cases
+    else:
+        return []
+    # Values of the wrong type were nulled by conforming; they are reported
+    # once, as wrong types, not again as nulls.
+    unfit = {i.column: np.flatnonzero(i.rows) for i in conformed.issues}
+    problems = []
+    for (column, check), group in cases.groupby(["column", "check"], dropna=False, sort=False):
+        column = None if pd.isna(column) else str(column)
+        rows = group["index"].dropna()
+        if check == "column_in_dataframe":
+            problems += [
+                Problem(name, str(c), "missing required column", len(frame))
+                for c in group["failure_case"]
+            ]
+        elif check == "not_nullable":
+            rows = rows[~rows.isin(unfit.get(column or "", []))]
+            if len(rows):
+                problems.append(Problem(name, column, "null in a non-nullable column", rows.nunique()))
+        elif check == UNKNOWN_VALUE:
+            problems += _unknown_values(name, column, group)
+        elif str(check).startswith("value out of range"):
+            problems.append(Problem(name, column, str(check), rows.nunique()))
+        else:
+            # Not expected after conforming (e.g. a dtype check); reported
+            # verbatim rather than dropped.
+            got = ", ".join(sorted({str(v) for v in group["failure_case"]}))
+            problems.append(Problem(name, column, f"failed {check} (got {got})", rows.nunique()))
+    return problems
+
+
+def _unknown_values(name: str, column: str | None, group: pd.DataFrame) -> list[Problem]:
+    counts = group.groupby(group["failure_case"].astype(str), sort=False)["index"].nunique()
+    counts = counts.sort_values(ascending=False, kind="stable")
+    shown, rest = counts.iloc[:MAX_UNKNOWN_VALUES], counts.iloc[MAX_UNKNOWN_VALUES:]
+    problems = [Problem(name, column, f"{UNKNOWN_VALUE} {v!r}", int(n)) for v, n in shown.items()]
+    if len(rest):
+        allowed = ", ".join(TABLES[name].column(column or "").allowed or ())
+        problems.append(
+            Problem(name, column, f"{len(rest)} more unknown values (allowed: {allowed})", int(rest.sum()))
+        )
+    return problems
+
+
+def _orphan_problems(
+    name: str, frames: Mapping[str, pd.DataFrame], untrusted: set[tuple[str, str]]
+) -> list[Problem]:
+    return [
+        Problem(name, column, f"references an unknown {ref}, e.g. {values.iloc[0]!r}", len(values))
+        for column, ref, values in orphan_rows(name, frames[name], frames, untrusted)
+    ]
+
+
+def _in_column_order(name: str, problems: list[Problem]) -> list[Problem]:
+    # Stable: within a column, the order found (type, nulls, values, keys, links).
+    position = {c: i for i, c in enumerate(TABLES[name].column_names)}
+    return sorted(problems, key=lambda p: -1 if p.column is None else position.get(p.column, -1))
+
+
+# --------------------------------------------------------------------------- directories
+
+
+def validate_dir(data_dir: PathLike) -> list[Problem]:
+    """Read a data directory and return every contract problem in it.
+
+    Problems of the directory itself come first: a missing ``customers``
+    table, a file that cannot be read (its table is then skipped), a file or
+    folder that is not a contract table, a table stored twice. Names starting
+    with ``.`` or ``_`` (hidden files, Spark's ``_SUCCESS``) are ignored.
+
+    Examples
+    --------
+    >>> import tempfile, pandas as pd
+    >>> d = tempfile.mkdtemp()
+    >>> pd.DataFrame({"customer_id": ["c1"], "signup_at": ["2024-01-01"]}).to_csv(
+    ...     f"{d}/customers.csv", index=False)
+    >>> print(format_problems(validate_dir(d)))
+    customers.signup_at: timestamp without time zone (1 row)
+    """
+    base = Path(data_dir)
+    try:
+        found = list_tables(base)
+    except DataDirError as err:
+        return [Problem(str(base), None, str(err), 0)]
+    problems = [
+        Problem(t, None, f"missing required table (looked for {t}.parquet, {t}/ and {t}.csv)", 0)
+        for t in REQUIRED_TABLES
+        if t not in found
+    ]
+    problems += _stray_entries(base, found)
+    tables = {}
+    for name, path in found.items():
+        try:
+            tables[name] = _read(base, name)
+        # Any failure to parse a file (Arrow, CSV, encoding, I/O) is a
+        # problem of the data to report, not a crash of the validator.
+        except Exception as err:  # noqa: BLE001
+            problems.append(Problem(name, None, f"unreadable file {path.name}: {err}", 0))
+    return problems + validate_tables(tables)
+
+
+def _read(base: Path, name: str) -> pd.DataFrame:
+    with warnings.catch_warnings():
+        # io parses CSV timestamps without utc=True; mixed offsets then warn
+        # and stay objects, which conforming converts to UTC.
+        warnings.filterwarnings("ignore", message=".*mixed time zones", category=FutureWarning)
+        return read_tables(base, [name])[name]
+
+
+def _stray_entries(base: Path, found: Mapping[str, Path]) -> list[Problem]:
+    problems = []
+    for entry in sorted(base.iterdir()):
+        if entry.name.startswith((".", "_")) or entry in found.values():
+            continue
+        stem = entry.stem if entry.suffix in (".parquet", ".csv") else entry.name
+        if stem in found:
+            what = f"ignored {entry.name}: the table is read from {found[stem].name}"
+            problems.append(Problem(stem, None, what, 0))
+        elif stem in TABLES:
+            what = f"cannot read {entry.name} (expected {stem}.parquet, a folder of .parquet parts or {stem}.csv)"
+            problems.append(Problem(stem, None, what, 0))
+        else:
+            problems.append(Problem(entry.name, None, "unknown file, not a contract table", 0))
+    return problems
+
+
+# --------------------------------------------------------------------------- guards for stages
+
+
+def check_tables(tables: Mapping[str, pd.DataFrame]) -> None:
+    """Raise :class:`ContractError` if ``tables`` break the contract.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> customers = pd.DataFrame({"customer_id": ["c1", "c1"],
+    ...     "signup_at": pd.to_datetime(["2024-01-01"] * 2, utc=True)})
+    >>> try:
+    ...     check_tables({"customers": customers})
+    ... except ContractError as err:
+    ...     print(err)
+    data does not meet the contract (1 problem):
+      customers.customer_id: duplicate key (2 rows)
+    """
+    problems = validate_tables(tables)
+    if problems:
+        raise ContractError(problems)
+
+
+def check_dir(data_dir: PathLike) -> None:
+    """Raise :class:`ContractError` if the data directory breaks the contract.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> try:
+    ...     check_dir(tempfile.mkdtemp())
+    ... except ContractError as err:
+    ...     print(err)
+    data does not meet the contract (1 problem):
+      customers: missing required table (looked for customers.parquet, customers/ and customers.csv)
+    """
+    problems = validate_dir(data_dir)
+    if problems:
+        raise ContractError(problems)

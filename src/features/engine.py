@@ -1,0 +1,175 @@
+"""One feature code path, two engines: Ibis expressions run on DuckDB or Spark.
+
+Feature functions take Ibis tables and return Ibis expressions; this module
+is the only place that knows which backend runs them. DuckDB (embedded,
+default) reads the Parquet files in place; Spark (``engine="spark"``, local
+mode by default, a cluster through ``spark_master``) reads the same files.
+:func:`execute` normalises what each backend returns (UTC timestamps, column
+order, row order, float rounding) so results compare equal across engines.
+
+Examples
+--------
+>>> import pandas as pd
+>>> con = connect("duckdb")
+>>> t = con.create_table("t", pd.DataFrame({"k": ["b", "a"], "v": [2.0, 1.0]}))
+>>> execute(con, t, sort_by=["k"])["k"].tolist()
+['a', 'b']
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import ibis
+import pandas as pd
+
+from cadence.data.io import PathLike, table_path
+
+Engine = Literal["duckdb", "spark"]
+ENGINES: tuple[str, ...] = ("duckdb", "spark")
+
+#: Decimal places floats are rounded to, so engines that sum in different
+#: orders still give identical frames.
+FLOAT_DECIMALS = 6
+
+
+def connect(engine: Engine = "duckdb", *, spark_master: str | None = None, threads: int | None = None) -> Any:
+    """An Ibis backend for ``engine``.
+
+    Parameters
+    ----------
+    engine
+        ``"duckdb"`` (embedded, default) or ``"spark"``.
+    spark_master
+        Spark master URL; ``local[*]`` when not given (or the
+        ``spark.master`` already configured in the environment's defaults).
+    threads
+        DuckDB worker threads (all cores by default).
+    """
+    if engine == "duckdb":
+        con = ibis.duckdb.connect()
+        if threads:
+            con.raw_sql(f"SET threads = {int(threads)}")
+        con.raw_sql("SET TimeZone = 'UTC'")
+        return con
+    if engine == "spark":
+        try:
+            from pyspark.sql import SparkSession
+        except ImportError as e:  # pragma: no cover - spark is an optional extra
+            raise RuntimeError("engine 'spark' needs pyspark: install the 'spark' extra") from e
+        builder = (
+            SparkSession.builder.appName("cadence")
+            .config("spark.sql.session.timeZone", "UTC")
+            .config("spark.ui.enabled", "false")
+            .config("spark.sql.shuffle.partitions", "8")
+            .config("spark.ui.showConsoleProgress", "false")
+        )
+        builder = builder.master(spark_master or "local[*]")
+        session = builder.getOrCreate()
+        session.sparkContext.setLogLevel("ERROR")
+        return ibis.pyspark.connect(session)
+    raise ValueError(f"unknown engine {engine!r}: choose one of {', '.join(ENGINES)}")
+
+
+def engine_name(con: Any) -> str:
+    """``"duckdb"`` or ``"spark"`` for a backend made by :func:`connect`."""
+    return "spark" if con.name == "pyspark" else con.name
+
+
+def load_tables(con: Any, data_dir: PathLike, tables: Sequence[str]) -> dict[str, ibis.Table]:
+    """Register the data directory's Parquet tables with the backend, by name.
+
+    CSV tables are read through pandas (with the contract's types) and
+    uploaded; Parquet files and folders are read in place by the engine.
+    Missing tables raise ``FileNotFoundError`` naming them.
+    """
+    from cadence.data.io import read_table
+
+    out: dict[str, ibis.Table] = {}
+    missing = []
+    for name in tables:
+        p = table_path(data_dir, name)
+        if p is None:
+            missing.append(name)
+            continue
+        if p.suffix == ".csv":
+            out[name] = register(con, {name: read_table(p, name)})[name]
+        else:
+            src = str(p / "*.parquet") if p.is_dir() else str(p)
+            out[name] = con.read_parquet(src, table_name=name)
+    if missing:
+        raise FileNotFoundError(f"{Path(data_dir)}: no table {', '.join(missing)}")
+    return out
+
+
+def register(con: Any, frames: Mapping[str, pd.DataFrame]) -> dict[str, ibis.Table]:
+    """Upload in-memory tables (tests, small data, helper tables) under their names.
+
+    On Spark they become temporary views, so nothing is written to a
+    warehouse folder.
+    """
+    if engine_name(con) != "spark":
+        return {name: con.create_table(name, df, overwrite=True) for name, df in frames.items()}
+    session = con._session
+    out = {}
+    for name, df in frames.items():
+        sdf = session.createDataFrame(df) if len(df) else session.createDataFrame(df, schema=_spark_schema(df))
+        sdf.createOrReplaceTempView(name)
+        out[name] = con.table(name)
+    return out
+
+
+def _spark_schema(df: pd.DataFrame) -> Any:
+    """A Spark schema for an empty frame (Spark cannot infer types from no rows)."""
+    import pyarrow as pa
+    from pyspark.sql.pandas.types import from_arrow_schema
+
+    return from_arrow_schema(pa.Schema.from_pandas(df, preserve_index=False))
+
+
+def normalise(df: pd.DataFrame, sort_by: Sequence[str] | None = None) -> pd.DataFrame:
+    """Make a result frame engine-independent: UTC timestamps, rounded floats, sorted rows."""
+    df = df.copy()
+    for col in df.columns:
+        s = df[col]
+        if pd.api.types.is_datetime64_any_dtype(s):
+            s = s.dt.tz_localize("UTC") if s.dt.tz is None else s.dt.tz_convert("UTC")
+            df[col] = s.astype("datetime64[us, UTC]")
+        elif pd.api.types.is_float_dtype(s):
+            df[col] = s.round(FLOAT_DECIMALS).astype("float64")
+        elif pd.api.types.is_integer_dtype(s) or pd.api.types.is_bool_dtype(s):
+            pass
+        elif s.dtype == object:
+            # Spark hands back numpy scalars and NaN for null strings; DuckDB None.
+            df[col] = s.where(s.notna(), None)
+    if sort_by:
+        df = df.sort_values(list(sort_by), kind="stable").reset_index(drop=True)
+    return df
+
+
+def execute(con: Any, expr: ibis.Table, sort_by: Sequence[str] | None = None) -> pd.DataFrame:
+    """Run ``expr`` on ``con`` and return a normalised pandas frame."""
+    df = con.execute(expr)
+    return normalise(df, sort_by)
+
+
+def to_parquet(con: Any, expr: ibis.Table, path: PathLike, sort_by: Sequence[str] | None = None) -> int:
+    """Run ``expr`` and write the result atomically as Parquet; return the row count."""
+    from cadence.data.io import write_table
+
+    df = execute(con, expr, sort_by)
+    write_table(df, path)
+    return int(len(df))
+
+
+def as_of_literal(as_of: pd.Timestamp | str) -> ibis.Scalar:
+    """The cutoff as an Ibis UTC timestamp literal (naive input is read as UTC)."""
+    ts = pd.Timestamp(as_of)
+    ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+    return ibis.literal(ts.to_pydatetime(), type="timestamp('UTC')")
+
+
+__all__ = ["connect", "engine_name", "load_tables", "register", "execute", "normalise", "to_parquet",
+           "as_of_literal", "ENGINES", "FLOAT_DECIMALS"]

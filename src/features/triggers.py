@@ -1,0 +1,363 @@
+"""Trigger candidates as of a cutoff: which customer became eligible for which stage, when.
+
+One row per (customer, stage, eligible_at) with its context (``products``:
+``|``-joined product ids, most relevant first; ``query``; ``order_id``),
+for every stage of :data:`cadence.data.contract.STAGES`, following the rules
+of :class:`cadence.triggers.TriggerRules`. Everything reads only rows before
+``as_of`` and emits only candidates that became eligible before it, so
+adding later data never changes the result.
+
+The session, order and catalogue rules are Ibis expressions and run on DuckDB
+or Spark unchanged. Birthdays and anniversaries need each customer's own
+time zone, which the two SQL dialects do not convert alike, so those two
+stages are computed in pandas from the (small) customers table and handed to
+the engine as a table.
+
+Examples
+--------
+>>> from cadence.features.engine import connect, load_tables, execute
+>>> # con = connect(); t = load_tables(con, "data/raw/demo-shop", TABLES_USED)
+>>> # execute(con, trigger_candidates(t, "2025-07-01"))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import ibis
+import numpy as np
+import pandas as pd
+from ibis import _
+
+from cadence.features.engine import as_of_literal, execute, register
+from cadence.triggers import TriggerRules
+
+#: Tables the rules read (customers required; the others optional).
+TABLES_USED: tuple[str, ...] = ("customers", "events", "orders", "order_items", "order_status", "products", "product_changes")
+CANDIDATE_COLUMNS: tuple[str, ...] = ("customer_id", "stage", "eligible_at", "products", "query", "order_id")
+_DAY = 86_400
+#: A Monday, 1970-01-05T00:00Z, the grid the weekly digest is laid on.
+_MONDAY_EPOCH = 4 * _DAY
+
+
+def _secs(x: ibis.Value) -> ibis.Value:
+    return x.epoch_seconds().cast("int64")
+
+
+def _ts(seconds: ibis.Value) -> ibis.Value:
+    return seconds.cast("int64").as_timestamp("s").cast("timestamp('UTC')")
+
+
+def _shape(t: ibis.Table, stage: str) -> ibis.Table:
+    """Give every stage's rows the same columns and types."""
+    cols = {
+        "customer_id": t.customer_id.cast("string"),
+        "stage": ibis.literal(stage, type="string"),
+        "eligible_s": t.eligible_s.cast("int64"),
+        "products": t.products.cast("string") if "products" in t.columns else ibis.null("string"),
+        "query": t.query.cast("string") if "query" in t.columns else ibis.null("string"),
+        "order_id": t.order_id.cast("string") if "order_id" in t.columns else ibis.null("string"),
+    }
+    return t.select(**cols)
+
+
+def _join3(t: ibis.Table, key: str | list[str], value: str, order: ibis.Value, rn_name: str = "rn") -> ibis.Table:
+    """First three ``value``s per ``key`` by ``order`` (descending), joined by '|'."""
+    keys = [key] if isinstance(key, str) else key
+    ranked = t.mutate(**{rn_name: ibis.row_number().over(group_by=keys, order_by=order)})
+    top = ranked.filter(ranked[rn_name] < 3)
+    agg = top.group_by(keys).aggregate(
+        p0=top[value].max(where=top[rn_name] == 0),
+        p1=top[value].max(where=top[rn_name] == 1),
+        p2=top[value].max(where=top[rn_name] == 2),
+    )
+    return agg.select(*keys, products=ibis.coalesce(agg.p0, ibis.literal(""))
+                      .concat(ibis.ifelse(agg.p1.isnull(), "", "|" + agg.p1))
+                      .concat(ibis.ifelse(agg.p2.isnull(), "", "|" + agg.p2)))
+
+
+# ---------------------------------------------------------------- sessions
+def session_summary(events: ibis.Table, as_of: ibis.Scalar, rules: TriggerRules) -> tuple[ibis.Table, ibis.Table]:
+    """Sessions before ``as_of`` (session_id, or 30-minute sessionisation) and their events.
+
+    Returns ``(sessions, events_with_session)``; ``sessions`` has one row per
+    session with its customer, last event second and counts per event type.
+    """
+    ev = events.filter(events.ts < as_of).mutate(s=_secs(_.ts))
+    timeout = int(rules.session_timeout_minutes * 60)
+    # Rows without a session_id are sessionised per customer by inactivity.
+    w = ibis.window(group_by=ev.customer_id, order_by=[ev.s, ev.event_id])
+    gap_new = (ev.s - ev.s.lag().over(w)).fill_null(timeout + 1) > timeout
+    ev = ev.mutate(_new=gap_new.cast("int64"))
+    ev = ev.mutate(_n=ev._new.cumsum().over(ibis.window(group_by=ev.customer_id, order_by=[ev.s, ev.event_id],
+                                                          preceding=None, following=0)))
+    ev = ev.mutate(sess=ibis.coalesce(ev.session_id, ev.customer_id.concat("#").concat(ev._n.cast("string"))))
+    search_first = ev.filter(ev.event_type == "search").group_by("sess").aggregate(first_search_s=_.s.min())
+    ev = ev.left_join(search_first, "sess").select(ev, search_first.first_search_s)
+    sessions = ev.group_by(["sess", "customer_id"]).aggregate(
+        last_s=_.s.max(),
+        views=(_.event_type == "product_view").cast("int64").sum(),
+        adds=(_.event_type == "add_to_cart").cast("int64").sum(),
+        checkouts=(_.event_type == "checkout_start").cast("int64").sum(),
+        purchases=(_.event_type == "purchase").cast("int64").sum(),
+        searches=(_.event_type == "search").cast("int64").sum(),
+        zero_results=((_.event_type == "search") & (_.results_count == 0)).cast("int64").sum(),
+        clicks_after_search=((_.event_type == "product_view") & (_.s > _.first_search_s)).cast("int64").sum(),
+    )
+    return sessions, ev
+
+
+def _session_stages(sessions: ibis.Table, ev: ibis.Table, orders: ibis.Table | None, as_of_s: ibis.Value,
+                    rules: TriggerRules) -> list[ibis.Table]:
+    s = sessions.filter(sessions.purchases == 0)
+    if orders is not None:
+        o = orders.select(o_cust=orders.customer_id, o_s=_secs(orders.ts))
+    out = []
+
+    def no_order_within(t: ibis.Table, wait: int) -> ibis.Table:
+        if orders is None:
+            return t
+        hit = t.join(o, (t.customer_id == o.o_cust) & (o.o_s > t.last_s) & (o.o_s <= t.last_s + wait))
+        hit = hit.select("sess").distinct()
+        return t.anti_join(hit, "sess")
+
+    carted = _join3(ev.filter(ev.event_type == "add_to_cart"), "sess", "product_id", [ibis.desc(ev.s), ibis.desc(ev.event_id)])
+    viewed = _join3(ev.filter(ev.event_type == "product_view"), "sess", "product_id", [ibis.desc(ev.s), ibis.desc(ev.event_id)])
+    wait = int(rules.cart_abandon_wait_hours * 3600)
+    cart = no_order_within(s.filter((s.adds > 0) & (s.checkouts == 0)), wait)
+    cart = cart.left_join(carted, "sess").select(cart.customer_id, carted.products, eligible_s=cart.last_s + wait)
+    out.append(_shape(cart, "cart_abandon"))
+    wait = int(rules.checkout_abandon_wait_hours * 3600)
+    co = no_order_within(s.filter(s.checkouts > 0), wait)
+    co = co.left_join(carted, "sess").select(co.customer_id, carted.products, eligible_s=co.last_s + wait)
+    out.append(_shape(co, "checkout_abandon"))
+    timeout = int(rules.session_timeout_minutes * 60)
+    br = s.filter((s.views >= rules.browse_min_views) & (s.adds == 0))
+    br = br.left_join(viewed, "sess").select(br.customer_id, viewed.products, eligible_s=br.last_s + timeout)
+    out.append(_shape(br, "browse_abandon"))
+    sr = s.filter((s.searches > 0) & ((s.zero_results > 0) | (s.clicks_after_search == 0)))
+    searches = ev.filter(ev.event_type == "search")
+    last_q = searches.group_by("sess").aggregate(query=searches.query.argmax(searches.s * 1_000_000 + searches._n))
+    sr = sr.left_join(last_q, "sess").select(sr.customer_id, last_q.query, eligible_s=sr.last_s + timeout)
+    out.append(_shape(sr, "search_abandon"))
+    return [t.filter(t.eligible_s < as_of_s) for t in out]
+
+
+# ---------------------------------------------------------------- orders
+def _order_stages(orders: ibis.Table, items: ibis.Table | None, status: ibis.Table | None,
+                  as_of: ibis.Scalar, as_of_s: ibis.Value, rules: TriggerRules,
+                  repurchase_days: ibis.Table | None) -> list[ibis.Table]:
+    o = orders.filter(orders.ts < as_of).mutate(s=_secs(_.ts))
+    out = []
+    if items is not None:
+        oi = items.join(o.select("order_id", "customer_id", "s"), "order_id")
+        ctx = _join3(oi, "order_id", "product_id", ibis.desc(oi.product_id))
+    fu = o.mutate(eligible_s=o.s + int(rules.follow_up_days * _DAY))
+    if items is not None:
+        fu = fu.left_join(ctx, "order_id").select(fu, ctx.products)
+    out.append(_shape(fu, "follow_up"))
+    if status is not None:
+        st = status.filter((status.ts < as_of) & status.status.isin(["shipped", "delivered", "delayed"]))
+        st = st.join(o.select("order_id", "customer_id"), "order_id").mutate(eligible_s=_secs(_.ts))
+        if items is not None:
+            st = st.left_join(ctx, "order_id").select(st, ctx.products)
+        out.append(_shape(st, "order_status"))
+    # Win-back: no further order within win_back_days of an order.
+    w = ibis.window(group_by=o.customer_id, order_by=[o.s, o.order_id])
+    nxt = o.mutate(next_s=o.s.lead().over(w))
+    wb_s = nxt.s + int(rules.win_back_days * _DAY)
+    wb = nxt.filter(nxt.next_s.isnull() | (nxt.next_s > wb_s)).mutate(eligible_s=wb_s)
+    out.append(_shape(wb.select("customer_id", "eligible_s"), "win_back"))
+    if items is not None:
+        out.append(_buy_again(oi, rules, repurchase_days))
+    return [t.filter(t.eligible_s < as_of_s) for t in out]
+
+
+def _buy_again(oi: ibis.Table, rules: TriggerRules, repurchase_days: ibis.Table | None) -> ibis.Table:
+    w = ibis.window(group_by=[oi.customer_id, oi.product_id], order_by=[oi.s, oi.order_id])
+    seq = oi.mutate(next_s=oi.s.lead().over(w))
+    if repurchase_days is None:
+        # The product's typical interval: median gap between consecutive purchases.
+        gaps = seq.filter(seq.next_s.notnull()).mutate(gap_days=(_.next_s - _.s) / _DAY)
+        repurchase_days = gaps.group_by("product_id").aggregate(
+            interval_days=gaps.gap_days.approx_median(), n_gaps=gaps.count()
+        ).filter(_.n_gaps >= rules.buy_again_min_repeats).select("product_id", "interval_days")
+    due = seq.join(repurchase_days, "product_id").mutate(
+        eligible_s=_.s + (_.interval_days * _DAY).floor().cast("int64"), products=_.product_id
+    )
+    due = due.filter(due.next_s.isnull() | (due.next_s > due.eligible_s))
+    return _shape(due, "buy_again")
+
+
+# ---------------------------------------------------------------- catalogue
+def _catalogue_stages(ev: ibis.Table, products: ibis.Table, changes: ibis.Table | None,
+                      as_of: ibis.Scalar, as_of_s: ibis.Value, rules: TriggerRules) -> list[ibis.Table]:
+    out = []
+    look = int(rules.price_drop_lookback_days * _DAY)
+    seen = ev.filter(ev.event_type.isin(["product_view", "add_to_cart"])).select(
+        "customer_id", "product_id", "s", ev_key=ev.sess.concat("/").concat(ev.event_id))
+    if changes is not None:
+        ch = changes.filter(changes.ts < as_of).mutate(c_s=_secs(_.ts))
+        w = ibis.window(group_by=ch.product_id, order_by=[ch.c_s])
+        base = products.select(b_pid=products.product_id, base_price=products.price)
+        ch = ch.left_join(base, ch.product_id == base.b_pid).select(ch, base.base_price)
+        ch = ch.mutate(prev_price=ibis.coalesce(ch.price.lag().over(w), ch.base_price),
+                       prev_stock=ibis.coalesce(ch.in_stock.lag().over(w), True))
+        dr = ch.filter(ch.price < ch.prev_price)
+        drops = dr.select(d_pid=dr.product_id, d_s=dr.c_s)
+        rs = ch.filter(ch.in_stock & ~ch.prev_stock)
+        restocks = rs.select(d_pid=rs.product_id, d_s=rs.c_s)
+        # Out of stock when seen: the latest change at or before the view says so.
+        chs = ch.select(x_pid=ch.product_id, x_s=ch.c_s, x_stock=ch.in_stock)
+        state = seen.join(chs, (seen.product_id == chs.x_pid) & (chs.x_s <= seen.s))
+        latest = state.mutate(rk=ibis.row_number().over(group_by=state.ev_key, order_by=ibis.desc(state.x_s)))
+        oos = latest.filter((latest.rk == 0) & ~latest.x_stock).select("customer_id", "product_id", "s", "ev_key")
+        for stage, src, after in (("price_drop", seen, drops), ("back_in_stock", oos, restocks)):
+            j = src.join(after, (src.product_id == after.d_pid) & (after.d_s > src.s) & (after.d_s <= src.s + look))
+            first = j.group_by(["ev_key", "customer_id", "product_id"]).aggregate(eligible_s=j.d_s.min())
+            first = first.select("customer_id", "eligible_s", products=first.product_id).distinct()
+            out.append(_shape(first, stage))
+    # New arrivals: weekly digest for viewers of categories that got new products.
+    lb = int(rules.new_arrivals_lookback_days * _DAY)
+    hour = rules.digest_hour_utc * 3600
+    week = 7 * _DAY
+    cat = products.select(c_pid=products.product_id, category=products.category)
+    viewed = seen.join(cat, seen.product_id == cat.c_pid).select(seen.customer_id, cat.category, seen.s)
+    n0 = ((viewed.s - _MONDAY_EPOCH - hour) / week).floor().cast("int64") + 1
+    digest_rows = []
+    for k in range(int(np.ceil(lb / week)) + 1):
+        d = viewed.mutate(d_s=(n0 + k) * week + _MONDAY_EPOCH + hour)
+        digest_rows.append(d.filter(d.d_s - d.s <= lb).select("customer_id", "category", "d_s"))
+    cand = ibis.union(*digest_rows, distinct=True)
+    new = products.select(n_pid=products.product_id, n_cat=products.category, p_s=_secs(products.created_at))
+    hit = cand.join(new, (cand.category == new.n_cat) & (new.p_s >= cand.d_s - week) & (new.p_s < cand.d_s))
+    per_cat = hit.group_by(["customer_id", "d_s", "category"]).aggregate(n_new=hit.count())
+    # The category the customer viewed most in the lookback, ties by name.
+    vv = viewed.select(v_c=viewed.customer_id, v_cat=viewed.category, v_s=viewed.s)
+    views_in = cand.join(vv, (cand.customer_id == vv.v_c) & (cand.category == vv.v_cat)
+                         & (vv.v_s < cand.d_s) & (vv.v_s >= cand.d_s - lb))
+    strength = views_in.group_by(["customer_id", "d_s", "category"]).aggregate(n_views=views_in.count())
+    ranked = per_cat.join(strength, ["customer_id", "d_s", "category"])
+    ranked = ranked.mutate(rk=ibis.row_number().over(group_by=[ranked.customer_id, ranked.d_s],
+                                                     order_by=[ibis.desc(ranked.n_views), ranked.category]))
+    best = ranked.filter(ranked.rk == 0).select("customer_id", "d_s", "category")
+    newest = hit.select(b_c=hit.customer_id, b_d=hit.d_s, b_cat=hit.category, n_pid=hit.n_pid, p_s=hit.p_s)
+    ctx = best.join(newest, (best.customer_id == newest.b_c) & (best.d_s == newest.b_d) & (best.category == newest.b_cat))
+    ctx = _join3(ctx.select("customer_id", "d_s", "n_pid", "p_s"), ["customer_id", "d_s"], "n_pid",
+                 [ibis.desc(_.p_s), ibis.desc(_.n_pid)])
+    na = ctx.select("customer_id", "products", eligible_s=ctx.d_s)
+    out.append(_shape(na, "new_arrivals"))
+    return [t.filter(t.eligible_s < as_of_s) for t in out]
+
+
+# ---------------------------------------------------------------- occasions
+def occasions(customers: pd.DataFrame, as_of: pd.Timestamp, rules: TriggerRules,
+              since: pd.Timestamp | None = None) -> pd.DataFrame:
+    """Birthday and signup-anniversary candidates in [since, as_of), local hour in each time zone.
+
+    Feb 29 dates fall on Feb 28 in other years; a missing time zone means UTC.
+
+    >>> c = pd.DataFrame({"customer_id": ["a"], "signup_at": [pd.Timestamp("2023-03-01", tz="UTC")],
+    ...                   "birth_date": [pd.Timestamp("1960-02-29").date()], "timezone": ["Asia/Tokyo"]})
+    >>> occasions(c, pd.Timestamp("2025-03-05", tz="UTC"), TriggerRules())[["stage", "eligible_at"]].values.tolist()
+    [['birthday', Timestamp('2023-03-01 00:00:00+0000', tz='UTC')], ['birthday', Timestamp('2024-02-29 00:00:00+0000', tz='UTC')], ['anniversary', Timestamp('2024-03-01 00:00:00+0000', tz='UTC')], ['birthday', Timestamp('2025-02-28 00:00:00+0000', tz='UTC')], ['anniversary', Timestamp('2025-03-01 00:00:00+0000', tz='UTC')]]
+    """
+    as_of = pd.Timestamp(as_of)
+    c = customers[customers["signup_at"] < as_of]
+    signup = c["signup_at"].dt.tz_convert("UTC")
+    tz = c["timezone"].fillna("UTC").astype(str) if "timezone" in c.columns else pd.Series("UTC", index=c.index)
+    frames = []
+    if "birth_date" in c.columns:
+        bd = pd.to_datetime(c["birth_date"], errors="coerce")
+        has = bd.notna()
+        frames.append(_yearly(c.loc[has, "customer_id"], bd[has].dt.month, bd[has].dt.day, tz[has],
+                              since=signup[has], as_of=as_of, hour=rules.occasion_local_hour, stage="birthday"))
+    frames.append(_yearly(c["customer_id"], signup.dt.month, signup.dt.day, tz,
+                          since=signup + pd.Timedelta(days=300), as_of=as_of, hour=rules.occasion_local_hour,
+                          stage="anniversary", local_tz_for_since=False))
+    out = pd.concat(frames, ignore_index=True)
+    if since is not None:
+        out = out[out["eligible_at"] >= pd.Timestamp(since)]
+    return out.sort_values(["eligible_at", "stage", "customer_id"], kind="stable").reset_index(drop=True)
+
+
+def _yearly(cust: pd.Series, month: pd.Series, day: pd.Series, tz: pd.Series, *, since: pd.Series,
+            as_of: pd.Timestamp, hour: int, stage: str, local_tz_for_since: bool = True) -> pd.DataFrame:
+    first = int(since.min().year) if len(since) else as_of.year
+    rows = []
+    month, day = month.to_numpy(), day.to_numpy()
+    for year in range(first, as_of.year + 1):
+        leap = year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
+        d = np.where((month == 2) & (day == 29) & (not leap), 28, day)
+        local = pd.to_datetime(pd.DataFrame({"year": year, "month": month, "day": d, "hour": hour}))
+        utc = pd.Series(pd.NaT, index=cust.index, dtype="datetime64[ns, UTC]")
+        for zone in pd.unique(tz):
+            m = (tz == zone).to_numpy()
+            stamped = pd.DatetimeIndex(local[m]).tz_localize(zone, nonexistent="shift_forward", ambiguous=False)
+            utc[m] = stamped.tz_convert("UTC")
+        ok = (utc >= since) & (utc < as_of)
+        if ok.any():
+            rows.append(pd.DataFrame({"customer_id": cust[ok].to_numpy(), "stage": stage, "eligible_at": utc[ok]}))
+    if not rows:
+        return pd.DataFrame({"customer_id": pd.Series([], dtype=object), "stage": pd.Series([], dtype=object),
+                             "eligible_at": pd.Series([], dtype="datetime64[ns, UTC]")})
+    return pd.concat(rows, ignore_index=True)
+
+
+# ---------------------------------------------------------------- all stages
+def trigger_candidates(con: object, tables: Mapping[str, ibis.Table], as_of: pd.Timestamp | str, *,
+                       rules: TriggerRules | None = None, since: pd.Timestamp | str | None = None,
+                       repurchase_days: pd.DataFrame | None = None) -> ibis.Table:
+    """Every stage's candidates that became eligible in ``[since, as_of)``.
+
+    Parameters
+    ----------
+    con
+        The backend the tables live on (occasions are uploaded to it).
+    tables
+        Contract tables as Ibis tables; ``customers`` is required, the rest
+        optional (a stage whose inputs are absent has no candidates).
+    as_of
+        The cutoff: nothing at or after it is read.
+    rules
+        Stage parameters; :class:`TriggerRules` defaults.
+    since
+        Only candidates eligible at or after this (all history when None).
+    repurchase_days
+        Personal or per-product repurchase intervals (``product_id``,
+        ``interval_days``) from a fitted repurchase model; the product's
+        typical interval in the data otherwise.
+
+    Returns
+    -------
+    Ibis table with :data:`CANDIDATE_COLUMNS`.
+    """
+    rules = rules or TriggerRules()
+    cutoff = as_of_literal(as_of)
+    cutoff_s = _secs(cutoff)
+    cust = tables["customers"]
+    parts: list[ibis.Table] = []
+    orders = tables.get("orders")
+    if "events" in tables:
+        sessions, ev = session_summary(tables["events"], cutoff, rules)
+        parts += _session_stages(sessions, ev, orders, cutoff_s, rules)
+        if "products" in tables:
+            parts += _catalogue_stages(ev, tables["products"], tables.get("product_changes"), cutoff, cutoff_s, rules)
+    if orders is not None:
+        rep = register(con, {"_repurchase_days": repurchase_days})["_repurchase_days"] if repurchase_days is not None else None
+        parts += _order_stages(orders, tables.get("order_items"), tables.get("order_status"), cutoff, cutoff_s, rules, rep)
+    occ_cols = [c for c in ("customer_id", "signup_at", "birth_date", "timezone") if c in cust.columns]
+    occ = occasions(execute(con, cust.select(*occ_cols)), pd.Timestamp(as_of), rules)
+    occ = occ.assign(eligible_s=(occ["eligible_at"].astype("int64") // 10**9) if len(occ) else pd.Series([], dtype="int64"))
+    occ_t = register(con, {"_occasions": occ[["customer_id", "stage", "eligible_s"]]})["_occasions"]
+    for stage in ("birthday", "anniversary"):
+        parts.append(_shape(occ_t.filter(occ_t.stage == stage), stage))
+    allc = ibis.union(*parts, distinct=False)
+    if since is not None:
+        allc = allc.filter(allc.eligible_s >= _secs(as_of_literal(since)))
+    # One row per (customer, stage, eligible_at): the first context wins.
+    rk = ibis.row_number().over(group_by=[allc.customer_id, allc.stage, allc.eligible_s],
+                                order_by=[allc.products, allc.query, allc.order_id])
+    allc = allc.mutate(_rk=rk).filter(_._rk == 0)
+    return allc.select("customer_id", "stage", eligible_at=_ts(allc.eligible_s), products=allc.products,
+                       query=allc.query, order_id=allc.order_id)
