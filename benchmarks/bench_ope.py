@@ -23,6 +23,8 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 
 import numpy as np
+from sklearn.linear_model import Ridge
+
 from cadence.policies.ope import (
     IPS,
     SNIPS,
@@ -32,7 +34,6 @@ from cadence.policies.ope import (
     compare,
     fit_reward_model,
 )
-from sklearn.linear_model import Ridge
 
 N_ACTIONS = 4
 

@@ -10,7 +10,7 @@ Examples
 >>> rules = TriggerRules()
 >>> rules.follow_up_days
 10.0
->>> TriggerRules(win_back_days=60).win_back_days
+>>> TriggerRules(win_back_days=60.0).win_back_days
 60.0
 """
 

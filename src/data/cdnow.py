@@ -60,6 +60,7 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
+
 from cadence.data.io import PathLike, write_tables
 
 Cohort = Literal["master", "sample"]

@@ -87,7 +87,7 @@ def _read_csv(path: Path, table: Table) -> pd.DataFrame:
         elif col.kind == "date":
             parsed = pd.to_datetime(s, errors="coerce", format="ISO8601")
             if parsed.notna().sum() == s.notna().sum():
-                df[col.name] = parsed.dt.date.astype("object").where(parsed.notna(), None)
+                df[col.name] = parsed.dt.date.astype("object").where(parsed.notna(), None)  # type: ignore[call-overload]
     return df
 
 

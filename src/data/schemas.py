@@ -47,6 +47,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import pandera.pandas as pa
+
 from cadence.data.contract import TABLES, Column, ColumnKind, Table
 
 #: The dtype each contract kind has after :func:`conform_table`. Nullable

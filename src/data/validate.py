@@ -41,6 +41,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pandera.pandas as pa
+
 from cadence.data.contract import REQUIRED_TABLES, TABLES
 from cadence.data.io import DataDirError, PathLike, list_tables, read_tables
 from cadence.data.schemas import (

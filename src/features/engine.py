@@ -24,6 +24,8 @@ from typing import Any, Literal
 
 import ibis
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from cadence.data.io import PathLike, table_path
 
@@ -110,6 +112,9 @@ def register(con: Any, frames: Mapping[str, pd.DataFrame]) -> dict[str, ibis.Tab
     On Spark they become temporary views, so nothing is written to a
     warehouse folder.
     """
+    # Columns with no values have no type to infer: call them text.
+    frames = {name: df.astype({c: "string" for c in df.columns if df[c].dtype == object and df[c].isna().all()})
+              for name, df in frames.items()}
     if engine_name(con) != "spark":
         return {name: con.create_table(name, df, overwrite=True) for name, df in frames.items()}
     session = con._session
@@ -143,7 +148,7 @@ def normalise(df: pd.DataFrame, sort_by: Sequence[str] | None = None) -> pd.Data
             pass
         elif s.dtype == object:
             # Spark hands back numpy scalars and NaN for null strings; DuckDB None.
-            df[col] = s.where(s.notna(), None)
+            df[col] = s.where(s.notna(), None)  # type: ignore[call-overload]
     if sort_by:
         df = df.sort_values(list(sort_by), kind="stable").reset_index(drop=True)
     return df
@@ -155,13 +160,26 @@ def execute(con: Any, expr: ibis.Table, sort_by: Sequence[str] | None = None) ->
     return normalise(df, sort_by)
 
 
-def to_parquet(con: Any, expr: ibis.Table, path: PathLike, sort_by: Sequence[str] | None = None) -> int:
-    """Run ``expr`` and write the result atomically as Parquet; return the row count."""
-    from cadence.data.io import write_table
+def to_arrow(con: Any, expr: ibis.Table, sort_by: Sequence[str] | None = None) -> pa.Table:
+    """Run ``expr`` (sorted by the engine) and return a normalised Arrow table.
 
-    df = execute(con, expr, sort_by)
-    write_table(df, path)
-    return int(len(df))
+    Same normalisation as :func:`normalise` (UTC microsecond timestamps,
+    floats rounded to :data:`FLOAT_DECIMALS`), without going through pandas,
+    so large results stay compact.
+    """
+    if sort_by:
+        expr = expr.order_by(list(sort_by))
+    table = con.to_pyarrow(expr)
+    cols = []
+    for field, col in zip(table.schema, table.columns, strict=True):
+        if pa.types.is_timestamp(field.type):
+            if field.type.tz is None:
+                col = pc.assume_timezone(col, "UTC")
+            col = col.cast(pa.timestamp("us", tz="UTC"))
+        elif pa.types.is_floating(field.type):
+            col = pc.round(col.cast(pa.float64()), FLOAT_DECIMALS)
+        cols.append(col)
+    return pa.table(cols, names=table.column_names)
 
 
 def as_of_literal(as_of: pd.Timestamp | str) -> ibis.Scalar:
@@ -171,5 +189,5 @@ def as_of_literal(as_of: pd.Timestamp | str) -> ibis.Scalar:
     return ibis.literal(ts.to_pydatetime(), type="timestamp('UTC')")
 
 
-__all__ = ["connect", "engine_name", "load_tables", "register", "execute", "normalise", "to_parquet",
+__all__ = ["connect", "engine_name", "load_tables", "register", "execute", "normalise", "to_arrow",
            "as_of_literal", "ENGINES", "FLOAT_DECIMALS"]

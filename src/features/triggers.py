@@ -259,8 +259,15 @@ def occasions(customers: pd.DataFrame, as_of: pd.Timestamp, rules: TriggerRules,
 
     >>> c = pd.DataFrame({"customer_id": ["a"], "signup_at": [pd.Timestamp("2023-03-01", tz="UTC")],
     ...                   "birth_date": [pd.Timestamp("1960-02-29").date()], "timezone": ["Asia/Tokyo"]})
-    >>> occasions(c, pd.Timestamp("2025-03-05", tz="UTC"), TriggerRules())[["stage", "eligible_at"]].values.tolist()
-    [['birthday', Timestamp('2023-03-01 00:00:00+0000', tz='UTC')], ['birthday', Timestamp('2024-02-29 00:00:00+0000', tz='UTC')], ['anniversary', Timestamp('2024-03-01 00:00:00+0000', tz='UTC')], ['birthday', Timestamp('2025-02-28 00:00:00+0000', tz='UTC')], ['anniversary', Timestamp('2025-03-01 00:00:00+0000', tz='UTC')]]
+    >>> print(occasions(c, pd.Timestamp("2025-03-05", tz="UTC"), TriggerRules()).to_string())
+      customer_id        stage               eligible_at
+    0           a     birthday 2024-02-29 00:00:00+00:00
+    1           a  anniversary 2024-03-01 00:00:00+00:00
+    2           a     birthday 2025-02-28 00:00:00+00:00
+    3           a  anniversary 2025-03-01 00:00:00+00:00
+
+    (09:00 in Tokyo is midnight UTC; the 2023 birthday predates the signup,
+    and the first anniversary is a year after it.)
     """
     as_of = pd.Timestamp(as_of)
     c = customers[customers["signup_at"] < as_of]
@@ -285,15 +292,15 @@ def _yearly(cust: pd.Series, month: pd.Series, day: pd.Series, tz: pd.Series, *,
             as_of: pd.Timestamp, hour: int, stage: str, local_tz_for_since: bool = True) -> pd.DataFrame:
     first = int(since.min().year) if len(since) else as_of.year
     rows = []
-    month, day = month.to_numpy(), day.to_numpy()
+    m_arr, d_arr = month.to_numpy(), day.to_numpy()
     for year in range(first, as_of.year + 1):
         leap = year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
-        d = np.where((month == 2) & (day == 29) & (not leap), 28, day)
-        local = pd.to_datetime(pd.DataFrame({"year": year, "month": month, "day": d, "hour": hour}))
+        d = np.where((m_arr == 2) & (d_arr == 29) & (not leap), 28, d_arr)
+        local = pd.to_datetime(pd.DataFrame({"year": year, "month": m_arr, "day": d, "hour": hour}))
         utc = pd.Series(pd.NaT, index=cust.index, dtype="datetime64[ns, UTC]")
         for zone in pd.unique(tz):
             m = (tz == zone).to_numpy()
-            stamped = pd.DatetimeIndex(local[m]).tz_localize(zone, nonexistent="shift_forward", ambiguous=False)
+            stamped = pd.DatetimeIndex(local[m]).tz_localize(zone, nonexistent="shift_forward")
             utc[m] = stamped.tz_convert("UTC")
         ok = (utc >= since) & (utc < as_of)
         if ok.any():

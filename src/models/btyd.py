@@ -27,7 +27,8 @@ probability ``p ~ Beta(a, b)``. The likelihood of one customer is
       + \\delta_{x>0} \\frac{B(a+1, b+x-1)}{B(a, b)}
         \\frac{\\Gamma(r+x)\\,\\alpha^r}{\\Gamma(r)(\\alpha+t_x)^{r+x}}
 
-(eq. 6 of the paper), evaluated as ``log(A1) + logaddexp(log A2, log A3)``.
+([1]), evaluated in log space as ``log A1 + logaddexp(log A2, log A3)``
+with ``A1`` the common gamma factor and ``A2``, ``A3`` the two beta terms.
 
 Gamma-Gamma. The ``x`` repeat-transaction values of a customer are
 ``Gamma(p, nu)`` and ``nu ~ Gamma(q, gamma)`` across customers, independent
@@ -575,7 +576,7 @@ class BetaGeoModel(_MaximumLikelihoodModel):
             {}_2F_1\\!\\left(r+x, b+x; a+b+x-1; \\tfrac{t}{\\alpha+T+t}\\right)\\right]
             P(\\text{alive} \\mid x, t_x, T)
 
-        (eq. 10 of [1]). The hypergeometric term is evaluated after Euler's
+        ([1]). The hypergeometric term is evaluated after Euler's
         transformation, ``(1-z)^{r+x} 2F1(r+x, b+x; c; z) = (1-z)^{a-1}
         2F1(a+b-1-r, a-1; c; z)`` with ``c = a+b+x-1``, whose upper
         parameters do not grow with ``x`` -- the direct form overflows for
@@ -619,7 +620,7 @@ class BetaGeoModel(_MaximumLikelihoodModel):
             E[X(t)] = \\frac{a+b-1}{a-1}\\left[1 - \\left(\\frac{\\alpha}{\\alpha+t}\\right)^r
             {}_2F_1\\!\\left(r, b; a+b-1; \\tfrac{t}{\\alpha+t}\\right)\\right]
 
-        (eq. 9 of [1], evaluated after Euler's transformation as above).
+        ([1]; evaluated after Euler's transformation as above).
 
         Parameters
         ----------
@@ -762,7 +763,7 @@ class GammaGammaModel(_MaximumLikelihoodModel):
             E[M \\mid p, q, \\gamma, m_x, x] = \\frac{p(\\gamma + m_x x)}{px + q - 1}
             = \\frac{q-1}{px+q-1}\\frac{p\\gamma}{q-1} + \\frac{px}{px+q-1} m_x
 
-        (eq. 5 of [3]): a weighted mean of the population mean
+        ([2], [3]): a weighted mean of the population mean
         ``p gamma / (q - 1)`` and the customer's own mean; a customer
         without repeat purchases gets the population mean.
 

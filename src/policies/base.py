@@ -52,7 +52,10 @@ def delay_choices(stage: str) -> tuple[int, ...]:
 class Policy(Protocol):
     """A send policy: decisions and their probabilities for trigger candidates."""
 
-    policy_id: str
+    @property
+    def policy_id(self) -> str:
+        """A stable name, recorded in the messages log."""
+        ...
 
     def decide(self, candidates: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
         """Return one decision row per candidate, columns :data:`DECISION_COLUMNS`."""

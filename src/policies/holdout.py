@@ -17,7 +17,7 @@ Examples
 >>> m = pd.DataFrame({"stage": ["cart_abandon"] * 4, "action": ["send", "send", "hold", "hold"],
 ...                   "propensity": [0.5] * 4, "converted_order_id": ["o1", "o2", None, "o3"]})
 >>> holdout_lift(m)[["stage", "sent", "held"]].to_dict("records")
-[{'stage': 'cart_abandon', 'sent': 2, 'held': 2}]
+[{'stage': 'cart_abandon', 'sent': 2, 'held': 2}, {'stage': 'all', 'sent': 2, 'held': 2}]
 """
 
 from __future__ import annotations

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+
 from cadence.data.cdnow import build, cdnow_tables, transactions_to_tables
 from cadence.data.contract import TABLES
 from cadence.data.io import read_tables

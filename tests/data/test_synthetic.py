@@ -10,7 +10,14 @@ import pandas as pd
 import pytest
 
 from cadence.data.io import read_tables
-from cadence.data.synthetic import RandomizedLoggingPolicy, ShopConfig, generate_shop, load_config, load_truth, simulate_truth
+from cadence.data.synthetic import (
+    RandomizedLoggingPolicy,
+    ShopConfig,
+    generate_shop,
+    load_config,
+    load_truth,
+    simulate_truth,
+)
 from cadence.data.validate import validate_dir
 
 CFG = ShopConfig(customers=3_000, days=240, seed=11, chunk_size=1_000)

@@ -12,6 +12,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+
 from cadence.data import schemas, validate
 from cadence.data.contract import TABLES
 from cadence.data.io import write_tables

@@ -8,6 +8,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import optimize, special
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+from sklearn.utils._param_validation import InvalidParameterError
+from sklearn.utils.estimator_checks import estimator_checks_generator
+
 from cadence.data.io import read_tables
 from cadence.models.btyd import (
     BetaGeoModel,
@@ -15,11 +21,6 @@ from cadence.models.btyd import (
     holdout_actuals,
     rfm_summary,
 )
-from scipy import optimize, special
-from sklearn.base import clone
-from sklearn.exceptions import NotFittedError
-from sklearn.utils._param_validation import InvalidParameterError
-from sklearn.utils.estimator_checks import estimator_checks_generator
 
 AS_OF = "1997-10-01"  # end of the 39-week calibration period of Fader, Hardie & Lee (2005)
 UNTIL = "1998-07-01"  # the data end on 1998-06-30; the window excludes `until`

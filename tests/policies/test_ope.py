@@ -16,6 +16,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.linear_model import LogisticRegression
+from sklearn.neighbors import KNeighborsRegressor
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import PolynomialFeatures
+from sklearn.tree import DecisionTreeRegressor
+
 from cadence.policies import ope
 from cadence.policies.ope import (
     IPS,
@@ -32,11 +38,6 @@ from cadence.policies.ope import (
     fit_reward_model,
     plot_estimates,
 )
-from sklearn.linear_model import LogisticRegression
-from sklearn.neighbors import KNeighborsRegressor
-from sklearn.pipeline import Pipeline, make_pipeline
-from sklearn.preprocessing import PolynomialFeatures
-from sklearn.tree import DecisionTreeRegressor
 
 # --------------------------------------------------------------------------- #
 # The synthetic bandit

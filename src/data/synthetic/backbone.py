@@ -184,11 +184,6 @@ class _ProductSampler:
             self.by_cat.append(members)
             w = np.cumsum(cat.popularity[members])
             self.cum.append(w / w[-1])
-        # Per (category, noun) members, for search results.
-        self.by_word = {}
-        for c in range(len(CATEGORY_NAMES)):
-            for w in range(5):
-                self.by_word[(c, w)] = np.flatnonzero((cat.category == c) & (cat.title_word == w))
 
     def sample(self, rng: np.random.Generator, aff_cum: np.ndarray, t: np.ndarray, in_stock: bool) -> np.ndarray:
         m = len(t)

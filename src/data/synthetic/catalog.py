@@ -102,38 +102,31 @@ def make_catalog(cfg: ShopConfig) -> Catalog:
         cfg.start_s - rng.integers(30 * DAY, 900 * DAY, n),
     ).astype(np.int64)
 
-    rows_p, rows_s, rows_price, rows_stock, rows_kind = [], [], [], [], []
-    # Creation rows.
-    rows_p.append(np.arange(n)); rows_s.append(created); rows_price.append(base_price)
-    rows_stock.append(np.ones(n, bool)); rows_kind.append(np.zeros(n, np.int8))
+    parts: list[tuple[np.ndarray, ...]] = []
+
+    def add(p: np.ndarray, t: np.ndarray, price: np.ndarray | float, in_stock: bool, kind: int) -> None:
+        m = len(p)
+        parts.append((p, t, np.broadcast_to(np.asarray(price, float), (m,)),
+                      np.full(m, in_stock), np.full(m, kind, np.int8)))
+
+    add(np.arange(n), created, base_price, True, 0)  # creation rows
     horizon = cfg.days * DAY
     # Price drops (10-35% off), about 1.2 a year, most reverting after 1-4 weeks.
     k = rng.poisson(1.2 * cfg.days / 365, n)
     p = np.repeat(np.arange(n), k)
-    t = cfg.start_s + rng.integers(0, horizon, len(p))
-    t = np.maximum(t, created[p] + DAY)
-    drop = np.round(base_price[p] * (1 - rng.uniform(0.10, 0.35, len(p))), 2)
-    rows_p.append(p); rows_s.append(t); rows_price.append(drop)
-    rows_stock.append(np.ones(len(p), bool)); rows_kind.append(np.full(len(p), 1, np.int8))
+    t = np.maximum(cfg.start_s + rng.integers(0, horizon, len(p)), created[p] + DAY)
+    add(p, t, np.round(base_price[p] * (1 - rng.uniform(0.10, 0.35, len(p))), 2), True, 1)
     back = rng.random(len(p)) < 0.7
-    rows_p.append(p[back]); rows_s.append(t[back] + rng.integers(7 * DAY, 28 * DAY, back.sum()))
-    rows_price.append(base_price[p[back]]); rows_stock.append(np.ones(back.sum(), bool))
-    rows_kind.append(np.full(back.sum(), 2, np.int8))
+    add(p[back], t[back] + rng.integers(7 * DAY, 28 * DAY, back.sum()), base_price[p[back]], True, 2)
     # Stock-outs, about 0.8 a year, restocked after 3-30 days.
     k = rng.poisson(0.8 * cfg.days / 365, n)
     p = np.repeat(np.arange(n), k)
     t = np.maximum(cfg.start_s + rng.integers(0, horizon, len(p)), created[p] + DAY)
-    rows_p.append(p); rows_s.append(t); rows_price.append(np.full(len(p), np.nan))
-    rows_stock.append(np.zeros(len(p), bool)); rows_kind.append(np.full(len(p), 3, np.int8))
-    rows_p.append(p); rows_s.append(t + rng.integers(3 * DAY, 30 * DAY, len(p)))
-    rows_price.append(np.full(len(p), np.nan)); rows_stock.append(np.ones(len(p), bool))
-    rows_kind.append(np.full(len(p), 4, np.int8))
+    add(p, t, np.nan, False, 3)
+    add(p, t + rng.integers(3 * DAY, 30 * DAY, len(p)), np.nan, True, 4)
 
-    cp = np.concatenate(rows_p)
-    cs = np.concatenate(rows_s).astype(np.int64)
-    price = np.concatenate(rows_price)
-    stock = np.concatenate(rows_stock)
-    kind = np.concatenate(rows_kind)
+    cp, cs, price, stock, kind = (np.concatenate(col) for col in zip(*parts, strict=True))
+    cs = cs.astype(np.int64)
     order = np.lexsort((kind, cs, cp))
     cp, cs, price, stock, kind = cp[order], cs[order], price[order], stock[order], kind[order]
     # Keys (product, ts) must be unique: nudge ties forward by a second.

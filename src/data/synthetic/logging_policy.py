@@ -11,11 +11,18 @@ Examples
 --------
 >>> import numpy as np, pandas as pd
 >>> pol = RandomizedLoggingPolicy()
->>> cands = pd.DataFrame({"stage": ["cart_abandon"], "opt_in_email": [True],
-...     "opt_in_push": [False], "opt_in_sms": [False], "opt_in_whatsapp": [False]})
->>> d = pol.decide(cands, np.random.default_rng(0))
->>> float(d["propensity"].iloc[0]) in (0.2, round(0.8 / 3, 12))
-True
+>>> cands = pd.DataFrame({"stage": ["cart_abandon", "birthday", "order_status"],
+...     "opt_in_email": [True, True, False], "opt_in_push": [False, True, True],
+...     "opt_in_sms": [False] * 3, "opt_in_whatsapp": [False] * 3})
+>>> print(pol.decide(cands, np.random.default_rng(0)).round(4).to_string())
+  action channel  delay_minutes     incentive  propensity
+0   send   email             20          none      0.2667
+1   send    push            240  fixed_amount      0.0167
+2   send    push              0          none      1.0000
+
+Cart abandonment carries no incentive: 0.8 (send) x 1 (email, the only
+channel) x 1/3 (delay) = 0.2667. The birthday: 0.8 x 0.25/0.8 (push among
+email and push) x 1/3 x 0.2 (fixed amount) = 0.0167.
 """
 
 from __future__ import annotations
@@ -28,6 +35,8 @@ import pandas as pd
 from cadence.data.contract import CHANNELS, INCENTIVES
 from cadence.policies.base import ABANDON_DELAYS, OTHER_DELAYS
 from cadence.triggers import ABANDON_STAGES, INCENTIVE_STAGES, TRANSACTIONAL_STAGES
+
+_NULL = np.array(None, dtype=object)
 
 
 @dataclass(frozen=True)
@@ -68,9 +77,9 @@ class RandomizedLoggingPolicy:
         return pd.DataFrame(
             {
                 "action": np.where(send, "send", "hold"),
-                "channel": np.where(send, np.asarray(CHANNELS, dtype=object)[ch], None),
+                "channel": np.where(send, np.asarray(CHANNELS, dtype=object)[ch], _NULL),
                 "delay_minutes": np.where(send, delay, 0).astype(np.int64),
-                "incentive": np.where(send, np.asarray(INCENTIVES, dtype=object)[inc], None),
+                "incentive": np.where(send, np.asarray(INCENTIVES, dtype=object)[inc], _NULL),
                 "propensity": prop,
             },
             index=candidates.index,

@@ -94,12 +94,12 @@ def candidates_frame(bb: Backbone, rows: np.ndarray, opt_in: np.ndarray, dtypes:
     """
     c = bb.trig_cust[rows]
     frame = {
-        "customer_id": pd.Categorical.from_codes(c, dtype=dtypes["customer_id"], validate=False),
-        "stage": pd.Categorical.from_codes(bb.trig_stage[rows], dtype=dtypes["stage"], validate=False),
+        "customer_id": pd.Categorical.from_codes(c, dtype=dtypes["customer_id"], validate=False),  # type: ignore[call-arg]
+        "stage": pd.Categorical.from_codes(bb.trig_stage[rows], dtype=dtypes["stage"], validate=False),  # type: ignore[call-arg]
         "triggered_at": pd.to_datetime(bb.trig_s[rows], unit="s", utc=True),
         "products": products[rows],
         "query": bb.trig_query[rows],
-        "timezone": pd.Categorical.from_codes(bb.people.tz[c], dtype=dtypes["timezone"], validate=False),
+        "timezone": pd.Categorical.from_codes(bb.people.tz[c], dtype=dtypes["timezone"], validate=False),  # type: ignore[call-arg]
     }
     for j, ch in enumerate(CHANNELS):
         frame[f"opt_in_{ch}"] = opt_in[:, j]
@@ -135,7 +135,7 @@ def run_messages(cfg: ShopConfig, cat: Catalog, bb: Backbone, policy: Policy, ch
     value = basket_values(cat, bb)
     products = product_strings(bb.trig_products, cat.product_id)
     dtypes = {
-        "customer_id": pd.CategoricalDtype(customer_ids),
+        "customer_id": pd.CategoricalDtype(pd.Index(customer_ids)),
         "stage": pd.CategoricalDtype(list(STAGES)),
         "timezone": pd.CategoricalDtype(list(TZ_NAMES)),
     }

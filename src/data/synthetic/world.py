@@ -27,7 +27,14 @@ from tqdm.auto import tqdm
 
 from cadence.data.contract import CHANNELS, EVENT_TYPES, INCENTIVES, ORDER_STATUSES, STAGES
 from cadence.data.io import PARQUET_OPTIONS, PathLike, atomic_path
-from cadence.data.synthetic.backbone import EV, SEGMENT_NAMES, TZ_NAMES, Backbone, _rank_within, build_backbone
+from cadence.data.synthetic.backbone import (
+    EV,
+    SEGMENT_NAMES,
+    TZ_NAMES,
+    Backbone,
+    _rank_within,
+    build_backbone,
+)
 from cadence.data.synthetic.catalog import CATEGORY_NAMES, Catalog, make_catalog
 from cadence.data.synthetic.config import ShopConfig
 from cadence.data.synthetic.logging_policy import RandomizedLoggingPolicy
@@ -91,7 +98,7 @@ def _chunk_tables(cfg: ShopConfig, cat: Catalog, bb: Backbone, out: Outcomes, po
     customers = pa.table({
         "customer_id": cids,
         "signup_at": _ts(pp.signup_s),
-        "email": pa.array([f"{f.lower()}.{l.lower()}{i}@example.com" for f, l, i in zip(first, last, gid, strict=True)]),
+        "email": pa.array([f"{fn.lower()}.{ln.lower()}{i}@example.com" for fn, ln, i in zip(first, last, gid, strict=True)]),
         "name": pa.array(np.char.add(np.char.add(first.astype(str), " "), last.astype(str))),
         "birth_date": pa.array(birth, type=pa.date32(), mask=pp.birth_month == 0),
         "timezone": pa.array(np.asarray(TZ_NAMES)[pp.tz]),
@@ -167,7 +174,7 @@ def _chunk_tables(cfg: ShopConfig, cat: Catalog, bb: Backbone, out: Outcomes, po
     conv_of_trigger[conv] = np.arange(len(conv))
     stage_names = np.asarray(STAGES, dtype=object)[bb.trig_stage]
     rec = np.isin(stage_names, list(RECOMMENDATION_STAGES)) & out.send
-    items = np.where(rec, out.products, None)
+    items = np.where(rec, out.products, np.array(None, dtype=object))
     messages = pa.table({
         "message_id": msg_ids,
         "customer_id": pc.take(cids, pa.array(bb.trig_cust)),
@@ -261,9 +268,14 @@ def iter_world(cfg: ShopConfig, policy: Policy, cat: Catalog | None = None,
         yield bb, run_messages(cfg, cat, bb, policy, chunk, cids)
 
 
-def _summary_rows(bb: Backbone, out: Outcomes) -> pd.DataFrame:
-    return pd.DataFrame({
+_VALUE_COLUMNS = ["triggers", "sent", "open", "click", "conversion", "revenue", "net_revenue", "realized_conversion"]
+
+
+def _chunk_value(bb: Backbone, out: Outcomes) -> pd.DataFrame:
+    """Per-stage sums of one chunk's expected outcomes (small: one row per stage)."""
+    df = pd.DataFrame({
         "stage": np.asarray(STAGES)[bb.trig_stage],
+        "triggers": 1.0,
         "sent": out.send.astype(float),
         "open": out.p_open,
         "click": out.p_click,
@@ -272,16 +284,14 @@ def _summary_rows(bb: Backbone, out: Outcomes) -> pd.DataFrame:
         "net_revenue": out.p_convert * (out.value_if_converted - out.incentive_cost),
         "realized_conversion": (out.converted_s >= 0).astype(float),
     })
+    return df.groupby("stage")[_VALUE_COLUMNS].sum()
 
 
-def _aggregate(frames: list[pd.DataFrame], n_customers: int) -> pd.DataFrame:
-    df = pd.concat(frames, ignore_index=True)
-    cols = ["sent", "open", "click", "conversion", "revenue", "net_revenue", "realized_conversion"]
-    by_stage = df.groupby("stage", observed=True)[cols].sum()
-    by_stage.loc["all"] = df[cols].sum()
-    by_stage["triggers"] = df.groupby("stage").size().reindex(by_stage.index).fillna(len(df))
+def _aggregate(parts: list[pd.DataFrame], n_customers: int) -> pd.DataFrame:
+    by_stage = pd.concat(parts).groupby(level=0).sum().reindex([s for s in STAGES if any(s in p.index for p in parts)])
+    by_stage.loc["all"] = by_stage.sum()
     by_stage["customers"] = n_customers
-    return by_stage.reset_index()
+    return by_stage.rename_axis("stage").reset_index()
 
 
 def simulate_truth(policy: Policy, cfg: ShopConfig, progress: bool = False) -> pd.DataFrame:
@@ -302,8 +312,8 @@ def simulate_truth(policy: Policy, cfg: ShopConfig, progress: bool = False) -> p
     >>> "all" in set(v["stage"])
     True
     """
-    frames = [_summary_rows(bb, out) for bb, out in iter_world(cfg, policy, progress=progress, desc="truth")]
-    return _aggregate(frames, cfg.customers)
+    parts = [_chunk_value(bb, out) for bb, out in iter_world(cfg, policy, progress=progress, desc="truth")]
+    return _aggregate(parts, cfg.customers)
 
 
 def generate_shop(cfg: ShopConfig, out_dir: PathLike, *, policy: Policy | None = None,
@@ -322,7 +332,7 @@ def generate_shop(cfg: ShopConfig, out_dir: PathLike, *, policy: Policy | None =
     >>> sorted(p.name for p in d.glob("*.parquet"))[:3]
     ['customers.parquet', 'events.parquet', 'messages.parquet']
     """
-    policy = policy if policy is not None else RandomizedLoggingPolicy(hold=cfg.logging_hold)
+    chosen: Policy = policy if policy is not None else RandomizedLoggingPolicy(hold=cfg.logging_hold)
     out_dir = Path(out_dir)
     cat = make_catalog(cfg)
     with atomic_path(out_dir) as tmp:
@@ -334,9 +344,9 @@ def generate_shop(cfg: ShopConfig, out_dir: PathLike, *, policy: Policy | None =
         writers: dict[Path, pq.ParquetWriter] = {}
         summaries = []
         try:
-            for bb, out in iter_world(cfg, policy, cat=cat, progress=progress):
-                chunk = _chunk_tables(cfg, cat, bb, out, policy.policy_id)
-                summaries.append(_summary_rows(bb, out))
+            for bb, out in iter_world(cfg, chosen, cat=cat, progress=progress):
+                chunk = _chunk_tables(cfg, cat, bb, out, chosen.policy_id)
+                summaries.append(_chunk_value(bb, out))
                 for name, table in [*chunk.tables.items(), *((f"{TRUTH_DIR}/{k}", v) for k, v in chunk.truth.items())]:
                     path = tmp / f"{name}.parquet"
                     if path not in writers:
@@ -347,7 +357,7 @@ def generate_shop(cfg: ShopConfig, out_dir: PathLike, *, policy: Policy | None =
                 w.close()
         value = _aggregate(summaries, cfg.customers)
         pq.write_table(pa.Table.from_pandas(value, preserve_index=False), tmp / TRUTH_DIR / "policy_value.parquet")
-        meta = {"generator": "cadence.data.synthetic", "config": cfg.to_dict(), "logging_policy": policy.policy_id}
+        meta = {"generator": "cadence.data.synthetic", "config": cfg.to_dict(), "logging_policy": chosen.policy_id}
         (tmp / TRUTH_DIR / "shop.json").write_text(json.dumps(meta, indent=2, sort_keys=True, default=str))
     return out_dir
 

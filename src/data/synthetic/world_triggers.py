@@ -33,13 +33,10 @@ def _pad3(groups: np.ndarray, values: np.ndarray, n_groups: int) -> np.ndarray:
     out = np.full((n_groups, 3), -1, np.int64)
     if len(groups) == 0:
         return out
-    start = np.r_[True, groups[1:] != groups[:-1]]
     idx = np.arange(len(groups))
-    rank_from_end = np.zeros(len(groups), np.int64)
     end = np.r_[groups[1:] != groups[:-1], True]
     last = np.minimum.accumulate(np.where(end, idx, len(groups))[::-1])[::-1]
     rank_from_end = last - idx
-    del start
     ok = rank_from_end < 3
     out[groups[ok], rank_from_end[ok]] = values[ok]
     return out
@@ -68,8 +65,8 @@ def _occasions(cfg: ShopConfig, bb: Backbone, month: np.ndarray, day: np.ndarray
         utc = np.empty(len(has), np.int64)
         for z in np.unique(tz):
             rows = tz == z
-            stamped = pd.DatetimeIndex(local[rows]).tz_localize(TZ_NAMES[z], nonexistent="shift_forward", ambiguous=False)
-            utc[rows] = stamped.tz_convert("UTC").asi8 // 10**9
+            stamped = pd.DatetimeIndex(local[rows]).tz_localize(TZ_NAMES[z], nonexistent="shift_forward")
+            utc[rows] = ((stamped - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)).to_numpy()
         ok = (utc >= np.maximum(cfg.start_s, since[has])) & (utc < cfg.end_s)
         custs.append(has[ok])
         times.append(utc[ok])
@@ -82,7 +79,6 @@ def world_triggers(cfg: ShopConfig, cat: Catalog, bb: Backbone) -> None:
 
     r = cfg.rules
     pp = bb.people
-    n_cust = len(pp.idx)
     parts: list[tuple[np.ndarray, int, np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]] = []
 
     def add(cust: np.ndarray, stage: str, t: np.ndarray, products: np.ndarray | None = None,
@@ -216,7 +212,9 @@ def world_triggers(cfg: ShopConfig, cat: Catalog, bb: Backbone) -> None:
             w = base + k
             ok = w < n_weeks
             ok[ok] &= (digests[w[ok]] - vt[ok] <= lb) & arrivals[w[ok], vcat[ok]]
-            pairs_c.append(vc[ok]); pairs_w.append(w[ok]); pairs_k.append(vcat[ok])
+            pairs_c.append(vc[ok])
+            pairs_w.append(w[ok])
+            pairs_k.append(vcat[ok])
         pc, pw, pk = np.concatenate(pairs_c), np.concatenate(pairs_w), np.concatenate(pairs_k)
         key = np.unique(np.stack([pc, pw, pk], axis=1), axis=0)
         firsts = np.r_[True, (key[1:, 0] != key[:-1, 0]) | (key[1:, 1] != key[:-1, 1])] if len(key) else np.zeros(0, bool)
@@ -234,19 +232,18 @@ def world_triggers(cfg: ShopConfig, cat: Catalog, bb: Backbone) -> None:
         add(key[:, 0], "new_arrivals", digests[key[:, 1]], prod)
 
     # ---- occasions --------------------------------------------------------
-    c, t = _occasions(cfg, bb, pp.birth_month, pp.birth_day, pp.signup_s)
-    add(c, "birthday", t)
+    occ_c, occ_t = _occasions(cfg, bb, pp.birth_month, pp.birth_day, pp.signup_s)
+    add(occ_c, "birthday", occ_t)
     su = pd.to_datetime(pp.signup_s, unit="s")
-    c, t = _occasions(cfg, bb, su.month.to_numpy(), su.day.to_numpy(), pp.signup_s + 300 * DAY)
-    add(c, "anniversary", t)
+    occ_c, occ_t = _occasions(cfg, bb, su.month.to_numpy(), su.day.to_numpy(), pp.signup_s + 300 * DAY)
+    add(occ_c, "anniversary", occ_t)
 
     cust = np.concatenate([p[0] for p in parts]).astype(np.int64)
-    stage = np.concatenate([np.full(len(p[0]), p[1], np.int8) for p in parts])
+    stage_code = np.concatenate([np.full(len(p[0]), p[1], np.int8) for p in parts])
     ts = np.concatenate([p[2] for p in parts]).astype(np.int64)
     prods = np.concatenate([p[3] for p in parts])
     query = np.concatenate([p[4] if p[4] is not None else np.full(len(p[0]), None, object) for p in parts])
     order = np.concatenate([p[5] if p[5] is not None else np.full(len(p[0]), -1, np.int64) for p in parts])
-    perm = np.lexsort((stage, ts, cust))
-    bb.trig_cust, bb.trig_stage, bb.trig_s = cust[perm], stage[perm], ts[perm]
+    perm = np.lexsort((stage_code, ts, cust))
+    bb.trig_cust, bb.trig_stage, bb.trig_s = cust[perm], stage_code[perm], ts[perm]
     bb.trig_products, bb.trig_query, bb.trig_order = prods[perm], query[perm], order[perm]
-    assert n_cust >= 0
