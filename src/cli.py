@@ -97,6 +97,36 @@ def features(
     typer.echo(f"wrote {out} ({parts}) as of {run.as_of} on {run.engine} in {sum(run.seconds.values()):.1f} s")
 
 
+def _parse_value(text: str) -> object:
+    """A report parameter from the command line: JSON when it parses (numbers, true, null), else text."""
+    import json
+
+    if text in ("None", "none"):
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+@app.command()
+def report(
+    name: Annotated[str, typer.Argument(help="Report notebook in notebooks/reports/ (e.g. summary).")],
+    parameter: Annotated[list[tuple[str, str]] | None, typer.Option(
+        "-p", "--parameter", help="Notebook parameter KEY VALUE (repeatable).")] = None,
+    out_dir: Annotated[Path, typer.Option(help="Where the HTML goes.")] = Path("reports"),
+) -> None:
+    """Execute a report notebook with papermill and write reports/<name>-<timestamp>.html (code hidden)."""
+    from cadence.reporting import ReportError, render_report
+
+    params = {k: _parse_value(v) for k, v in (parameter or [])}
+    try:
+        path = render_report(name, params, out_dir=out_dir)
+    except ReportError as e:
+        _fail(f"report: {e}")
+    typer.echo(str(path))
+
+
 @app.command()
 def demo(
     out: Annotated[Path, typer.Option(help="Where the demo shop is written.")] = DEMO_DIR,

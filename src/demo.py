@@ -2,7 +2,7 @@
 
 Stages so far: generate the shop, validate it against the contract, read out
 the logging policy's randomised holdout (conversion lift per stage with 95%
-intervals). Later stages add themselves here.
+intervals), and write the summary report. Later stages add themselves here.
 """
 
 from __future__ import annotations
@@ -27,18 +27,20 @@ class DemoSummary:
     seconds: dict[str, float] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
     holdout: pd.DataFrame | None = None
+    report: Path | None = None
 
 
 def run_demo(out: Path, *, customers: int = 20_000, days: int = 365, seed: int = 0,
-             echo: Callable[[str], None] = print) -> DemoSummary:
-    """Generate, validate and summarise a shop; return what was done."""
+             reports_dir: Path = Path("reports"), echo: Callable[[str], None] = print) -> DemoSummary:
+    """Generate, validate and summarise a shop, write the summary report; return what was done."""
     from cadence.data.io import read_table
     from cadence.data.synthetic import ShopConfig, generate_shop
     from cadence.data.validate import validate_dir
     from cadence.policies.holdout import holdout_lift
+    from cadence.reporting import render_report
 
     summary = DemoSummary(Path(out))
-    echo(f"[1/3] generating a synthetic shop: {customers:,} customers, {days} days, seed {seed}")
+    echo(f"[1/4] generating a synthetic shop: {customers:,} customers, {days} days, seed {seed}")
     t0 = time.perf_counter()
     generate_shop(ShopConfig(customers=customers, days=days, seed=seed), out, progress=True)
     summary.seconds["generate"] = time.perf_counter() - t0
@@ -47,14 +49,14 @@ def run_demo(out: Path, *, customers: int = 20_000, days: int = 365, seed: int =
         if path.exists():
             summary.rows[name] = pq.ParquetFile(path).metadata.num_rows
 
-    echo("[2/3] validating against the data contract")
+    echo("[2/4] validating against the data contract")
     t0 = time.perf_counter()
     summary.problems = [str(p) for p in validate_dir(out)]
     summary.seconds["validate"] = time.perf_counter() - t0
     if summary.problems:
         return summary
 
-    echo("[3/3] reading out the randomised holdout (send vs hold, per stage)")
+    echo("[3/4] reading out the randomised holdout (send vs hold, per stage)")
     t0 = time.perf_counter()
     messages = read_table(Path(out) / "messages.parquet", "messages")
     summary.holdout = holdout_lift(messages)
@@ -77,5 +79,10 @@ def run_demo(out: Path, *, customers: int = 20_000, days: int = 365, seed: int =
     })
     echo(table.to_string(index=False))
     echo("")
+    echo("[4/4] writing the summary report")
+    t0 = time.perf_counter()
+    summary.report = render_report("summary", {"data_dir": str(out)}, out_dir=reports_dir, progress=False)
+    summary.seconds["report"] = time.perf_counter() - t0
     echo("Timings: " + ", ".join(f"{k} {v:.1f} s" for k, v in summary.seconds.items()))
+    echo(f"Summary report: {summary.report}")
     return summary

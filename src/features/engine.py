@@ -182,12 +182,20 @@ def to_arrow(con: Any, expr: ibis.Table, sort_by: Sequence[str] | None = None) -
     return pa.table(cols, names=table.column_names)
 
 
+def utc_timestamp(value: pd.Timestamp | str) -> pd.Timestamp:
+    """A timezone-aware UTC timestamp; naive input is read as UTC.
+
+    >>> utc_timestamp("2025-01-01 10:00")
+    Timestamp('2025-01-01 10:00:00+0000', tz='UTC')
+    """
+    ts = pd.Timestamp(value)
+    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+
+
 def as_of_literal(as_of: pd.Timestamp | str) -> ibis.Scalar:
     """The cutoff as an Ibis UTC timestamp literal (naive input is read as UTC)."""
-    ts = pd.Timestamp(as_of)
-    ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
-    return ibis.literal(ts.to_pydatetime(), type="timestamp('UTC')")
+    return ibis.literal(utc_timestamp(as_of).to_pydatetime(), type="timestamp('UTC')")
 
 
 __all__ = ["connect", "engine_name", "load_tables", "register", "execute", "normalise", "to_arrow",
-           "as_of_literal", "ENGINES", "FLOAT_DECIMALS"]
+           "as_of_literal", "utc_timestamp", "ENGINES", "FLOAT_DECIMALS"]

@@ -19,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from cadence.data.io import PathLike, atomic_path, list_tables
-from cadence.features.engine import Engine, connect, to_arrow
+from cadence.features.engine import Engine, connect, to_arrow, utc_timestamp
 from cadence.triggers import TriggerRules
 
 OUTPUTS: tuple[str, ...] = ("customer_features", "trigger_candidates")
@@ -66,8 +66,7 @@ def build_features(data_dir: PathLike, as_of: str | pd.Timestamp, out_dir: PathL
     from cadence.features.engine import load_tables
     from cadence.features.triggers import trigger_candidates
 
-    cutoff = pd.Timestamp(as_of)
-    cutoff = cutoff.tz_localize("UTC") if cutoff.tzinfo is None else cutoff.tz_convert("UTC")
+    cutoff = utc_timestamp(as_of)
     run = FeatureRun(Path(out_dir), cutoff, engine)
     t0 = time.perf_counter()
     if validate:

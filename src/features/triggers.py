@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 from ibis import _
 
-from cadence.features.engine import as_of_literal, execute, register
+from cadence.features.engine import as_of_literal, execute, register, utc_timestamp
 from cadence.triggers import TriggerRules
 
 #: Tables the rules read (customers required; the others optional).
@@ -173,15 +173,27 @@ def _order_stages(orders: ibis.Table, items: ibis.Table | None, status: ibis.Tab
     return [t.filter(t.eligible_s < as_of_s) for t in out]
 
 
+def _exact_median(t: ibis.Table, key: str, value: str, *, min_count: int) -> ibis.Table:
+    """Exact median of ``value`` (seconds) per ``key``, in days, for keys with ``min_count`` rows.
+
+    Written with window functions because the engines' median aggregates are
+    approximate in different ways (DuckDB and Spark would disagree).
+    """
+    w = ibis.window(group_by=t[key], order_by=[t[value]])
+    ranked = t.mutate(_rn=ibis.row_number().over(w), _cnt=t.count().over(ibis.window(group_by=t[key])))
+    lo = ((ranked._cnt - 1) / 2).floor().cast("int64")
+    hi = ((ranked._cnt - 1) / 2).ceil().cast("int64")
+    mid = ranked.filter((ranked._cnt >= min_count) & ((ranked._rn == lo) | (ranked._rn == hi)))
+    return mid.group_by(key).aggregate(interval_days=(mid[value].cast("float64").mean() / _DAY))
+
+
 def _buy_again(oi: ibis.Table, rules: TriggerRules, repurchase_days: ibis.Table | None) -> ibis.Table:
     w = ibis.window(group_by=[oi.customer_id, oi.product_id], order_by=[oi.s, oi.order_id])
     seq = oi.mutate(next_s=oi.s.lead().over(w))
     if repurchase_days is None:
         # The product's typical interval: median gap between consecutive purchases.
-        gaps = seq.filter(seq.next_s.notnull()).mutate(gap_days=(_.next_s - _.s) / _DAY)
-        repurchase_days = gaps.group_by("product_id").aggregate(
-            interval_days=gaps.gap_days.approx_median(), n_gaps=gaps.count()
-        ).filter(_.n_gaps >= rules.buy_again_min_repeats).select("product_id", "interval_days")
+        gaps = seq.filter(seq.next_s.notnull()).mutate(gap_s=_.next_s - _.s)
+        repurchase_days = _exact_median(gaps, "product_id", "gap_s", min_count=rules.buy_again_min_repeats)
     due = seq.join(repurchase_days, "product_id").mutate(
         eligible_s=_.s + (_.interval_days * _DAY).floor().cast("int64"), products=_.product_id
     )
@@ -269,7 +281,7 @@ def occasions(customers: pd.DataFrame, as_of: pd.Timestamp, rules: TriggerRules,
     (09:00 in Tokyo is midnight UTC; the 2023 birthday predates the signup,
     and the first anniversary is a year after it.)
     """
-    as_of = pd.Timestamp(as_of)
+    as_of = utc_timestamp(as_of)
     c = customers[customers["signup_at"] < as_of]
     signup = c["signup_at"].dt.tz_convert("UTC")
     tz = c["timezone"].fillna("UTC").astype(str) if "timezone" in c.columns else pd.Series("UTC", index=c.index)
@@ -340,6 +352,7 @@ def trigger_candidates(con: object, tables: Mapping[str, ibis.Table], as_of: pd.
     Ibis table with :data:`CANDIDATE_COLUMNS`.
     """
     rules = rules or TriggerRules()
+    as_of = utc_timestamp(as_of)
     cutoff = as_of_literal(as_of)
     cutoff_s = _secs(cutoff)
     cust = tables["customers"]
@@ -354,7 +367,7 @@ def trigger_candidates(con: object, tables: Mapping[str, ibis.Table], as_of: pd.
         rep = register(con, {"_repurchase_days": repurchase_days})["_repurchase_days"] if repurchase_days is not None else None
         parts += _order_stages(orders, tables.get("order_items"), tables.get("order_status"), cutoff, cutoff_s, rules, rep)
     occ_cols = [c for c in ("customer_id", "signup_at", "birth_date", "timezone") if c in cust.columns]
-    occ = occasions(execute(con, cust.select(*occ_cols)), pd.Timestamp(as_of), rules)
+    occ = occasions(execute(con, cust.select(*occ_cols)), as_of, rules)
     occ = occ.assign(eligible_s=(occ["eligible_at"].astype("int64") // 10**9) if len(occ) else pd.Series([], dtype="int64"))
     occ_t = register(con, {"_occasions": occ[["customer_id", "stage", "eligible_s"]]})["_occasions"]
     for stage in ("birthday", "anniversary"):

@@ -1,0 +1,92 @@
+"""The summary report: executes on a small shop, self-contained, numbers equal to the API's."""
+
+from __future__ import annotations
+
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from cadence.data.io import read_table
+from cadence.data.synthetic import ShopConfig, generate_shop
+from cadence.policies.holdout import holdout_lift
+from cadence.reporting import REMOTE_ASSET, ReportError, render_report
+from cadence.reporting.summary import holdout_table
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    base = tmp_path_factory.mktemp("report")
+    shop = generate_shop(ShopConfig(customers=1_500, days=120, seed=4), base / "shop")
+    html = render_report("summary", {"data_dir": str(shop)}, notebooks_dir=ROOT / "notebooks" / "reports",
+                         out_dir=base / "reports", progress=False)
+    return shop, html
+
+
+def test_report_is_self_contained_with_figures(rendered: tuple[Path, Path]) -> None:
+    _, html = rendered
+    text = html.read_text(encoding="utf-8")
+    assert re.fullmatch(r"summary-\d{8}T\d{6}Z\.html", html.name)
+    assert REMOTE_ASSET.search(text) is None
+    assert text.count("plotly.js v") == 1  # embedded once
+    assert text.count("Plotly.newPlot") == 2  # trigger volume, holdout lift
+    assert "Trigger volume by stage and day" in text
+    assert "s.summarise(data_dir)" not in text and "setup_notebook()" not in text  # code hidden
+    assert "@example.com" not in text and "C0000" not in text  # no PII, no customer ids
+
+
+def test_lift_table_numbers_equal_the_api(rendered: tuple[Path, Path]) -> None:
+    shop, html = rendered
+    expected = holdout_table(holdout_lift(read_table(shop / "messages.parquet", "messages")))
+    shown = _table_with(html.read_text(encoding="utf-8"), "95% interval")
+    assert list(shown["stage"]) == list(expected["stage"])
+    for col in ("sent", "held out", "conversion (sent)", "conversion (held)", "lift"):
+        pd.testing.assert_series_equal(shown[col].astype(float), expected[col].astype(float), check_names=False)
+    assert list(shown["95% interval"]) == list(expected["95% interval"])
+
+
+class _Tables(HTMLParser):
+    """Collects every <table> as rows of cell texts (stdlib only)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tables: list[list[list[str]]] = []
+        self._cell: list[str] | None = None
+
+    def handle_starttag(self, tag: str, attrs: list) -> None:
+        if tag == "table":
+            self.tables.append([])
+        elif tag == "tr" and self.tables:
+            self.tables[-1].append([])
+        elif tag in ("td", "th"):
+            self._cell = []
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("td", "th") and self._cell is not None and self.tables and self.tables[-1]:
+            self.tables[-1][-1].append("".join(self._cell).strip())
+            self._cell = None
+
+    def handle_data(self, data: str) -> None:
+        if self._cell is not None:
+            self._cell.append(data)
+
+
+def _table_with(text: str, header: str) -> pd.DataFrame:
+    parser = _Tables()
+    parser.feed(text)
+    for rows in parser.tables:
+        if rows and header in rows[0]:
+            # pandas' to_html puts the index name on a second header row.
+            head = [h or "stage" for h in rows[0]]
+            body = [r for r in rows[1:] if len(r) == len(head) and r[0] != "stage"]
+            return pd.DataFrame(body, columns=head)
+    raise AssertionError(f"no table with {header!r}")
+
+
+def test_unknown_report_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ReportError, match="no report 'nope'.*known: summary"):
+        render_report("nope", notebooks_dir=ROOT / "notebooks" / "reports", out_dir=tmp_path)
