@@ -14,6 +14,7 @@ help: ## List the targets
 install: ## Install uv (pinned) and the locked environment into .venv
 	@$(PY) -m uv --version 2>/dev/null | grep -q "$(UV_VERSION)" || $(PY) -m pip install --quiet "uv==$(UV_VERSION)"
 	@$(UV) sync --frozen
+	@$(UV) run --frozen nbstripout --install --attributes .gitattributes >/dev/null 2>&1 || true
 
 demo: install ## Install, then run `cadence demo` on a freshly generated shop
 	$(UV) run --frozen cadence demo

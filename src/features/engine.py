@@ -18,6 +18,7 @@ Examples
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -182,7 +183,7 @@ def to_arrow(con: Any, expr: ibis.Table, sort_by: Sequence[str] | None = None) -
     return pa.table(cols, names=table.column_names)
 
 
-def utc_timestamp(value: pd.Timestamp | str) -> pd.Timestamp:
+def utc_timestamp(value: pd.Timestamp | dt.datetime | str) -> pd.Timestamp:
     """A timezone-aware UTC timestamp; naive input is read as UTC.
 
     >>> utc_timestamp("2025-01-01 10:00")
@@ -192,7 +193,7 @@ def utc_timestamp(value: pd.Timestamp | str) -> pd.Timestamp:
     return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
 
 
-def as_of_literal(as_of: pd.Timestamp | str) -> ibis.Scalar:
+def as_of_literal(as_of: pd.Timestamp | dt.datetime | str) -> ibis.Scalar:
     """The cutoff as an Ibis UTC timestamp literal (naive input is read as UTC)."""
     return ibis.literal(utc_timestamp(as_of).to_pydatetime(), type="timestamp('UTC')")
 

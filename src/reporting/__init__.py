@@ -84,12 +84,12 @@ def report_notebook(name: str, notebooks_dir: PathLike = REPORTS_NOTEBOOKS) -> P
     return path
 
 
-def notebook_to_html(notebook: PathLike | Any, out_html: PathLike) -> Path:
+def notebook_to_html(notebook: PathLike | Any, out_html: PathLike) -> Path:  # Any: a NotebookNode
     """Convert an executed notebook (path or nbformat node) to self-contained HTML, code hidden."""
     import nbformat
     from nbconvert import HTMLExporter
 
-    nb = nbformat.read(str(notebook), as_version=4) if isinstance(notebook, str | Path) else notebook
+    nb = notebook if isinstance(notebook, nbformat.NotebookNode) else nbformat.read(str(notebook), as_version=4)
     with tempfile.TemporaryDirectory() as tpl_dir:
         (Path(tpl_dir) / "cadence.html.j2").write_text(_TEMPLATE)
         exporter = HTMLExporter(template_name="lab", template_file=str(Path(tpl_dir) / "cadence.html.j2"),
