@@ -77,34 +77,41 @@ def _join3(t: ibis.Table, key: str | list[str], value: str, order: ibis.Value, r
 
 
 # ---------------------------------------------------------------- sessions
-def session_summary(events: ibis.Table, as_of: ibis.Scalar, rules: TriggerRules) -> tuple[ibis.Table, ibis.Table]:
-    """Sessions before ``as_of`` (session_id, or 30-minute sessionisation) and their events.
+def sessionise(events: ibis.Table, as_of: ibis.Scalar, rules: TriggerRules) -> ibis.Table:
+    """Events before ``as_of`` with a session key ``sess`` and epoch seconds ``s``.
 
-    Returns ``(sessions, events_with_session)``; ``sessions`` has one row per
-    session with its customer, last event second and counts per event type.
+    Rows with a ``session_id`` keep it; the others are split per customer at
+    ``rules.session_timeout_minutes`` of inactivity (window functions run on
+    those rows only, which keeps large exports with session ids fast).
     """
     ev = events.filter(events.ts < as_of).mutate(s=_secs(_.ts))
+    # Session ids are often unique per user only (GA4's ga_session_id), so key by both.
+    keyed = ev.filter(ev.session_id.notnull()).mutate(sess=ev.customer_id.concat("/").concat(ev.session_id))
+    loose = ev.filter(ev.session_id.isnull())
     timeout = int(rules.session_timeout_minutes * 60)
-    # Rows without a session_id are sessionised per customer by inactivity.
-    w = ibis.window(group_by=ev.customer_id, order_by=[ev.s, ev.event_id])
-    gap_new = (ev.s - ev.s.lag().over(w)).fill_null(timeout + 1) > timeout
-    ev = ev.mutate(_new=gap_new.cast("int64"))
-    ev = ev.mutate(_n=ev._new.cumsum().over(ibis.window(group_by=ev.customer_id, order_by=[ev.s, ev.event_id],
-                                                          preceding=None, following=0)))
-    ev = ev.mutate(sess=ibis.coalesce(ev.session_id, ev.customer_id.concat("#").concat(ev._n.cast("string"))))
-    search_first = ev.filter(ev.event_type == "search").group_by("sess").aggregate(first_search_s=_.s.min())
-    ev = ev.left_join(search_first, "sess").select(ev, search_first.first_search_s)
-    sessions = ev.group_by(["sess", "customer_id"]).aggregate(
-        last_s=_.s.max(),
-        views=(_.event_type == "product_view").cast("int64").sum(),
-        adds=(_.event_type == "add_to_cart").cast("int64").sum(),
-        checkouts=(_.event_type == "checkout_start").cast("int64").sum(),
-        purchases=(_.event_type == "purchase").cast("int64").sum(),
-        searches=(_.event_type == "search").cast("int64").sum(),
-        zero_results=((_.event_type == "search") & (_.results_count == 0)).cast("int64").sum(),
-        clicks_after_search=((_.event_type == "product_view") & (_.s > _.first_search_s)).cast("int64").sum(),
+    order = [loose.s, loose.event_id]
+    gap = loose.s - loose.s.lag().over(group_by=loose.customer_id, order_by=order)
+    loose = loose.mutate(_new=ibis.coalesce(gap > timeout, True).cast("int64"))
+    n = loose._new.cumsum(group_by=loose.customer_id, order_by=[loose.s, loose.event_id])
+    loose = loose.mutate(sess=loose.customer_id.concat("#").concat(n.cast("string"))).drop("_new")
+    cols = ["event_id", "customer_id", "s", "event_type", "product_id", "query", "results_count", "sess"]
+    return ibis.union(keyed.select(*cols), loose.select(*cols), distinct=False)
+
+
+def session_summary(ev: ibis.Table) -> ibis.Table:
+    """One row per session of :func:`sessionise`'s events: customer, last second, counts."""
+    et = ev.event_type
+    return ev.group_by(["sess", "customer_id"]).aggregate(
+        last_s=ev.s.max(),
+        views=(et == "product_view").cast("int64").sum(),
+        adds=(et == "add_to_cart").cast("int64").sum(),
+        checkouts=(et == "checkout_start").cast("int64").sum(),
+        purchases=(et == "purchase").cast("int64").sum(),
+        searches=(et == "search").cast("int64").sum(),
+        zero_results=((et == "search") & (ev.results_count == 0)).cast("int64").sum(),
+        first_search_s=ev.s.min(where=et == "search"),
+        last_view_s=ev.s.max(where=et == "product_view"),
     )
-    return sessions, ev
 
 
 def _session_stages(sessions: ibis.Table, ev: ibis.Table, orders: ibis.Table | None, as_of_s: ibis.Value,
@@ -135,9 +142,13 @@ def _session_stages(sessions: ibis.Table, ev: ibis.Table, orders: ibis.Table | N
     br = s.filter((s.views >= rules.browse_min_views) & (s.adds == 0))
     br = br.left_join(viewed, "sess").select(br.customer_id, viewed.products, eligible_s=br.last_s + timeout)
     out.append(_shape(br, "browse_abandon"))
-    sr = s.filter((s.searches > 0) & ((s.zero_results > 0) | (s.clicks_after_search == 0)))
+    # Clicked: some product view after the session's first search.
+    clicked = s.last_view_s.notnull() & (s.last_view_s > s.first_search_s)
+    sr = s.filter((s.searches > 0) & ((s.zero_results > 0) | ~clicked))
     searches = ev.filter(ev.event_type == "search")
-    last_q = searches.group_by("sess").aggregate(query=searches.query.argmax(searches.s * 1_000_000 + searches._n))
+    ranked_q = searches.mutate(rk=ibis.row_number().over(group_by=searches.sess,
+                                                         order_by=[ibis.desc(searches.s), ibis.desc(searches.event_id)]))
+    last_q = ranked_q.filter(ranked_q.rk == 0).select("sess", "query")
     sr = sr.left_join(last_q, "sess").select(sr.customer_id, last_q.query, eligible_s=sr.last_s + timeout)
     out.append(_shape(sr, "search_abandon"))
     return [t.filter(t.eligible_s < as_of_s) for t in out]
@@ -219,11 +230,12 @@ def _catalogue_stages(ev: ibis.Table, products: ibis.Table, changes: ibis.Table 
         drops = dr.select(d_pid=dr.product_id, d_s=dr.c_s)
         rs = ch.filter(ch.in_stock & ~ch.prev_stock)
         restocks = rs.select(d_pid=rs.product_id, d_s=rs.c_s)
-        # Out of stock when seen: the latest change at or before the view says so.
-        chs = ch.select(x_pid=ch.product_id, x_s=ch.c_s, x_stock=ch.in_stock)
-        state = seen.join(chs, (seen.product_id == chs.x_pid) & (chs.x_s <= seen.s))
-        latest = state.mutate(rk=ibis.row_number().over(group_by=state.ev_key, order_by=ibis.desc(state.x_s)))
-        oos = latest.filter((latest.rk == 0) & ~latest.x_stock).select("customer_id", "product_id", "s", "ev_key")
+        # Out of stock when seen: the view falls in an interval that starts with an
+        # out-of-stock state and lasts until the product's next change.
+        iv = ch.mutate(next_c_s=ibis.coalesce(ch.c_s.lead().over(w), ibis.literal(2**62, type="int64")))
+        oos_iv = iv.filter(~iv.in_stock).select(x_pid=iv.product_id, x_s=iv.c_s, x_end=iv.next_c_s)
+        oos = seen.join(oos_iv, (seen.product_id == oos_iv.x_pid) & (oos_iv.x_s <= seen.s) & (seen.s < oos_iv.x_end))
+        oos = oos.select("customer_id", "product_id", "s", "ev_key")
         for stage, src, after in (("price_drop", seen, drops), ("back_in_stock", oos, restocks)):
             j = src.join(after, (src.product_id == after.d_pid) & (after.d_s > src.s) & (after.d_s <= src.s + look))
             first = j.group_by(["ev_key", "customer_id", "product_id"]).aggregate(eligible_s=j.d_s.min())
@@ -235,29 +247,31 @@ def _catalogue_stages(ev: ibis.Table, products: ibis.Table, changes: ibis.Table 
     week = 7 * _DAY
     cat = products.select(c_pid=products.product_id, category=products.category)
     viewed = seen.join(cat, seen.product_id == cat.c_pid).select(seen.customer_id, cat.category, seen.s)
+    # Digests lie on a weekly grid; a view counts for the digests in (s, s + lookback].
+    # Views are first counted per (customer, category, grid week): digests up to
+    # the lookback's last whole week get them all, the one beyond only the late ones.
     n0 = ((viewed.s - _MONDAY_EPOCH - hour) / week).floor().cast("int64") + 1
-    digest_rows = []
-    for k in range(int(np.ceil(lb / week)) + 1):
-        d = viewed.mutate(d_s=(n0 + k) * week + _MONDAY_EPOCH + hour)
-        digest_rows.append(d.filter(d.d_s - d.s <= lb).select("customer_id", "category", "d_s"))
-    cand = ibis.union(*digest_rows, distinct=True)
-    new = products.select(n_pid=products.product_id, n_cat=products.category, p_s=_secs(products.created_at))
-    hit = cand.join(new, (cand.category == new.n_cat) & (new.p_s >= cand.d_s - week) & (new.p_s < cand.d_s))
-    per_cat = hit.group_by(["customer_id", "d_s", "category"]).aggregate(n_new=hit.count())
-    # The category the customer viewed most in the lookback, ties by name.
-    vv = viewed.select(v_c=viewed.customer_id, v_cat=viewed.category, v_s=viewed.s)
-    views_in = cand.join(vv, (cand.customer_id == vv.v_c) & (cand.category == vv.v_cat)
-                         & (vv.v_s < cand.d_s) & (vv.v_s >= cand.d_s - lb))
-    strength = views_in.group_by(["customer_id", "d_s", "category"]).aggregate(n_views=views_in.count())
-    ranked = per_cat.join(strength, ["customer_id", "d_s", "category"])
-    ranked = ranked.mutate(rk=ibis.row_number().over(group_by=[ranked.customer_id, ranked.d_s],
-                                                     order_by=[ibis.desc(ranked.n_views), ranked.category]))
+    d0 = n0 * week + _MONDAY_EPOCH + hour  # the first digest after the view
+    k_full = lb // week  # digests d0 .. d0 + k_full*week - week are within lb of any view in the week
+    per_week = viewed.mutate(d0=d0).group_by(["customer_id", "category", "d0"]).aggregate(
+        n_all=_.count(), n_late=(_.s >= _.d0 + k_full * week - lb).cast("int64").sum())
+    expanded = [per_week.select("customer_id", "category", d_s=per_week.d0 + k * week, n=per_week.n_all)
+                for k in range(k_full)]
+    late = per_week.filter(per_week.n_late > 0)
+    expanded.append(late.select("customer_id", "category", d_s=late.d0 + k_full * week, n=late.n_late))
+    per = ibis.union(*expanded, distinct=False).group_by(["customer_id", "d_s", "category"]).aggregate(n_views=_.n.sum())
+    # A new product belongs to the first digest after its creation.
+    new = products.mutate(p_s=_secs(products.created_at))
+    new = new.mutate(a_d=(((new.p_s - _MONDAY_EPOCH - hour) / week).floor().cast("int64") + 1) * week + _MONDAY_EPOCH + hour)
+    new = new.select(n_pid=new.product_id, n_cat=new.category, p_s=new.p_s, a_d=new.a_d)
+    arrived = new.select(a_cat=new.n_cat, a_d=new.a_d).distinct()
+    per = per.join(arrived, (per.category == arrived.a_cat) & (per.d_s == arrived.a_d)).select(per)
+    ranked = per.mutate(rk=ibis.row_number().over(group_by=[per.customer_id, per.d_s],
+                                                  order_by=[ibis.desc(per.n_views), per.category]))
     best = ranked.filter(ranked.rk == 0).select("customer_id", "d_s", "category")
-    newest = hit.select(b_c=hit.customer_id, b_d=hit.d_s, b_cat=hit.category, n_pid=hit.n_pid, p_s=hit.p_s)
-    ctx = best.join(newest, (best.customer_id == newest.b_c) & (best.d_s == newest.b_d) & (best.category == newest.b_cat))
-    ctx = _join3(ctx.select("customer_id", "d_s", "n_pid", "p_s"), ["customer_id", "d_s"], "n_pid",
-                 [ibis.desc(_.p_s), ibis.desc(_.n_pid)])
-    na = ctx.select("customer_id", "products", eligible_s=ctx.d_s)
+    newest = _join3(new, ["n_cat", "a_d"], "n_pid", [ibis.desc(new.p_s), ibis.desc(new.n_pid)])
+    na = best.join(newest, (best.category == newest.n_cat) & (best.d_s == newest.a_d))
+    na = na.select(best.customer_id, newest.products, eligible_s=best.d_s)
     out.append(_shape(na, "new_arrivals"))
     return [t.filter(t.eligible_s < as_of_s) for t in out]
 
@@ -359,7 +373,9 @@ def trigger_candidates(con: object, tables: Mapping[str, ibis.Table], as_of: pd.
     parts: list[ibis.Table] = []
     orders = tables.get("orders")
     if "events" in tables:
-        sessions, ev = session_summary(tables["events"], cutoff, rules)
+        # Every session and catalogue stage reads these: compute them once.
+        ev = sessionise(tables["events"], cutoff, rules).cache()
+        sessions = session_summary(ev).cache()
         parts += _session_stages(sessions, ev, orders, cutoff_s, rules)
         if "products" in tables:
             parts += _catalogue_stages(ev, tables["products"], tables.get("product_changes"), cutoff, cutoff_s, rules)
