@@ -109,17 +109,26 @@ def _parse_value(text: str) -> object:
         return text
 
 
-@app.command()
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def report(
+    ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="Report notebook in notebooks/reports/ (e.g. summary).")],
-    parameter: Annotated[list[tuple[str, str]] | None, typer.Option(
-        "-p", "--parameter", help="Notebook parameter KEY VALUE (repeatable).")] = None,
     out_dir: Annotated[Path, typer.Option(help="Where the HTML goes.")] = Path("reports"),
 ) -> None:
-    """Execute a report notebook with papermill and write reports/<name>-<timestamp>.html (code hidden)."""
+    """Execute a report notebook with papermill and write reports/<name>-<timestamp>.html (code hidden).
+
+    Parameters are given as ``-p KEY VALUE`` (repeatable), e.g.
+    ``cadence report summary -p data_dir data/raw/demo-shop -p horizon_days 60``.
+    """
     from cadence.reporting import ReportError, render_report
 
-    params = {k: _parse_value(v) for k, v in (parameter or [])}
+    args, params = list(ctx.args), {}
+    while args:
+        flag = args.pop(0)
+        if flag not in ("-p", "--parameter") or len(args) < 2:
+            _fail(f"report: expected -p KEY VALUE, got {flag!r}", 2)
+        key, value = args.pop(0), args.pop(0)
+        params[key] = _parse_value(value)
     try:
         path = render_report(name, params, out_dir=out_dir)
     except ReportError as e:

@@ -2,7 +2,8 @@
 
 Stages so far: generate the shop, validate it against the contract, read out
 the logging policy's randomised holdout (conversion lift per stage with 95%
-intervals), and write the summary report. Later stages add themselves here.
+intervals), compute point-in-time features and trigger candidates, and write
+the summary report. Later stages add themselves here.
 """
 
 from __future__ import annotations
@@ -31,39 +32,48 @@ class DemoSummary:
 
 
 def run_demo(out: Path, *, customers: int = 20_000, days: int = 365, seed: int = 0,
-             reports_dir: Path = Path("reports"), echo: Callable[[str], None] = print) -> DemoSummary:
+             reports_dir: Path = Path("reports"), features_dir: Path = Path("data/processed/demo-features"),
+             echo: Callable[[str], None] = print) -> DemoSummary:
     """Generate, validate and summarise a shop, write the summary report; return what was done."""
     from cadence.data.io import read_table
     from cadence.data.synthetic import ShopConfig, generate_shop
     from cadence.data.validate import validate_dir
     from cadence.policies.holdout import holdout_lift
+    from cadence.features.pipeline import build_features
     from cadence.reporting import render_report
 
     summary = DemoSummary(Path(out))
-    echo(f"[1/4] generating a synthetic shop: {customers:,} customers, {days} days, seed {seed}")
+    echo(f"[1/5] generating a synthetic shop: {customers:,} customers, {days} days, seed {seed}")
     t0 = time.perf_counter()
-    generate_shop(ShopConfig(customers=customers, days=days, seed=seed), out, progress=True)
+    cfg = ShopConfig(customers=customers, days=days, seed=seed)
+    generate_shop(cfg, out, progress=True)
     summary.seconds["generate"] = time.perf_counter() - t0
     for name in TABLE_NAMES:
         path = Path(out) / f"{name}.parquet"
         if path.exists():
             summary.rows[name] = pq.ParquetFile(path).metadata.num_rows
 
-    echo("[2/4] validating against the data contract")
+    echo("[2/5] validating against the data contract")
     t0 = time.perf_counter()
     summary.problems = [str(p) for p in validate_dir(out)]
     summary.seconds["validate"] = time.perf_counter() - t0
     if summary.problems:
         return summary
 
-    echo("[3/4] reading out the randomised holdout (send vs hold, per stage)")
+    echo("[3/5] reading out the randomised holdout (send vs hold, per stage)")
     t0 = time.perf_counter()
     messages = read_table(Path(out) / "messages.parquet", "messages")
     summary.holdout = holdout_lift(messages)
     summary.seconds["holdout"] = time.perf_counter() - t0
 
+    as_of = pd.Timestamp(cfg.start, tz="UTC") + pd.Timedelta(days=cfg.days)  # the end of the history
+    echo(f"[4/5] point-in-time features and trigger candidates as of {as_of:%Y-%m-%d} (DuckDB)")
+    run = build_features(out, as_of, features_dir, validate=False)  # validated in step 2
+    summary.seconds["features"] = sum(run.seconds.values())
+    summary.rows.update({f"features: {k}": v for k, v in run.rows.items()})
+
     echo("")
-    echo(f"Shop written to {out} (ground truth in {out}/_truth, never read by estimators)")
+    echo(f"Shop written to {out} (ground truth in {out}/_truth, never read by estimators); features in {features_dir}")
     echo("  " + ", ".join(f"{k}: {v:,}" for k, v in summary.rows.items()))
     echo("")
     echo("Conversion within 7 days of the trigger, logged policy, send vs randomised hold (95% CI):")
@@ -79,7 +89,7 @@ def run_demo(out: Path, *, customers: int = 20_000, days: int = 365, seed: int =
     })
     echo(table.to_string(index=False))
     echo("")
-    echo("[4/4] writing the summary report")
+    echo("[5/5] writing the summary report")
     t0 = time.perf_counter()
     summary.report = render_report("summary", {"data_dir": str(out)}, out_dir=reports_dir, progress=False)
     summary.seconds["report"] = time.perf_counter() - t0

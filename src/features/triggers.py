@@ -41,7 +41,8 @@ _MONDAY_EPOCH = 4 * _DAY
 
 
 def _secs(x: ibis.Value) -> ibis.Value:
-    return x.epoch_seconds().cast("int64")
+    # floor: DuckDB rounds fractional seconds when casting, Spark truncates.
+    return x.epoch_seconds().floor().cast("int64")
 
 
 def _ts(seconds: ibis.Value) -> ibis.Value:
@@ -78,24 +79,19 @@ def _join3(t: ibis.Table, key: str | list[str], value: str, order: ibis.Value, r
 
 # ---------------------------------------------------------------- sessions
 def sessionise(events: ibis.Table, as_of: ibis.Scalar, rules: TriggerRules) -> ibis.Table:
-    """Events before ``as_of`` with a session key ``sess`` and epoch seconds ``s``.
+    """Events before ``as_of`` with epoch seconds ``s`` and a globally unique session key ``sess``.
 
-    Rows with a ``session_id`` keep it; the others are split per customer at
-    ``rules.session_timeout_minutes`` of inactivity (window functions run on
-    those rows only, which keeps large exports with session ids fast).
+    Sessions are :func:`cadence.features.customer.sessionised_events`' (the
+    same ones the customer features count); their keys are unique per
+    customer only (GA4's ``ga_session_id`` is too), so the customer id is
+    prefixed here and every later join can key on ``sess`` alone.
     """
-    ev = events.filter(events.ts < as_of).mutate(s=_secs(_.ts))
-    # Session ids are often unique per user only (GA4's ga_session_id), so key by both.
-    keyed = ev.filter(ev.session_id.notnull()).mutate(sess=ev.customer_id.concat("/").concat(ev.session_id))
-    loose = ev.filter(ev.session_id.isnull())
-    timeout = int(rules.session_timeout_minutes * 60)
-    order = [loose.s, loose.event_id]
-    gap = loose.s - loose.s.lag().over(group_by=loose.customer_id, order_by=order)
-    loose = loose.mutate(_new=ibis.coalesce(gap > timeout, True).cast("int64"))
-    n = loose._new.cumsum(group_by=loose.customer_id, order_by=[loose.s, loose.event_id])
-    loose = loose.mutate(sess=loose.customer_id.concat("#").concat(n.cast("string"))).drop("_new")
-    cols = ["event_id", "customer_id", "s", "event_type", "product_id", "query", "results_count", "sess"]
-    return ibis.union(keyed.select(*cols), loose.select(*cols), distinct=False)
+    from cadence.features.customer import sessionised_events
+
+    ev = sessionised_events(events, as_of, rules)
+    return ev.select("event_id", "customer_id", s=_secs(ev.ts), event_type=ev.event_type,
+                     product_id=ev.product_id, query=ev.query, results_count=ev.results_count,
+                     sess=ev.customer_id.concat("/").concat(ev.sess))
 
 
 def session_summary(ev: ibis.Table) -> ibis.Table:

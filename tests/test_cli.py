@@ -1,0 +1,96 @@
+"""The command line: every command runs, bad input gets one clear message and writes nothing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from cadence.cli import _parse_value, app
+
+ROOT = Path(__file__).resolve().parents[1]
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def shop(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("cli") / "shop"
+    result = runner.invoke(app, ["generate", "--customers", "400", "--days", "90", "--seed", "2", "--out", str(out), "--quiet"])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_help_lists_every_command() -> None:
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for command in ("generate", "validate", "features", "report", "demo"):
+        assert command in result.output
+
+
+def test_generate_and_validate(shop: Path) -> None:
+    assert (shop / "_truth" / "shop.json").is_file()
+    result = runner.invoke(app, ["validate", str(shop)])
+    assert result.exit_code == 0 and "no problems found" in result.output
+
+
+def test_validate_reports_problems_with_exit_1(shop: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    for p in shop.glob("*.parquet"):
+        (bad / p.name).write_bytes(p.read_bytes())
+    orders = pd.read_parquet(bad / "orders.parquet")
+    orders.loc[:1, "revenue"] = -5.0
+    orders.to_parquet(bad / "orders.parquet")
+    result = runner.invoke(app, ["validate", str(bad)])
+    assert result.exit_code == 1
+    assert "orders.revenue: value out of range, must be >= 0 (2 rows)" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_generate_refuses_nonsense(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["generate", "--customers", "0", "--out", str(tmp_path / "x")])
+    assert result.exit_code == 2
+    assert not (tmp_path / "x").exists()
+
+
+def test_features_writes_both_tables(shop: Path, tmp_path: Path) -> None:
+    out = tmp_path / "features"
+    result = runner.invoke(app, ["features", str(shop), "--as-of", "2025-03-01", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == ["customer_features.parquet", "trigger_candidates.parquet"]
+    cands = pd.read_parquet(out / "trigger_candidates.parquet")
+    assert (cands["eligible_at"] < pd.Timestamp("2025-03-01", tz="UTC")).all()
+
+
+def test_features_stops_on_contract_violations_and_writes_nothing(shop: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    for p in shop.glob("*.parquet"):
+        (bad / p.name).write_bytes(p.read_bytes())
+    ev = pd.read_parquet(bad / "events.parquet")
+    ev["ts"] = ev["ts"].dt.tz_localize(None)
+    ev.to_parquet(bad / "events.parquet")
+    out = tmp_path / "features"
+    result = runner.invoke(app, ["features", str(bad), "--as-of", "2025-03-01", "--out", str(out)])
+    assert result.exit_code == 1
+    assert "events.ts: timestamp without time zone" in result.output
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--as-of", "not-a-date"], "--as-of 'not-a-date' is not a timestamp"),
+    (["--as-of", "2025-03-01", "--engine", "polars"], "unknown engine 'polars'"),
+])
+def test_features_bad_arguments(shop: Path, tmp_path: Path, args: list[str], message: str) -> None:
+    result = runner.invoke(app, ["features", str(shop), "--out", str(tmp_path / "f"), *args])
+    assert result.exit_code == 2 and message in result.output
+
+
+def test_report_parameters_and_unknown_report(tmp_path: Path) -> None:
+    assert _parse_value("60") == 60 and _parse_value("null") is None and _parse_value("a/b") == "a/b"
+    result = runner.invoke(app, ["report", "nope", "-p", "data_dir", "x", "--out-dir", str(tmp_path)])
+    assert result.exit_code == 1 and "no report 'nope'" in result.output
+    result = runner.invoke(app, ["report", "summary", "-p", "data_dir"])
+    assert result.exit_code == 2 and "expected -p KEY VALUE" in result.output
