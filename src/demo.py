@@ -38,8 +38,8 @@ def run_demo(out: Path, *, customers: int = 20_000, days: int = 365, seed: int =
     from cadence.data.io import read_table
     from cadence.data.synthetic import ShopConfig, generate_shop
     from cadence.data.validate import validate_dir
-    from cadence.policies.holdout import holdout_lift
     from cadence.features.pipeline import build_features
+    from cadence.policies.holdout import holdout_lift
     from cadence.reporting import render_report
 
     summary = DemoSummary(Path(out))

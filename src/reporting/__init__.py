@@ -114,7 +114,7 @@ def render_report(name: str, parameters: Mapping[str, Any] | None = None, *,
     import papermill as pm
 
     src = report_notebook(name, notebooks_dir)
-    stamp = (timestamp or dt.datetime.now(dt.timezone.utc)).strftime("%Y%m%dT%H%M%SZ")
+    stamp = (timestamp or dt.datetime.now(dt.UTC)).strftime("%Y%m%dT%H%M%SZ")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     html = out_dir / f"{name}-{stamp}.html"
