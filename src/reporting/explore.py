@@ -66,3 +66,29 @@ def send_mix_figure(mix: pd.DataFrame) -> go.Figure:
     fig.update_layout(barmode="stack", title="Logged decisions per stage (channel / incentive, or hold)",
                       xaxis_title="share of triggers", height=520, legend_title="decision")
     return fig
+
+
+def candidates_by_stage(candidates: pd.DataFrame) -> pd.DataFrame:
+    """Trigger candidates per stage, and how many distinct customers each reaches."""
+    g = candidates.groupby("stage", observed=True)
+    out = pd.DataFrame({"candidates": g.size(), "customers": g["customer_id"].nunique()})
+    return out.sort_values("candidates", ascending=False).reset_index()
+
+
+def candidates_by_stage_figure(per_stage: pd.DataFrame) -> go.Figure:
+    fig = go.Figure([
+        go.Bar(x=per_stage["stage"], y=per_stage["candidates"], name="candidates"),
+        go.Bar(x=per_stage["stage"], y=per_stage["customers"], name="distinct customers"),
+    ])
+    fig.update_layout(title="Trigger candidates per stage", barmode="group", yaxis_type="log", height=420)
+    return fig
+
+
+def feature_distribution_figure(features: pd.DataFrame, column: str, clip_quantile: float = 0.99) -> go.Figure:
+    """Histogram of one customer feature (clipped at a high quantile so outliers do not flatten it)."""
+    x = features[column].dropna()
+    x = x.clip(upper=x.quantile(clip_quantile)) if len(x) else x
+    fig = go.Figure(go.Histogram(x=x, nbinsx=50))
+    fig.update_layout(title=f"{column} (clipped at the {clip_quantile:.0%} quantile)", xaxis_title=column,
+                      yaxis_title="customers", height=340)
+    return fig

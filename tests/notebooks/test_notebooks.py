@@ -27,7 +27,10 @@ def test_the_series_exists() -> None:
 @pytest.mark.parametrize("notebook", SERIES, ids=[p.name for p in SERIES])
 def test_notebook_runs_top_to_bottom(notebook: Path, small_shop: Path, tmp_path: Path) -> None:
     out = tmp_path / notebook.name
-    pm.execute_notebook(str(notebook), str(out), parameters={"data_dir": str(small_shop)},
+    params = {"data_dir": str(small_shop)}
+    if "out_dir" in notebook.read_text():
+        params["out_dir"] = str(tmp_path / "out")
+    pm.execute_notebook(str(notebook), str(out), parameters=params,
                         progress_bar=False, kernel_name="python3", cwd=str(ROOT))
     executed = nbformat.read(out, as_version=4)
     errors = [o for c in executed.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.get("output_type") == "error"]
