@@ -19,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from cadence.data.io import PathLike, atomic_path, list_tables
-from cadence.features.engine import Engine, connect, to_arrow, utc_timestamp
+from cadence.features.engine import Engine, connect, utc_timestamp, write_parquet
 from cadence.triggers import TriggerRules
 
 OUTPUTS: tuple[str, ...] = ("customer_features", "trigger_candidates")
@@ -78,21 +78,13 @@ def build_features(data_dir: PathLike, as_of: str | pd.Timestamp, out_dir: PathL
     rules = rules or TriggerRules()
     with atomic_path(out_dir) as tmp:
         tmp.mkdir()
-        import pyarrow.parquet as pq
-
-        from cadence.data.io import PARQUET_OPTIONS
-
         t0 = time.perf_counter()
-        feats = to_arrow(con, customer_features(tables, cutoff, rules=rules), ["customer_id"])
-        pq.write_table(feats, tmp / "customer_features.parquet", **PARQUET_OPTIONS)  # type: ignore[arg-type]
-        run.rows["customer_features"] = feats.num_rows
+        run.rows["customer_features"] = write_parquet(
+            con, customer_features(tables, cutoff, rules=rules), tmp / "customer_features.parquet", ["customer_id"])
         run.seconds["customer_features"] = time.perf_counter() - t0
-        del feats
         t0 = time.perf_counter()
-        cands = to_arrow(con, trigger_candidates(con, tables, cutoff, rules=rules, since=since,
-                                                 repurchase_days=repurchase_days),
-                         ["customer_id", "eligible_at", "stage"])
-        pq.write_table(cands, tmp / "trigger_candidates.parquet", **PARQUET_OPTIONS)  # type: ignore[arg-type]
-        run.rows["trigger_candidates"] = cands.num_rows
+        cands = trigger_candidates(con, tables, cutoff, rules=rules, since=since, repurchase_days=repurchase_days)
+        run.rows["trigger_candidates"] = write_parquet(
+            con, cands, tmp / "trigger_candidates.parquet", ["customer_id", "eligible_at", "stage"])
         run.seconds["trigger_candidates"] = time.perf_counter() - t0
     return run
