@@ -22,6 +22,14 @@ def shop(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+def _copy_tables(shop: Path, dest: Path) -> Path:
+    """The shop's contract tables (not its truth) in a scratch folder, to spoil."""
+    dest.mkdir()
+    for p in shop.glob("*.parquet"):
+        (dest / p.name).write_bytes(p.read_bytes())
+    return dest
+
+
 def test_help_lists_every_command() -> None:
     result = runner.invoke(app, ["--help"])
     assert result.exit_code == 0
@@ -36,10 +44,7 @@ def test_generate_and_validate(shop: Path) -> None:
 
 
 def test_validate_reports_problems_with_exit_1(shop: Path, tmp_path: Path) -> None:
-    bad = tmp_path / "bad"
-    bad.mkdir()
-    for p in shop.glob("*.parquet"):
-        (bad / p.name).write_bytes(p.read_bytes())
+    bad = _copy_tables(shop, tmp_path / "bad")
     orders = pd.read_parquet(bad / "orders.parquet")
     orders.loc[:1, "revenue"] = -5.0
     orders.to_parquet(bad / "orders.parquet")
@@ -65,10 +70,7 @@ def test_features_writes_both_tables(shop: Path, tmp_path: Path) -> None:
 
 
 def test_features_stops_on_contract_violations_and_writes_nothing(shop: Path, tmp_path: Path) -> None:
-    bad = tmp_path / "bad"
-    bad.mkdir()
-    for p in shop.glob("*.parquet"):
-        (bad / p.name).write_bytes(p.read_bytes())
+    bad = _copy_tables(shop, tmp_path / "bad")
     ev = pd.read_parquet(bad / "events.parquet")
     ev["ts"] = ev["ts"].dt.tz_localize(None)
     ev.to_parquet(bad / "events.parquet")

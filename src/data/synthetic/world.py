@@ -25,7 +25,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
-from cadence.data.contract import CHANNELS, EVENT_TYPES, INCENTIVES, ORDER_STATUSES, STAGES
+from cadence.data.contract import CHANNELS, INCENTIVES, ORDER_STATUSES, STAGES
 from cadence.data.io import PARQUET_OPTIONS, PathLike, atomic_path
 from cadence.data.synthetic.backbone import (
     EV,
@@ -381,4 +381,4 @@ def load_config(data_dir: PathLike) -> ShopConfig:
     return ShopConfig(**meta)
 
 
-__all__ = ["generate_shop", "simulate_truth", "load_truth", "load_config", "iter_world", "EVENT_TYPES"]
+__all__ = ["generate_shop", "simulate_truth", "load_truth", "load_config", "iter_world"]
