@@ -1,0 +1,361 @@
+"""Fit, evaluate on a later holdout, and log to MLflow: what ``cadence fit`` runs.
+
+:func:`fit_model` reads a data directory, fits one model kind on the orders
+before ``as_of``, evaluates it on ``[as_of, holdout_until)`` through
+:func:`cadence.models.evaluation.time_split`, and logs parameters,
+aggregate metrics, plotly figures (HTML with plotly.js embedded, no CDN), the
+feature list and a SHA-256 fingerprint of the table files read. Nothing
+per-customer is logged: no ids, emails, names or birth dates.
+
+Examples
+--------
+>>> import tempfile
+>>> uri = f"sqlite:///{tempfile.mkdtemp()}/mlflow.db"
+>>> m = fit_model("btyd", "data/external/cdnow/sample", "1997-10-01", tracking_uri=uri)
+>>> {k: round(m[k], 3) for k in ("r", "alpha", "a", "b")}
+{'r': 0.243, 'alpha': 4.414, 'a': 0.793, 'b': 2.426}
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+from cadence.data.io import PathLike, read_tables, table_path
+from cadence.models import evaluation as ev
+from cadence.models.btyd import BetaGeoModel, GammaGammaModel, _utc, holdout_actuals, rfm_summary
+from cadence.models.repurchase import RepurchaseInterval, purchase_gaps
+from cadence.models.survival import (
+    DEFAULT_FEATURES,
+    TimeToNextPurchase,
+    purchase_snapshots,
+    stacked_snapshots,
+)
+from cadence.models.tracking import experiment_id
+from cadence.models.tracking import tracking_uri as resolve_uri
+
+Kind = Literal["churn", "repurchase", "btyd"]
+#: Churn-risk horizons (days) evaluated and logged.
+HORIZONS: tuple[int, ...] = (30, 60, 90)
+#: Named covariate sets for tuning.
+FEATURE_SETS: dict[str, tuple[str, ...]] = {
+    "full": DEFAULT_FEATURES,
+    "no_recency": ("frequency", "tenure_days", "mean_gap_days", "monetary"),
+    "rfm": ("frequency", "recency_days", "monetary"),
+}
+
+
+def fingerprint(data_dir: PathLike, tables: list[str]) -> str:
+    """SHA-256 over the bytes of the files holding ``tables`` (name-ordered)."""
+    h = hashlib.sha256()
+    for name in sorted(tables):
+        path = table_path(data_dir, name)
+        if path is None:
+            continue
+        files = sorted(path.rglob("*.parquet")) if path.is_dir() else [path]
+        for f in files:
+            h.update(name.encode())
+            with open(f, "rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(block)
+    return h.hexdigest()
+
+
+def training_cutoffs(orders: pd.DataFrame, as_of: pd.Timestamp, n: int = 3) -> list[pd.Timestamp]:
+    """``n`` cutoffs evenly spaced (whole days) between the first order and ``as_of``."""
+    first = orders["ts"].min().floor("D")
+    step = max((as_of - first).days // (n + 1), 1)
+    return [as_of - pd.Timedelta(step * k, "D") for k in range(n, 0, -1)]
+
+
+def _default_until(orders: pd.DataFrame, as_of: pd.Timestamp) -> pd.Timestamp | None:
+    later = orders["ts"][orders["ts"] >= as_of]
+    return None if later.empty else later.max().floor("D") + pd.Timedelta(1, "D")
+
+
+# ---------------------------------------------------------------------------
+# The three kinds
+# ---------------------------------------------------------------------------
+
+
+def _fit_btyd(tables: dict[str, pd.DataFrame], as_of: pd.Timestamp, until: pd.Timestamp | None) -> tuple[
+    dict[str, Any], dict[str, float], dict[str, go.Figure], list[str]
+]:
+    orders = tables["orders"]
+    past = orders[orders["ts"] < as_of]
+    start = past["ts"].min().floor("D")
+    rfm = rfm_summary(past, as_of, start=start, time_unit="W")
+    bg = BetaGeoModel().fit(rfm)
+    gg = GammaGammaModel().fit(rfm)
+    metrics: dict[str, float] = {**bg.params_, **gg.params_, "gamma": gg.params_["v"],
+                                 "bgnbd_log_likelihood": bg.log_likelihood_,
+                                 "n_customers": float(len(rfm))}
+    params = {"time_unit": "W", "calibration_start": str(start.date()), "as_of": str(as_of)}
+    figures: dict[str, go.Figure] = {}
+    if until is not None:
+        weeks = (until - as_of) / pd.Timedelta(7, "D")
+        actual = holdout_actuals(orders, as_of, until, rfm.index).to_numpy()
+        forecast = bg.predict(rfm, weeks)
+        metrics.update({f"holdout_{k}": v for k, v in ev.count_metrics(forecast, actual).items()})
+        table = ev.calibration_table(ev.bgnbd_churn_risk(bg, rfm, weeks), (actual == 0).astype(float))
+        metrics["holdout_churn_ece"] = ev.expected_calibration_error(table)
+        figures["calibration"] = ev.calibration_figure({"BG/NBD": table})
+    return params, metrics, figures, ["frequency", "recency", "T", "monetary_value"]
+
+
+def _churn_model(train: pd.DataFrame, family: str, penalizer: float, features: list[str] | None,
+                 random_state: int) -> TimeToNextPurchase:
+    return TimeToNextPurchase(family=family, penalizer=penalizer,  # type: ignore[arg-type]
+                              features=features, random_state=random_state).fit(train, train)
+
+
+def churn_metrics(model: TimeToNextPurchase, snap: pd.DataFrame) -> dict[str, float]:
+    """Concordance, IBS and calibration of churn risk on a follow-up snapshot."""
+    left = snap["duration_days"].to_numpy() - snap["recency_days"].to_numpy()  # days after the cutoff
+    event = snap["event"].to_numpy()
+    horizon = float(left.max())
+    times = np.arange(1.0, np.floor(horizon) + 1.0)
+    curves = model.predict_survival_function(snap, times, conditional_after=snap["recency_days"]).to_numpy()
+    out = {
+        "concordance": ev.concordance(left, event, 1 - model.churn_risk(snap, min(30.0, horizon))),
+        "integrated_brier": ev.integrated_brier_score(curves, times, left, event),
+    }
+    for h in HORIZONS:
+        if h <= horizon:
+            quiet = ~((event == 1) & (left <= h))
+            table = ev.calibration_table(model.churn_risk(snap, h), quiet.astype(float))
+            out[f"churn_ece_{h}d"] = ev.expected_calibration_error(table)
+    return out
+
+
+def _fit_churn(tables: dict[str, pd.DataFrame], as_of: pd.Timestamp, until: pd.Timestamp | None, *,
+               family: str = "auto", penalizer: float = 0.0, features: list[str] | None = None,
+               random_state: int = 0) -> tuple[dict[str, Any], dict[str, float], dict[str, go.Figure], list[str]]:
+    orders = tables["orders"]
+    cutoffs = training_cutoffs(orders, as_of)
+    train = stacked_snapshots(orders, cutoffs, until=as_of)
+    model = _churn_model(train, family, penalizer, features, random_state)
+    params = {"family": family, "family_chosen": model.family_, "penalizer": penalizer,
+              "as_of": str(as_of), "training_cutoffs": ",".join(str(c.date()) for c in cutoffs),
+              "n_training_rows": model.n_rows_}
+    metrics: dict[str, float] = {"train_concordance": model.concordance_}
+    metrics.update({f"cv_loglik_{k}": v for k, v in getattr(model, "cv_log_likelihood_", {}).items()})
+    now = purchase_snapshots(orders[orders["ts"] < as_of], as_of, horizon_days=max(HORIZONS))
+    risks = {f"{h} days": model.churn_risk(now, h) for h in HORIZONS}
+    figures: dict[str, go.Figure] = {"churn_risk_distribution": ev.risk_distribution_figure(risks)}
+    seg = pd.cut(now["frequency"], [-1, 0, 2, 5, np.inf], labels=["1 purchase", "2-3", "4-6", "7+"])
+    curves = model.predict_survival_function(now, np.arange(0.0, 366.0, 3.0))
+    by_seg = curves.T.groupby(seg.to_numpy(), observed=True).mean().T
+    figures["survival_by_segment"] = ev.survival_curves_figure(by_seg, "Survival by purchase count")
+    if until is not None:
+        snap = purchase_snapshots(orders, as_of, until=until)
+        metrics.update(churn_metrics(model, snap))
+        # Counts side by side with BG/NBD on the same customers (days as the unit).
+        h = int((until - as_of) / pd.Timedelta(1, "D"))
+        actual = holdout_actuals(orders, as_of, until, snap["customer_id"]).to_numpy()
+        surv = model.expected_purchases(snap, h)
+        rfm = rfm_summary(orders, as_of, time_unit="D").reindex(snap["customer_id"])
+        bg = BetaGeoModel().fit(rfm)
+        for name, pred in (("survival", surv), ("bgnbd", bg.predict(rfm, float(h)))):
+            metrics.update({f"{name}_holdout_{k}": v for k, v in ev.count_metrics(pred, actual).items()})
+        tabs = {}
+        left = snap["duration_days"].to_numpy() - snap["recency_days"].to_numpy()
+        for hz in HORIZONS:
+            if hz <= h:
+                quiet = (~((snap["event"].to_numpy() == 1) & (left <= hz))).astype(float)
+                bg_table = ev.calibration_table(ev.bgnbd_churn_risk(bg, rfm, hz), quiet)
+                metrics[f"bgnbd_churn_ece_{hz}d"] = ev.expected_calibration_error(bg_table)
+                tabs[f"survival {hz}d"] = ev.calibration_table(model.churn_risk(snap, hz), quiet)
+                tabs[f"BG/NBD {hz}d"] = bg_table
+        figures["calibration"] = ev.calibration_figure(tabs)
+    return params, metrics, figures, list(model.features_)
+
+
+def _fit_repurchase(tables: dict[str, pd.DataFrame], as_of: pd.Timestamp, until: pd.Timestamp | None) -> tuple[
+    dict[str, Any], dict[str, float], dict[str, go.Figure], list[str]
+]:
+    if "order_items" not in tables:
+        raise ValueError("the repurchase model needs order_items")
+    orders, items = tables["orders"], tables["order_items"]
+    gaps = purchase_gaps(orders, items, as_of)
+    if gaps.empty:
+        raise ValueError(f"no repeat purchase of a product before {as_of}: nothing to fit")
+    model = RepurchaseInterval().fit(gaps)
+    params = {"min_history": model.min_history, "prior_strength": model.prior_strength, "as_of": str(as_of)}
+    metrics: dict[str, float] = {
+        "n_products": float(len(model.product_intervals_)),
+        "n_pairs": float(len(model.customer_intervals_)),
+        "median_product_interval_days": float(model.product_intervals_["interval_days"].median())
+        if len(model.product_intervals_) else float("nan"),
+        "sigma2": model.sigma2_, "tau2": model.tau2_, "kappa": model.kappa_,
+    }
+    fig = go.Figure(go.Histogram(x=model.product_intervals_["interval_days"], nbinsx=40))
+    fig.update_layout(title="Repurchase interval per product", xaxis_title="days", yaxis_title="products")
+    if until is not None:
+        # The first gap that closes in the holdout for pairs bought before as_of.
+        later = purchase_gaps(orders[orders["ts"] < until], items, until)
+        seen = set(map(tuple, gaps[["customer_id", "product_id"]].drop_duplicates().to_numpy()))
+        keys = list(map(tuple, later[["customer_id", "product_id"]].to_numpy()))
+        n_before = gaps.groupby(["customer_id", "product_id"]).size()
+        rank = later.groupby(["customer_id", "product_id"]).cumcount().to_numpy()
+        prior = np.array([n_before.get(k, 0) for k in keys])
+        new = later[(rank == prior) & np.array([k in seen for k in keys], dtype=bool)]
+        if len(new):
+            pred = model.predict(new)
+            metrics["holdout_pairs"] = float(len(new))
+            metrics["holdout_mae_days"] = float(np.mean(np.abs(pred - new["gap_days"].to_numpy())))
+            metrics["holdout_mae_log"] = float(np.mean(np.abs(np.log(pred / new["gap_days"].to_numpy()))))
+    return params, metrics, {"interval_distribution": fig}, ["customer_id x product_id log gaps"]
+
+
+# ---------------------------------------------------------------------------
+# Entry points
+# ---------------------------------------------------------------------------
+
+
+def _log(uri: str, experiment: str, kind: str, params: dict[str, Any], metrics: dict[str, float],
+         figures: dict[str, go.Figure], features: list[str], digest: str, nested: bool = False) -> str:
+    import mlflow
+
+    mlflow.set_tracking_uri(uri)
+    exp = experiment_id(experiment, uri)
+    with mlflow.start_run(experiment_id=exp, run_name=f"fit-{kind}", nested=nested) as run:
+        mlflow.set_tags({"cadence.kind": kind, "cadence.data_sha256": digest})
+        mlflow.log_params({k: ("None" if v is None else v) for k, v in params.items()})
+        mlflow.log_metrics({k: float(v) for k, v in metrics.items() if np.isfinite(v)})
+        mlflow.log_dict({"features": features}, "features.json")
+        for name, fig in figures.items():
+            mlflow.log_text(fig.to_html(include_plotlyjs=True, full_html=True), f"figures/{name}.html")
+        return str(run.info.run_id)
+
+
+def fit_model(
+    kind: Kind,
+    data_dir: PathLike,
+    as_of: Any,
+    *,
+    holdout_until: Any = None,
+    tracking_uri: str | None = None,
+    experiment: str = "cadence",
+    **options: Any,
+) -> dict[str, Any]:
+    """Fit ``kind`` on orders before ``as_of``, evaluate on the holdout, log to MLflow.
+
+    Parameters
+    ----------
+    kind : {'churn', 'repurchase', 'btyd'}
+        ``churn``: :class:`TimeToNextPurchase` on snapshots at three earlier
+        cutoffs followed up to ``as_of``, compared with BG/NBD on the
+        holdout. ``repurchase``: :class:`RepurchaseInterval`. ``btyd``:
+        BG/NBD and Gamma-Gamma in weeks, calibration starting on the first
+        order day (the CDNOW convention of Fader, Hardie & Lee 2005).
+    data_dir : path
+        A contract data directory (needs ``orders``; ``order_items`` for
+        repurchase).
+    as_of : timestamp-like
+        End of the calibration period (exclusive).
+    holdout_until : timestamp-like, optional
+        End of the holdout (exclusive); by default the day after the last
+        order. No holdout metrics when there is no order at or after as_of.
+    tracking_uri : str, optional
+        See :func:`cadence.models.tracking.tracking_uri`.
+    experiment : str
+        MLflow experiment name.
+    **options
+        ``churn`` only: ``family``, ``penalizer``, ``features``, ``random_state``.
+
+    Returns
+    -------
+    dict
+        The logged metrics (``btyd``: ``r, alpha, a, b, p, q, v, gamma`` and
+        holdout counts), plus ``run_id`` and ``data_sha256``.
+    """
+    if kind not in ("churn", "repurchase", "btyd"):
+        raise ValueError(f"kind must be 'churn', 'repurchase' or 'btyd', got {kind!r}")
+    if options and kind != "churn":
+        raise TypeError(f"unexpected options for {kind!r}: {sorted(options)}")
+    needed = ["orders", "order_items"] if kind == "repurchase" else ["orders"]
+    tables = read_tables(data_dir, needed)
+    cutoff = _utc(as_of, "as_of")
+    orders = tables["orders"]
+    until = _utc(holdout_until, "holdout_until") if holdout_until is not None else _default_until(orders, cutoff)
+    if until is not None:
+        ev.time_split(orders, cutoff, until)  # refuses empty periods
+    if kind == "btyd":
+        params, metrics, figures, features = _fit_btyd(tables, cutoff, until)
+    elif kind == "churn":
+        params, metrics, figures, features = _fit_churn(tables, cutoff, until, **options)
+    else:
+        params, metrics, figures, features = _fit_repurchase(tables, cutoff, until)
+    params["holdout_until"] = None if until is None else str(until)
+    params["data_dir_name"] = Path(data_dir).name
+    digest = fingerprint(data_dir, needed)
+    run_id = _log(resolve_uri(tracking_uri), experiment, kind, params, metrics, figures, features, digest)
+    return {**metrics, "run_id": run_id, "data_sha256": digest}
+
+
+def tune_churn(
+    data_dir: PathLike,
+    as_of: Any,
+    n_trials: int = 20,
+    *,
+    validation_days: int = 60,
+    tracking_uri: str | None = None,
+    experiment: str = "cadence",
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Optuna search over family, penalizer and feature set; one nested MLflow run per trial.
+
+    The objective is the integrated Brier score (lower is better; comparable
+    across families, Cox included) on a validation snapshot at
+    ``as_of - validation_days`` followed up to ``as_of``; training snapshots
+    end at the validation cutoff, so nothing at or after ``as_of`` is read.
+
+    Returns
+    -------
+    dict
+        ``best_params``, ``best_integrated_brier``, ``run_id`` (parent run).
+    """
+    import mlflow
+    import optuna
+
+    orders = read_tables(data_dir, ["orders"])["orders"]
+    cutoff = _utc(as_of, "as_of")
+    val_cut = cutoff - pd.Timedelta(validation_days, "D")
+    train = stacked_snapshots(orders, training_cutoffs(orders, val_cut), until=val_cut)
+    val = purchase_snapshots(orders, val_cut, until=cutoff)
+    uri = resolve_uri(tracking_uri)
+    mlflow.set_tracking_uri(uri)
+    exp = experiment_id(experiment, uri)
+    digest = fingerprint(data_dir, ["orders"])
+
+    def objective(trial: optuna.Trial) -> float:
+        family = trial.suggest_categorical("family", ["weibull", "loglogistic", "lognormal", "cox"])
+        penalizer = trial.suggest_float("penalizer", 1e-4, 1.0, log=True)
+        feature_set = trial.suggest_categorical("feature_set", list(FEATURE_SETS))
+        with mlflow.start_run(experiment_id=exp, run_name=f"trial-{trial.number}", nested=True):
+            model = _churn_model(train, family, penalizer, list(FEATURE_SETS[feature_set]), seed)
+            m = churn_metrics(model, val)
+            mlflow.log_params({"family": family, "penalizer": penalizer, "feature_set": feature_set})
+            mlflow.log_metrics({f"val_{k}": v for k, v in m.items() if np.isfinite(v)})
+            return m["integrated_brier"]
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    with mlflow.start_run(experiment_id=exp, run_name="tune-churn") as parent:
+        mlflow.set_tags({"cadence.kind": "tune-churn", "cadence.data_sha256": digest})
+        mlflow.log_params({"n_trials": n_trials, "validation_days": validation_days, "as_of": str(cutoff)})
+        study = optuna.create_study(direction="minimize", sampler=optuna.samplers.TPESampler(seed=seed))
+        study.optimize(objective, n_trials=n_trials)
+        mlflow.log_params({f"best_{k}": v for k, v in study.best_params.items()})
+        mlflow.log_metric("best_val_integrated_brier", study.best_value)
+        mlflow.log_dict({"feature_sets": {k: list(v) for k, v in FEATURE_SETS.items()}}, "features.json")
+    return {"best_params": study.best_params, "best_integrated_brier": float(study.best_value),
+            "run_id": parent.info.run_id}
+
+
+__all__ = ["fit_model", "tune_churn", "fingerprint", "churn_metrics", "training_cutoffs", "FEATURE_SETS"]
