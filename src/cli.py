@@ -137,6 +137,168 @@ def report(
 
 
 @app.command()
+def evaluate(
+    data_dir: Annotated[Path, typer.Argument(help="Data directory with messages and customers.")],
+    policy: Annotated[list[str], typer.Option("--policy", help="Policy name (repeatable): rules, learned, or a tuned one.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print every estimate as JSON records.")] = False,
+    estimator: Annotated[str, typer.Option(help="Estimator shown in the table (all are in --json).")] = "DR",
+    seed: Annotated[int, typer.Option(help="Seed of the customer split and bootstrap.")] = 0,
+) -> None:
+    """Estimate each policy's open, click, conversion and net revenue per trigger, with lift over logging."""
+    import json
+
+    from cadence.data.validate import ContractError
+    from cadence.policies.evaluation import summary_table
+    from cadence.policies.registry import evaluate_named
+
+    try:
+        df = evaluate_named(data_dir, list(policy), seed=seed)
+    except (ValueError, FileNotFoundError, ContractError) as e:
+        _fail(f"evaluate: {e}")
+    if as_json:
+        typer.echo(json.dumps({"rows_evaluated": df.attrs["rows_evaluated"], "rows_fitted": df.attrs["rows_fitted"],
+                               "estimates": df.to_dict("records")}, default=float))
+        return
+    try:
+        table = summary_table(df, estimator)
+    except ValueError as e:
+        _fail(f"evaluate: {e}", 2)
+    typer.echo(f"{estimator} estimates per trigger on {df.attrs['rows_evaluated']:,} logged decisions"
+               + (f" (learned policies fitted on {df.attrs['rows_fitted']:,} rows of other customers)"
+                  if df.attrs["rows_fitted"] else "") + "; 95% intervals:")
+    typer.echo(table.to_string(index=False))
+    bad = df[~df["supported"]].drop_duplicates("policy")
+    for _, row in bad.iterrows():
+        typer.secho(f"{row['policy']}: {row['reason']}", fg=typer.colors.YELLOW)
+
+
+@app.command()
+def tune(
+    data_dir: Annotated[Path, typer.Argument(help="Data directory with messages and customers.")],
+    family: Annotated[str, typer.Option(help="Policy family: learned or rules.")] = "learned",
+    trials: Annotated[int, typer.Option(help="Optuna trials.", min=1)] = 20,
+    name: Annotated[str | None, typer.Option(help="Name to save the best policy under (default tuned-FAMILY).")] = None,
+    max_weekly: Annotated[float, typer.Option(help="Most messages per customer per week a policy may send.")] = 3.0,
+    seed: Annotated[int, typer.Option(help="Seed of the split, sampler and bootstrap.")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Search a policy family's parameters for the best doubly-robust net revenue; save the winner."""
+    import json
+
+    from cadence.data.validate import ContractError
+    from cadence.policies.tuning import tune_policy
+
+    try:
+        result = tune_policy(data_dir, family, trials, name=name, max_weekly=max_weekly, seed=seed,
+                             progress=not as_json)
+    except (ValueError, FileNotFoundError, ContractError) as e:
+        _fail(f"tune: {e}")
+    if as_json:
+        typer.echo(json.dumps(result, default=str))
+        return
+    typer.echo(f"best of {result['trials']} trials ({result['feasible_trials']} within {max_weekly:g} "
+               f"messages/customer/week): DR net revenue per trigger {result['best_dr_net_revenue']:.3f} "
+               f"[{result['lower']:.3f}, {result['upper']:.3f}], {result['weekly_sends']:.2f} messages/customer/week")
+    typer.echo(f"parameters: {json.dumps(result['best_params'])}")
+    typer.echo(f"saved as policy {result['name']!r} ({result['path']}); MLflow run {result['run_id']}")
+
+
+@app.command()
+def simulate(
+    data_dir: Annotated[Path, typer.Argument(help="Data directory with messages, customers and orders.")],
+    policy: Annotated[str, typer.Option("--policy", help="Candidate policy: rules, learned, or a tuned one.")],
+    baseline: Annotated[str, typer.Option("--baseline", help="Baseline: logging (the logged policy) or a name.")] = "logging",
+    max_per_7d: Annotated[int, typer.Option(help="Frequency cap of the orchestrator (messages per 7 days; 0 = none).")] = 3,
+    engine: Annotated[str, typer.Option(help="process (all cores) or spark.")] = "process",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the table and estimates as JSON.")] = False,
+    seed: Annotated[int, typer.Option(help="Seed of the split and bootstrap.")] = 0,
+) -> None:
+    """Replay history under a policy (behind the orchestrator) and print its lift over a baseline."""
+    import json
+
+    from cadence.data.validate import ContractError
+    from cadence.policies.orchestrator import OrchestratorConfig
+    from cadence.simulation.replay import format_table, simulate_named
+
+    if engine not in ("process", "spark"):
+        _fail(f"simulate: unknown engine {engine!r}: choose process or spark", 2)
+    try:
+        res = simulate_named(data_dir, policy, baseline, engine=engine, seed=seed, progress=not as_json,  # type: ignore[arg-type]
+                             config=OrchestratorConfig(max_per_7d=max_per_7d or None))
+    except (ValueError, FileNotFoundError, ContractError) as e:
+        _fail(f"simulate: {e}")
+    if as_json:
+        typer.echo(json.dumps({"meta": res["meta"], "table": res["table"].to_dict("records"),
+                               "estimates": res["estimates"].to_dict("records")}, default=str))
+        return
+    t = res["table"]
+    shown = format_table(t)
+    typer.echo(f"Replay of {policy!r} against {baseline!r} on {res['meta']['rows']:,} logged triggers "
+               f"(doubly-robust; 95% intervals):")
+    typer.echo(shown.to_string(index=False))
+
+
+@app.command()
+def export(
+    data_dir: Annotated[Path, typer.Argument(help="Data directory with messages and customers.")],
+    policy: Annotated[str, typer.Option("--policy", help="Policy to export: rules, learned, or a tuned one.")],
+    model_name: Annotated[str, typer.Option("--model-name", help="Registered model name (a new version each time).")],
+    epsilon: Annotated[float, typer.Option(help="Exploration probability of the served policy.", min=0.0, max=0.999)] = 0.05,
+    tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI (default $MLFLOW_TRACKING_URI, "
+                                                          "else ./mlflow.db).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the split, bootstrap and exploration hash.")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Fit, estimate and register a policy as an MLflow pyfunc model with alias 'challenger'."""
+    import json
+
+    from cadence.data.validate import ContractError
+    from cadence.policies.export import export_policy
+
+    try:
+        res = export_policy(data_dir, policy, model_name, tracking_uri=tracking_uri, epsilon=epsilon, seed=seed)
+    except (ValueError, FileNotFoundError, ContractError) as e:
+        _fail(f"export: {e}")
+    if as_json:
+        typer.echo(json.dumps(res, default=str))
+        return
+    nr = res["estimates"]["net_revenue"]
+    typer.echo(f"registered {res['model_name']} version {res['version']} (alias {res['alias']}) at {res['tracking_uri']}")
+    typer.echo(f"DR net revenue per trigger {nr['value']:.3f} [{nr['lower']:.3f}, {nr['upper']:.3f}], "
+               f"lift over logging {nr['lift']:+.3f} [{nr['lift_lower']:+.3f}, {nr['lift_upper']:+.3f}]")
+    typer.echo(f"load it: mlflow.pyfunc.load_model('models:/{res['model_name']}@{res['alias']}'); "
+               f"promote it: cadence promote {res['model_name']}")
+
+
+@app.command()
+def promote(
+    model_name: Annotated[str, typer.Argument(help="Registered model name.")],
+    version: Annotated[str | None, typer.Option(help="Version to promote (default: the newest).")] = None,
+    data: Annotated[Path | None, typer.Option("--data", help="Evaluation data (default: the one recorded "
+                                                             "on the version).")] = None,
+    tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI (default $MLFLOW_TRACKING_URI, "
+                                                          "else ./mlflow.db).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Move alias 'champion' to a version if its net revenue beats the champion's (paired DR interval > 0)."""
+    import json
+
+    from cadence.data.validate import ContractError
+    from cadence.policies.promote import promote as promote_version
+
+    try:
+        res = promote_version(model_name, version, data_dir=data, tracking_uri=tracking_uri)
+    except (ValueError, FileNotFoundError, ContractError) as e:
+        _fail(f"promote: {e}")
+    if as_json:
+        typer.echo(json.dumps(res, default=str))
+    elif res["promoted"]:
+        typer.echo(res["message"])
+    if not res["promoted"]:
+        _fail(f"promote: {res['message']}")
+
+
+@app.command()
 def demo(
     out: Annotated[Path, typer.Option(help="Where the demo shop is written.")] = DEMO_DIR,
     customers: Annotated[int, typer.Option(help="Customers in the demo shop.", min=1)] = 20_000,

@@ -19,6 +19,8 @@ Examples
 from __future__ import annotations
 
 import datetime as dt
+import os
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -66,22 +68,34 @@ def connect(engine: Engine = "duckdb", *, spark_master: str | None = None, threa
         con.raw_sql("SET preserve_insertion_order = false")
         return con
     if engine == "spark":
-        try:
-            from pyspark.sql import SparkSession
-        except ImportError as e:  # pragma: no cover - spark is an optional extra
-            raise RuntimeError("engine 'spark' needs pyspark: install the 'spark' extra") from e
-        builder = (
-            SparkSession.builder.appName("cadence")
-            .config("spark.sql.session.timeZone", "UTC")
-            .config("spark.ui.enabled", "false")
-            .config("spark.sql.shuffle.partitions", "8")
-            .config("spark.ui.showConsoleProgress", "false")
-        )
-        builder = builder.master(spark_master or "local[*]")
-        session = builder.getOrCreate()
-        session.sparkContext.setLogLevel("ERROR")
+        session = spark_session(spark_master)
         return ibis.pyspark.connect(session)
     raise ValueError(f"unknown engine {engine!r}: choose one of {', '.join(ENGINES)}")
+
+
+def spark_session(spark_master: str | None = None) -> Any:
+    """The SparkSession every Spark stage shares (``local[*]`` unless a master is given).
+
+    Python workers run this interpreter, so UDFs (the replay's
+    ``mapInPandas``) import the same ``cadence`` and libraries.
+    """
+    try:
+        from pyspark.sql import SparkSession
+    except ImportError as e:  # pragma: no cover - spark is an optional extra
+        raise RuntimeError("engine 'spark' needs pyspark: install the 'spark' extra") from e
+    # Local-mode Python workers start the interpreter these name (default: python3 on PATH).
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    builder = (
+        SparkSession.builder.appName("cadence")
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.shuffle.partitions", "8")
+        .config("spark.ui.showConsoleProgress", "false")
+    )
+    session = builder.master(spark_master or "local[*]").getOrCreate()
+    session.sparkContext.setLogLevel("ERROR")
+    return session
 
 
 def engine_name(con: Any) -> str:

@@ -449,6 +449,54 @@ class PolicyInputs:
         return _readonly(np.einsum("ij,ij->i", self.action_dist, q, dtype=np.float64))
 
 
+class _OnPolicy:
+    """Type of :data:`ON_POLICY`."""
+
+    def __repr__(self) -> str:
+        return "ON_POLICY"
+
+
+#: Stands for the logging policy itself in :func:`compare`. Its value needs no
+#: correction: every weight is 1, so IPS, SNIPS, DR, Switch-DR and clipped IPS
+#: (with ``max_weight >= 1``) reduce to the observed mean reward, and DM to the
+#: mean of ``q(x_i, a_i)``. Only the logged action's probability is known, so
+#: its full ``action_dist`` could not be written down anyway.
+ON_POLICY = _OnPolicy()
+
+
+@dataclass(frozen=True, eq=False)
+class _OnPolicyInputs(PolicyInputs):
+    """The logging policy evaluated on its own log (see :data:`ON_POLICY`)."""
+
+    def __post_init__(self) -> None:
+        if self.estimated_rewards is not None:
+            object.__setattr__(
+                self,
+                "estimated_rewards",
+                _check_estimated_rewards(self.feedback, self.estimated_rewards),
+            )
+
+    @cached_property
+    def target_prob(self) -> FloatArray:
+        return self.feedback.pscore
+
+    @cached_property
+    def weight(self) -> FloatArray:
+        return _readonly(np.ones(self.feedback.n))
+
+    @cached_property
+    def _dm_values(self) -> FloatArray:
+        return self._factual_reward_hat
+
+
+def _policy_inputs(
+    feedback: LoggedFeedback, policy: ArrayLike | _OnPolicy, q: FloatArray | None
+) -> PolicyInputs:
+    if isinstance(policy, _OnPolicy):
+        return _OnPolicyInputs(feedback, np.empty((0, 0)), q)
+    return PolicyInputs(feedback, np.asarray(policy), q)
+
+
 # --------------------------------------------------------------------------- #
 # Estimators
 # --------------------------------------------------------------------------- #
@@ -788,8 +836,12 @@ class _PoissonBootstrap:
                 rng.poisson(1.0, (self.n_bootstrap, stop - start)).astype(np.float64),
             )
 
-    def replicates(self, columns: Sequence[_Column]) -> FloatArray:
-        """(n_bootstrap, len(columns)) resampled estimates; NaN where a resample is empty."""
+    def replicates(self, columns: Sequence[_Column], sizes: FloatArray | None = None) -> FloatArray:
+        """(n_bootstrap, len(columns)) resampled estimates; NaN where a resample is empty.
+
+        With ``sizes`` the units are clusters: ``columns`` hold per-cluster
+        sums and ``sizes`` the rows in each cluster.
+        """
         k = len(columns)
         sn = [i for i, c in enumerate(columns) if c.norm is not None]
         num = np.zeros((self.n_bootstrap, k))
@@ -797,7 +849,7 @@ class _PoissonBootstrap:
         total = np.zeros(self.n_bootstrap)
         for rows, w in self._weights():
             num += w @ np.column_stack([c.values[rows] for c in columns])
-            total += w.sum(axis=1)
+            total += w.sum(axis=1) if sizes is None else w @ sizes[rows]
             if sn:
                 den_sn += w @ np.column_stack([columns[i].norm[rows] for i in sn])  # type: ignore[index]
         den = np.repeat(total[:, None], k, axis=1)
@@ -814,7 +866,43 @@ def _percentile(reps: FloatArray, alpha: float) -> tuple[float, float, float]:
     return float(lo), float(hi), float(ok.std(ddof=1))
 
 
-def _normal(psi: FloatArray, center: float, alpha: float) -> tuple[float, float, float]:
+class _Clusters:
+    """Rows grouped into independent clusters (e.g. customers) for intervals.
+
+    Rows of one customer share that customer's unobserved traits, so their
+    outcomes are correlated; treating them as independent understates the
+    variance. Intervals then resample, or sum influence over, whole clusters.
+    """
+
+    def __init__(self, groups: ArrayLike, n: int) -> None:
+        g = np.asarray(groups)
+        if g.shape != (n,):
+            raise ValueError(f"groups: expected shape ({n},) like the log, got {g.shape}")
+        self.codes = np.unique(g, return_inverse=True)[1].astype(np.intp)
+        self.n_clusters = int(self.codes.max()) + 1 if n else 0
+        self.sizes = np.bincount(self.codes, minlength=self.n_clusters).astype(np.float64)
+
+    def sum(self, v: FloatArray) -> FloatArray:
+        return np.bincount(self.codes, weights=v, minlength=self.n_clusters).astype(np.float64)
+
+    def column(self, col: _Column) -> _Column:
+        return _Column(self.sum(col.values), None if col.norm is None else self.sum(col.norm))
+
+
+def _bootstrap_reps(boot: _PoissonBootstrap, cols: Sequence[_Column], clusters: _Clusters | None) -> FloatArray:
+    if clusters is None:
+        return boot.replicates(cols)
+    return boot.replicates([clusters.column(c) for c in cols], clusters.sizes)
+
+
+def _normal(psi: FloatArray, center: float, alpha: float,
+            clusters: _Clusters | None = None) -> tuple[float, float, float]:
+    if clusters is not None and clusters.n_clusters > 1:
+        g = clusters.n_clusters
+        totals = clusters.sum(psi)
+        se = float(math.sqrt(g / (g - 1) * float(np.dot(totals, totals))) / psi.size)
+        z = float(stats.norm.ppf(1 - alpha / 2))
+        return center - z * se, center + z * se, se
     se = float(psi.std(ddof=1) / math.sqrt(psi.size)) if psi.size > 1 else math.nan
     z = float(stats.norm.ppf(1 - alpha / 2))
     return center - z * se, center + z * se, se
@@ -830,6 +918,7 @@ def estimate(
     interval: IntervalKind = "auto",
     n_bootstrap: int = 1000,
     random_state: int | None = 0,
+    groups: ArrayLike | None = None,
 ) -> Estimate:
     """Estimate one target policy's value with a ``1 - alpha`` interval.
 
@@ -854,6 +943,10 @@ def estimate(
         Resamples (default 1000).
     random_state : int or None
         Seed of the bootstrap; the same seed gives the same interval.
+    groups : (n,) array, optional
+        Cluster label per row (e.g. the customer). Rows of a cluster are
+        resampled together (bootstrap) or their influence summed (normal,
+        cluster-robust), for logs whose rows are not independent.
 
     Returns
     -------
@@ -877,12 +970,14 @@ def estimate(
         None if estimated_rewards is None else np.asarray(estimated_rewards),
     )
     col = _column(estimator, inputs)
+    clusters = None if groups is None else _Clusters(groups, feedback.n)
     if _use_bootstrap(interval, feedback.n):
-        boot = _PoissonBootstrap(feedback.n, n_bootstrap, random_state)
-        lo, hi, se = _percentile(boot.replicates([col])[:, 0], alpha)
+        units = feedback.n if clusters is None else clusters.n_clusters
+        boot = _PoissonBootstrap(units, n_bootstrap, random_state)
+        lo, hi, se = _percentile(_bootstrap_reps(boot, [col], clusters)[:, 0], alpha)
         kind, b = "bootstrap-percentile", n_bootstrap
     else:
-        lo, hi, se = _normal(col.influence(), col.value, alpha)
+        lo, hi, se = _normal(col.influence(), col.value, alpha, clusters)
         kind, b = ("normal-delta" if col.norm is not None else "normal"), None
     return Estimate(estimator.name, col.value, lo, hi, se, kind, alpha, feedback.n, b)
 
@@ -947,6 +1042,12 @@ def _diagnose(
     inputs: PolicyInputs, min_ess: float, max_unsupported_mass: float
 ) -> OverlapDiagnostics:
     fb = inputs.feedback
+    if isinstance(inputs, _OnPolicyInputs):
+        return OverlapDiagnostics(
+            n=fb.n, ess=float(fb.n), ess_share=1.0, max_weight=1.0, mean_weight=1.0,
+            unsupported_mass=0.0, deterministic_share=float((fb.pscore >= 1.0).mean()),
+            supported=True, reason="on-policy: the logging policy's value is its observed mean",
+        )
     w = inputs.weight
     sum_w = float(w.sum())
     sum_w2 = float(np.dot(w, w))
@@ -1054,7 +1155,7 @@ def diagnose(
 
 def compare(
     feedback: LoggedFeedback,
-    policies: Mapping[str, ArrayLike],
+    policies: Mapping[str, ArrayLike | _OnPolicy],
     estimators: Sequence[OffPolicyEstimator] | None = None,
     estimated_rewards: ArrayLike | None = None,
     *,
@@ -1065,6 +1166,7 @@ def compare(
     random_state: int | None = 0,
     min_ess: float = 100.0,
     max_unsupported_mass: float = 0.01,
+    groups: ArrayLike | None = None,
 ) -> pd.DataFrame:
     """Estimate several target policies with several estimators, plus lifts.
 
@@ -1077,9 +1179,11 @@ def compare(
     Parameters
     ----------
     feedback : LoggedFeedback
-    policies : mapping of name -> (n, n_actions) array
+    policies : mapping of name -> (n, n_actions) array or :data:`ON_POLICY`
         Target policies. Arrays are read one at a time, so a lazy mapping that
         builds each on access keeps memory at one policy for normal intervals.
+        :data:`ON_POLICY` stands for the logging policy itself (the usual
+        reference for lifts).
     estimators : sequence of OffPolicyEstimator, optional
         Default: ``IPS, SNIPS`` plus ``DM, DR`` when ``estimated_rewards`` is
         given.
@@ -1091,6 +1195,8 @@ def compare(
         As in :func:`estimate` (default ``"auto"``).
     min_ess, max_unsupported_mass
         As in :func:`diagnose`.
+    groups : (n,) array, optional
+        Cluster label per row, as in :func:`estimate`.
 
     Returns
     -------
@@ -1149,18 +1255,20 @@ def compare(
     ref_cols: list[_Column] = []
     pending: list[tuple[str, str, _Column]] = []
     replicates: dict[tuple[str, str], FloatArray] = {}
-    boot = _PoissonBootstrap(n, n_bootstrap, random_state) if bootstrap else None
+    clusters = None if groups is None else _Clusters(groups, n)
+    units = n if clusters is None else clusters.n_clusters
+    boot = _PoissonBootstrap(units, n_bootstrap, random_state) if bootstrap else None
 
     def flush() -> None:
         if boot is None or not pending:
             return
-        reps = boot.replicates([c for _, _, c in pending])
+        reps = _bootstrap_reps(boot, [c for _, _, c in pending], clusters)
         for j, (p, e, _) in enumerate(pending):
             replicates[(p, e)] = reps[:, j]
         pending.clear()
 
     for p in order:
-        inputs = PolicyInputs(feedback, np.asarray(policies[p]), q)
+        inputs = _policy_inputs(feedback, policies[p], q)
         diags[p] = _diagnose(inputs, min_ess, max_unsupported_mass)
         cols = [_column(e, inputs) for e in est_list]
         for e, label, col in zip(est_list, labels, cols, strict=True):
@@ -1169,7 +1277,7 @@ def compare(
                 pending.append((p, label, col))
             else:
                 row["lower"], row["upper"], row["std_error"] = _normal(
-                    col.influence(), col.value, alpha
+                    col.influence(), col.value, alpha, clusters
                 )
                 row["interval"] = z_kind[e.self_normalized]
                 if p == ref:
@@ -1179,7 +1287,7 @@ def compare(
                 if p == ref:
                     row["lift_lower"], row["lift_upper"] = 0.0, 0.0
                 else:
-                    lo, hi, _ = _normal(col.influence() - rc.influence(), lift, alpha)
+                    lo, hi, _ = _normal(col.influence() - rc.influence(), lift, alpha, clusters)
                     row["lift_lower"], row["lift_upper"] = lo, hi
                 row["lift"] = lift
             results[(p, label)] = row

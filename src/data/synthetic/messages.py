@@ -27,6 +27,8 @@ from cadence.data.synthetic.backbone import SEGMENT_NAMES, Backbone
 from cadence.data.synthetic.catalog import DAY, Catalog
 from cadence.data.synthetic.config import ShopConfig
 from cadence.policies.base import Policy, check_decisions
+from cadence.policies.logged import KEY as _KEY
+from cadence.policies.logged import orders_before
 from cadence.triggers import ABANDON_STAGES, INCENTIVE_COST_FIXED, INCENTIVE_PERCENT
 
 _RING = 32  # send times remembered per customer (fatigue counts cap here)
@@ -53,10 +55,25 @@ class Outcomes:
     p_click: np.ndarray
     p_convert: np.ndarray
     p_convert_hold: np.ndarray
+    send_effect: np.ndarray  # true effect of a plain send (email, no delay, no incentive) on conversion
     value_if_converted: np.ndarray
     incentive_cost: np.ndarray
     fatigue: np.ndarray  # messages in the 7 days before the send
+    p_in_window: np.ndarray  # probability a conversion would land before the data ends
     products: np.ndarray  # '|'-joined product ids of each trigger's context
+
+
+def p_within(room_s: np.ndarray, attrib_s: int, mean_s: float) -> np.ndarray:
+    """P(conversion delay < room): the delay is Exponential(mean) wrapped modulo the attribution window.
+
+    Conversions after the end of the data are never observed, so a policy's
+    true value counts each trigger's conversion with this probability.
+
+    >>> p_within(np.array([0, 10**9]), 7 * 86_400, 43_200.0).tolist()
+    [0.0, 1.0]
+    """
+    x = np.clip(np.asarray(room_s, dtype=float), 0, attrib_s)
+    return -np.expm1(-x / mean_s) / -np.expm1(-attrib_s / mean_s)
 
 
 def basket_values(cat: Catalog, bb: Backbone) -> np.ndarray:
@@ -87,10 +104,15 @@ def product_strings(products: np.ndarray, product_ids: np.ndarray) -> np.ndarray
 
 
 def candidates_frame(bb: Backbone, rows: np.ndarray, opt_in: np.ndarray, dtypes: dict[str, pd.CategoricalDtype],
-                     products: np.ndarray) -> pd.DataFrame:
+                     products: np.ndarray, sends_7d: np.ndarray, orders_90d: np.ndarray,
+                     last_order_s: np.ndarray) -> pd.DataFrame:
     """The policy's view of some triggers: observable context only, never latent truth.
 
-    ``opt_in`` is (len(rows), 4): each customer's channel opt-ins at the trigger.
+    ``opt_in`` is (len(rows), 4): each customer's channel opt-ins at the trigger;
+    ``sends_7d`` the messages sent to them in the 7 days before it,
+    ``orders_90d`` their orders in the 90 days before it and
+    ``days_since_order`` the days since their last order (NaN for none): what
+    :func:`cadence.policies.logged.logged_candidates` reads back from the tables.
     """
     c = bb.trig_cust[rows]
     frame = {
@@ -103,6 +125,11 @@ def candidates_frame(bb: Backbone, rows: np.ndarray, opt_in: np.ndarray, dtypes:
     }
     for j, ch in enumerate(CHANNELS):
         frame[f"opt_in_{ch}"] = opt_in[:, j]
+    frame["sends_7d"] = sends_7d
+    frame["orders_90d"] = orders_90d
+    t = bb.trig_s[rows]
+    # Ring slots never written hold min // 2; anything at or below it means "no order".
+    frame["days_since_order"] = np.where(last_order_s > np.iinfo(np.int64).min // 2, (t - last_order_s) / DAY, np.nan)
     return pd.DataFrame(frame)
 
 
@@ -146,11 +173,15 @@ def run_messages(cfg: ShopConfig, cat: Catalog, bb: Backbone, policy: Policy, ch
         opened_s=np.full(n_t, -1, np.int64), clicked_s=np.full(n_t, -1, np.int64),
         converted_s=np.full(n_t, -1, np.int64), unsub_s=np.full(n_t, -1, np.int64),
         revenue=np.zeros(n_t), p_open=np.zeros(n_t), p_click=np.zeros(n_t), p_convert=np.zeros(n_t),
-        p_convert_hold=np.zeros(n_t), value_if_converted=value, incentive_cost=np.zeros(n_t),
-        fatigue=np.zeros(n_t, np.int64), products=products,
+        p_convert_hold=np.zeros(n_t), send_effect=np.zeros(n_t), value_if_converted=value, incentive_cost=np.zeros(n_t),
+        fatigue=np.zeros(n_t, np.int64), p_in_window=np.ones(n_t), products=products,
     )
     ring = np.full((n_c, _RING), np.iinfo(np.int64).min // 2)
     ring_pos = np.zeros(n_c, np.int64)
+    # Orders the shop has seen: organic ones (fixed) and conversions of earlier triggers.
+    org_key = np.sort(bb.ord_cust.astype(np.int64) * _KEY + bb.ord_s)
+    conv_ring = np.full((n_c, _RING), np.iinfo(np.int64).min // 2)
+    conv_pos = np.zeros(n_c, np.int64)
     unsub_at = np.where(pp.opt_in, np.iinfo(np.int64).max, np.iinfo(np.int64).min)
 
     rank = _rank_within(bb.trig_cust)
@@ -165,7 +196,12 @@ def run_messages(cfg: ShopConfig, cat: Catalog, bb: Backbone, policy: Policy, ch
         t = bb.trig_s[rows]
         s = bb.trig_stage[rows]
         current = unsub_at[c] > t[:, None]
-        cands = candidates_frame(bb, rows, current, dtypes, products)
+        recent = ((ring[c] >= (t - 7 * DAY)[:, None]) & (ring[c] < t[:, None])).sum(axis=1)
+        n90, last = orders_before(org_key, c, t)
+        conv_before = conv_ring[c] < t[:, None]
+        n90 = n90 + (conv_before & (conv_ring[c] >= (t - 90 * DAY)[:, None])).sum(axis=1)
+        last = np.maximum(last, np.where(conv_before, conv_ring[c], np.iinfo(np.int64).min).max(axis=1))
+        cands = candidates_frame(bb, rows, current, dtypes, products, recent, n90, last)
         dec = policy.decide(cands, rng_policy)
         check_decisions(dec, len(rows), policy.policy_id)
         send = (dec["action"] == "send").to_numpy()
@@ -212,6 +248,9 @@ def run_messages(cfg: ShopConfig, cat: Catalog, bb: Backbone, policy: Policy, ch
         if unsub.any():
             unsub_at[c[unsub], ch[unsub]] = tau[unsub] + 3600
         # Remember the send for fatigue.
+        cc = c[converted]
+        conv_ring[cc, conv_pos[cc] % _RING] = conv_t[converted]
+        conv_pos[cc] += 1
         sc = c[send]
         ring[sc, ring_pos[sc] % _RING] = tau[send]
         ring_pos[sc] += 1
@@ -235,6 +274,9 @@ def run_messages(cfg: ShopConfig, cat: Catalog, bb: Backbone, policy: Policy, ch
         out.p_click[rows] = p_open * p_click
         out.p_convert[rows] = p_conv
         out.p_convert_hold[rows] = p0
+        plain = logit0 + stage_scale[s] * seg_eff[pp.segment[c]] + ch_eff[0] - rp.fatigue_conversion * n7
+        out.send_effect[rows] = expit(plain) - p0
         out.incentive_cost[rows] = cost
         out.fatigue[rows] = n7
+        out.p_in_window[rows] = p_within(cfg.end_s - np.where(send, tau, t), attrib, 0.5 * DAY)
     return out

@@ -212,6 +212,7 @@ def _chunk_tables(cfg: ShopConfig, cat: Catalog, bb: Backbone, out: Outcomes, po
         "p_click": pa.array(out.p_click),
         "p_convert": pa.array(out.p_convert),
         "p_convert_hold": pa.array(out.p_convert_hold),
+        "send_effect": pa.array(out.send_effect),
         "value_if_converted": pa.array(out.value_if_converted),
         "incentive_cost_if_converted": pa.array(out.incentive_cost),
         "fatigue_7d": pa.array(out.fatigue),
@@ -279,9 +280,10 @@ def _chunk_value(bb: Backbone, out: Outcomes) -> pd.DataFrame:
         "sent": out.send.astype(float),
         "open": out.p_open,
         "click": out.p_click,
-        "conversion": out.p_convert,
-        "revenue": out.p_convert * out.value_if_converted,
-        "net_revenue": out.p_convert * (out.value_if_converted - out.incentive_cost),
+        # Expected conversions that land before the data ends (what the log can show).
+        "conversion": out.p_convert * out.p_in_window,
+        "revenue": out.p_convert * out.p_in_window * out.value_if_converted,
+        "net_revenue": out.p_convert * out.p_in_window * (out.value_if_converted - out.incentive_cost),
         "realized_conversion": (out.converted_s >= 0).astype(float),
     })
     return df.groupby("stage")[_VALUE_COLUMNS].sum()

@@ -1,0 +1,214 @@
+"""The learned policy: send, and pick the incentive, where predicted net uplift is positive.
+
+Fitted per marketing stage on the randomised messages log:
+
+* a **send-vs-hold** uplift model (conversion; hold against a send without
+  incentive) gives ``p0(x)`` and ``tau_send(x)``;
+* an **incentive-vs-none** uplift model per incentive (among sends) gives
+  ``tau_k(x)``;
+* channel and delay shifts ``delta_c``, ``delta_d`` of the conversion rate
+  among sends, read from the randomised log per stage (channels are
+  randomised among the customer's opt-ins, delays uniformly);
+* the stage's mean order value ``V``.
+
+For a candidate the predicted conversion of a send through channel ``c``
+after delay ``d`` with incentive ``k`` is
+``p = p0 + tau_send + tau_k + delta_c + delta_d``; its **net uplift** over
+holding is ``(p - p0) V - p cost_k(V) - fatigue_cost``. The policy takes the
+best ``(c, d, k)`` among what the customer can receive and sends when that
+net uplift exceeds ``threshold``. Stages with too few randomised rows, and
+transactional ones, fall back to :class:`~cadence.policies.rules.RulesPolicy`.
+
+The uplift learner is any of :mod:`cadence.models.uplift` (S, T, X or class
+transformation); every parameter is a plain constructor argument, so
+``cadence tune`` can search over them.
+
+Examples
+--------
+>>> import tempfile
+>>> from cadence.data.synthetic import ShopConfig, generate_shop
+>>> from cadence.policies.evaluation import load_log
+>>> shop = generate_shop(ShopConfig(customers=2000, days=120, seed=2), tempfile.mkdtemp() + "/s")
+>>> pol = UpliftPolicy(min_rows=100).fit(load_log(shop))
+>>> "cart_abandon" in pol.stages_ and "order_status" not in pol.stages_
+True
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from cadence.data.contract import CHANNELS, INCENTIVES
+from cadence.policies.base import delay_choices
+from cadence.policies.context import context_features
+from cadence.policies.evaluation import LoggedBandit
+from cadence.policies.logged import decode_action
+from cadence.policies.rules import RulesPolicy, decisions_frame, opt_in_matrix
+from cadence.triggers import (
+    INCENTIVE_COST_FIXED,
+    INCENTIVE_PERCENT,
+    INCENTIVE_STAGES,
+    TRANSACTIONAL_STAGES,
+)
+
+Learner = Literal["s", "t", "x", "ct"]
+
+
+def make_learner(kind: Learner, random_state: int = 0) -> Any:
+    """An uplift learner of :mod:`cadence.models.uplift` by short name."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from cadence.models import uplift
+
+    base = make_pipeline(StandardScaler(), LogisticRegression(C=0.5, max_iter=500))
+    if kind == "s":
+        return uplift.SLearner(base=base)
+    if kind == "t":
+        return uplift.TLearner(base=base)
+    if kind == "x":
+        return uplift.XLearner(base=base)
+    if kind == "ct":
+        return uplift.ClassTransformation()
+    raise ValueError(f"learner: expected one of s, t, x, ct, got {kind!r}")
+
+
+def _cost(incentive: str, value: float) -> float:
+    return INCENTIVE_PERCENT * value if incentive == "percent_code" else INCENTIVE_COST_FIXED[incentive]
+
+
+@dataclass
+class _StageModel:
+    send: Any  # uplift model, hold vs send-without-incentive
+    incentive: dict[str, Any]  # incentive -> uplift model vs none
+    channel_shift: np.ndarray  # (4,) conversion shift per channel
+    delay_shift: np.ndarray  # (3,) per delay slot
+    value: float
+    hold_rate: float  # conversion when held (for learners that only predict the effect)
+
+
+@dataclass
+class UpliftPolicy:
+    """Uplift-driven send policy; see the module docstring."""
+
+    learner: Learner = "t"
+    threshold: float = 0.0
+    fatigue_cost: float = 0.0
+    incentives: bool = True
+    max_sends_7d: int | None = None
+    min_rows: int = 300
+    random_state: int = 0
+    policy_id: str = field(default="learned-uplift-v1")
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """Constructor parameters (scikit-learn style, for tuning and export metadata)."""
+        return {k: getattr(self, k) for k in ("learner", "threshold", "fatigue_cost", "incentives",
+                                               "max_sends_7d", "min_rows", "random_state", "policy_id")}
+
+    def fit(self, log: LoggedBandit) -> UpliftPolicy:
+        """Fit the per-stage models on the randomised rows of a messages log."""
+        conv = log.rewards["conversion"].to_numpy()
+        net = log.rewards["net_revenue"].to_numpy()
+        x_all = context_features(log.candidates).to_numpy()
+        stage = log.candidates["stage"].astype(str).to_numpy()
+        decoded = [decode_action(int(a)) for a in log.actions]
+        send = log.actions > 0
+        ch = np.array([CHANNELS.index(d[0]) if d else -1 for d in decoded])
+        slot = np.array([d[1] if d else -1 for d in decoded])
+        inc = np.array([d[2] if d else "" for d in decoded], dtype=object)
+        randomised = log.pscore < 1
+        self.stages_: dict[str, _StageModel] = {}
+        for s in np.unique(stage):
+            rows = (stage == s) & randomised
+            if s in TRANSACTIONAL_STAGES or (rows & send).sum() < self.min_rows or (rows & ~send).sum() < 50:
+                continue
+            plain = rows & (~send | (inc == "none"))
+            send_model = make_learner(self.learner, self.random_state).fit(
+                x_all[plain], send[plain].astype(int), conv[plain],
+                propensity=np.full(int(plain.sum()), float(send[plain].mean())))
+            inc_models: dict[str, Any] = {}
+            if self.incentives and s in INCENTIVE_STAGES:
+                for k in INCENTIVES[1:]:
+                    sub = rows & send & np.isin(inc, ["none", k])
+                    t = (inc[sub] == k).astype(int)
+                    if t.sum() >= self.min_rows // 4 and (1 - t).sum() >= self.min_rows // 4:
+                        inc_models[k] = make_learner(self.learner, self.random_state).fit(
+                            x_all[sub], t, conv[sub], propensity=np.full(int(sub.sum()), float(t.mean())))
+            sent_rows = rows & send
+            base = conv[sent_rows].mean()
+            ch_shift = np.array([conv[sent_rows & (ch == c)].mean() - base if (sent_rows & (ch == c)).sum() >= 30
+                                 else -np.inf for c in range(len(CHANNELS))])
+            d_shift = np.array([conv[sent_rows & (slot == d)].mean() - base if (sent_rows & (slot == d)).sum() >= 30
+                                else -np.inf for d in range(3)])
+            # Order value without any incentive cost: conversions of holds and plain sends.
+            converted = plain & (conv > 0)
+            value = float(net[converted].mean()) if converted.any() else 0.0
+            hold_rate = float(conv[rows & ~send].mean())
+            self.stages_[str(s)] = _StageModel(send_model, inc_models, ch_shift, d_shift, value, hold_rate)
+        self.fallback_ = RulesPolicy()
+        return self
+
+    def decide(self, candidates: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
+        """Deterministic decisions (propensity 1); stages without a model follow the rules."""
+        if not hasattr(self, "stages_"):
+            raise RuntimeError("UpliftPolicy is not fitted: call fit(log) first")
+        out = self.fallback_.decide(candidates, rng)
+        n = len(candidates)
+        if n == 0:
+            return out
+        stage = candidates["stage"].astype(str).to_numpy()
+        opt = opt_in_matrix(candidates)
+        x = context_features(candidates).to_numpy()
+        sends_7d = (candidates["sends_7d"].fillna(0).to_numpy() if "sends_7d" in candidates else np.zeros(n))
+        send = np.zeros(n, bool)
+        channel = np.full(n, -1)
+        delay = np.zeros(n, np.int64)
+        incentive = np.zeros(n, np.int64)
+        modelled = np.zeros(n, bool)
+        for s, m in self.stages_.items():
+            rows = np.flatnonzero(stage == s)
+            if rows.size == 0:
+                continue
+            modelled[rows] = True
+            mu0, mu1 = self._outcomes(m.send, x[rows], m.hold_rate)
+            tau = mu1 - mu0
+            ch_score = np.where(opt[rows], m.channel_shift[None, :], -np.inf)
+            best_ch = np.argmax(ch_score, axis=1)
+            reachable = np.isfinite(ch_score.max(axis=1))
+            best_slot = int(np.argmax(m.delay_shift))
+            lift = tau + np.where(reachable, ch_score.max(axis=1), 0.0) + m.delay_shift[best_slot]
+            p = np.clip(mu0 + lift, 0.0, 1.0)
+            best_net = (p - mu0) * m.value
+            best_inc = np.zeros(rows.size, np.int64)
+            for k, model in m.incentive.items():
+                lo, hi = self._outcomes(model, x[rows], 0.0)
+                pk = np.clip(p + (hi - lo), 0.0, 1.0)
+                net_k = (pk - mu0) * m.value - pk * _cost(k, m.value)
+                better = net_k > best_net
+                best_net = np.where(better, net_k, best_net)
+                best_inc = np.where(better, INCENTIVES.index(k), best_inc)
+            go = reachable & (best_net - self.fatigue_cost > self.threshold)
+            if self.max_sends_7d is not None:
+                go &= sends_7d[rows] < self.max_sends_7d
+            send[rows] = go
+            channel[rows] = best_ch
+            delay[rows] = delay_choices(s)[best_slot]
+            incentive[rows] = best_inc
+        learned = decisions_frame(send, channel, delay, incentive, np.ones(n), candidates.index)
+        rows = np.flatnonzero(modelled)
+        out.iloc[rows] = learned.iloc[rows]
+        return out
+
+    @staticmethod
+    def _outcomes(model: Any, x: np.ndarray, base_rate: float) -> tuple[np.ndarray, np.ndarray]:
+        if hasattr(model, "predict_outcomes"):
+            mu0, mu1 = model.predict_outcomes(x)
+            return np.asarray(mu0, float), np.asarray(mu1, float)
+        # Effect-only learners (class transformation): the baseline is the stage's hold rate.
+        tau = np.asarray(model.predict(x), float)
+        return np.full_like(tau, base_rate), base_rate + tau

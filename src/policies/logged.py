@@ -1,0 +1,262 @@
+"""The messages log as a logged bandit: candidates, actions and rewards.
+
+Every row of ``messages`` is a decision the logging policy took for one
+trigger. This module turns it into what off-policy evaluation needs:
+
+* :func:`logged_candidates`: the candidate each decision was taken for, as a
+  policy would have seen it then (stage, trigger time, time zone, the
+  channel opt-ins at that moment, messages sent in the 7 days before), so a
+  target policy can be asked what *it* would have done;
+* :func:`encode_actions`: one integer code per decision in a fixed
+  vocabulary, :data:`ACTION_NAMES` (hold, or channel x delay slot x
+  incentive, the delay slot indexing the stage's
+  :func:`~cadence.policies.base.delay_choices`);
+* :func:`logged_rewards`: the outcome of each row per metric
+  (:data:`METRICS`): opened, clicked, converted, and net revenue (order
+  revenue less the incentive's cost).
+
+Examples
+--------
+>>> ACTION_NAMES[:2]
+('hold', 'email/0/none')
+>>> len(ACTION_NAMES)
+49
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from cadence.data.contract import CHANNELS, INCENTIVES
+from cadence.policies.base import ABANDON_DELAYS, OTHER_DELAYS
+from cadence.triggers import ABANDON_STAGES, INCENTIVE_COST_FIXED, INCENTIVE_PERCENT
+
+#: Action vocabulary shared by every policy on a shop's log.
+ACTION_NAMES: tuple[str, ...] = ("hold",) + tuple(
+    f"{ch}/{slot}/{inc}" for ch in CHANNELS for slot in range(3) for inc in INCENTIVES
+)
+N_ACTIONS = len(ACTION_NAMES)
+#: Outcomes a policy is judged on, per trigger.
+METRICS: tuple[str, ...] = ("open", "click", "conversion", "net_revenue")
+_DAY_S = 86_400
+
+
+def action_code(channel: np.ndarray, slot: np.ndarray, incentive: np.ndarray, send: np.ndarray) -> np.ndarray:
+    """Integer action codes from channel/slot/incentive codes (ignored where not ``send``).
+
+    >>> action_code(np.array([0, 1]), np.array([0, 2]), np.array([0, 3]), np.array([True, False])).tolist()
+    [1, 0]
+    """
+    code = 1 + (np.asarray(channel) * 3 + np.asarray(slot)) * len(INCENTIVES) + np.asarray(incentive)
+    return np.where(send, code, 0).astype(np.int64)
+
+
+def decode_action(code: int) -> tuple[str, int, str] | None:
+    """``(channel, delay slot, incentive)`` of a code, ``None`` for hold.
+
+    >>> decode_action(ACTION_NAMES.index("sms/1/percent_code"))
+    ('sms', 1, 'percent_code')
+    """
+    if code == 0:
+        return None
+    ch, rest = divmod(code - 1, 3 * len(INCENTIVES))
+    slot, inc = divmod(rest, len(INCENTIVES))
+    return CHANNELS[ch], slot, INCENTIVES[inc]
+
+
+def _codes(values: pd.Series, vocab: tuple[str, ...], what: str) -> np.ndarray:
+    codes = pd.Categorical(values, categories=list(vocab)).codes.astype(np.int64)
+    bad = values.notna().to_numpy() & (codes < 0)
+    if bad.any():
+        raise ValueError(f"{what}: {int(bad.sum())} rows outside {vocab}, e.g. {values[bad].iloc[0]!r}")
+    return codes
+
+
+def delay_slots(stage: pd.Series, delay_minutes: pd.Series | np.ndarray, *, what: str = "delay_minutes") -> np.ndarray:
+    """Index of each delay among its stage's :func:`~cadence.policies.base.delay_choices`.
+
+    >>> delay_slots(pd.Series(["cart_abandon", "birthday"]), np.array([720, 0])).tolist()
+    [2, 0]
+    """
+    delay = np.asarray(delay_minutes, dtype=np.int64)
+    abandon = stage.astype(str).isin(ABANDON_STAGES).to_numpy()
+    slot = np.full(len(delay), -1, np.int64)
+    for choices, rows in ((ABANDON_DELAYS, abandon), (OTHER_DELAYS, ~abandon)):
+        for k, d in enumerate(choices):
+            slot[rows & (delay == d)] = k
+    return slot
+
+
+def encode_actions(stage: pd.Series, decisions: pd.DataFrame) -> np.ndarray:
+    """Codes in :data:`ACTION_NAMES` of decisions (``action, channel, delay_minutes, incentive``).
+
+    Raises a ``ValueError`` naming the column when a send has an unknown
+    channel, incentive or a delay its stage does not offer.
+
+    >>> d = pd.DataFrame({"action": ["send", "hold"], "channel": ["email", None],
+    ...                   "delay_minutes": [20, 0], "incentive": ["none", None]})
+    >>> encode_actions(pd.Series(["cart_abandon", "birthday"]), d).tolist()
+    [1, 0]
+    """
+    send = (decisions["action"] == "send").to_numpy()
+    ch = _codes(decisions["channel"], CHANNELS, "channel")
+    inc = _codes(decisions["incentive"].fillna("none"), INCENTIVES, "incentive")
+    slot = delay_slots(stage.reset_index(drop=True), decisions["delay_minutes"].to_numpy())
+    for name, codes in (("channel", ch), ("delay_minutes", slot)):
+        bad = send & (codes < 0)
+        if bad.any():
+            raise ValueError(f"{name}: {int(bad.sum())} sends with a value their stage does not offer")
+    return action_code(ch, slot, inc, send)
+
+
+def _message_delays(messages: pd.DataFrame) -> np.ndarray:
+    delay = (messages["sent_at"] - messages["triggered_at"]).dt.total_seconds() / 60
+    return delay.fillna(0).round().to_numpy(dtype=np.int64)
+
+
+def logged_decisions(messages: pd.DataFrame) -> pd.DataFrame:
+    """The logged decisions in the policy-output shape (:data:`~cadence.policies.base.DECISION_COLUMNS`)."""
+    return pd.DataFrame({
+        "action": messages["action"].to_numpy(),
+        "channel": messages["channel"].to_numpy(),
+        "delay_minutes": _message_delays(messages),
+        "incentive": messages["incentive"].to_numpy(),
+        "propensity": messages["propensity"].to_numpy(dtype=float),
+    })
+
+
+def logged_actions(messages: pd.DataFrame) -> np.ndarray:
+    """Codes of the logged actions (delays read from ``sent_at - triggered_at``)."""
+    try:
+        return encode_actions(messages["stage"], logged_decisions(messages))
+    except ValueError as e:
+        raise ValueError(f"messages.{e}") from None
+
+
+def sends_before(customer: np.ndarray, sent_s: np.ndarray, at_s: np.ndarray, who: np.ndarray,
+                 window_s: int = 7 * _DAY_S) -> np.ndarray:
+    """Per query row: sends of customer ``who`` in ``[at - window, at)``.
+
+    ``customer``/``sent_s`` are the sends (integer customer codes, epoch
+    seconds); ``who``/``at_s`` the queries.
+
+    >>> sends_before(np.array([0, 0, 1]), np.array([10, 20, 5]), np.array([20, 21]), np.array([0, 0]), window_s=15)
+    array([1, 2])
+    """
+    key = customer.astype(np.int64) * (1 << 40) + sent_s.astype(np.int64)
+    key.sort()
+    base = who.astype(np.int64) * (1 << 40)
+    hi = np.searchsorted(key, base + at_s, side="left")
+    lo = np.searchsorted(key, base + at_s - window_s, side="left")
+    return (hi - lo).astype(np.int64)
+
+
+KEY = 1 << 40  #: customer code * KEY + epoch seconds: one sortable key per (customer, time)
+
+
+def orders_before(order_keys: np.ndarray, customer: np.ndarray, t: np.ndarray,
+                  window_s: int = 90 * _DAY_S) -> tuple[np.ndarray, np.ndarray]:
+    """Orders of each customer in ``[t - window, t)`` and the time of their last order before ``t``.
+
+    ``order_keys`` are sorted ``customer * 2**40 + seconds``; the last time is
+    a very negative number when there is none.
+
+    >>> k = np.sort(np.array([0 * 2**40 + 5, 0 * 2**40 + 50, 1 * 2**40 + 7]))
+    >>> n, last = orders_before(k, np.array([0, 1]), np.array([60, 7]), window_s=20)
+    >>> n.tolist(), last.tolist()[0]
+    ([1, 0], 50)
+    """
+    base = customer.astype(np.int64) * KEY
+    hi = np.searchsorted(order_keys, base + t, side="left")
+    lo = np.searchsorted(order_keys, base + t - window_s, side="left")
+    prev = order_keys[np.maximum(hi - 1, 0)] if len(order_keys) else np.zeros(len(t), np.int64)
+    own = (hi > 0) & (prev >= base) & (prev < base + KEY)
+    return (hi - lo).astype(np.int64), np.where(own, prev - base, np.iinfo(np.int64).min)
+
+
+def _epoch_s(ts: pd.Series) -> np.ndarray:
+    return (ts.astype("datetime64[us, UTC]").astype("int64") // 1_000_000).to_numpy()
+
+
+def logged_candidates(messages: pd.DataFrame, customers: pd.DataFrame,
+                      orders: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The trigger candidate behind each logged decision, as the policy saw it then.
+
+    Columns: ``customer_id``, ``stage``, ``triggered_at``, ``timezone``,
+    ``opt_in_<channel>`` (opted in at signup and not unsubscribed from that
+    channel at or before the trigger) and ``sends_7d`` (messages sent to the
+    customer in the 7 days before the trigger) and, when ``orders`` are
+    given, ``orders_90d`` and ``days_since_order`` (NaN when none) before the
+    trigger. Rows are in the order of ``messages``. The trigger's product context is not in the log (``items``
+    exist only for sent messages, so they would reveal the decision).
+    """
+    for col in ("customer_id", "stage", "triggered_at", "sent_at", "channel", "unsubscribed_at"):
+        if col not in messages.columns:
+            raise ValueError(f"messages.{col}: missing column")
+    cust = customers.set_index("customer_id")
+    codes = pd.Categorical(messages["customer_id"], categories=cust.index).codes.astype(np.int64)
+    if (codes < 0).any():
+        raise ValueError(f"messages.customer_id: {int((codes < 0).sum())} rows not in customers")
+    t = _epoch_s(messages["triggered_at"])
+    out = pd.DataFrame({
+        "customer_id": messages["customer_id"].to_numpy(),
+        "stage": messages["stage"].astype(str).to_numpy(),
+        "triggered_at": messages["triggered_at"].to_numpy(),
+        "timezone": cust["timezone"].to_numpy()[codes] if "timezone" in cust else None,
+    })
+    unsub = messages["unsubscribed_at"].notna().to_numpy()
+    for ch in CHANNELS:
+        col = f"opt_in_{ch}"
+        signup = cust[col].fillna(False).to_numpy(bool)[codes] if col in cust else np.zeros(len(codes), bool)
+        rows = unsub & (messages["channel"] == ch).to_numpy()
+        first = pd.Series(_epoch_s(messages.loc[rows, "unsubscribed_at"]), index=codes[rows]).groupby(level=0).min()
+        gone = np.full(len(cust), np.iinfo(np.int64).max)
+        gone[first.index.to_numpy()] = first.to_numpy()
+        out[col] = signup & (gone[codes] > t)
+    sent = messages["sent_at"].notna().to_numpy()
+    out["sends_7d"] = sends_before(codes[sent], _epoch_s(messages.loc[sent, "sent_at"]), t, codes)
+    if orders is not None:
+        oc = pd.Categorical(orders["customer_id"], categories=cust.index).codes.astype(np.int64)
+        keys = np.sort(oc[oc >= 0] * KEY + _epoch_s(orders["ts"])[oc >= 0])
+        n90, last = orders_before(keys, codes, t)
+        out["orders_90d"] = n90
+        out["days_since_order"] = np.where(last > np.iinfo(np.int64).min, (t - last) / _DAY_S, np.nan)
+    return out
+
+
+def net_revenue(revenue: np.ndarray, incentive: np.ndarray) -> np.ndarray:
+    """Revenue less the incentive's cost (:func:`cadence.triggers.incentive_cost`), vectorised.
+
+    >>> net_revenue(np.array([100.0, 100.0, 0.0]), np.array(["percent_code", "free_shipping", "fixed_amount"])).tolist()
+    [85.0, 94.0, 0.0]
+    """
+    revenue = np.nan_to_num(np.asarray(revenue, dtype=float))
+    inc = pd.Series(incentive, dtype=object).fillna("none")
+    fixed = inc.map(INCENTIVE_COST_FIXED).fillna(0.0).to_numpy(float)
+    cost = np.where(inc.to_numpy() == "percent_code", INCENTIVE_PERCENT * revenue, fixed)
+    return np.where(revenue > 0, revenue - cost, 0.0)
+
+
+def logged_rewards(messages: pd.DataFrame) -> pd.DataFrame:
+    """One column per metric of :data:`METRICS` (float), in the order of ``messages``."""
+    converted = messages["converted_order_id"].notna().to_numpy()
+    revenue = np.where(converted, messages["revenue"].fillna(0).to_numpy(float), 0.0)
+    return pd.DataFrame({
+        "open": messages["opened_at"].notna().to_numpy(float),
+        "click": messages["clicked_at"].notna().to_numpy(float),
+        "conversion": converted.astype(float),
+        "net_revenue": net_revenue(revenue, messages["incentive"].to_numpy()),
+    })
+
+
+def one_hot(codes: np.ndarray) -> np.ndarray:
+    """A deterministic policy's ``action_dist`` (float32): 1 at each row's code.
+
+    >>> one_hot(np.array([0, 2]))[:, :3].tolist()
+    [[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]]
+    """
+    dist = np.zeros((len(codes), N_ACTIONS), np.float32)
+    dist[np.arange(len(codes)), codes] = 1.0
+    return dist
+

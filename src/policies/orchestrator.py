@@ -1,0 +1,340 @@
+"""The orchestrator: between a policy's decisions and the send.
+
+A policy decides one trigger at a time; the orchestrator remembers what was
+sent and enforces the rules that span triggers, all set in one
+:class:`OrchestratorConfig` (exported with the policy):
+
+* **frequency caps**: at most ``max_per_7d`` messages per customer within 7
+  days of any send (sends already scheduled later count too), and per channel
+  ``channel_caps``;
+* **priority** when triggers compete: candidates of one customer that arrive
+  within ``batch_minutes`` of each other are decided together, the highest
+  ``priority`` first (the policy's expected net uplift when it gives one, else
+  the stage order of :data:`STAGE_PRIORITY`), so a cap spends its room on the
+  most valuable message;
+* **quiet hours** (``quiet_hours``, local time): a send falling inside moves to
+  the end of the quiet period; **business hours** (``business_hours``) for the
+  channels in ``business_channels`` (SMS, WhatsApp): outside them the send
+  moves to the next opening;
+* **reminder expiry**: abandonment reminders whose send time falls more than
+  ``reminder_expiry_days`` after the trigger are dropped;
+* **once-only stages** (``once_only_stages``) and **re-entry**: a stage may be
+  sent again only ``reentry_days[stage]`` days after its last send;
+* **goal suppression**: an abandonment reminder is dropped when the customer
+  ordered between the trigger and the send (the ``orders`` given);
+* **opt-ins**: never send on a channel the customer is not opted in to now;
+* **global holdout**: a stable ``holdout_share`` of customers (by a hash of the
+  id) receive no marketing at all, so a clean experiment is always running.
+
+Transactional stages (``order_status``) bypass everything but opt-ins.
+
+The orchestrator is written by hand: no maintained library does stateful
+marketing orchestration over a policy's propensities. State is kept per
+customer in growing numpy arrays, updated in the order ``apply`` is called,
+which must be time order per customer (the world's rounds and the replay's
+both are).
+
+Examples
+--------
+>>> import numpy as np, pandas as pd
+>>> from cadence.policies.rules import RulesPolicy
+>>> c = pd.DataFrame({"customer_id": ["a", "a", "a"], "stage": ["browse_abandon"] * 3,
+...                   "triggered_at": pd.to_datetime(["2025-01-01 10:00", "2025-01-02 10:00",
+...                                                   "2025-01-03 10:00"], utc=True),
+...                   "opt_in_email": [True] * 3})
+>>> pol = OrchestratedPolicy(RulesPolicy(), OrchestratorConfig(max_per_7d=2))
+>>> pol.decide(c, np.random.default_rng(0))[["action", "reason"]].values.tolist()
+[['send', ''], ['send', ''], ['hold', 'frequency cap: 2 in 7 days']]
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from cadence.data.contract import CHANNELS, STAGES
+from cadence.policies.base import Policy, check_decisions
+from cadence.triggers import ABANDON_STAGES, TRANSACTIONAL_STAGES
+
+#: Default priority when the policy gives none: later in this tuple = lower.
+STAGE_PRIORITY: tuple[str, ...] = (
+    "order_status", "checkout_abandon", "cart_abandon", "back_in_stock", "buy_again", "price_drop",
+    "search_abandon", "browse_abandon", "birthday", "win_back", "follow_up", "anniversary", "new_arrivals",
+)
+_DAY = 86_400
+_RING = 32
+_NEVER = np.iinfo(np.int64).min // 2
+
+
+@dataclass(frozen=True)
+class OrchestratorConfig:
+    """Every orchestration rule's setting; ``None`` switches a rule off. See the module docstring."""
+
+    max_per_7d: int | None = 3
+    channel_caps: Mapping[str, int] = field(default_factory=dict)
+    batch_minutes: float = 60.0
+    quiet_hours: tuple[int, int] | None = None
+    business_hours: tuple[int, int] | None = None
+    business_channels: tuple[str, ...] = ("sms", "whatsapp")
+    reminder_expiry_days: float | None = 14.0
+    once_only_stages: tuple[str, ...] = ("birthday", "follow_up")
+    reentry_days: Mapping[str, float] = field(default_factory=lambda: {s: 1.0 for s in sorted(ABANDON_STAGES)})
+    suppress_on_goal: bool = True
+    holdout_share: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.max_per_7d is not None and self.max_per_7d < 0:
+            raise ValueError(f"max_per_7d: expected >= 0 or None, got {self.max_per_7d}")
+        for ch, cap in self.channel_caps.items():
+            if ch not in CHANNELS or cap < 0:
+                raise ValueError(f"channel_caps: {ch!r}: {cap} (channels {CHANNELS}, caps >= 0)")
+        for name in ("quiet_hours", "business_hours"):
+            hours = getattr(self, name)
+            if hours is not None and (len(hours) != 2 or not all(0 <= h <= 24 for h in hours)):
+                raise ValueError(f"{name}: expected (start, end) local hours in 0..24, got {hours}")
+        for s in list(self.once_only_stages) + list(self.reentry_days):
+            if s not in STAGES:
+                raise ValueError(f"stage {s!r} in once_only_stages/reentry_days is not one of {STAGES}")
+        if not 0 <= self.holdout_share < 1:
+            raise ValueError(f"holdout_share: expected [0, 1), got {self.holdout_share}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain, JSON-ready settings (exported with the policy)."""
+        d = asdict(self)
+        d["channel_caps"] = dict(self.channel_caps)
+        d["reentry_days"] = dict(self.reentry_days)
+        return d
+
+
+def in_holdout(customer_id: pd.Series, share: float) -> np.ndarray:
+    """Stable global-holdout membership from a CRC32 hash of the id.
+
+    >>> in_holdout(pd.Series(["a", "b"]), 0.0).tolist()
+    [False, False]
+    """
+    if share <= 0:
+        return np.zeros(len(customer_id), bool)
+    h = np.fromiter((zlib.crc32(str(c).encode()) for c in customer_id), np.uint64, len(customer_id))
+    return (h % 10_000) < share * 10_000
+
+
+def _next_allowed(local_h: np.ndarray, window: tuple[int, int], inside: bool) -> np.ndarray:
+    """Hours to wait so that the local hour is inside (``inside``) / outside a ``[start, end)`` window."""
+    start, end = window
+    wraps = start > end
+    in_window = ((local_h >= start) | (local_h < end)) if wraps else ((local_h >= start) & (local_h < end))
+    target = end if not inside else start  # leave a quiet period at its end; enter business hours at start
+    wait = (target - local_h) % 24
+    blocked = in_window if not inside else ~in_window
+    return np.where(blocked, wait, 0.0)
+
+
+@dataclass
+class _State:
+    """Per-customer memory, indexed by the order customers were first seen."""
+
+    index: dict[str, int] = field(default_factory=dict)
+    ring: np.ndarray = field(default_factory=lambda: np.full((0, _RING), _NEVER, np.int64))
+    ring_ch: np.ndarray = field(default_factory=lambda: np.full((0, _RING), -1, np.int64))
+    pos: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    last_stage: np.ndarray = field(default_factory=lambda: np.full((0, len(STAGES)), _NEVER, np.int64))
+
+    def codes(self, ids: np.ndarray) -> np.ndarray:
+        out = np.empty(len(ids), np.int64)
+        for i, c in enumerate(ids):
+            out[i] = self.index.setdefault(str(c), len(self.index))
+        grow = len(self.index) - len(self.pos)
+        if grow > 0:
+            self.ring = np.vstack([self.ring, np.full((grow, _RING), _NEVER, np.int64)])
+            self.ring_ch = np.vstack([self.ring_ch, np.full((grow, _RING), -1, np.int64)])
+            self.pos = np.concatenate([self.pos, np.zeros(grow, np.int64)])
+            self.last_stage = np.vstack([self.last_stage, np.full((grow, len(STAGES)), _NEVER, np.int64)])
+        return out
+
+
+class Orchestrator:
+    """Applies :class:`OrchestratorConfig` to a policy's decisions, remembering sends."""
+
+    def __init__(self, config: OrchestratorConfig | None = None,
+                 orders: pd.DataFrame | None = None) -> None:
+        self.config = config or OrchestratorConfig()
+        self.state = _State()
+        self._orders: dict[str, np.ndarray] = {}
+        if orders is not None and len(orders):
+            ts = pd.to_datetime(orders["ts"], utc=True).astype("int64") // 10**9
+            for cid, g in pd.Series(ts.to_numpy(), index=orders["customer_id"].astype(str).to_numpy()).groupby(level=0):
+                self._orders[str(cid)] = np.sort(g.to_numpy())
+
+    def reset(self) -> None:
+        """Forget every send (start a new replay)."""
+        self.state = _State()
+
+    def _ordered_between(self, ids: np.ndarray, start: np.ndarray, end: np.ndarray) -> np.ndarray:
+        out = np.zeros(len(ids), bool)
+        for i, cid in enumerate(ids):
+            ts = self._orders.get(str(cid))
+            if ts is not None:
+                k = np.searchsorted(ts, start[i], side="right")
+                out[i] = k < len(ts) and ts[k] <= end[i]
+        return out
+
+    def apply(self, candidates: pd.DataFrame, decisions: pd.DataFrame) -> pd.DataFrame:
+        """Orchestrated decisions: adds ``send_at``, ``priority`` and ``reason`` (why a send was held).
+
+        Rows are handled in ``triggered_at`` order, ties by priority, and the
+        memory is updated with what is sent.
+        """
+        cfg = self.config
+        n = len(candidates)
+        out = decisions.copy()
+        out["reason"] = ""
+        if n == 0:
+            out["send_at"] = pd.Series([], dtype="datetime64[ns, UTC]")
+            out["priority"] = np.zeros(0)
+            return out
+        ids = candidates["customer_id"].astype(str).to_numpy()
+        stage = candidates["stage"].astype(str).to_numpy()
+        t = (pd.to_datetime(candidates["triggered_at"], utc=True).astype("int64") // 10**9).to_numpy()
+        send = (decisions["action"] == "send").to_numpy().copy()
+        delay_s = decisions["delay_minutes"].to_numpy(np.int64) * 60
+        channel = pd.Categorical(decisions["channel"], categories=list(CHANNELS)).codes.astype(np.int64)
+        if "priority" in decisions:
+            prio = decisions["priority"].to_numpy(float)
+        else:
+            prio = -np.array([STAGE_PRIORITY.index(s) if s in STAGE_PRIORITY else len(STAGE_PRIORITY)
+                              for s in stage], float)
+        out["priority"] = prio
+        reason = np.full(n, "", dtype=object)
+        transactional = np.isin(stage, list(TRANSACTIONAL_STAGES))
+        marketing = ~transactional
+
+        def hold(mask: np.ndarray, why: str) -> None:
+            hit = mask & send
+            reason[hit] = why
+            send[hit] = False
+
+        # Opt-ins now (never send on a channel the customer left).
+        for j, ch in enumerate(CHANNELS):
+            col = f"opt_in_{ch}"
+            opted = candidates[col].fillna(False).to_numpy(bool) if col in candidates else np.zeros(n, bool)
+            hold((channel == j) & ~opted, f"not opted in to {ch}")
+        hold(marketing & in_holdout(candidates["customer_id"], cfg.holdout_share), "global holdout")
+
+        # Quiet and business hours move the send; the local clock comes from the time zone.
+        send_s = t + delay_s
+        if cfg.quiet_hours is not None or cfg.business_hours is not None:
+            from cadence.policies.context import _local_time
+
+            for _ in range(2):  # moving out of one window may land in the other once
+                shifted = candidates.assign(triggered_at=pd.to_datetime(send_s, unit="s", utc=True))
+                local_h, _wd = _local_time(shifted)
+                wait = np.zeros(n)
+                if cfg.quiet_hours is not None:
+                    wait = np.maximum(wait, _next_allowed(local_h, cfg.quiet_hours, inside=False))
+                if cfg.business_hours is not None:
+                    biz = np.isin(channel, [CHANNELS.index(c) for c in cfg.business_channels])
+                    wait = np.maximum(wait, np.where(biz, _next_allowed(local_h, cfg.business_hours, inside=True), 0))
+                send_s = send_s + np.where(marketing, np.ceil(wait * 3600).astype(np.int64), 0)
+        abandon = np.isin(stage, list(ABANDON_STAGES))
+        if cfg.reminder_expiry_days is not None:
+            hold(abandon & (send_s - t > cfg.reminder_expiry_days * _DAY), "reminder expired")
+        if cfg.suppress_on_goal and self._orders:
+            hold(abandon & self._ordered_between(ids, t, send_s), "goal reached before the send")
+
+        # Stateful rules. Rows of customers seen once in this call are decided together
+        # (vectorised); a customer's competing rows go one at a time, batch by batch,
+        # the highest priority first within a batch.
+        st = self.state
+        codes = st.codes(ids)
+        stage_idx = np.array([STAGES.index(s) for s in stage])
+        wait_days = np.array([cfg.reentry_days.get(s, np.nan) for s in stage], float)
+        once = np.isin(stage, list(cfg.once_only_stages))
+        cap_of = np.array([cfg.channel_caps.get(ch, -1) for ch in CHANNELS])
+        single = ~pd.Series(codes).duplicated(keep=False).to_numpy()
+
+        def rules(rows: np.ndarray) -> None:
+            rows = rows[send[rows]]
+            c, si, ts = codes[rows], stage_idx[rows], send_s[rows]
+            last = st.last_stage[c, si]
+            seen = last != _NEVER
+            mk = marketing[rows]
+            checks = [
+                (mk & once[rows] & seen, [f"{stage[i]} is sent once only" for i in rows]),
+                (mk & seen & (ts - last < np.nan_to_num(wait_days[rows], nan=-1) * _DAY),
+                 [f"re-entry to {stage[i]} within {wait_days[i]:g} days" for i in rows]),
+            ]
+            # Sends already scheduled after this one count too (a delayed reminder holds its slot).
+            recent = np.abs(st.ring[c] - ts[:, None]) < 7 * _DAY
+            if cfg.max_per_7d is not None:
+                checks.append((mk & (recent.sum(axis=1) >= cfg.max_per_7d),
+                               [f"frequency cap: {cfg.max_per_7d} in 7 days"] * len(rows)))
+            ch = channel[rows]
+            cap = cap_of[np.maximum(ch, 0)]
+            on_ch = (recent & (st.ring_ch[c] == ch[:, None])).sum(axis=1)
+            checks.append((mk & (ch >= 0) & (cap >= 0) & (on_ch >= cap),
+                           [f"{CHANNELS[max(j, 0)]} cap: {cap_of[max(j, 0)]} in 7 days" for j in ch]))
+            ok = np.ones(len(rows), bool)
+            for mask, why in checks:
+                hit = ok & mask
+                reason[rows[hit]] = np.asarray(why, dtype=object)[hit]
+                ok &= ~mask
+            send[rows[~ok]] = False
+            rows, c, ts = rows[ok], c[ok], ts[ok]
+            k = st.pos[c] % _RING
+            st.ring[c, k], st.ring_ch[c, k] = ts, channel[rows]
+            st.pos[c] += 1
+            st.last_stage[c, stage_idx[rows]] = ts
+
+        rules(np.flatnonzero(single))
+        multi = np.flatnonzero(~single)
+        if multi.size:
+            frame = pd.DataFrame({"c": codes[multi], "t": t[multi], "p": prio[multi], "i": multi}).sort_values(["c", "t"])
+            gap = frame.groupby("c")["t"].diff().fillna(np.inf).to_numpy() > cfg.batch_minutes * 60
+            frame["batch"] = np.cumsum(gap)
+            for i in frame.sort_values(["batch", "p"], ascending=[True, False])["i"].to_numpy():
+                rules(np.array([i]))
+
+        out["action"] = np.where(send, "send", "hold")
+        out.loc[~send, ["channel", "incentive"]] = None
+        out["delay_minutes"] = np.where(send, (send_s - t) // 60, 0).astype(np.int64)
+        out["send_at"] = pd.to_datetime(np.where(send, send_s, t), unit="s", utc=True)
+        out["reason"] = reason
+        return out
+
+
+class OrchestratedPolicy:
+    """A policy followed by an orchestrator: itself a (stateful) :class:`~cadence.policies.base.Policy`.
+
+    Call it in time order per customer; :meth:`reset` before a new run.
+    Held rows get propensity 1 from the orchestrator's side: the caps are
+    deterministic given the history, so the decision's probability is the
+    policy's where it sends and 1 where a rule held it.
+    """
+
+    def __init__(self, policy: Policy, config: OrchestratorConfig | None = None,
+                 orders: pd.DataFrame | None = None) -> None:
+        self.policy = policy
+        self.orchestrator = Orchestrator(config, orders)
+
+    @property
+    def policy_id(self) -> str:
+        return f"{self.policy.policy_id}+orchestrated"
+
+    @property
+    def config(self) -> OrchestratorConfig:
+        return self.orchestrator.config
+
+    def reset(self) -> None:
+        self.orchestrator.reset()
+
+    def decide(self, candidates: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
+        decisions = self.policy.decide(candidates, rng)
+        check_decisions(decisions, len(candidates), self.policy.policy_id)
+        out = self.orchestrator.apply(candidates, decisions)
+        out.loc[out["reason"] != "", "propensity"] = 1.0
+        return out

@@ -1,0 +1,128 @@
+"""Policies by name: ``logging``, ``rules``, ``learned``, and the ones ``cadence tune`` saved.
+
+A saved policy is a small JSON file ``<policies_dir>/<name>.json`` holding
+its family (``rules`` or ``learned``) and constructor parameters, plus what
+it was tuned on; policies that learn from data are fitted on the log given.
+
+Examples
+--------
+>>> import tempfile
+>>> d = tempfile.mkdtemp()
+>>> _ = save_policy("rules-pct", "rules", {"incentive": "percent_code"}, policies_dir=d)
+>>> build_policy("rules-pct", None, policies_dir=d).incentive
+'percent_code'
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from cadence.data.io import PathLike, atomic_path
+from cadence.policies.base import Policy
+from cadence.policies.evaluation import LOGGING, LoggedBandit
+from cadence.policies.learned import UpliftPolicy
+from cadence.policies.rules import RulesPolicy
+
+#: Where tuned policies are saved by default (ignored by git, like other derived data).
+POLICIES_DIR = Path("data/processed/policies")
+FAMILIES: dict[str, type] = {"rules": RulesPolicy, "learned": UpliftPolicy}
+BUILTIN: tuple[str, ...] = (LOGGING, "rules", "learned")
+
+
+def _path(name: str, policies_dir: PathLike) -> Path:
+    if not name or any(c in name for c in "/\\") or name.startswith("."):
+        raise ValueError(f"policy name {name!r}: use letters, digits, '-' and '_'")
+    return Path(policies_dir) / f"{name}.json"
+
+
+def save_policy(name: str, family: str, params: dict[str, Any], *, policies_dir: PathLike = POLICIES_DIR,
+                meta: dict[str, Any] | None = None) -> Path:
+    """Save a tuned policy's family and parameters (atomically) and return the file."""
+    if name in BUILTIN:
+        raise ValueError(f"policy name {name!r} is built in; choose another")
+    if family not in FAMILIES:
+        raise ValueError(f"family: {family!r} is not one of {sorted(FAMILIES)}")
+    FAMILIES[family](**params)  # refuse parameters the family does not take, now rather than at load
+    path = _path(name, policies_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(json.dumps({"family": family, "params": params, "meta": meta or {}}, indent=2,
+                                        sort_keys=True, default=str))
+    return path
+
+
+def load_policy_spec(name: str, policies_dir: PathLike = POLICIES_DIR) -> dict[str, Any]:
+    """The saved ``{"family", "params", "meta"}`` of a tuned policy."""
+    path = _path(name, policies_dir)
+    if not path.exists():
+        saved = sorted(p.stem for p in Path(policies_dir).glob("*.json")) if Path(policies_dir).exists() else []
+        raise ValueError(f"unknown policy {name!r}: built in are {', '.join(BUILTIN)}"
+                         + (f"; saved are {', '.join(saved)}" if saved else "; none saved yet (cadence tune)"))
+    spec: dict[str, Any] = json.loads(path.read_text())
+    return spec
+
+
+def needs_fit(name: str, policies_dir: PathLike = POLICIES_DIR) -> bool:
+    """Whether the named policy learns from the log."""
+    if name in BUILTIN:
+        return name == "learned"
+    return bool(load_policy_spec(name, policies_dir)["family"] == "learned")
+
+
+def build_policy(name: str, train: LoggedBandit | None, *, policies_dir: PathLike = POLICIES_DIR) -> Policy | None:
+    """The policy called ``name``, fitted on ``train`` if it learns; ``None`` for ``logging``."""
+    if name == LOGGING:
+        return None
+    if name == "rules":
+        return RulesPolicy()
+    if name == "learned":
+        family, params = "learned", {}
+    else:
+        spec = load_policy_spec(name, policies_dir)
+        family, params = spec["family"], dict(spec["params"])
+    policy = FAMILIES[family](**params)
+    if family == "learned":
+        if train is None:
+            raise ValueError(f"policy {name!r} learns from data: give it a log to fit on")
+        policy = policy.fit(train)
+    return policy
+
+
+def split_customers(log: LoggedBandit, share: float = 0.5, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Boolean masks (fit, evaluate) splitting the log's rows by customer.
+
+    Learned policies are fitted on one part and judged on the other, so
+    their estimates are not flattered by the rows they were fitted on.
+    """
+    rng = np.random.default_rng(seed)
+    in_fit = rng.random(int(log.groups.max()) + 1 if log.n else 0) < share
+    fit_rows = in_fit[log.groups]
+    return fit_rows, ~fit_rows
+
+
+def evaluate_named(data_dir: PathLike, names: list[str], *, metrics: tuple[str, ...] | None = None,
+                   policies_dir: PathLike = POLICIES_DIR, seed: int = 0, fit_share: float = 0.5) -> pd.DataFrame:
+    """``cadence evaluate``: estimate named policies on a data directory's messages log.
+
+    When a named policy learns from the log, customers are split (``fit_share``
+    to fit) and every policy is judged on the other customers' rows only;
+    ``df.attrs`` records the split.
+    """
+    from cadence.policies.evaluation import evaluate, load_log
+    from cadence.policies.logged import METRICS
+
+    names = [n for n in dict.fromkeys(names) if n != LOGGING]
+    log = load_log(data_dir)
+    train, test = None, log
+    if any(needs_fit(n, policies_dir) for n in names):
+        fit_rows, eval_rows = split_customers(log, fit_share, seed)
+        train, test = log.subset(fit_rows), log.subset(eval_rows)
+    policies = {n: build_policy(n, train, policies_dir=policies_dir) for n in names}
+    df = evaluate(test, {k: v for k, v in policies.items() if v is not None}, metrics=metrics or METRICS, seed=seed)
+    df.attrs.update({"rows_evaluated": test.n, "rows_fitted": 0 if train is None else train.n})
+    return df

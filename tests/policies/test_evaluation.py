@@ -1,0 +1,96 @@
+"""Policy evaluation on a shop's log: the logging reference, lifts, diagnostics, names."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cadence.data.io import read_tables
+from cadence.data.synthetic import ShopConfig, generate_shop
+from cadence.policies.evaluation import (
+    evaluate,
+    load_log,
+    log_from_tables,
+    summary_table,
+    target_codes,
+)
+from cadence.policies.registry import build_policy, evaluate_named, load_policy_spec, save_policy
+from cadence.policies.rules import RulesPolicy
+
+
+@pytest.fixture(scope="module")
+def shop(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return generate_shop(ShopConfig(customers=1500, days=150, seed=11), tmp_path_factory.mktemp("ev") / "shop")
+
+
+@pytest.fixture(scope="module")
+def results(shop: Path) -> pd.DataFrame:
+    return evaluate(load_log(shop), {"rules": RulesPolicy(), "no-incentive": RulesPolicy(incentive="none")})
+
+
+def test_logging_reference_is_the_observed_mean(shop: Path, results: pd.DataFrame) -> None:
+    m = read_tables(shop, ["messages"])["messages"]
+    conv = m["converted_order_id"].notna().mean()
+    got = results.query("metric == 'conversion' and policy == 'logging' and estimator == 'IPS'").iloc[0]
+    assert got["value"] == pytest.approx(conv)
+    assert got["lower"] < conv < got["upper"]
+    assert (results.query("policy == 'logging'")[["lift", "lift_lower", "lift_upper"]] == 0).all().all()
+
+
+def test_every_estimate_has_an_interval_and_diagnostics(results: pd.DataFrame) -> None:
+    assert set(results["metric"]) == {"open", "click", "conversion", "net_revenue"}
+    assert set(results["estimator"]) == {"IPS", "SNIPS", "DM", "DR", "SwitchDR(tau=50)"}
+    assert (results["lower"] <= results["value"]).all() and (results["value"] <= results["upper"]).all()
+    rules = results[results["policy"] == "rules"]
+    assert (rules["lift_lower"] <= rules["lift"]).all() and (rules["lift"] <= rules["lift_upper"]).all()
+    assert rules["supported"].all() and (rules["ess"] > 100).all()
+    # Lifts are paired differences on the same rows: never wider than the value's interval plus the reference's.
+    ref = results[results["policy"] == "logging"].set_index(["metric", "estimator"])
+    r = rules.set_index(["metric", "estimator"])
+    assert ((r["lift_upper"] - r["lift_lower"]) <= (r["upper"] - r["lower"]) + (ref["upper"] - ref["lower"])).all()
+
+
+def test_summary_table(results: pd.DataFrame) -> None:
+    t = summary_table(results, "DR")
+    assert list(t.columns) == ["metric", "policy", "value", "lift vs logging", "supported"]
+    assert t["value"].str.contains(r"\[").all()
+    with pytest.raises(ValueError, match="estimator: 'XYZ' not in the results"):
+        summary_table(results, "XYZ")
+
+
+def test_a_deterministic_log_cannot_support_evaluation(shop: Path) -> None:
+    t = read_tables(shop, ["messages", "customers"])
+    m = t["messages"].assign(propensity=1.0)  # as if nothing had been randomised
+    df = evaluate(log_from_tables(m, t["customers"]), {"rules": RulesPolicy()}, metrics=("conversion",),
+                  reward_model=False)
+    row = df[df["policy"] == "rules"].iloc[0]
+    assert not row["supported"]
+    assert "randomised holdout" in row["reason"]
+
+
+def test_stochastic_policies_are_refused(shop: Path) -> None:
+    from cadence.data.synthetic import RandomizedLoggingPolicy
+
+    log = load_log(shop)
+    with pytest.raises(ValueError, match="stochastic decisions"):
+        target_codes(RandomizedLoggingPolicy(), log.candidates)
+
+
+def test_saved_policies_by_name(tmp_path: Path, shop: Path) -> None:
+    save_policy("pct", "rules", {"incentive": "percent_code"}, policies_dir=tmp_path, meta={"why": "test"})
+    assert load_policy_spec("pct", tmp_path)["meta"] == {"why": "test"}
+    assert build_policy("pct", None, policies_dir=tmp_path) == RulesPolicy(incentive="percent_code")
+    assert build_policy("logging", None) is None
+    with pytest.raises(ValueError, match="unknown policy 'nope'.*saved are pct"):
+        build_policy("nope", None, policies_dir=tmp_path)
+    with pytest.raises(ValueError, match="is built in"):
+        save_policy("rules", "rules", {}, policies_dir=tmp_path)
+    with pytest.raises(TypeError):
+        save_policy("bad", "rules", {"colour": "red"}, policies_dir=tmp_path)
+    assert not (tmp_path / "bad.json").exists()
+    df = evaluate_named(shop, ["pct", "rules"], metrics=("conversion",), policies_dir=tmp_path)
+    assert df.attrs["rows_fitted"] == 0 and sorted(df["policy"].unique()) == ["logging", "pct", "rules"]
+    assert np.isfinite(df["value"]).all()
