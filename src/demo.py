@@ -1,9 +1,10 @@
 """``cadence demo``: every stage that exists, end to end, on a fresh synthetic shop.
 
-Stages so far: generate the shop, validate it against the contract, read out
-the logging policy's randomised holdout (conversion lift per stage with 95%
-intervals), compute point-in-time features and trigger candidates, and write
-the summary report. Later stages add themselves here.
+Stages: generate the shop, validate it against the contract, read out the
+logging policy's randomised holdout (conversion lift per stage with 95%
+intervals), compute point-in-time features and trigger candidates, compare
+the rule-based and learned policies offline, replay the learned policy
+against the logged one, and write the summary report.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ class DemoSummary:
     seconds: dict[str, float] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
     holdout: pd.DataFrame | None = None
+    policies: pd.DataFrame | None = None  # offline estimates (evaluate)
+    replay: pd.DataFrame | None = None  # before/after table of the learned policy's replay
     report: Path | None = None
 
 
@@ -39,11 +42,14 @@ def run_demo(out: Path, *, customers: int = 20_000, days: int = 365, seed: int =
     from cadence.data.synthetic import ShopConfig, generate_shop
     from cadence.data.validate import validate_dir
     from cadence.features.pipeline import build_features
+    from cadence.policies.evaluation import summary_table
     from cadence.policies.holdout import holdout_lift
+    from cadence.policies.registry import evaluate_named
     from cadence.reporting import render_report
+    from cadence.simulation.replay import format_table, simulate_named
 
     summary = DemoSummary(Path(out))
-    echo(f"[1/5] generating a synthetic shop: {customers:,} customers, {days} days, seed {seed}")
+    echo(f"[1/7] generating a synthetic shop: {customers:,} customers, {days} days, seed {seed}")
     t0 = time.perf_counter()
     cfg = ShopConfig(customers=customers, days=days, seed=seed)
     generate_shop(cfg, out, progress=True)
@@ -53,21 +59,21 @@ def run_demo(out: Path, *, customers: int = 20_000, days: int = 365, seed: int =
         if path.exists():
             summary.rows[name] = pq.ParquetFile(path).metadata.num_rows
 
-    echo("[2/5] validating against the data contract")
+    echo("[2/7] validating against the data contract")
     t0 = time.perf_counter()
     summary.problems = [str(p) for p in validate_dir(out)]
     summary.seconds["validate"] = time.perf_counter() - t0
     if summary.problems:
         return summary
 
-    echo("[3/5] reading out the randomised holdout (send vs hold, per stage)")
+    echo("[3/7] reading out the randomised holdout (send vs hold, per stage)")
     t0 = time.perf_counter()
     messages = read_table(Path(out) / "messages.parquet", "messages")
     summary.holdout = holdout_lift(messages)
     summary.seconds["holdout"] = time.perf_counter() - t0
 
     as_of = pd.Timestamp(cfg.start, tz="UTC") + pd.Timedelta(days=cfg.days)  # the end of the history
-    echo(f"[4/5] point-in-time features and trigger candidates as of {as_of:%Y-%m-%d} (DuckDB)")
+    echo(f"[4/7] point-in-time features and trigger candidates as of {as_of:%Y-%m-%d} (DuckDB)")
     run = build_features(out, as_of, features_dir, validate=False)  # validated in step 2
     summary.seconds["features"] = sum(run.seconds.values())
     summary.rows.update({f"features: {k}": v for k, v in run.rows.items()})
@@ -89,7 +95,21 @@ def run_demo(out: Path, *, customers: int = 20_000, days: int = 365, seed: int =
     })
     echo(table.to_string(index=False))
     echo("")
-    echo("[5/5] writing the summary report")
+    echo("[6/7] comparing send policies offline: the seed rules and the learned uplift policy")
+    t0 = time.perf_counter()
+    summary.policies = evaluate_named(out, ["rules", "learned"], seed=seed)
+    summary.seconds["policies"] = time.perf_counter() - t0
+    table = summary_table(summary.policies, "DR")
+    echo("Doubly-robust estimates per trigger on held-out customers (95% intervals, clustered by customer):")
+    echo(table[table["metric"].isin(["conversion", "net_revenue"])].to_string(index=False))
+    echo("")
+    echo("[7/7] replaying history under the learned policy, behind the orchestrator, against the logged one")
+    t0 = time.perf_counter()
+    summary.replay = simulate_named(out, "learned", "logging", seed=seed)["table"]
+    summary.seconds["replay"] = time.perf_counter() - t0
+    echo(format_table(summary.replay).to_string(index=False))
+    echo("")
+    echo("writing the summary report")
     t0 = time.perf_counter()
     summary.report = render_report("summary", {"data_dir": str(out)}, out_dir=reports_dir, progress=False)
     summary.seconds["report"] = time.perf_counter() - t0

@@ -23,3 +23,7 @@ def test_demo_runs_every_stage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     assert lines[-1] == f"Summary report: {summary.report}"
     assert summary.holdout is not None and "all" in set(summary.holdout["stage"])
     assert not any("@example.com" in line for line in lines)
+    assert {"policies", "replay"} <= set(summary.seconds)
+    assert summary.policies is not None and {"rules", "learned", "logging"} == set(summary.policies["policy"])
+    assert summary.replay is not None and summary.replay["metric"].tolist()[-1] == "messages per customer"
+    assert any("replaying history under the learned policy" in line for line in lines)

@@ -117,6 +117,7 @@ def tune_policy(
         dist[np.arange(test.n), codes] = 1.0
         row = compare(feedback, {"trial": dist}, [DoublyRobust()], q, groups=test.groups,
                       random_state=seed).iloc[0]
+        trial.set_constraint("weekly_sends_over_limit", volume - max_weekly)
         trial.set_user_attr("constraint", (volume - max_weekly,))
         trial.set_user_attr("weekly_sends", volume)
         trial.set_user_attr("lower", float(row["lower"]))
@@ -129,7 +130,7 @@ def tune_policy(
         return float(row["value"])
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    sampler = optuna.samplers.TPESampler(seed=seed, constraints_func=lambda t: t.user_attrs["constraint"])
+    sampler = optuna.samplers.TPESampler(seed=seed)
     with mlflow.start_run(experiment_id=exp, run_name=f"tune-{family}") as parent:
         mlflow.set_tags({"cadence.kind": "tune-policy", "cadence.family": family,
                          "cadence.data_sha256": fingerprint(data_dir, ["messages", "customers"])})

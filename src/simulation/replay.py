@@ -281,8 +281,14 @@ def _by_stage(log: LoggedBandit, codes: dict[str, np.ndarray], seed: int, on_pol
                 dist = np.zeros((len(rows), N_ACTIONS), np.float32)
                 dist[np.arange(len(rows)), c[rows]] = 1.0
                 dists[k] = dist
-            df = compare(sub.feedback(metric), dists, [SNIPS()], reference="baseline", random_state=seed,
-                         groups=sub.groups, min_ess=10)
+            try:
+                df = compare(sub.feedback(metric), dists, [SNIPS()], reference="baseline", random_state=seed,
+                             groups=sub.groups, min_ess=10)
+            except ValueError:  # no logged decision of the stage matches the replayed ones
+                out.append({"stage": s, "metric": metric, "triggers": len(rows), "baseline": np.nan,
+                            "candidate": np.nan, "lift": np.nan, "lift_lower": np.nan, "lift_upper": np.nan,
+                            "supported": False, "estimator": "replay"})
+                continue
             cand = df[df["policy"] == "candidate"].iloc[0]
             base = df[df["policy"] == "baseline"].iloc[0]
             out.append({"stage": s, "metric": metric, "triggers": len(rows), "baseline": base["value"],

@@ -59,7 +59,7 @@ def test_before_after_table(log) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_replay_lift_covers_the_true_lift_over_20_seeds() -> None:
-    runs = replay_coverage(range(20), capped, customers=2000, days=180)
+    runs = replay_coverage(range(20), lambda log: capped(), customers=2000, days=180)
     err = runs["lift"] - runs["true_lift"]
     summary = runs.assign(err=err).groupby(["metric", "estimator"]).agg(
         coverage=("covered", "mean"), bias=("err", "mean"), rmse=("err", lambda e: float(np.sqrt((e**2).mean()))),
