@@ -81,15 +81,18 @@ def coverage_summary(runs: pd.DataFrame) -> pd.DataFrame:
     }).reset_index()
 
 
-def replay_coverage(seeds: Iterable[int], make_candidate: Callable[[], Policy], *, customers: int = 2000,
+def replay_coverage(seeds: Iterable[int], make_candidate: PolicyFactory, *, customers: int = 2000,
                     days: int = 180, progress: bool = False) -> pd.DataFrame:
     """Replay lift of a candidate over the logged policy against the true lift, per seed.
 
-    One row per (seed, metric, estimator) for conversion and net revenue per
-    trigger: estimated lift with its interval, the true lift (the world re-run
-    under the candidate minus the world under the logging policy), covered.
+    The candidate is built (and fitted, if it learns) on half of the
+    customers and replayed on the other half. One row per (seed, metric,
+    estimator) for conversion and net revenue per trigger: estimated lift
+    with its interval, the true lift (the world re-run under the candidate
+    minus the world under the logging policy), covered.
     """
     from cadence.data.synthetic.logging_policy import RandomizedLoggingPolicy
+    from cadence.policies.registry import split_customers
     from cadence.simulation.replay import simulate
 
     rows = []
@@ -97,11 +100,15 @@ def replay_coverage(seeds: Iterable[int], make_candidate: Callable[[], Policy], 
         cfg = ShopConfig(customers=customers, days=days, seed=seed)
         with tempfile.TemporaryDirectory() as tmp:
             log = load_log(generate_shop(cfg, Path(tmp) / "shop"))
-        est = simulate(log, make_candidate(), None, workers=1, seed=seed, metrics=("conversion", "net_revenue"),
-                       by_stage=False)["estimates"]
-        cand = make_candidate()
-        truth_c, truth_b = true_values(cand, cfg), true_values(RandomizedLoggingPolicy(hold=cfg.logging_hold), cfg)
-        for _, r in est[(est["policy"] == "candidate") & est["metric"].isin(["conversion", "net_revenue"])].iterrows():
+        fit_rows, eval_rows = split_customers(log, 0.5, seed)
+        candidate = make_candidate(log.subset(fit_rows))
+        est = simulate(log.subset(eval_rows), candidate, None, workers=1, seed=seed,
+                       metrics=("conversion", "net_revenue"), by_stage=False)["estimates"]
+        if hasattr(candidate, "reset"):
+            candidate.reset()
+        truth_c = true_values(candidate, cfg)
+        truth_b = true_values(RandomizedLoggingPolicy(hold=cfg.logging_hold), cfg)
+        for _, r in est[est["policy"] == "candidate"].iterrows():
             true_lift = truth_c[r["metric"]] - truth_b[r["metric"]]
             rows.append({"seed": seed, "metric": r["metric"], "estimator": r["estimator"], "lift": r["lift"],
                          "lower": r["lift_lower"], "upper": r["lift_upper"], "true_lift": true_lift,
