@@ -32,7 +32,13 @@ from cadence.policies.logged import N_ACTIONS, decode_action
 
 
 def _local_time(candidates: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """(hour of day as float, weekday) in each candidate's time zone (UTC when unknown)."""
+    """(hour of day as float, weekday) in each candidate's time zone (UTC when unknown).
+
+    Precomputed ``local_hour``/``local_weekday`` columns are used when present
+    (the replay adds them once instead of converting time zones every round).
+    """
+    if "local_hour" in candidates and "local_weekday" in candidates:
+        return candidates["local_hour"].to_numpy(float), candidates["local_weekday"].to_numpy(np.int64)
     ts = pd.to_datetime(candidates["triggered_at"], utc=True).reset_index(drop=True)
     tz = (candidates["timezone"].astype(object).fillna("UTC").reset_index(drop=True)
           if "timezone" in candidates else pd.Series("UTC", index=ts.index))

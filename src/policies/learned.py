@@ -96,6 +96,9 @@ class _StageModel:
 class UpliftPolicy:
     """Uplift-driven send policy; see the module docstring."""
 
+    #: Each row's decision depends on that row alone (the replay may batch decisions).
+    row_wise = True
+
     learner: Learner = "t"
     threshold: float = 0.0
     fatigue_cost: float = 0.0
@@ -161,6 +164,15 @@ class UpliftPolicy:
         n = len(candidates)
         if n == 0:
             return out
+        from sklearn import config_context
+
+        # The replay calls this once per round with small frames: skip scikit-learn's
+        # per-call input validation (our features are finite floats by construction).
+        with config_context(assume_finite=True, skip_parameter_validation=True):
+            return self._decide(candidates, out)
+
+    def _decide(self, candidates: pd.DataFrame, out: pd.DataFrame) -> pd.DataFrame:
+        n = len(candidates)
         stage = candidates["stage"].astype(str).to_numpy()
         opt = opt_in_matrix(candidates)
         x = context_features(candidates).to_numpy()
@@ -207,8 +219,10 @@ class UpliftPolicy:
     @staticmethod
     def _outcomes(model: Any, x: np.ndarray, base_rate: float) -> tuple[np.ndarray, np.ndarray]:
         if hasattr(model, "predict_outcomes"):
-            mu0, mu1 = model.predict_outcomes(x)
-            return np.asarray(mu0, float), np.asarray(mu1, float)
+            # The baseline from the outcome model, the effect from the learner itself
+            # (for the X-learner they differ from the first stage's difference).
+            mu0 = np.asarray(model.predict_outcomes(x)[0], float)
+            return mu0, mu0 + np.asarray(model.predict(x), float)
         # Effect-only learners (class transformation): the baseline is the stage's hold rate.
         tau = np.asarray(model.predict(x), float)
         return np.full_like(tau, base_rate), base_rate + tau

@@ -58,7 +58,7 @@ import numpy as np
 import pandas as pd
 
 from cadence.data.contract import CHANNELS, STAGES
-from cadence.policies.base import Policy, check_decisions
+from cadence.policies.base import DECISION_COLUMNS, Policy, check_decisions
 from cadence.triggers import ABANDON_STAGES, TRANSACTIONAL_STAGES
 
 #: Default priority when the policy gives none: later in this tuple = lower.
@@ -231,7 +231,8 @@ class Orchestrator:
             from cadence.policies.context import _local_time
 
             for _ in range(2):  # moving out of one window may land in the other once
-                shifted = candidates.assign(triggered_at=pd.to_datetime(send_s, unit="s", utc=True))
+                shifted = candidates.drop(columns=["local_hour", "local_weekday"], errors="ignore").assign(
+                    triggered_at=pd.to_datetime(send_s, unit="s", utc=True))
                 local_h, _wd = _local_time(shifted)
                 wait = np.zeros(n)
                 if cfg.quiet_hours is not None:
@@ -320,6 +321,7 @@ class OrchestratedPolicy:
                  orders: pd.DataFrame | None = None) -> None:
         self.policy = policy
         self.orchestrator = Orchestrator(config, orders)
+        self._table: dict[str, np.ndarray] | None = None
 
     @property
     def policy_id(self) -> str:
@@ -330,10 +332,43 @@ class OrchestratedPolicy:
         return self.orchestrator.config
 
     def reset(self) -> None:
+        """Forget every send and any precomputed decisions (start a new run)."""
         self.orchestrator.reset()
+        self._table = None
+
+    def precompute(self, candidates: pd.DataFrame, max_sends_7d: int = 7,
+                   rng: np.random.Generator | None = None) -> bool:
+        """Decide every candidate once per possible ``sends_7d`` value, ahead of a replay.
+
+        Only for policies marked ``row_wise`` (each row's decision depends on
+        that row alone, e.g. the rules and the learned policy): the only input
+        the replay changes between rounds is ``sends_7d``, so one batched
+        call replaces one call per round. Rows with a larger ``sends_7d``
+        than precomputed are decided live. Returns whether it precomputed.
+        """
+        self._table = None
+        if not getattr(self.policy, "row_wise", False) or len(candidates) == 0:
+            return False
+        n, k = len(candidates), max_sends_7d + 1
+        big = pd.concat([candidates.assign(sends_7d=v) for v in range(k)], ignore_index=True)
+        dec = self.policy.decide(big, rng or np.random.default_rng(0))
+        check_decisions(dec, len(big), self.policy.policy_id)
+        self._table = {c: dec[c].to_numpy().reshape(k, n) for c in DECISION_COLUMNS}
+        self._rows = pd.Index(candidates.index)
+        return True
+
+    def _inner(self, candidates: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
+        table = getattr(self, "_table", None)
+        if table is not None and "sends_7d" in candidates:
+            v = candidates["sends_7d"].to_numpy(np.int64)
+            pos = self._rows.get_indexer(candidates.index)
+            k = next(iter(table.values())).shape[0]
+            if (pos >= 0).all() and (v < k).all():
+                return pd.DataFrame({c: a[v, pos] for c, a in table.items()}, index=candidates.index)
+        return self.policy.decide(candidates, rng)
 
     def decide(self, candidates: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
-        decisions = self.policy.decide(candidates, rng)
+        decisions = self._inner(candidates, rng)
         check_decisions(decisions, len(candidates), self.policy.policy_id)
         out = self.orchestrator.apply(candidates, decisions)
         out.loc[out["reason"] != "", "propensity"] = 1.0

@@ -69,6 +69,9 @@ def decisions_frame(send: np.ndarray, channel: np.ndarray, delay: np.ndarray, in
 class RulesPolicy:
     """Seed-default rules, deterministic; see the module docstring."""
 
+    #: Each row's decision depends on that row alone (the replay may batch decisions).
+    row_wise = True
+
     abandon_push_delay: int = 20
     abandon_email_delay: int = 720
     other_delay: int = 0

@@ -51,13 +51,14 @@ from tqdm.auto import tqdm
 
 from cadence.policies.base import Policy, delay_choices
 from cadence.policies.evaluation import LOGGING, LoggedBandit, ResponseModel
-from cadence.policies.logged import N_ACTIONS, encode_actions, sends_before
+from cadence.policies.logged import N_ACTIONS, encode_actions
 from cadence.policies.ope import ON_POLICY, SNIPS, DirectMethod, DoublyRobust, compare
 from cadence.policies.orchestrator import OrchestratedPolicy, OrchestratorConfig
 
 Engine = Literal["process", "spark"]
 ESTIMATORS = {"replay": SNIPS(), "model": DirectMethod(), "doubly robust": DoublyRobust()}
 _DAY = 86_400
+_RING = 32  # replayed sends remembered per customer (more than 32 in 7 days would undercount)
 
 
 def _epoch(ts: pd.Series) -> np.ndarray:
@@ -70,24 +71,31 @@ def _walk(candidates: pd.DataFrame, policy: Policy, seed: int) -> pd.DataFrame:
         policy.reset()
     rng = np.random.default_rng(seed)
     c = candidates.sort_values(["customer_id", "triggered_at"], kind="stable")
+    if "local_hour" not in c:
+        from cadence.policies.context import _local_time
+
+        hour, weekday = _local_time(c)  # fixed per trigger: converted once, not every round
+        c = c.assign(local_hour=hour, local_weekday=weekday)
     cust = pd.Categorical(c["customer_id"]).codes.astype(np.int64)
     t = _epoch(c["triggered_at"])
     rank = c.groupby(cust).cumcount().to_numpy()
-    sent_c: list[np.ndarray] = []
-    sent_t: list[np.ndarray] = []
+    if hasattr(policy, "precompute"):
+        policy.precompute(c)
+    # The replayed sends of each customer (the last _RING), as in the world's own memory.
+    ring = np.full((int(cust.max()) + 1 if len(c) else 0, _RING), np.iinfo(np.int64).min // 2)
+    pos = np.zeros(len(ring), np.int64)
     parts = []
     for k in range(int(rank.max()) + 1 if len(c) else 0):
         rows = np.flatnonzero(rank == k)
+        who, when = cust[rows], t[rows]
         frame = c.iloc[rows].copy()
-        if sent_c:
-            frame["sends_7d"] = sends_before(np.concatenate(sent_c), np.concatenate(sent_t), t[rows], cust[rows])
-        else:
-            frame["sends_7d"] = 0
+        frame["sends_7d"] = ((ring[who] >= (when - 7 * _DAY)[:, None]) & (ring[who] < when[:, None])).sum(axis=1)
         dec = policy.decide(frame, rng)
         dec.index = frame.index
         send = (dec["action"] == "send").to_numpy()
-        sent_c.append(cust[rows][send])
-        sent_t.append(t[rows][send] + dec["delay_minutes"].to_numpy(np.int64)[send] * 60)
+        sc = who[send]
+        ring[sc, pos[sc] % _RING] = when[send] + dec["delay_minutes"].to_numpy(np.int64)[send] * 60
+        pos[sc] += 1
         parts.append(dec.assign(sends_7d=frame["sends_7d"].to_numpy()))
     if not parts:
         return pd.DataFrame(columns=["action", "channel", "delay_minutes", "incentive", "propensity", "sends_7d"])

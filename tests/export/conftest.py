@@ -1,0 +1,225 @@
+"""Shared fixtures: a shop with planted outcomes and PII canaries, registries, and live MLflow processes.
+
+The shop's messages keep the logging policy's randomised decisions but get
+*planted* outcomes: a send in the stage's first delay slot converts (order
+value 80), nothing else does. The best policy is then known whatever the
+synthetic world does, so the promotion gate has a certain answer: the
+seed rules (first slot for every stage but email reminders) beat a policy
+that always waits the longest.
+
+One customer's id, email, name and birth date are replaced by canaries
+that a test looks for in everything the exports logged.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cadence.data.synthetic import ShopConfig, generate_shop
+from cadence.policies.logged import delay_slots
+
+CANARY = {
+    "customer_id": "CANARY-CUST-7731",
+    "email": "quintus.canaryfield7731@example.invalid",
+    "name": "Quintus Canaryfield",
+    "birth_date": "1911-11-11",
+}
+ORDER_VALUE = 80.0
+BIN = Path(sys.executable).parent
+
+
+def plant(src: Path, dest: Path) -> Path:
+    """``messages``, ``customers`` and ``orders`` of ``src``: planted outcomes, one canary customer."""
+    dest.mkdir(parents=True)
+    messages = pd.read_parquet(src / "messages.parquet")
+    customers = pd.read_parquet(src / "customers.parquet")
+    victim = messages["customer_id"].value_counts().index[0]
+    messages["customer_id"] = messages["customer_id"].replace(victim, CANARY["customer_id"])
+    row = customers["customer_id"] == victim
+    customers["customer_id"] = customers["customer_id"].replace(victim, CANARY["customer_id"])
+    customers.loc[row, "email"] = CANARY["email"]
+    customers.loc[row, "name"] = CANARY["name"]
+    customers.loc[row, "birth_date"] = pd.Timestamp(CANARY["birth_date"]).date()
+    delay = ((messages["sent_at"] - messages["triggered_at"]).dt.total_seconds() / 60).fillna(-1).round()
+    fast = (messages["action"] == "send").to_numpy() & (delay_slots(messages["stage"], delay.to_numpy()) == 0)
+    messages["converted_order_id"] = np.where(fast, "O-PLANTED-" + messages.index.astype(str), None)
+    messages["revenue"] = np.where(fast, ORDER_VALUE, np.nan)
+    orders = pd.read_parquet(src / "orders.parquet")
+    orders["customer_id"] = orders["customer_id"].replace(victim, CANARY["customer_id"])
+    messages.to_parquet(dest / "messages.parquet", index=False)
+    customers.to_parquet(dest / "customers.parquet", index=False)
+    orders.to_parquet(dest / "orders.parquet", index=False)
+    return dest
+
+
+@pytest.fixture(scope="session")
+def canary() -> dict[str, str]:
+    return dict(CANARY)
+
+
+@pytest.fixture(scope="session")
+def shop(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("export-shop")
+    raw = generate_shop(ShopConfig(customers=1500, days=120, seed=3), root / "raw")
+    return plant(Path(raw), root / "planted")
+
+
+@pytest.fixture(scope="session")
+def policies_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from cadence.policies.registry import save_policy
+
+    d = tmp_path_factory.mktemp("policies")
+    save_policy("slow", "rules", {"abandon_push_delay": 720, "other_delay": 600}, policies_dir=d)
+    return d
+
+
+@dataclass
+class Registry:
+    """A SQLite tracking store with exported models; ``root`` also holds its artifacts."""
+
+    root: Path
+    uri: str
+    exports: dict[str, dict[str, Any]]
+
+
+@pytest.fixture(scope="session")
+def registry(shop: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    """Rules and learned policies exported (epsilon 0) and promoted to champion (first versions)."""
+    from cadence.policies.export import export_policy
+    from cadence.policies.promote import promote
+
+    root = tmp_path_factory.mktemp("registry")
+    uri = f"sqlite:///{root}/mlflow.db"
+    exports = {}
+    for policy in ("rules", "learned"):
+        res = export_policy(shop, policy, f"cadence-{policy}", tracking_uri=uri, epsilon=0.0)
+        assert promote(f"cadence-{policy}", tracking_uri=uri)["promoted"]
+        exports[policy] = res
+    yield Registry(root, uri, exports)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Server:
+    url: str
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+
+def launch(args: list[str], url: str, log: Path, cwd: Path, env: dict[str, str]) -> Server:
+    """Start ``args`` in its own process group (so its workers can be stopped with it); do not wait."""
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(args, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    return Server(url, proc, log)
+
+
+def wait_ready(server: Server, ready: str, timeout: float = 120.0) -> Server:
+    """Wait until ``url + ready`` answers 200; stop the server and fail with its log otherwise."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.proc.poll() is not None:
+            raise RuntimeError(f"server exited with {server.proc.returncode}:\n{server.log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(server.url + ready, timeout=2) as r:
+                if r.status == 200:
+                    return server
+        except OSError:
+            time.sleep(0.5)
+    stop(server)
+    raise RuntimeError(f"server not ready after {timeout:.0f} s:\n{server.log.read_text()[-3000:]}")
+
+
+def start(args: list[str], url: str, log: Path, cwd: Path, env: dict[str, str], ready: str,
+          timeout: float = 120.0) -> Server:
+    """:func:`launch`, then :func:`wait_ready`."""
+    return wait_ready(launch(args, url, log, cwd, env), ready, timeout)
+
+
+def stop(server: Server, grace: float = 3.0) -> None:
+    """Stop the server's process group (it forks uvicorn workers): TERM, then KILL after ``grace`` seconds."""
+    try:
+        os.killpg(server.proc.pid, signal.SIGTERM)
+        server.proc.wait(timeout=grace)
+    except ProcessLookupError:
+        pass
+    except subprocess.TimeoutExpired:
+        pass
+    try:  # workers outlive a parent that exits first
+        os.killpg(server.proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    server.proc.wait(timeout=10)
+
+
+def server_env(**extra: str) -> dict[str, str]:
+    """The current environment with the venv's bin first (mlflow execs uvicorn by name)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    env.update(extra)
+    return env
+
+
+@pytest.fixture(scope="session")
+def live() -> Any:
+    """Helpers to start and stop live processes (a fixture, so test modules need not import conftest)."""
+
+    class Live:
+        free_port = staticmethod(free_port)
+        start = staticmethod(start)
+        stop = staticmethod(stop)
+        env = staticmethod(server_env)
+        bin = BIN
+        mlflow = str(BIN / "mlflow")
+
+    return Live
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _tracking_server_launch(request: pytest.FixtureRequest,
+                            tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server | None]:
+    """Launch the ``mlflow server`` process first thing when a collected test needs it.
+
+    It takes tens of seconds to start; launched early, it starts while the
+    shop is generated and the other tests run.
+    """
+    if not any("tracking_server" in getattr(item, "fixturenames", ()) for item in request.session.items):
+        yield None
+        return
+    root = tmp_path_factory.mktemp("tracking-server")
+    port = free_port()
+    mlflow = str(BIN / "mlflow")
+    server = launch([mlflow, "server", "--backend-store-uri", f"sqlite:///{root}/server.db",
+                     "--artifacts-destination", str(root / "artifacts"), "--host", "127.0.0.1",
+                     "--port", str(port), "--workers", "1"],
+                    f"http://127.0.0.1:{port}", root / "server.log", root, server_env())
+    try:
+        yield server
+    finally:
+        stop(server)
+
+
+@pytest.fixture(scope="session")
+def tracking_server(_tracking_server_launch: Server | None) -> str:
+    """URL of a live ``mlflow server`` (SQLite backend, proxied artifacts) on loopback."""
+    assert _tracking_server_launch is not None
+    return wait_ready(_tracking_server_launch, "/health").url

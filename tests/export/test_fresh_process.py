@@ -1,0 +1,128 @@
+"""A serving team's view: a fresh Python without ``cadence`` loads ``@champion`` and gets our decisions.
+
+Also: nothing an export logs carries PII (canaries planted in the shop).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cadence.policies.evaluation import load_log
+from cadence.policies.export import using_tracking
+from cadence.policies.registry import build_policy, split_customers
+from cadence.policies.rules import RulesPolicy
+
+DECISION = ["action", "channel", "delay_minutes", "incentive"]
+
+# Runs in the child. The venv's editable install would make `cadence` importable:
+# drop it from sys.path, so the only `cadence` is the copy the model carries.
+CHILD = r"""
+import importlib.util, json, sys
+sys.path[:] = [p for p in sys.path if "__editable__" not in p and not p.rstrip("/").endswith("/src")]
+assert "cadence" not in sys.modules
+assert importlib.util.find_spec("cadence") is None, "cadence is importable before the model is loaded"
+import mlflow, pandas as pd
+uri, data, out, names = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4].split(",")
+mlflow.set_tracking_uri(uri)
+df = pd.read_parquet(data)
+for name in names:
+    model = mlflow.pyfunc.load_model(f"models:/{name}@champion")
+    pred = model.predict(df)
+    pred.assign(send_at=pd.to_datetime(pred["send_at"], utc=True)).to_parquet(f"{out}/{name}.parquet")
+print(json.dumps({"cadence": sys.modules["cadence"].__file__}))
+"""
+
+
+def _norm(df: pd.DataFrame) -> pd.DataFrame:
+    out = df[DECISION].reset_index(drop=True).astype(object)
+    return out.where(out.notna(), None).assign(delay_minutes=lambda d: d["delay_minutes"].astype(int))
+
+
+def test_fresh_process_reproduces_in_project_decisions(registry, shop: Path, tmp_path: Path) -> None:
+    log = load_log(shop)
+    fit_rows, eval_rows = split_customers(log, 0.5, 0)
+    candidates = log.candidates[eval_rows].reset_index(drop=True)
+    data = tmp_path / "candidates.parquet"
+    candidates.to_parquet(data)
+    names = ["cadence-rules", "cadence-learned"]
+    run = subprocess.run([sys.executable, "-c", CHILD, registry.uri, str(data), str(tmp_path), ",".join(names)],
+                         cwd=tmp_path, env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+                         capture_output=True, text=True, timeout=240)
+    assert run.returncode == 0, run.stderr[-3000:]
+    loaded_from = json.loads(run.stdout.strip().splitlines()[-1])["cadence"]
+    assert "/code/cadence/" in loaded_from and "__editable__" not in loaded_from, loaded_from
+
+    rng = np.random.default_rng(0)
+    expected = {
+        "cadence-rules": RulesPolicy().decide(candidates, rng),
+        "cadence-learned": build_policy("learned", log.subset(fit_rows)).decide(candidates, rng),  # type: ignore[union-attr]
+    }
+    for name in names:
+        got = pd.read_parquet(tmp_path / f"{name}.parquet")
+        assert len(got) == len(candidates)
+        pd.testing.assert_frame_equal(_norm(got), _norm(expected[name]))
+        assert (got["propensity"] == 1.0).all()
+        assert (got["reason"] == "").all()
+        send = got["action"] == "send"
+        sent_at = candidates["triggered_at"] + pd.to_timedelta(got["delay_minutes"], unit="min")
+        assert (got.loc[send, "send_at"] == sent_at[send]).all()
+        assert got.loc[~send, "send_at"].isna().all()
+    # The learned policy really is different from the rules here (else the check above is weak).
+    assert not _norm(expected["cadence-learned"]).equals(_norm(expected["cadence-rules"]))
+
+
+def _pii_found(blob: bytes, canary: dict[str, str], ids: set[str], emails: set[str], names: set[str]) -> list[str]:
+    found = [v for v in canary.values() if v.encode() in blob]
+    text = blob.decode("latin-1")
+    tokens = set(re.findall(r"[\w.@+-]{6,}", text))
+    pairs = set(re.findall(r"[A-Z][a-z'-]+ [A-Z][a-z'-]+", text))
+    return found + sorted(tokens & ids) + sorted(tokens & emails) + sorted(pairs & names)
+
+
+def test_no_pii_in_anything_logged(registry, shop: Path, canary: dict[str, str]) -> None:
+    """Every artifact, param, tag and metric (all in the SQLite file or under mlruns/) is free of PII."""
+    customers = pd.read_parquet(shop / "customers.parquet")
+    pii = (canary, set(customers["customer_id"].astype(str)), set(customers["email"].dropna().astype(str)),
+           set(customers["name"].dropna().astype(str)))
+    some = customers.iloc[5]
+    planted = f"x {some['customer_id']}, {some['email']}; {some['name']}.".encode()
+    assert len(_pii_found(planted, *pii)) == 3  # the scan does find PII
+    files = [p for p in sorted(registry.root.rglob("*")) if p.is_file()]
+    assert {"mlflow.db", "python_model.pkl", "input_example.json", "ope_estimates.json"} <= {p.name for p in files}
+    for path in files:
+        assert not _pii_found(path.read_bytes(), *pii), f"PII in {path.relative_to(registry.root)}"
+
+
+@pytest.mark.parametrize("policy", ["rules", "learned"])
+def test_export_metadata(registry, policy: str) -> None:
+    import mlflow
+
+    res = registry.exports[policy]
+    client = mlflow.MlflowClient(tracking_uri=registry.uri, registry_uri=registry.uri)
+    mv = client.get_model_version(f"cadence-{policy}", res["version"])
+    tags = mv.tags
+    assert len(tags["cadence.data_sha256"]) == 64 and tags["cadence.as_of"].startswith("20")
+    assert tags["cadence.git_commit"] == "unknown" or re.fullmatch(r"[0-9a-f]{40}", tags["cadence.git_commit"])
+    assert tags["cadence.policy_family"] == policy and tags["cadence.gate"] == "not needed"
+    assert set(mv.aliases) == {"challenger", "champion"}
+    run = client.get_run(res["run_id"])
+    for metric in ("open", "click", "conversion", "net_revenue"):
+        lo, v, hi = (run.data.metrics[f"dr_{metric}{s}"] for s in ("_lower", "", "_upper"))
+        assert lo <= v <= hi
+    with using_tracking(registry.uri):
+        model = mlflow.models.get_model_info(f"models:/cadence-{policy}/{res['version']}")
+    assert model.signature.inputs.required_input_names() == ["stage", "triggered_at"]
+    meta = model.metadata["cadence"]
+    assert meta["estimates"]["net_revenue"]["lower"] <= meta["estimates"]["net_revenue"]["value"]
+    assert meta["orchestrator"] is None or "max_per_7d" in meta["orchestrator"]
+    pins = res["requirements"]
+    assert all("==" in r for r in pins) and not any(r.startswith("cadence") for r in pins)
+    assert any(r.startswith("scikit-learn==") for r in pins) == (policy == "learned")

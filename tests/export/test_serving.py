@@ -1,0 +1,221 @@
+"""The served policy in-process: fallbacks, wrong types, exploration, reproducibility (no MLflow store)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow.exceptions import MlflowException
+
+from cadence.data.contract import CHANNELS, STAGES
+from cadence.policies.base import delay_choices
+from cadence.policies.context import context_features
+from cadence.policies.evaluation import load_log
+from cadence.policies.export import imported_packages, pickled_packages, pinned_requirements
+from cadence.policies.logged import encode_actions
+from cadence.policies.rules import RulesPolicy
+from cadence.policies.serving import (
+    CONTEXT_COLUMNS,
+    INPUT_COLUMNS,
+    PolicyModel,
+    input_example,
+    model_signature,
+    valid_actions,
+)
+from cadence.triggers import INCENTIVE_STAGES, TRANSACTIONAL_STAGES
+
+
+class EmailNow:
+    """A deterministic non-rules policy (so every context column counts as read): email now, no incentive."""
+
+    policy_id = "email-now"
+
+    def decide(self, candidates: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
+        n = len(candidates)
+        delay = [delay_choices(str(s))[0] for s in candidates["stage"]]
+        return pd.DataFrame({"action": ["send"] * n, "channel": ["email"] * n, "delay_minutes": delay,
+                             "incentive": ["none"] * n, "propensity": [1.0] * n}, index=candidates.index)
+
+
+@pytest.fixture(scope="module")
+def candidates(shop: Path) -> pd.DataFrame:
+    return load_log(shop).candidates
+
+
+def row(**change: object) -> pd.DataFrame:
+    base = input_example().iloc[[0]].reset_index(drop=True).assign(customer_id="x-1")
+    for k, v in change.items():
+        if v is DROP:
+            base = base.drop(columns=k)
+        else:
+            base[k] = pd.Series([v], dtype=object)
+    return base
+
+
+DROP = object()
+
+
+@pytest.mark.parametrize(("policy", "change", "reason"), [
+    ("rules", {}, ""),
+    ("rules", {"stage": "teleport"}, "rules fallback: unknown stage 'teleport'"),
+    ("rules", {"stage": None}, "rules fallback: missing stage"),
+    ("rules", {"triggered_at": None}, "rules fallback: missing triggered_at"),
+    ("rules", {"timezone": "Mars/Olympus"}, "rules fallback: unknown timezone 'Mars/Olympus'"),
+    ("rules", {"timezone": None}, ""),  # the rules do not read the time zone
+    ("rules", {"opt_in_fax": True}, "rules fallback: unknown channel 'fax'"),
+    ("rules", {"opt_in_fax": False}, ""),
+    ("rules", {"opt_in_sms": DROP}, "rules fallback: missing column(s) opt_in_sms"),
+    ("rules", {"sends_7d": DROP, "products": DROP, "timezone": DROP}, ""),
+    ("email", {}, ""),
+    ("email", {"timezone": None}, "rules fallback: missing timezone"),
+    ("email", {"sends_7d": None}, "rules fallback: missing sends_7d"),
+    ("email", {"days_since_order": None}, ""),  # null = never ordered
+    ("email", {"orders_90d": DROP, "days_since_order": DROP},
+     "rules fallback: missing column(s) orders_90d, days_since_order"),
+    ("email", {"stage": "teleport", "timezone": "Nowhere/Land"},
+     "rules fallback: unknown stage 'teleport'; unknown timezone 'Nowhere/Land'"),
+])
+def test_fallback_reasons(policy: str, change: dict[str, object], reason: str) -> None:
+    pol = RulesPolicy() if policy == "rules" else EmailNow()
+    frame = row(**change)
+    out = PolicyModel(pol, epsilon=0.0).predict(None, frame)
+    assert out["reason"].tolist() == [reason]
+    if reason:  # the row gets the rules' decision for it, deterministically
+        expected = RulesPolicy().decide(frame.assign(stage=frame["stage"].fillna("")), np.random.default_rng(0))
+        assert out[["action", "channel", "delay_minutes"]].values.tolist() == \
+            expected[["action", "channel", "delay_minutes"]].values.tolist()
+        assert out["propensity"].tolist() == [1.0]
+    elif policy == "email":
+        assert out["channel"].tolist() == ["email"]
+
+
+@pytest.mark.parametrize(("column", "value", "message"), [
+    ("triggered_at", 12345, "triggered_at: expected a timestamp or ISO-8601 text"),
+    ("triggered_at", "yesterday", "triggered_at: 'yesterday' is not an ISO-8601 timestamp"),
+    ("stage", 7, "stage: expected text"),
+    ("timezone", 1.5, "timezone: expected text"),
+    ("opt_in_email", "false", "opt_in_email: expected true, false or null"),
+    ("opt_in_push", 1, "opt_in_push: expected true, false or null"),
+    ("sends_7d", "many", "sends_7d: expected a whole number or null"),
+    ("sends_7d", 1.5, "sends_7d: expected a whole number or null"),
+    ("orders_90d", True, "orders_90d: expected a whole number or null"),
+    ("days_since_order", "long ago", "days_since_order: expected a number or null"),
+])
+def test_wrong_types_raise_naming_the_column(column: str, value: object, message: str) -> None:
+    with pytest.raises(MlflowException, match=message) as err:
+        PolicyModel(RulesPolicy()).predict(None, row(**{column: value}))
+    assert err.value.error_code == "INVALID_PARAMETER_VALUE"  # HTTP 400 from the scoring server
+
+
+def test_signature_lists_every_input_and_context_column() -> None:
+    sig = model_signature()
+    assert sig.inputs.input_names() == [c.name for c in INPUT_COLUMNS]
+    assert set(CONTEXT_COLUMNS) <= set(sig.inputs.input_names())
+    assert "customer_id" not in input_example()
+
+
+def test_context_columns_are_what_the_features_read(candidates: pd.DataFrame) -> None:
+    """If context_features starts reading another column, serving must list it (and vice versa)."""
+    c = candidates.head(500)
+    full = context_features(c)
+    for col in c.columns:
+        changed = not context_features(c.drop(columns=col)).equals(full) if col not in ("stage", "triggered_at") \
+            else True
+        if col in CONTEXT_COLUMNS:
+            assert changed or c[col].nunique() <= 1, f"{col} is listed but not read"
+        elif col not in ("customer_id", "stage", "triggered_at", "products"):
+            assert not changed, f"context_features reads {col}: add it to serving.CONTEXT_COLUMNS"
+
+
+def test_epsilon_zero_is_the_policy(candidates: pd.DataFrame) -> None:
+    out = PolicyModel(RulesPolicy(), epsilon=0.0).predict(None, candidates)
+    expected = RulesPolicy().decide(candidates, np.random.default_rng(0))
+    cols = ["action", "channel", "delay_minutes", "incentive"]
+    def norm(d: pd.DataFrame) -> pd.DataFrame:
+        return d[cols].astype(object).where(d[cols].notna(), "-")
+
+    assert norm(out).equals(norm(expected))
+    assert (out["propensity"] == 1).all() and (out["reason"] == "").all()
+    assert out.index.equals(candidates.index)
+
+
+def test_exploration_propensities(candidates: pd.DataFrame) -> None:
+    eps = 0.2
+    model = PolicyModel(RulesPolicy(), epsilon=eps, seed=3)
+    out = model.predict(None, candidates)
+    dist = model.action_distribution(candidates)
+    stage = candidates["stage"].to_numpy()
+    opt = candidates[[f"opt_in_{c}" for c in CHANNELS]].to_numpy(bool)
+    valid = valid_actions(stage, opt)
+    # A distribution over the valid actions only, summing to one.
+    np.testing.assert_allclose(dist.sum(axis=1), 1.0)
+    assert (dist[~valid] == 0).all()
+    # The reported propensity is the probability of the action chosen.
+    chosen = encode_actions(candidates["stage"], out)
+    np.testing.assert_allclose(out["propensity"].to_numpy(), dist[np.arange(len(out)), chosen])
+    assert valid[np.arange(len(out)), chosen].all()
+    # Per row: (1 - eps) + eps / K on the greedy action, eps / K elsewhere; none for transactional rows.
+    k = valid.sum(axis=1)
+    transactional = np.isin(stage, list(TRANSACTIONAL_STAGES))
+    greedy = encode_actions(candidates["stage"], RulesPolicy().decide(candidates, np.random.default_rng(0)))
+    expect = np.where(chosen == greedy, 1 - eps + eps / k, eps / k)
+    np.testing.assert_allclose(out["propensity"].to_numpy(), np.where(transactional, 1.0, expect))
+    # Exploration happens at rate eps among marketing rows (binomial, 5 standard errors).
+    explored = (out["reason"] != "").to_numpy()
+    n = int((~transactional).sum())
+    rate = explored[~transactional].sum() / n
+    hit_greedy = float(np.mean(1 / k[~transactional]))  # explorations that drew the greedy action
+    target = eps * (1 - hit_greedy)
+    assert abs(rate - target) < 5 * np.sqrt(target * (1 - target) / n)
+    assert not explored[transactional].any()
+
+
+def test_valid_actions_follow_stage_and_opt_ins() -> None:
+    v = valid_actions(np.array(["birthday", "cart_abandon", "birthday"]),
+                      np.array([[1, 1, 0, 0], [1, 1, 0, 0], [0, 0, 0, 0]], bool))
+    assert v.sum(axis=1).tolist() == [1 + 2 * 3 * 4, 1 + 2 * 3 * 1, 1]
+    assert "birthday" in INCENTIVE_STAGES and "cart_abandon" not in INCENTIVE_STAGES
+
+
+def test_same_row_same_decision_in_any_batch(candidates: pd.DataFrame) -> None:
+    model = PolicyModel(RulesPolicy(), epsilon=0.3, seed=7)
+    c = candidates.head(2000)
+    a = model.predict(None, c)
+    shuffled = c.sample(frac=1.0, random_state=1)
+    b = model.predict(None, shuffled).loc[c.index]
+    pd.testing.assert_frame_equal(a, b)
+    one = model.predict(None, c.iloc[[17]])
+    pd.testing.assert_frame_equal(one, a.iloc[[17]])
+    # Text timestamps give the same draws as datetimes.
+    text = model.predict(None, c.head(50).assign(triggered_at=c["triggered_at"].head(50).map(lambda t: t.isoformat())))
+    pd.testing.assert_frame_equal(text, a.head(50))
+    # Another seed explores differently.
+    other = PolicyModel(RulesPolicy(), epsilon=0.3, seed=8).predict(None, c)
+    assert not other["reason"].equals(a["reason"])
+
+
+def test_empty_input() -> None:
+    out = PolicyModel(RulesPolicy()).predict(None, input_example().head(0))
+    assert len(out) == 0 and "propensity" in out
+
+
+def test_every_stage_is_served() -> None:
+    frame = pd.concat([input_example().iloc[[0]]] * len(STAGES), ignore_index=True).assign(stage=list(STAGES))
+    out = PolicyModel(RulesPolicy(), epsilon=0.5).predict(None, frame)
+    assert (out["reason"].str.startswith("rules fallback") == False).all()  # noqa: E712
+    assert out["send_at"].notna().sum() == (out["action"] == "send").sum()
+
+
+def test_requirements_are_what_the_model_imports() -> None:
+    from cadence.policies.learned import UpliftPolicy
+
+    rules = imported_packages(["cadence.policies.serving", "cadence.policies.rules"])
+    learned = imported_packages(["cadence.policies.serving", "cadence.policies.learned"])
+    assert "sklearn" not in rules and "sklearn" in learned
+    pins = pinned_requirements(learned | pickled_packages(PolicyModel(UpliftPolicy())))
+    import sklearn
+
+    assert f"scikit-learn=={sklearn.__version__}" in pins
+    assert any(p.startswith("mlflow==") for p in pins) and not any(p.startswith("cadence") for p in pins)
