@@ -144,7 +144,8 @@ def _replay_spark(cands: pd.DataFrame, policy: Policy, seed: int, spark: Any, pa
     session = spark or spark_session()
     frame = cands.assign(_row=np.arange(len(cands)))
     frame["triggered_at"] = pd.to_datetime(frame["triggered_at"], utc=True).dt.tz_convert("UTC").dt.tz_localize(None)
-    frame["products"] = frame["products"].astype(object) if "products" in frame else None
+    # Columns with no values cannot be typed by Spark; the policies read none of them.
+    frame = frame.drop(columns=[c for c in frame.columns if frame[c].isna().all()])
     sdf = session.createDataFrame(frame.astype({"customer_id": str, "stage": str, "timezone": object}))
 
     def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
