@@ -97,6 +97,75 @@ def features(
     typer.echo(f"wrote {out} ({parts}) as of {run.as_of} on {run.engine} in {sum(run.seconds.values()):.1f} s")
 
 
+FIT_KINDS = ("churn", "repurchase", "btyd")
+
+
+def _metrics_table(metrics: dict[str, object]) -> str:
+    """Numeric metrics as an aligned two-column table (4 significant digits)."""
+    rows = [(k, v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    width = max((len(k) for k, _ in rows), default=0)
+    return "\n".join(f"  {k:<{width}}  {float(v):.4g}" for k, v in rows)  # type: ignore[arg-type]
+
+
+@app.command()
+def fit(
+    kind: Annotated[str, typer.Argument(help="Model kind: churn, repurchase or btyd.")],
+    data_dir: Annotated[Path, typer.Argument(help="Data directory of contract tables (orders; order_items for "
+                                                  "repurchase).")],
+    as_of: Annotated[str, typer.Option("--as-of", help="End of the calibration period (UTC unless an offset is "
+                                                       "given); the model reads nothing at or after it.")],
+    until: Annotated[str | None, typer.Option("--until", help="End of the holdout (exclusive); default: the day "
+                                                              "after the last order.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as one JSON object (and nothing "
+                                                         "else on stdout).")] = False,
+    tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI (default $MLFLOW_TRACKING_URI, "
+                                                          "else ./mlflow.db).")] = None,
+) -> None:
+    """Fit a model on the orders before --as-of, evaluate it on the later holdout, log it to MLflow.
+
+    ``btyd``: BG/NBD and Gamma-Gamma (weeks); ``churn``: time to the next
+    purchase (survival) next to BG/NBD; ``repurchase``: per customer and
+    product repurchase intervals. Example:
+    ``cadence fit btyd data/external/cdnow/sample --as-of 1997-10-01 --json``.
+    """
+    import contextlib
+    import json
+    import math
+
+    import pandas as pd
+
+    from cadence.data.validate import ContractError
+    from cadence.models.fitting import fit_model
+    from cadence.models.tracking import tracking_uri as resolve_uri
+
+    if kind not in FIT_KINDS:
+        _fail(f"fit: unknown kind {kind!r}: choose one of {', '.join(FIT_KINDS)}", 2)
+    for flag, value in (("--as-of", as_of), ("--until", until)):
+        try:
+            if value is not None:
+                pd.Timestamp(value)
+        except ValueError:
+            _fail(f"fit: {flag} {value!r} is not a timestamp", 2)
+    if not data_dir.is_dir():
+        _fail(f"fit: data directory {str(data_dir)!r} does not exist or is not a folder")
+    uri = resolve_uri(tracking_uri)
+    # Libraries may print progress; with --json stdout carries the JSON object only.
+    quiet = contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext()
+    try:
+        with quiet:
+            result = fit_model(kind, data_dir, as_of, holdout_until=until, tracking_uri=uri)  # type: ignore[arg-type]
+    except (ValueError, FileNotFoundError, ContractError) as e:
+        _fail(f"fit: {e}")
+    if as_json:
+        clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in result.items()}
+        typer.echo(json.dumps(clean, default=float))
+        return
+    holdout = f" with a holdout until {until}" if until else ""
+    typer.echo(f"fit {kind} on {data_dir} as of {as_of}{holdout}:")
+    typer.echo(_metrics_table(result))
+    typer.echo(f"MLflow run {result['run_id']} at {uri}; data sha256 {result['data_sha256'][:12]}")
+
+
 def _parse_value(text: str) -> object:
     """A report parameter from the command line: JSON when it parses (numbers, true, null), else text."""
     import json
@@ -247,6 +316,7 @@ def export(
     tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI (default $MLFLOW_TRACKING_URI, "
                                                           "else ./mlflow.db).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the split, bootstrap and exploration hash.")] = 0,
+    replay: Annotated[bool, typer.Option("--replay", help="Also record the replay lift over the logged policy.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Fit, estimate and register a policy as an MLflow pyfunc model with alias 'challenger'."""
@@ -256,7 +326,8 @@ def export(
     from cadence.policies.export import export_policy
 
     try:
-        res = export_policy(data_dir, policy, model_name, tracking_uri=tracking_uri, epsilon=epsilon, seed=seed)
+        res = export_policy(data_dir, policy, model_name, tracking_uri=tracking_uri, epsilon=epsilon, seed=seed,
+                            replay=replay)
     except (ValueError, FileNotFoundError, ContractError) as e:
         _fail(f"export: {e}")
     if as_json:

@@ -310,7 +310,7 @@ def _by_stage(log: LoggedBandit, codes: dict[str, np.ndarray], seed: int, on_pol
 
 def simulate_named(data_dir: Any, policy: str, baseline: str = LOGGING, *,
                    config: OrchestratorConfig | None = None, engine: Engine = "process", workers: int | None = None,
-                   seed: int = 0, progress: bool = False) -> dict[str, Any]:
+                   seed: int = 0, progress: bool = False, policies_dir: Any = None) -> dict[str, Any]:
     """``cadence simulate``: replay named policies (each behind the orchestrator) on a data directory.
 
     Policies that learn are fitted on half of the customers and every
@@ -319,18 +319,19 @@ def simulate_named(data_dir: Any, policy: str, baseline: str = LOGGING, *,
     """
     from cadence.data.io import read_tables
     from cadence.policies.evaluation import load_log
-    from cadence.policies.registry import build_policy, needs_fit, split_customers
+    from cadence.policies.registry import POLICIES_DIR, build_policy, needs_fit, split_customers
 
     log = load_log(data_dir)
     orders = read_tables(data_dir, ["orders"]).get("orders")
     train, test = None, log
-    if any(needs_fit(n) for n in (policy, baseline)):
+    where = POLICIES_DIR if policies_dir is None else policies_dir
+    if any(needs_fit(n, where) for n in (policy, baseline)):
         fit_rows, eval_rows = split_customers(log, 0.5, seed)
         train, test = log.subset(fit_rows), log.subset(eval_rows)
     cfg = config or OrchestratorConfig()
 
     def orchestrated(name: str) -> Policy | None:
-        p = build_policy(name, train)
+        p = build_policy(name, train, policies_dir=where)
         return None if p is None else OrchestratedPolicy(p, cfg, orders=orders)
 
     cand = orchestrated(policy)

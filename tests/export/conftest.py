@@ -106,7 +106,8 @@ def registry(shop: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[R
     uri = f"sqlite:///{root}/mlflow.db"
     exports = {}
     for policy in ("rules", "learned"):
-        res = export_policy(shop, policy, f"cadence-{policy}", tracking_uri=uri, epsilon=0.0)
+        res = export_policy(shop, policy, f"cadence-{policy}", tracking_uri=uri, epsilon=0.0,
+                            replay=(policy == "rules"))
         assert promote(f"cadence-{policy}", tracking_uri=uri)["promoted"]
         exports[policy] = res
     yield Registry(root, uri, exports)

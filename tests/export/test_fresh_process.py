@@ -122,7 +122,12 @@ def test_export_metadata(registry, policy: str) -> None:
     assert model.signature.inputs.required_input_names() == ["stage", "triggered_at"]
     meta = model.metadata["cadence"]
     assert meta["estimates"]["net_revenue"]["lower"] <= meta["estimates"]["net_revenue"]["value"]
-    assert meta["orchestrator"] is None or "max_per_7d" in meta["orchestrator"]
+    assert meta["orchestrator"]["max_per_7d"] == 3
+    if policy == "rules":  # exported with --replay: the lift table travels with the model
+        assert [r["metric"] for r in meta["replay_lift"]][-1] == "messages per customer"
+        assert "replay_conversion_rate_lift" in run.data.metrics
+    else:
+        assert meta["replay_lift"] is None
     pins = res["requirements"]
     assert all("==" in r for r in pins) and not any(r.startswith("cadence") for r in pins)
     assert any(r.startswith("scikit-learn==") for r in pins) == (policy == "learned")

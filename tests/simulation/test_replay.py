@@ -82,3 +82,13 @@ def test_spark_and_in_process_replays_are_identical_on_the_demo_shop(demo_log) -
     spark = replay_decisions(demo_log, capped(), engine="spark")[cols]
     assert len(local) > 300_000
     pd.testing.assert_frame_equal(local.astype(object), spark.astype(object), check_dtype=False)
+
+
+def test_capped_orchestration_beats_uncapped_sending_on_true_net_revenue() -> None:
+    from cadence.data.synthetic.study import true_values
+
+    cfg = ShopConfig(customers=8000, days=365, seed=31)
+    capped_value = true_values(capped(), cfg)["net_revenue"]
+    uncapped_value = true_values(RulesPolicy(), cfg)["net_revenue"]
+    print(f"\ntrue net revenue per trigger: rules capped at 3/7 days {capped_value:.3f}, uncapped {uncapped_value:.3f}")
+    assert capped_value > uncapped_value
