@@ -33,7 +33,7 @@ def _copy_tables(shop: Path, dest: Path) -> Path:
 def test_help_lists_every_command() -> None:
     result = runner.invoke(app, ["--help"])
     assert result.exit_code == 0
-    for command in ("generate", "validate", "features", "report", "demo"):
+    for command in ("generate", "validate", "features", "report", "fit", "demo"):
         assert command in result.output
 
 
@@ -96,3 +96,49 @@ def test_report_parameters_and_unknown_report(tmp_path: Path) -> None:
     assert result.exit_code == 1 and "no report 'nope'" in result.output
     result = runner.invoke(app, ["report", "summary", "-p", "data_dir"])
     assert result.exit_code == 2 and "expected -p KEY VALUE" in result.output
+
+
+CDNOW = ROOT / "data/external/cdnow/sample"
+
+
+def test_fit_btyd_reproduces_the_paper_as_json(tmp_path: Path) -> None:
+    import json
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    result = runner.invoke(app, ["fit", "btyd", str(CDNOW), "--as-of", "1997-10-01", "--json", "--tracking-uri", uri])
+    assert result.exit_code == 0, result.output
+    assert len(result.stdout.strip().splitlines()) == 1  # one JSON object, nothing else on stdout
+    m = json.loads(result.stdout)
+    # Fader, Hardie & Lee (2005) and Fader & Hardie's Gamma-Gamma note, CDNOW 1/10 sample.
+    published = {"r": 0.243, "alpha": 4.414, "a": 0.793, "b": 2.426, "p": 6.25, "q": 3.74, "gamma": 15.44}
+    for name, value in published.items():
+        assert m[name] == pytest.approx(value, rel=0.005), name
+    assert len(m["run_id"]) == 32 and len(m["data_sha256"]) == 64
+    assert (tmp_path / "mlflow.db").is_file()
+
+
+def test_fit_prints_a_table_and_uses_the_environment_uri(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/env.db")
+    result = runner.invoke(app, ["fit", "btyd", str(CDNOW), "--as-of", "1997-10-01", "--until", "1998-01-01"])
+    assert result.exit_code == 0, result.output
+    assert "holdout_mae" in result.stdout and "MLflow run" in result.stdout
+    assert (tmp_path / "env.db").is_file()
+
+
+@pytest.mark.parametrize(("args", "code", "message"), [
+    (["fit", "survival", str(CDNOW), "--as-of", "1997-10-01"], 2,
+     "fit: unknown kind 'survival': choose one of churn, repurchase, btyd"),
+    (["fit", "btyd", str(CDNOW), "--as-of", "not-a-date"], 2, "fit: --as-of 'not-a-date' is not a timestamp"),
+    (["fit", "btyd", str(CDNOW), "--as-of", "1997-10-01", "--until", "soon"], 2,
+     "fit: --until 'soon' is not a timestamp"),
+    (["fit", "btyd", "no/such/dir", "--as-of", "1997-10-01"], 1,
+     "fit: data directory 'no/such/dir' does not exist or is not a folder"),
+    (["fit", "btyd", str(CDNOW), "--as-of", "1997-10-01", "--until", "1997-09-01"], 1, "must be after as_of"),
+])
+def test_fit_bad_arguments(tmp_path: Path, args: list[str], code: int, message: str) -> None:
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    result = runner.invoke(app, [*args, "--json", "--tracking-uri", uri])
+    assert result.exit_code == code, result.output
+    assert message in result.output and "Traceback" not in result.output
+    assert result.stdout == ""  # no JSON for a failed fit
+    assert not (tmp_path / "mlflow.db").exists()

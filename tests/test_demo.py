@@ -15,7 +15,8 @@ def test_demo_runs_every_stage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.chdir(ROOT)  # report notebooks are found relative to the project root
     lines: list[str] = []
     summary = run_demo(tmp_path / "shop", customers=800, days=90, seed=5, reports_dir=tmp_path / "reports",
-                       features_dir=tmp_path / "features", echo=lines.append)
+                       features_dir=tmp_path / "features", tracking_uri=f"sqlite:///{tmp_path}/mlflow.db",
+                       echo=lines.append)
     assert summary.problems == []
     assert summary.rows["customers"] == 800 and summary.rows["features: customer_features"] > 0
     assert {"generate", "validate", "holdout", "features", "report"} <= set(summary.seconds)
@@ -27,3 +28,15 @@ def test_demo_runs_every_stage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     assert summary.policies is not None and {"rules", "learned", "logging"} == set(summary.policies["policy"])
     assert summary.replay is not None and summary.replay["metric"].tolist()[-1] == "messages per customer"
     assert any("replaying history under the learned policy" in line for line in lines)
+    # The churn stage: fitted before the last 30 days (a third of 90), its table printed, its run logged.
+    assert "churn" in summary.seconds and (tmp_path / "mlflow.db").is_file()
+    assert summary.churn is not None and summary.churn["model"].tolist() == ["survival", "BG/NBD"]
+    start = next(i for i, line in enumerate(lines) if line.startswith("[5/7] fitting the churn model"))
+    assert "evaluating both on the last 30 days" in lines[start]
+    table = lines[start + 2].splitlines()
+    print("\n".join(lines[start:start + 3]))
+    assert table[0].split() == ["model", "concordance", "integrated", "Brier", "ECE", "30d", "ECE", "60d",
+                                "ECE", "90d", "holdout", "MAE"]
+    assert [row.split()[0] for row in table[1:]] == ["survival", "BG/NBD"]
+    assert table[1].split()[1:4] != ["-", "-", "-"]  # concordance, Brier and 30-day ECE computed
+    assert [line[:5] for line in lines if line.startswith("[")] == [f"[{i}/7]" for i in range(1, 8)]

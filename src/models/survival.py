@@ -36,9 +36,13 @@ Families. ``weibull`` (:math:`S = \\exp(-(t/\\lambda)^\\rho)`), ``loglogistic``
 (:math:`S = 1/(1 + (t/\\alpha)^\\beta)`), ``lognormal``
 (:math:`S = 1 - \\Phi((\\log t - \\mu)/\\sigma)`) put the covariates on the
 log-scale parameter (:math:`\\log\\lambda = \\beta^\\top z`) with a common shape;
-``cox`` uses Breslow's baseline. lifelines fits them; predictions use the
-closed forms above (and the Cox baseline step function) evaluated with numpy,
-so a million customers score in a second.
+``cox`` uses Breslow's baseline. The ``*_cure`` families are their mixture-cure
+versions (:mod:`cadence.models._cure`): a share :math:`\\pi(z)`, logistic in the
+covariates, never buys again, :math:`S = \\pi + (1 - \\pi) S_0`, so churn risk
+tends to 1 for the long-lapsed instead of decaying like a power of
+:math:`e/(e+h)`. lifelines fits them; predictions use the closed forms above
+(and the Cox baseline step function) evaluated with numpy, so a million
+customers score in a second.
 
 References
 ----------
@@ -80,7 +84,8 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from cadence.models.btyd import _order_days, _utc
 
-Family = Literal["auto", "weibull", "loglogistic", "lognormal", "cox"]
+Family = Literal["auto", "weibull", "loglogistic", "lognormal", "weibull_cure", "loglogistic_cure",
+                 "lognormal_cure", "cox"]
 
 #: Covariates of :func:`purchase_snapshots` the model uses unless told otherwise.
 DEFAULT_FEATURES: tuple[str, ...] = (
@@ -90,8 +95,12 @@ DEFAULT_FEATURES: tuple[str, ...] = (
     "mean_gap_days",
     "monetary",
 )
-#: Parametric families 'auto' chooses among (their likelihoods are comparable).
-AUTO_FAMILIES: tuple[str, ...] = ("weibull", "loglogistic", "lognormal")
+#: Mixture-cure versions of the AFT families (a share of customers never buys again).
+CURE_FAMILIES: tuple[str, ...] = ("weibull_cure", "loglogistic_cure", "lognormal_cure")
+#: Every parametric family (their likelihoods are comparable).
+PARAMETRIC_FAMILIES: tuple[str, ...] = ("weibull", "loglogistic", "lognormal", *CURE_FAMILIES)
+#: Families 'auto' chooses among: the cure families, which contain the plain ones as pi -> 0.
+AUTO_FAMILIES: tuple[str, ...] = CURE_FAMILIES
 _DAY = pd.Timedelta(1, "D")
 
 
@@ -252,9 +261,18 @@ def stacked_snapshots(
 # ---------------------------------------------------------------------------
 
 
+def _log_cure(params: dict[str, Any], Z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """log pi(z) and log(1 - pi(z)) of a cure model, pi = sigmoid(cure_intercept + z' cure_beta)."""
+    logit = params["cure_intercept"] + Z @ params["cure_beta"]
+    return -np.logaddexp(0.0, -logit), -np.logaddexp(0.0, logit)
+
+
 def _log_survival(family: str, params: dict[str, Any], Z: np.ndarray, t: np.ndarray) -> np.ndarray:
     """log S(t | z) for rows ``Z`` (n, k) and times ``t`` broadcastable to (..., n)."""
     t = np.maximum(t, 1e-12)
+    if family in CURE_FAMILIES:
+        log_pi, log_rest = _log_cure(params, Z)
+        return np.logaddexp(log_pi, log_rest + _log_survival(family.removesuffix("_cure"), params, Z, t))
     if family == "cox":
         log_ph = (Z - params["norm_mean"]) @ params["beta"]
         H0 = np.interp(t, params["times"], params["cumhaz"], left=0.0)
@@ -275,6 +293,14 @@ def _inverse_log_survival(
 ) -> np.ndarray:
     """The time t with log S(t | z) = log_s (inf when the curve never gets there)."""
     log_s = np.minimum(log_s, -1e-300)
+    if family in CURE_FAMILIES:
+        # S = pi + (1 - pi) S0: reachable only above the cured share.
+        log_pi, log_rest = _log_cure(params, Z)
+        gap = log_pi - log_s  # log(pi / S) < 0 when reachable
+        ok = gap < 0
+        log_s0 = np.where(ok, log_s + np.log1p(-np.exp(np.minimum(gap, -1e-12))) - log_rest, -1.0)
+        t = _inverse_log_survival(family.removesuffix("_cure"), params, Z, np.minimum(log_s0, -1e-300))
+        return np.where(ok, t, np.inf)
     if family == "cox":
         H = -log_s / np.exp((Z - params["norm_mean"]) @ params["beta"])
         times, cumhaz = params["times"], params["cumhaz"]
@@ -294,6 +320,8 @@ def _inverse_log_survival(
 
 def _log_density(family: str, params: dict[str, Any], Z: np.ndarray, t: np.ndarray) -> np.ndarray:
     """log f(t | z) of the parametric families (for held-out log-likelihood)."""
+    if family in CURE_FAMILIES:
+        return _log_cure(params, Z)[1] + _log_density(family.removesuffix("_cure"), params, Z, t)
     loc = params["intercept"] + Z @ params["beta"]
     shape = params["shape"]
     logt = np.log(np.maximum(t, 1e-12))
@@ -308,12 +336,22 @@ def _log_density(family: str, params: dict[str, Any], Z: np.ndarray, t: np.ndarr
     raise ValueError(f"no density for family {family!r}")
 
 
+_PARAM_NAMES: dict[str, tuple[str, str]] = {
+    "weibull": ("lambda_", "rho_"),
+    "loglogistic": ("alpha_", "beta_"),
+    "lognormal": ("mu_", "sigma_"),
+}
+
+
 def _fitter(family: str, penalizer: float) -> Any:
     # Imported here: lifelines pulls in autograd and formulaic (~1 s), which
     # commands that never fit a survival model should not pay for.
     from lifelines import CoxPHFitter, LogLogisticAFTFitter, LogNormalAFTFitter, WeibullAFTFitter
 
+    from cadence.models._cure import CURE_FITTERS
+
     classes = {
+        **CURE_FITTERS,
         "weibull": WeibullAFTFitter,
         "loglogistic": LogLogisticAFTFitter,
         "lognormal": LogNormalAFTFitter,
@@ -327,14 +365,34 @@ def _fit_family(
     duration: np.ndarray, event: np.ndarray, entry: np.ndarray,
 ) -> tuple[dict[str, Any], Any]:
     """Fit one family with lifelines; return closed-form parameters and the fitter."""
-    df = pd.DataFrame(Z, columns=names)
+    from lifelines.exceptions import ConvergenceError
+
+    cure = family in CURE_FAMILIES
+    # Cure models name their covariates in formulas: plain column names there.
+    cols = [f"z{i}" for i in range(len(names))] if cure else names
+    df = pd.DataFrame(Z, columns=cols)
     df["_T"], df["_E"], df["_entry"] = duration, event, entry
     fitter = _fitter(family, penalizer)
+    loc_name, shape_name = _PARAM_NAMES.get(family.removesuffix("_cure"), ("", ""))
+    kwargs: dict[str, Any] = {}
+    if cure:
+        formula = " + ".join(cols) or "1"
+        kwargs["regressors"] = {loc_name: formula, shape_name: "1", "pi_": formula}
     with warnings.catch_warnings():
         # lifelines warns about its own convergence heuristics; convergence is
         # checked below from the fitted log-likelihood instead.
         warnings.simplefilter("ignore")
-        fitter.fit(df, "_T", "_E", entry_col="_entry")
+        try:
+            fitter.fit(df.copy(), "_T", "_E", entry_col="_entry", **kwargs)
+        except ConvergenceError:
+            if family == "cox" or cure:
+                raise
+            # lifelines starts the AFT families from a univariate fit, which can
+            # run off with heavy truncation; start from the median gap instead
+            # (covariates 0, shape 1; the location intercept is the last of its block).
+            fitter = _fitter(family, penalizer)
+            start = np.r_[np.zeros(len(cols)), np.log(np.median(duration)), 0.0]
+            fitter.fit(df.copy(), "_T", "_E", entry_col="_entry", initial_point=start)
     p = fitter.params_
     if family == "cox":
         base = fitter.baseline_cumulative_hazard_
@@ -345,20 +403,29 @@ def _fit_family(
             "cumhaz": base.iloc[:, 0].to_numpy(dtype="float64"),
         }
     else:
-        loc_name, shape_name = {
-            "weibull": ("lambda_", "rho_"),
-            "loglogistic": ("alpha_", "beta_"),
-            "lognormal": ("mu_", "sigma_"),
-        }[family]
         loc = p.loc[loc_name]
         params = {
             "intercept": float(loc["Intercept"]),
-            "beta": loc.reindex(names).to_numpy(dtype="float64"),
+            "beta": loc.reindex(cols).to_numpy(dtype="float64"),
             "shape": float(np.exp(p.loc[shape_name]["Intercept"])),
         }
-    if not np.all(np.isfinite(params["beta"])):
+        if cure:
+            pi = p.loc["pi_"]
+            params["cure_intercept"] = float(pi["Intercept"])
+            params["cure_beta"] = pi.reindex(cols).to_numpy(dtype="float64")
+    values = [params["beta"], *([params["cure_beta"], params["shape"]] if cure else [])]
+    if not all(np.all(np.isfinite(v)) for v in values):
         raise ValueError(f"the {family} fit did not converge (non-finite coefficients)")
     return params, fitter
+
+
+def _median_concordance(family: str, params: dict[str, Any], Z: np.ndarray,
+                         duration: np.ndarray, event: np.ndarray) -> float:
+    """Harrell's C of the predicted median gap (never reached = longest) with the durations."""
+    from lifelines.utils import concordance_index
+
+    median = _inverse_log_survival(family, params, Z, np.full(Z.shape[0], np.log(0.5)))
+    return float(concordance_index(duration, np.where(np.isfinite(median), median, 1e12), event))
 
 
 def _truncated_log_likelihood(
@@ -407,14 +474,17 @@ class TimeToNextPurchase(BaseEstimator):
 
     Parameters
     ----------
-    family : {'auto', 'weibull', 'loglogistic', 'lognormal', 'cox'}
-        Model family. ``'auto'`` fits the three parametric families on
-        ``cv`` folds and keeps the one with the best mean held-out
-        *log-likelihood* (truncated, per row, as in the module docstring),
-        then refits it on all rows. Log-likelihood rather than concordance
-        because churn risk is used as a probability, so calibration matters,
-        and concordance cannot tell families with the same ranking apart.
-        Cox is not a candidate: its partial likelihood is not comparable.
+    family : {'auto', 'weibull', 'loglogistic', 'lognormal', 'weibull_cure', 'loglogistic_cure', \
+'lognormal_cure', 'cox'}
+        Model family. ``'auto'`` fits the three mixture-cure families
+        (:data:`AUTO_FAMILIES`; each contains its plain family as the cured
+        share goes to 0) on ``cv`` folds and keeps the one with the best mean
+        held-out *log-likelihood* (truncated, per row, as in the module
+        docstring), then refits it on all rows. Log-likelihood rather than
+        concordance because churn risk is used as a probability, so
+        calibration matters, and concordance cannot tell families with the
+        same ranking apart. Cox is not a candidate: its partial likelihood
+        is not comparable.
     penalizer : float
         L2 penalty on the coefficients (lifelines' ``penalizer``).
     features : sequence of str, optional
@@ -461,7 +531,7 @@ class TimeToNextPurchase(BaseEstimator):
     """
 
     _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
-        "family": [StrOptions({"auto", *AUTO_FAMILIES, "cox"})],
+        "family": [StrOptions({"auto", *PARAMETRIC_FAMILIES, "cox"})],
         "penalizer": [Interval(Real, 0, None, closed="left")],
         "features": [list, tuple, None],
         "cv": [Interval(Integral, 2, None, closed="left")],
@@ -600,7 +670,10 @@ class TimeToNextPurchase(BaseEstimator):
             family, float(self.penalizer), Z, names, duration, event, start
         )
         self.family_ = family
-        self.concordance_ = float(self.lifelines_model_.concordance_index_)
+        if family in CURE_FAMILIES:  # lifelines would approximate the median on a grid
+            self.concordance_ = _median_concordance(family, self.params_, Z, duration, event)
+        else:
+            self.concordance_ = float(self.lifelines_model_.concordance_index_)
         if family != "cox":
             self.log_likelihood_ = float(np.mean(_truncated_log_likelihood(
                 family, self.params_, Z, duration, event, start)))
@@ -736,10 +809,7 @@ class TimeToNextPurchase(BaseEstimator):
 
     def score(self, X: Any, y: Any) -> float:
         """Harrell's concordance of predicted median gaps with observed durations."""
-        from lifelines.utils import concordance_index
 
         duration, event = _target(y, len(X))
         check_is_fitted(self, "params_")
-        Z = self._standardised(X)
-        median = _inverse_log_survival(self.family_, self.params_, Z, np.full(Z.shape[0], np.log(0.5)))
-        return float(concordance_index(duration, np.where(np.isfinite(median), median, 1e12), event))
+        return _median_concordance(self.family_, self.params_, self._standardised(X), duration, event)

@@ -15,7 +15,7 @@ from sklearn.utils._param_validation import InvalidParameterError
 from sklearn.utils.estimator_checks import estimator_checks_generator
 
 from cadence.data.io import read_tables
-from cadence.data.synthetic import ShopConfig, generate_shop, load_truth
+from cadence.data.synthetic import ShopConfig, generate_shop, load_config, true_churn_risk
 from cadence.models import evaluation as ev
 from cadence.models.btyd import BetaGeoModel, rfm_summary
 from cadence.models.fitting import training_cutoffs
@@ -164,7 +164,9 @@ def test_churn_risk_is_conditional_survival_and_monotone(
 
 
 def test_next_order_quantiles_match_churn_risk(fitted: TimeToNextPurchase, cdnow_now: pd.DataFrame) -> None:
-    X = cdnow_now.iloc[:100]
+    # The most recent buyers: their medians are finite under every family (Cox's
+    # baseline ends with the training follow-up, so lapsed customers never reach 1/2).
+    X = cdnow_now.nsmallest(100, "recency_days")
     nxt = fitted.expected_next_order(X)
     ok = np.isfinite(nxt["median_days"]).to_numpy()
     assert ok.sum() > 10
@@ -214,20 +216,14 @@ def shop(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return generate_shop(ShopConfig(customers=4000, days=365, seed=7), tmp_path_factory.mktemp("shop") / "shop")
 
 
-def _true_churn(truth: pd.DataFrame, as_of: pd.Timestamp, h: float) -> np.ndarray:
-    # backbone._purchases: dropout happens at a purchase; alive customers buy as
-    # Poisson(rate). Replenishment orders are ignored, as agreed for this check.
-    dead = truth["dropout_at"].notna() & (truth["dropout_at"] < as_of)
-    return np.where(dead, 1.0, np.exp(-truth["purchase_rate_per_day"].to_numpy() * h))
-
-
 @pytest.fixture(scope="module")
 def calibration(shop: Path) -> dict[str, dict[str, dict[int, float]]]:
     """ECE of churn risk per model and horizon, against the truth and against what happened."""
     orders = read_tables(shop, ["orders"])["orders"]
     train = stacked_snapshots(orders, training_cutoffs(orders, SHOP_AS_OF), SHOP_AS_OF)
     now = purchase_snapshots(orders, SHOP_AS_OF, horizon_days=90)
-    truth = load_truth(shop)["customers"].set_index("customer_id").reindex(now["customer_id"])
+    # P(no order of any kind in [as_of, as_of + h)) from the world's state at as_of.
+    truth = true_churn_risk(load_config(shop), SHOP_AS_OF).reindex(now["customer_id"])
     rfm = rfm_summary(orders, SHOP_AS_OF, time_unit="D").reindex(now["customer_id"])
     bg = BetaGeoModel().fit(rfm)
     models = {f: TimeToNextPurchase(family=f).fit(train, train) for f in ("auto", "cox")}
@@ -235,7 +231,7 @@ def calibration(shop: Path) -> dict[str, dict[str, dict[int, float]]]:
     out: dict[str, dict[str, dict[int, float]]] = {"truth": {}, "observed": {}, "mean": {}}
     for h in (30, 60, 90):
         targets = {
-            "truth": _true_churn(truth, SHOP_AS_OF, h),
+            "truth": truth[f"churn_{h}d"].to_numpy(),
             "observed": (~((now["event"].to_numpy() == 1) & (left <= h))).astype(float),
         }
         risks = {"bgnbd": ev.bgnbd_churn_risk(bg, rfm, h)}
@@ -249,27 +245,24 @@ def calibration(shop: Path) -> dict[str, dict[str, dict[int, float]]]:
     return out
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="measured on ShopConfig(4000, 365, seed=7): ECE vs the true probability is "
-    "0.122/0.155/0.171 for 'auto' (log-logistic) and 0.118/0.156/0.171 for BG/NBD at 30/60/90 d; "
-    "worse at 30 d. Reported to the lead; strict, so an improvement shows up.",
-)
 def test_auto_churn_risk_is_at_least_as_well_calibrated_as_bgnbd_against_truth(
     calibration: dict[str, dict[str, dict[int, float]]],
 ) -> None:
+    # Measured on ShopConfig(4000, 365, seed=7): ECE vs the true probability
+    # 0.0185/0.0225/0.0252 for 'auto' (Weibull cure) and 0.0188/0.0312/0.0401
+    # for BG/NBD at 30/60/90 d. The margin at 30 d is thin; it is a tie there.
     for h in (30, 60, 90):
         assert calibration["truth"]["auto"][h] <= calibration["truth"]["bgnbd"][h], h
 
 
-def test_truth_without_replenishment_overstates_churn(
+def test_truth_agrees_with_what_happened(
     calibration: dict[str, dict[str, dict[int, float]]],
 ) -> None:
-    # Why every model looks badly calibrated against the truth: the agreed
-    # formula ignores replenishment orders, which do happen. Observed
-    # no-purchase rates are well below the "true" ones.
+    # The truth counts every order (organic, replenishment, caused by
+    # messages): on ~2,200 customers its mean is within 0.02 of the observed
+    # no-purchase rate (measured 0.757/0.640/0.570 vs 0.764/0.645/0.570).
     for h in (30, 60, 90):
-        assert calibration["mean"]["truth"][h] - calibration["mean"]["observed"][h] > 0.05, h
+        assert abs(calibration["mean"]["truth"][h] - calibration["mean"]["observed"][h]) < 0.02, h
 
 
 def test_auto_churn_risk_is_calibrated_on_observed_outcomes(

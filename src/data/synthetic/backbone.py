@@ -96,6 +96,32 @@ class Backbone:
     trig_order: np.ndarray  # local order index or -1
     # per-trigger uniforms for the response model (common random numbers)
     uniforms: np.ndarray  # (n_triggers, 8)
+    # browsing sessions per day while alive (latent; for the churn truth)
+    browse_rate: np.ndarray | None = None
+
+
+@dataclass
+class OrderDraws:
+    """Organic orders of one chunk (unsorted) and every replenishment the world scheduled.
+
+    A consumable bought in an order schedules its next purchase at
+    ``order time + interval x Gamma(8, 1/8)`` when the customer keeps buying
+    it (probability 0.6) and it is in stock then. The order happens if the
+    customer has not dropped out by then and the data has not ended; the
+    ``sched_*`` arrays keep every scheduled one, happened or not, so that
+    the state of the world at any cutoff can be read back (``sched_from_s``
+    is the time of the order that scheduled it, ``sched_due_s`` its due
+    time).
+    """
+
+    cust: np.ndarray
+    s: np.ndarray
+    kind: np.ndarray  # 0 regular, 1 replenishment
+    item_order: np.ndarray
+    item_product: np.ndarray
+    sched_cust: np.ndarray
+    sched_from_s: np.ndarray
+    sched_due_s: np.ndarray
 
 
 def _group_starts(sorted_keys: np.ndarray, n_groups: int) -> np.ndarray:
@@ -226,12 +252,20 @@ def _purchases(cfg: ShopConfig, pp: People, rng: np.random.Generator) -> tuple[n
     return cust[keep], t[keep]
 
 
-def build_backbone(cfg: ShopConfig, cat: Catalog, chunk: int) -> Backbone:
-    """Draw chunk ``chunk`` of the world; deterministic in (cfg, chunk)."""
-    rng = np.random.default_rng([cfg.seed, 1, chunk])
-    pp = draw_people(cfg, chunk, rng)
-    n = len(pp.idx)
-    sampler = _ProductSampler(cat)
+def draw_orders(cfg: ShopConfig, cat: Catalog, pp: People, rng: np.random.Generator,
+                sampler: _ProductSampler | None = None) -> OrderDraws:
+    """Organic purchases, their items and the replenishment chains (updates ``pp.death_s``).
+
+    Examples
+    --------
+    >>> from cadence.data.synthetic.catalog import make_catalog
+    >>> cfg = ShopConfig(customers=200, days=120, seed=1)
+    >>> rng = np.random.default_rng([cfg.seed, 1, 0])  # the stream of build_backbone
+    >>> d = draw_orders(cfg, make_catalog(cfg), draw_people(cfg, 0, rng), rng)
+    >>> bool((d.sched_due_s > d.sched_from_s).all()), set(d.kind.tolist()) <= {0, 1}
+    (True, True)
+    """
+    sampler = sampler if sampler is not None else _ProductSampler(cat)
     o_cust, o_s = _purchases(cfg, pp, rng)
 
     # Items of regular orders: 1 + Poisson(0.5) products, in stock when bought.
@@ -241,6 +275,7 @@ def build_backbone(cfg: ShopConfig, cat: Catalog, chunk: int) -> Backbone:
     o_kind = np.zeros(len(o_cust), np.int8)
 
     # Replenishment: a consumable is bought again after ~its interval, while alive.
+    sched: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     frontier_order, frontier_prod = it_order, it_prod
     for _ in range(int(cfg.days / 20) + 1):
         cons = cat.consumable[frontier_prod]
@@ -252,7 +287,9 @@ def build_backbone(cfg: ShopConfig, cat: Catalog, chunk: int) -> Backbone:
         again = rng.random(len(fp)) < 0.6
         nt = (o_s[fo] + gap).astype(np.int64)
         c = o_cust[fo]
-        ok = again & (nt < cfg.end_s) & (nt < pp.death_s[c]) & cat.in_stock_at(fp, nt)
+        planned = again & cat.in_stock_at(fp, nt)
+        sched.append((c[planned], o_s[fo][planned], nt[planned]))
+        ok = planned & (nt < cfg.end_s) & (nt < pp.death_s[c])
         if not ok.any():
             break
         new_ids = len(o_cust) + np.arange(ok.sum())
@@ -262,46 +299,42 @@ def build_backbone(cfg: ShopConfig, cat: Catalog, chunk: int) -> Backbone:
         it_order = np.r_[it_order, new_ids]
         it_prod = np.r_[it_prod, fp[ok]]
         frontier_order, frontier_prod = new_ids, fp[ok]
+    empty = np.zeros(0, np.int64)
+    return OrderDraws(
+        cust=o_cust, s=o_s, kind=o_kind, item_order=it_order, item_product=it_prod,
+        sched_cust=np.concatenate([empty, *(a for a, _, _ in sched)]).astype(np.int64),
+        sched_from_s=np.concatenate([empty, *(b for _, b, _ in sched)]).astype(np.int64),
+        sched_due_s=np.concatenate([empty, *(d for _, _, d in sched)]).astype(np.int64),
+    )
 
-    # Orders sorted by (customer, time); remap item order indices.
-    perm = np.lexsort((o_s, o_cust))
-    inv = np.empty_like(perm)
-    inv[perm] = np.arange(len(perm))
-    o_cust, o_s, o_kind = o_cust[perm], o_s[perm], o_kind[perm]
-    it_order = inv[it_order]
-    # Collapse duplicate products within an order into a quantity.
-    key = it_order.astype(np.int64) * cat.n + it_prod
-    uk, qty = np.unique(key, return_counts=True)
-    it_order, it_prod = uk // cat.n, uk % cat.n
-    qty = qty + rng.poisson(0.15, len(qty))
-    it_price = cat.price_at(it_prod, o_s[it_order])
 
-    # Order status: placed, shipped 1-3 days later, delivered 2-5 days after;
-    # 6% delayed in between; 2% cancelled instead of shipping.
+def draw_sessions(cfg: ShopConfig, cat: Catalog, pp: People, rng: np.random.Generator, sampler: _ProductSampler,
+                  browse_rate: np.ndarray, lo_s: np.ndarray, hi_s: np.ndarray, o_cust: np.ndarray,
+                  o_s: np.ndarray, it_order: np.ndarray, it_prod: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Browsing sessions in ``[lo_s, hi_s)`` per customer plus one purchase session per order, as events.
+
+    Orders ``(o_cust, o_s)`` are sorted by (customer, time) with their items
+    ``(it_order, it_prod)``. Returns ``ev_cust, ev_s, ev_type, ev_product,
+    ev_query, ev_results, ev_session`` sorted by (customer, time).
+
+    Examples
+    --------
+    >>> from cadence.data.synthetic.catalog import make_catalog
+    >>> cfg = ShopConfig(customers=100, days=30, seed=1)
+    >>> cat, rng = make_catalog(cfg), np.random.default_rng(0)
+    >>> pp = draw_people(cfg, 0, rng)
+    >>> none = np.zeros(0, np.int64)
+    >>> ev = draw_sessions(cfg, cat, pp, rng, _ProductSampler(cat), np.full(100, 0.5), pp.alive_from_s,
+    ...                    pp.alive_from_s + 10 * DAY, none, none, none, none)
+    >>> bool(len(ev[0]) > 0 and (ev[1] >= pp.alive_from_s[ev[0]]).all() and EV["purchase"] not in ev[2])
+    True
+    """
+    n = len(pp.idx)
     n_o = len(o_s)
-    cancelled = rng.random(n_o) < 0.02
-    delayed = ~cancelled & (rng.random(n_o) < 0.06)
-    ship = o_s + rng.integers(DAY // 2, 3 * DAY, n_o)
-    delay_t = ship + rng.integers(DAY // 2, 2 * DAY, n_o)
-    deliver = ship + rng.integers(2 * DAY, 5 * DAY, n_o) + np.where(delayed, 3 * DAY, 0)
-    st_o = [np.arange(n_o), np.flatnonzero(cancelled), np.flatnonzero(~cancelled),
-            np.flatnonzero(delayed), np.flatnonzero(~cancelled)]
-    st_s = [o_s, o_s[cancelled] + rng.integers(3600, DAY, cancelled.sum()), ship[~cancelled],
-            delay_t[delayed], deliver[~cancelled]]
-    st_c = [np.full(len(a), code) for a, code in zip(st_o, (0, 4, 1, 3, 2), strict=True)]
-    status_order = np.concatenate(st_o)
-    status_s = np.concatenate(st_s)
-    status_code = np.concatenate(st_c).astype(np.int8)
-    ok = status_s < cfg.end_s
-    status_order, status_s, status_code = status_order[ok], status_s[ok], status_code[ok]
-
-    # ---- sessions -------------------------------------------------------
-    active_end = np.minimum(pp.death_s, cfg.end_s)
-    active_days = np.clip((active_end - pp.alive_from_s) / DAY, 0, None)
-    browse_rate = cfg.browse_per_purchase * pp.rate * rng.lognormal(0, 0.5, n) + cfg.browse_floor
+    active_days = np.clip((hi_s - lo_s) / DAY, 0, None)
     m = rng.poisson(browse_rate * active_days)
     b_cust = np.repeat(np.arange(n), m)
-    b_s = pp.alive_from_s[b_cust] + (rng.random(len(b_cust)) * (active_end - pp.alive_from_s)[b_cust]).astype(np.int64)
+    b_s = lo_s[b_cust] + (rng.random(len(b_cust)) * (hi_s - lo_s)[b_cust]).astype(np.int64)
     # kinds: 0 bounce, 1 browse, 2 search, 3 cart, 4 checkout, 5 purchase
     b_kind = rng.choice(5, len(b_cust), p=[0.08, 0.42, 0.22, 0.20, 0.08])
     # Purchase sessions end in each order; they start a few minutes before it.
@@ -413,6 +446,55 @@ def build_backbone(cfg: ShopConfig, cat: Catalog, chunk: int) -> Backbone:
     ev_cust, ev_s, ev_type, ev_product, ev_query, ev_results, ev_session = (
         a[perm] for a in (ev_cust, ev_s, ev_type, ev_product, ev_query, ev_results, ev_session)
     )
+    return ev_cust, ev_s, ev_type, ev_product, ev_query, ev_results, ev_session
+
+def build_backbone(cfg: ShopConfig, cat: Catalog, chunk: int) -> Backbone:
+    """Draw chunk ``chunk`` of the world; deterministic in (cfg, chunk)."""
+    rng = np.random.default_rng([cfg.seed, 1, chunk])
+    pp = draw_people(cfg, chunk, rng)
+    n = len(pp.idx)
+    sampler = _ProductSampler(cat)
+    draws = draw_orders(cfg, cat, pp, rng, sampler)
+    o_cust, o_s, o_kind = draws.cust, draws.s, draws.kind
+    it_order, it_prod = draws.item_order, draws.item_product
+
+    # Orders sorted by (customer, time); remap item order indices.
+    perm = np.lexsort((o_s, o_cust))
+    inv = np.empty_like(perm)
+    inv[perm] = np.arange(len(perm))
+    o_cust, o_s, o_kind = o_cust[perm], o_s[perm], o_kind[perm]
+    it_order = inv[it_order]
+    # Collapse duplicate products within an order into a quantity.
+    key = it_order.astype(np.int64) * cat.n + it_prod
+    uk, qty = np.unique(key, return_counts=True)
+    it_order, it_prod = uk // cat.n, uk % cat.n
+    qty = qty + rng.poisson(0.15, len(qty))
+    it_price = cat.price_at(it_prod, o_s[it_order])
+
+    # Order status: placed, shipped 1-3 days later, delivered 2-5 days after;
+    # 6% delayed in between; 2% cancelled instead of shipping.
+    n_o = len(o_s)
+    cancelled = rng.random(n_o) < 0.02
+    delayed = ~cancelled & (rng.random(n_o) < 0.06)
+    ship = o_s + rng.integers(DAY // 2, 3 * DAY, n_o)
+    delay_t = ship + rng.integers(DAY // 2, 2 * DAY, n_o)
+    deliver = ship + rng.integers(2 * DAY, 5 * DAY, n_o) + np.where(delayed, 3 * DAY, 0)
+    st_o = [np.arange(n_o), np.flatnonzero(cancelled), np.flatnonzero(~cancelled),
+            np.flatnonzero(delayed), np.flatnonzero(~cancelled)]
+    st_s = [o_s, o_s[cancelled] + rng.integers(3600, DAY, cancelled.sum()), ship[~cancelled],
+            delay_t[delayed], deliver[~cancelled]]
+    st_c = [np.full(len(a), code) for a, code in zip(st_o, (0, 4, 1, 3, 2), strict=True)]
+    status_order = np.concatenate(st_o)
+    status_s = np.concatenate(st_s)
+    status_code = np.concatenate(st_c).astype(np.int8)
+    ok = status_s < cfg.end_s
+    status_order, status_s, status_code = status_order[ok], status_s[ok], status_code[ok]
+
+    # ---- sessions -------------------------------------------------------
+    active_end = np.minimum(pp.death_s, cfg.end_s)
+    browse_rate = cfg.browse_per_purchase * pp.rate * rng.lognormal(0, 0.5, n) + cfg.browse_floor
+    ev_cust, ev_s, ev_type, ev_product, ev_query, ev_results, ev_session = draw_sessions(
+        cfg, cat, pp, rng, sampler, browse_rate, pp.alive_from_s, active_end, o_cust, o_s, it_order, it_prod)
 
     bb = Backbone(
         people=pp, ev_cust=ev_cust, ev_s=ev_s, ev_type=ev_type.astype(np.int8), ev_product=ev_product,
@@ -422,7 +504,7 @@ def build_backbone(cfg: ShopConfig, cat: Catalog, chunk: int) -> Backbone:
         status_code=status_code,
         trig_cust=np.zeros(0, np.int64), trig_stage=np.zeros(0, np.int8), trig_s=np.zeros(0, np.int64),
         trig_products=np.zeros((0, 3), np.int64), trig_query=np.zeros(0, object), trig_order=np.zeros(0, np.int64),
-        uniforms=np.zeros((0, 8)),
+        uniforms=np.zeros((0, 8)), browse_rate=browse_rate,
     )
     from cadence.data.synthetic.world_triggers import world_triggers
 
