@@ -270,6 +270,7 @@ def fit_model(
     holdout_until: Any = None,
     tracking_uri: str | None = None,
     experiment: str = "cadence",
+    return_figures: bool = False,
     **options: Any,
 ) -> dict[str, Any]:
     """Fit ``kind`` on orders before ``as_of``, evaluate on the holdout, log to MLflow.
@@ -294,6 +295,9 @@ def fit_model(
         See :func:`cadence.models.tracking.tracking_uri`.
     experiment : str
         MLflow experiment name.
+    return_figures : bool
+        Also return the logged plotly figures under ``"figures"`` (for
+        notebooks and reports).
     **options
         ``churn`` only: ``family``, ``penalizer``, ``features``, ``random_state``,
         ``max_samples`` (see :class:`TimeToNextPurchase`).
@@ -325,7 +329,18 @@ def fit_model(
     params["data_dir_name"] = Path(data_dir).name
     digest = fingerprint(data_dir, needed)
     run_id = _log(resolve_uri(tracking_uri), experiment, kind, params, metrics, figures, features, digest)
-    return {**metrics, "run_id": run_id, "data_sha256": digest}
+    out: dict[str, Any] = {**metrics, "run_id": run_id, "data_sha256": digest}
+    if return_figures:
+        out["figures"] = figures
+    return out
+
+
+def default_as_of(data_dir: PathLike, holdout_days: int = 90) -> pd.Timestamp:
+    """The cutoff that leaves the last ``holdout_days`` of orders (at most a third of them) as a holdout."""
+    orders = read_tables(data_dir, ["orders"])["orders"]
+    first, end = orders["ts"].min().floor("D"), orders["ts"].max().floor("D") + pd.Timedelta(1, "D")
+    days = min(holdout_days, max((end - first).days // 3, 1))
+    return end - pd.Timedelta(days, "D")
 
 
 def tune_churn(

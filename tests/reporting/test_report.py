@@ -33,9 +33,10 @@ def test_report_is_self_contained_with_figures(rendered: tuple[Path, Path]) -> N
     assert re.fullmatch(r"summary-\d{8}T\d{6}Z\.html", html.name)
     assert REMOTE_ASSET.search(text) is None
     assert text.count("plotly.js v") == 1  # embedded once
-    # trigger volume, holdout lift, Qini, off-policy estimates, replay lift, cap pressure
-    assert text.count("Plotly.newPlot") == 6
-    for title in ("Trigger volume by stage and day", "Qini curves", "Net revenue per trigger",
+    # trigger volume, holdout lift, survival curves, calibration, churn-risk distribution, Qini,
+    # off-policy estimates, replay lift, cap pressure
+    assert text.count("Plotly.newPlot") == 9
+    for title in ("Trigger volume by stage and day", "Survival by purchase count", "Churn-risk calibration", "Qini curves", "Net revenue per trigger",
                   "Replay: candidate against baseline", "Frequency-cap pressure"):
         assert title in text, title
     assert "s.summarise(data_dir)" not in text and "setup_notebook()" not in text  # code hidden
