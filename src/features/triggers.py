@@ -197,11 +197,23 @@ def _exact_median(t: ibis.Table, key: str, value: str, *, min_count: int) -> ibi
 def _buy_again(oi: ibis.Table, rules: TriggerRules, repurchase_days: ibis.Table | None) -> ibis.Table:
     w = ibis.window(group_by=[oi.customer_id, oi.product_id], order_by=[oi.s, oi.order_id])
     seq = oi.mutate(next_s=oi.s.lead().over(w))
+    personal = None
+    if repurchase_days is not None and "customer_id" in repurchase_days.columns:
+        personal, repurchase_days = repurchase_days, None
     if repurchase_days is None:
         # The product's typical interval: median gap between consecutive purchases.
         gaps = seq.filter(seq.next_s.notnull()).mutate(gap_s=_.next_s - _.s)
         repurchase_days = _exact_median(gaps, "product_id", "gap_s", min_count=rules.buy_again_min_repeats)
-    due = seq.join(repurchase_days, "product_id").mutate(
+    typical = repurchase_days.select(t_pid=repurchase_days.product_id, t_days=repurchase_days.interval_days)
+    j = seq.left_join(typical, seq.product_id == typical.t_pid)
+    days = j.t_days
+    if personal is not None:
+        # A fitted repurchase model's personal interval, the product's typical one where it has none.
+        p = personal.select(p_cid=personal.customer_id, p_pid=personal.product_id, p_days=personal.interval_days)
+        j = j.left_join(p, (j.customer_id == p.p_cid) & (j.product_id == p.p_pid))
+        days = ibis.coalesce(j.p_days, j.t_days)
+    j = j.mutate(interval_days=days)
+    due = j.filter(j.interval_days.notnull()).mutate(
         eligible_s=_.s + (_.interval_days * _DAY).floor().cast("int64"), products=_.product_id
     )
     due = due.filter(due.next_s.isnull() | (due.next_s > due.eligible_s))
@@ -353,9 +365,12 @@ def trigger_candidates(con: object, tables: Mapping[str, ibis.Table], as_of: pd.
     since
         Only candidates eligible at or after this (all history when None).
     repurchase_days
-        Personal or per-product repurchase intervals (``product_id``,
-        ``interval_days``) from a fitted repurchase model; the product's
-        typical interval in the data otherwise.
+        Intervals from a fitted repurchase model
+        (:meth:`cadence.models.repurchase.RepurchaseInterval.repurchase_days`):
+        per product (``product_id, interval_days``), or personal (with
+        ``customer_id``), in which case a customer without a personal
+        interval for a product gets the product's typical interval in the
+        data. Without it, the product's typical interval in the data.
 
     Returns
     -------

@@ -164,6 +164,25 @@ def test_every_rule_on_a_hand_built_shop(duck) -> None:
     assert set(got.loc[got["stage"] == "follow_up", "order_id"]) == {"o_bought", "o_late", "o1", "o2"}
 
 
+def test_personal_repurchase_intervals_override_the_typical_one(duck) -> None:
+    product = _run(duck, hand_shop(), repurchase_days=pd.DataFrame({"product_id": ["p1"], "interval_days": [15.0]}))
+    product = product[product["stage"] == "buy_again"].reset_index(drop=True)
+    assert len(product) > 0
+    who = product.loc[0, "customer_id"]
+    # A personal interval for one customer (5 days) moves only that customer's due dates; a customer
+    # without one falls back to the product's typical interval in the data (min repeats relaxed here).
+    personal = pd.DataFrame({"customer_id": [who], "product_id": ["p1"], "interval_days": [5.0]})
+    got = _run(duck, hand_shop(), repurchase_days=personal, rules=TriggerRules(buy_again_min_repeats=1))
+    got = got[got["stage"] == "buy_again"]
+    mine = got[got["customer_id"] == who]
+    assert len(mine) > 0
+    assert (mine["eligible_at"].min() - product.loc[product["customer_id"] == who, "eligible_at"].min()
+            ) == pd.Timedelta(days=5 - 15)
+    typical = _run(duck, hand_shop(), rules=TriggerRules(buy_again_min_repeats=1))
+    others = lambda df: df[(df["stage"] == "buy_again") & (df["customer_id"] != who)]  # noqa: E731
+    pd.testing.assert_frame_equal(others(got).reset_index(drop=True), others(typical).reset_index(drop=True))
+
+
 def test_typical_interval_needs_enough_repeats(duck) -> None:
     got = _run(duck, hand_shop())  # only one repeat gap of p1: below buy_again_min_repeats
     assert "buy_again" not in set(got["stage"])
