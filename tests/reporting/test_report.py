@@ -14,6 +14,7 @@ from cadence.data.synthetic import ShopConfig, generate_shop
 from cadence.policies.holdout import holdout_lift
 from cadence.reporting import REMOTE_ASSET, ReportError, render_report
 from cadence.reporting.summary import holdout_table
+from cadence.simulation.replay import format_table, simulate_named
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -53,6 +54,16 @@ def test_lift_table_numbers_equal_the_api(rendered: tuple[Path, Path]) -> None:
     assert list(shown["95% interval"]) == list(expected["95% interval"])
 
 
+def test_replay_lift_table_equals_the_api(rendered: tuple[Path, Path]) -> None:
+    shop, html = rendered
+    # The report's default policy is the learned one, replayed against the logged one.
+    expected = format_table(simulate_named(shop, "learned", "logging")["table"])
+    shown = _table_with(html.read_text(encoding="utf-8"), "candidate", index="metric")
+    assert list(shown["metric"]) == list(expected["metric"])
+    for col in ("baseline", "candidate", "lift", "95% interval"):
+        assert list(shown[col]) == list(expected[col]), col
+
+
 class _Tables(HTMLParser):
     """Collects every <table> as rows of cell texts (stdlib only)."""
 
@@ -79,14 +90,14 @@ class _Tables(HTMLParser):
             self._cell.append(data)
 
 
-def _table_with(text: str, header: str) -> pd.DataFrame:
+def _table_with(text: str, header: str, index: str = "stage") -> pd.DataFrame:
     parser = _Tables()
     parser.feed(text)
     for rows in parser.tables:
         if rows and header in rows[0]:
             # pandas' to_html puts the index name on a second header row.
-            head = [h or "stage" for h in rows[0]]
-            body = [r for r in rows[1:] if len(r) == len(head) and r[0] != "stage"]
+            head = [h or index for h in rows[0]]
+            body = [r for r in rows[1:] if len(r) == len(head) and r[0] != index]
             return pd.DataFrame(body, columns=head)
     raise AssertionError(f"no table with {header!r}")
 
