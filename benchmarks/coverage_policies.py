@@ -6,6 +6,9 @@ the same harness on the rule-based targets; this script adds the learned
 policy, which takes longer.
 
 Usage: ``python benchmarks/coverage_policies.py [--seeds 20] [--customers 3000] [--days 180]``
+(``--first-seed``, ``--no-replay`` and ``--save runs.parquet`` split a run
+over processes: the per-seed rows of several saves concatenate into one
+:func:`coverage_summary`).
 """
 
 from __future__ import annotations
@@ -27,8 +30,11 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=20)
     ap.add_argument("--customers", type=int, default=3000)
     ap.add_argument("--days", type=int, default=180)
+    ap.add_argument("--first-seed", type=int, default=0)
+    ap.add_argument("--no-replay", action="store_true", help="only the OPE part")
+    ap.add_argument("--save", help="write the OPE per-seed rows to this parquet file")
     args = ap.parse_args()
-    seeds = range(args.seeds)
+    seeds = range(args.first_seed, args.first_seed + args.seeds)
     pd.set_option("display.width", 200)
 
     t0 = time.perf_counter()
@@ -41,6 +47,10 @@ def main() -> None:
     print(f"\nOPE vs truth, {args.seeds} seeds x {args.customers} customers x {args.days} days "
           f"({time.perf_counter() - t0:.0f} s):")
     print(coverage_summary(ope).to_string(index=False))
+    if args.save:
+        ope.to_parquet(args.save)
+    if args.no_replay:
+        return
 
     cap = OrchestratorConfig(max_per_7d=3)
     for name, make in (("rules, capped 3/7d", lambda log: OrchestratedPolicy(RulesPolicy(), cap)),

@@ -212,6 +212,8 @@ def evaluate(
     as_json: Annotated[bool, typer.Option("--json", help="Print every estimate as JSON records.")] = False,
     estimator: Annotated[str, typer.Option(help="Estimator shown in the table (all are in --json).")] = "DR",
     seed: Annotated[int, typer.Option(help="Seed of the customer split and bootstrap.")] = 0,
+    refits: Annotated[int, typer.Option(help="Refits of the reward model behind the direct method's interval "
+                                              "(0: none; its interval then ignores the model's error).")] = 20,
 ) -> None:
     """Estimate each policy's open, click, conversion and net revenue per trigger, with lift over logging."""
     import json
@@ -221,7 +223,7 @@ def evaluate(
     from cadence.policies.registry import evaluate_named
 
     try:
-        df = evaluate_named(data_dir, list(policy), seed=seed)
+        df = evaluate_named(data_dir, list(policy), seed=seed, n_refit=refits or None)
     except (ValueError, FileNotFoundError, ContractError) as e:
         _fail(f"evaluate: {e}")
     if as_json:

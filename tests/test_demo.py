@@ -31,7 +31,7 @@ def test_demo_runs_every_stage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     # The churn stage: fitted before the last 30 days (a third of 90), its table printed, its run logged.
     assert "churn" in summary.seconds and (tmp_path / "mlflow.db").is_file()
     assert summary.churn is not None and summary.churn["model"].tolist() == ["survival", "BG/NBD"]
-    start = next(i for i, line in enumerate(lines) if line.startswith("[5/7] fitting the churn model"))
+    start = next(i for i, line in enumerate(lines) if line.startswith("[5/10] fitting the churn model"))
     assert "evaluating both on the last 30 days" in lines[start]
     table = lines[start + 2].splitlines()
     print("\n".join(lines[start:start + 3]))
@@ -39,4 +39,20 @@ def test_demo_runs_every_stage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
                                 "ECE", "90d", "holdout", "MAE"]
     assert [row.split()[0] for row in table[1:]] == ["survival", "BG/NBD"]
     assert table[1].split()[1:4] != ["-", "-", "-"]  # concordance, Brier and 30-day ECE computed
-    assert [line[:5] for line in lines if line.startswith("[")] == [f"[{i}/7]" for i in range(1, 8)]
+    assert [line.split(" ")[0] for line in lines if line.startswith("[")] == [f"[{i}/10]" for i in range(1, 11)]
+    # The send-time stage: rules with and without learned send times, with intervals.
+    st = summary.send_time
+    assert st is not None and {"rules", "rules + send time", "logging"} == set(st["policy"])
+    assert st["value"].str.contains(r"\[").all()
+    # The sequence stage: both steps' lifts with intervals; the export stage: a champion to load.
+    assert summary.sequence is not None and len(summary.sequence) == 2
+    assert (summary.sequence["conversion_lower"] <= summary.sequence["conversion_upper"]).all()
+    assert summary.export is not None and summary.export["promoted"] and summary.export["version"] == "1"
+    assert any("mlflow.pyfunc.load_model('models:/cadence-demo@champion')" in line for line in lines)
+    # Exported with the policy: the sequences and the send-time settings (shop level, no customer).
+    from mlflow import MlflowClient
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    client = MlflowClient(uri, uri)
+    run_id = client.get_model_version("cadence-demo", "1").run_id
+    assert {"sequences.json", "send_time.json"} <= {a.path for a in client.list_artifacts(run_id)}

@@ -238,6 +238,8 @@ TABLES: dict[str, Table] = {
                 _opt("converted_order_id", "str"),
                 _opt("revenue", "float", min_value=0.0),
                 _opt("unsubscribed_at", "timestamp"),
+                # A sequence's later messages (a follow-up is step 2); absent means every row is step 1.
+                _opt("step", "int", min_value=1),
             ),
             key=("message_id",),
             foreign_keys=(

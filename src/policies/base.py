@@ -33,6 +33,13 @@ import pandas as pd
 from cadence.triggers import ABANDON_STAGES
 
 DECISION_COLUMNS: tuple[str, ...] = ("action", "channel", "delay_minutes", "incentive", "propensity")
+#: Optional decision columns planning one follow-up message after a send (a two-step
+#: sequence, :mod:`cadence.policies.sequences`): ``followup_action`` is ``"send"``,
+#: ``"hold"`` (a decided no, logged) or None (nothing planned); its delay counts from the
+#: trigger; its propensity is the follow-up decision's, given the first message.
+FOLLOWUP_COLUMNS: tuple[str, ...] = (
+    "followup_action", "followup_channel", "followup_delay_minutes", "followup_incentive", "followup_propensity",
+)
 
 #: Delay choices (minutes after the trigger) that policies pick from.
 ABANDON_DELAYS: tuple[int, ...] = (20, 60, 720)

@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from cadence.data.contract import CHANNELS, INCENTIVES, STAGES
+from cadence.data.localtime import local_clock
 from cadence.policies.logged import N_ACTIONS, decode_action
 
 
@@ -39,19 +40,7 @@ def _local_time(candidates: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """
     if "local_hour" in candidates and "local_weekday" in candidates:
         return candidates["local_hour"].to_numpy(float), candidates["local_weekday"].to_numpy(np.int64)
-    ts = pd.to_datetime(candidates["triggered_at"], utc=True).reset_index(drop=True)
-    tz = (candidates["timezone"].astype(object).fillna("UTC").reset_index(drop=True)
-          if "timezone" in candidates else pd.Series("UTC", index=ts.index))
-    hour = np.zeros(len(ts))
-    weekday = np.zeros(len(ts), np.int64)
-    for zone, rows in tz.groupby(tz, observed=True).groups.items():
-        try:
-            local = ts[rows].dt.tz_convert(str(zone))
-        except Exception:  # unknown zone names fall back to UTC rather than failing a decision
-            local = ts[rows]
-        hour[rows] = (local.dt.hour + local.dt.minute / 60).to_numpy()
-        weekday[rows] = local.dt.weekday.to_numpy()
-    return hour, weekday
+    return local_clock(candidates["triggered_at"], candidates["timezone"] if "timezone" in candidates else None)
 
 
 def context_features(candidates: pd.DataFrame, extra: Sequence[str] = ()) -> pd.DataFrame:

@@ -49,7 +49,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, is_dataclass
 from importlib.metadata import PackageNotFoundError, packages_distributions, version
 from pathlib import Path
@@ -62,6 +62,7 @@ import cadence
 from cadence.data.io import PathLike
 from cadence.models import tracking
 from cadence.policies.base import Policy
+from cadence.policies.ope import DoublyRobust
 from cadence.policies.registry import (
     FAMILIES,
     POLICIES_DIR,
@@ -69,6 +70,7 @@ from cadence.policies.registry import (
     needs_fit,
     split_customers,
 )
+from cadence.policies.sequences import DEFAULT_SEQUENCES, Sequence
 
 #: The tables an export reads (:func:`~cadence.policies.evaluation.load_log`) and fingerprints.
 TABLES: tuple[str, ...] = ("messages", "customers", "orders")
@@ -298,6 +300,8 @@ def export_policy(
     policies_dir: PathLike = POLICIES_DIR,
     experiment: str = EXPERIMENT,
     replay: bool = False,
+    sequences: Mapping[str, Sequence] | None = None,
+    send_time: Any = None,
 ) -> dict[str, Any]:
     """Fit, estimate and log ``policy_name`` as a new version of registered model ``model_name``.
 
@@ -325,6 +329,19 @@ def export_policy(
         orchestrator) against the logged policy and record the lift table
         (``replay_lift.json``, ``replay_*`` metrics, model metadata). Off by
         default: the replay takes longer than the export.
+    sequences
+        The message sequences the sending system runs per stage (default
+        :data:`cadence.policies.sequences.DEFAULT_SEQUENCES`), exported as
+        ``sequences.json`` and in the model metadata, like the orchestrator
+        settings: the pyfunc decides the first message of a trigger; the
+        sending system runs the later steps.
+    send_time
+        A fitted :class:`~cadence.models.send_time.SendTimeModel`: its
+        shop-level settings and curve (peak-hour prior, lift, bandwidth,
+        channel rates, weekday factors; no customer) are exported as
+        ``send_time.json`` and in the metadata, for the sending system to
+        time the sends. Per-customer profiles are keyed by customer id and
+        stay out of the registry.
 
     Returns
     -------
@@ -364,7 +381,8 @@ def export_policy(
     if getattr(policy, "row_wise", True) is False:
         raise ValueError(f"policy {policy_name!r} decides rows jointly; the served model decides (and "
                          "falls back) row by row, so it needs a row-wise policy")
-    estimates = evaluate(test, {policy_name: policy}, seed=seed)
+    # The gate reads the doubly-robust rows only.
+    estimates = evaluate(test, {policy_name: policy}, estimators=[DoublyRobust()], seed=seed)
     summary = _estimates_summary(estimates, policy_name)
     replay_table = None
     if replay:
@@ -383,6 +401,8 @@ def export_policy(
     family = policy_family(policy)
     params = policy_params(policy)
     orchestrator = orchestrator_settings()
+    seqs = [q.to_dict() for q in (DEFAULT_SEQUENCES if sequences is None else sequences).values()]
+    st_summary = None if send_time is None else send_time.summary()
     digest = fingerprint(data_dir, list(TABLES))
     tags = {
         "kind": "export-policy", "policy": policy_name, "policy_family": family, "policy_id": policy.policy_id,
@@ -402,6 +422,8 @@ def export_policy(
             "estimates_of": "the greedy policy (epsilon = 0), doubly robust, per trigger, "
                             "95% intervals clustered by customer",
             "orchestrator": orchestrator,
+            "sequences": seqs,
+            "send_time": st_summary,
             "replay_lift": None if replay_table is None else json.loads(replay_table.to_json(orient="records")),
             "inputs": {c.name: c.doc for c in INPUT_COLUMNS},
             "outputs": {c.name: c.doc for c in OUTPUT_COLUMNS},
@@ -429,6 +451,9 @@ def export_policy(
                             "ope_estimates.json")
             if orchestrator is not None:
                 mlflow.log_dict({"applied_by_model": False, "settings": orchestrator}, "orchestrator.json")
+            mlflow.log_dict({"applied_by_model": False, "sequences": seqs}, "sequences.json")
+            if st_summary is not None:
+                mlflow.log_dict({"applied_by_model": False, **st_summary}, "send_time.json")
             if replay_table is not None:
                 mlflow.log_dict({"baseline": LOGGING, "estimator": "doubly robust, 95% intervals",
                                  "table": json.loads(replay_table.to_json(orient="records"))}, "replay_lift.json")

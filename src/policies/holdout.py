@@ -26,6 +26,8 @@ import numpy as np
 import pandas as pd
 from scipy.stats import norm
 
+from cadence.policies.logged import first_steps
+
 
 def _hajek(y: np.ndarray, w: np.ndarray) -> tuple[float, float]:
     if len(y) == 0 or w.sum() == 0:
@@ -60,6 +62,7 @@ def holdout_lift(messages: pd.DataFrame, *, outcome: str = "converted_order_id",
     for col in ("stage", "action", "propensity", outcome):
         if col not in messages.columns:
             raise ValueError(f"messages: missing column {col!r}")
+    messages = first_steps(messages)  # the holdout is on each trigger's first message
     df = messages.loc[messages["propensity"] < 1, ["stage", "action", "propensity", outcome]]
     y_raw = df[outcome]
     y = (y_raw.notna() if y_raw.dtype == object or str(y_raw.dtype).startswith("datetime") else y_raw.fillna(0) > 0)

@@ -179,8 +179,19 @@ def _epoch_s(ts: pd.Series) -> np.ndarray:
     return (ts.astype("datetime64[us, UTC]").astype("int64") // 1_000_000).to_numpy()
 
 
+def first_steps(messages: pd.DataFrame) -> pd.DataFrame:
+    """The rows that are a trigger's first decision (``step`` 1 or no ``step`` column): the bandit's rows.
+
+    >>> first_steps(pd.DataFrame({"step": [1, 2, 1]})).index.tolist()
+    [0, 2]
+    """
+    if "step" not in messages.columns:
+        return messages
+    return messages[messages["step"].fillna(1).to_numpy() == 1]
+
+
 def logged_candidates(messages: pd.DataFrame, customers: pd.DataFrame,
-                      orders: pd.DataFrame | None = None) -> pd.DataFrame:
+                      orders: pd.DataFrame | None = None, history: pd.DataFrame | None = None) -> pd.DataFrame:
     """The trigger candidate behind each logged decision, as the policy saw it then.
 
     Columns: ``customer_id``, ``stage``, ``triggered_at``, ``timezone``,
@@ -189,7 +200,9 @@ def logged_candidates(messages: pd.DataFrame, customers: pd.DataFrame,
     customer in the 7 days before the trigger) and, when ``orders`` are
     given, ``orders_90d`` and ``days_since_order`` (NaN when none) before the
     trigger. Rows are in the order of ``messages``. The trigger's product context is not in the log (``items``
-    exist only for sent messages, so they would reveal the decision).
+    exist only for sent messages, so they would reveal the decision). ``history`` (default
+    ``messages``) is the whole log the opt-ins and ``sends_7d`` are read from, e.g. including
+    follow-up messages when ``messages`` are only the first steps.
     """
     for col in ("customer_id", "stage", "triggered_at", "sent_at", "channel", "unsubscribed_at"):
         if col not in messages.columns:
@@ -205,17 +218,19 @@ def logged_candidates(messages: pd.DataFrame, customers: pd.DataFrame,
         "triggered_at": messages["triggered_at"].to_numpy(),
         "timezone": cust["timezone"].to_numpy()[codes] if "timezone" in cust else None,
     })
-    unsub = messages["unsubscribed_at"].notna().to_numpy()
+    hist = messages if history is None else history
+    h_codes = codes if history is None else pd.Categorical(hist["customer_id"], categories=cust.index).codes.astype(np.int64)
+    unsub = hist["unsubscribed_at"].notna().to_numpy()
     for ch in CHANNELS:
         col = f"opt_in_{ch}"
         signup = cust[col].fillna(False).to_numpy(bool)[codes] if col in cust else np.zeros(len(codes), bool)
-        rows = unsub & (messages["channel"] == ch).to_numpy()
-        first = pd.Series(_epoch_s(messages.loc[rows, "unsubscribed_at"]), index=codes[rows]).groupby(level=0).min()
+        rows = unsub & (hist["channel"] == ch).to_numpy()
+        first = pd.Series(_epoch_s(hist.loc[rows, "unsubscribed_at"]), index=h_codes[rows]).groupby(level=0).min()
         gone = np.full(len(cust), np.iinfo(np.int64).max)
         gone[first.index.to_numpy()] = first.to_numpy()
         out[col] = signup & (gone[codes] > t)
-    sent = messages["sent_at"].notna().to_numpy()
-    out["sends_7d"] = sends_before(codes[sent], _epoch_s(messages.loc[sent, "sent_at"]), t, codes)
+    sent = hist["sent_at"].notna().to_numpy()
+    out["sends_7d"] = sends_before(h_codes[sent], _epoch_s(hist.loc[sent, "sent_at"]), t, codes)
     if orders is not None:
         oc = pd.Categorical(orders["customer_id"], categories=cust.index).codes.astype(np.int64)
         keys = np.sort(oc[oc >= 0] * KEY + _epoch_s(orders["ts"])[oc >= 0])

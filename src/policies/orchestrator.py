@@ -58,7 +58,7 @@ import numpy as np
 import pandas as pd
 
 from cadence.data.contract import CHANNELS, STAGES
-from cadence.policies.base import DECISION_COLUMNS, Policy, check_decisions
+from cadence.policies.base import Policy, check_decisions
 from cadence.triggers import ABANDON_STAGES, TRANSACTIONAL_STAGES
 
 #: Default priority when the policy gives none: later in this tuple = lower.
@@ -69,6 +69,10 @@ STAGE_PRIORITY: tuple[str, ...] = (
 _DAY = 86_400
 _RING = 32
 _NEVER = np.iinfo(np.int64).min // 2
+_ACTIONS = np.array(["hold", "send"], dtype=object)  # shared strings: one object per value, not per row
+#: Default priority of each of STAGES (by STAGE_PRIORITY).
+_STAGE_PRIO = -np.array([STAGE_PRIORITY.index(s) if s in STAGE_PRIORITY else len(STAGE_PRIORITY) for s in STAGES],
+                        float)
 
 
 @dataclass(frozen=True)
@@ -145,9 +149,16 @@ class _State:
     last_stage: np.ndarray = field(default_factory=lambda: np.full((0, len(STAGES)), _NEVER, np.int64))
 
     def codes(self, ids: np.ndarray) -> np.ndarray:
-        out = np.empty(len(ids), np.int64)
-        for i, c in enumerate(ids):
-            out[i] = self.index.setdefault(str(c), len(self.index))
+        known = getattr(self, "_known", None)
+        if known is None or len(known) != len(self.index):
+            known = self._known = pd.Index(list(self.index), dtype=object)
+        out = known.get_indexer(ids).astype(np.int64)
+        new = out < 0
+        if new.any():  # first seen: codes in order of first appearance
+            fresh = pd.unique(np.asarray([str(c) for c in ids[new]], dtype=object))
+            self.index.update(zip(fresh, range(len(self.index), len(self.index) + len(fresh)), strict=True))
+            self._known = known.append(pd.Index(fresh, dtype=object))
+            out[new] = self._known.get_indexer(ids[new])
         grow = len(self.index) - len(self.pos)
         if grow > 0:
             self.ring = np.vstack([self.ring, np.full((grow, _RING), _NEVER, np.int64)])
@@ -199,18 +210,18 @@ class Orchestrator:
             return out
         ids = candidates["customer_id"].astype(str).to_numpy()
         stage = candidates["stage"].astype(str).to_numpy()
+        # Stage-level settings are looked up by stage code (no per-row Python).
+        stage_idx = pd.Categorical(stage, categories=list(STAGES)).codes.astype(np.int64)
+        if (stage_idx < 0).any():
+            raise ValueError(f"candidates.stage: {stage[stage_idx < 0][0]!r} is not one of {STAGES}")
         t = (pd.to_datetime(candidates["triggered_at"], utc=True).astype("int64") // 10**9).to_numpy()
         send = (decisions["action"] == "send").to_numpy().copy()
         delay_s = decisions["delay_minutes"].to_numpy(np.int64) * 60
         channel = pd.Categorical(decisions["channel"], categories=list(CHANNELS)).codes.astype(np.int64)
-        if "priority" in decisions:
-            prio = decisions["priority"].to_numpy(float)
-        else:
-            prio = -np.array([STAGE_PRIORITY.index(s) if s in STAGE_PRIORITY else len(STAGE_PRIORITY)
-                              for s in stage], float)
+        prio = decisions["priority"].to_numpy(float) if "priority" in decisions else _STAGE_PRIO[stage_idx]
         out["priority"] = prio
         reason = np.full(n, "", dtype=object)
-        transactional = np.isin(stage, list(TRANSACTIONAL_STAGES))
+        transactional = np.isin(STAGES, list(TRANSACTIONAL_STAGES))[stage_idx]
         marketing = ~transactional
 
         def hold(mask: np.ndarray, why: str) -> None:
@@ -241,7 +252,7 @@ class Orchestrator:
                     biz = np.isin(channel, [CHANNELS.index(c) for c in cfg.business_channels])
                     wait = np.maximum(wait, np.where(biz, _next_allowed(local_h, cfg.business_hours, inside=True), 0))
                 send_s = send_s + np.where(marketing, np.ceil(wait * 3600).astype(np.int64), 0)
-        abandon = np.isin(stage, list(ABANDON_STAGES))
+        abandon = np.isin(STAGES, list(ABANDON_STAGES))[stage_idx]
         if cfg.reminder_expiry_days is not None:
             hold(abandon & (send_s - t > cfg.reminder_expiry_days * _DAY), "reminder expired")
         if cfg.suppress_on_goal and self._orders:
@@ -252,10 +263,16 @@ class Orchestrator:
         # the highest priority first within a batch.
         st = self.state
         codes = st.codes(ids)
-        stage_idx = np.array([STAGES.index(s) for s in stage])
-        wait_days = np.array([cfg.reentry_days.get(s, np.nan) for s in stage], float)
-        once = np.isin(stage, list(cfg.once_only_stages))
+        stage_wait = np.array([cfg.reentry_days.get(s, np.nan) for s in STAGES], float)
+        wait_days = stage_wait[stage_idx]
+        once = np.isin(STAGES, list(cfg.once_only_stages))[stage_idx]
         cap_of = np.array([cfg.channel_caps.get(ch, -1) for ch in CHANNELS])
+        # Why a rule held a send, one shared string per stage or channel (formatted once per call).
+        once_why = np.array([f"{s} is sent once only" for s in STAGES], dtype=object)
+        reentry_why = np.array([f"re-entry to {s} within {w:g} days" for s, w in zip(STAGES, stage_wait, strict=True)],
+                               dtype=object)
+        cap_why = np.array([f"frequency cap: {cfg.max_per_7d} in 7 days"], dtype=object)
+        channel_why = np.array([f"{ch} cap: {cap_of[j]} in 7 days" for j, ch in enumerate(CHANNELS)], dtype=object)
         single = ~pd.Series(codes).duplicated(keep=False).to_numpy()
 
         def rules(rows: np.ndarray) -> None:
@@ -264,25 +281,23 @@ class Orchestrator:
             last = st.last_stage[c, si]
             seen = last != _NEVER
             mk = marketing[rows]
+            # (mask, message table, each row's index into it)
             checks = [
-                (mk & once[rows] & seen, [f"{stage[i]} is sent once only" for i in rows]),
-                (mk & seen & (ts - last < np.nan_to_num(wait_days[rows], nan=-1) * _DAY),
-                 [f"re-entry to {stage[i]} within {wait_days[i]:g} days" for i in rows]),
+                (mk & once[rows] & seen, once_why, si),
+                (mk & seen & (ts - last < np.nan_to_num(wait_days[rows], nan=-1) * _DAY), reentry_why, si),
             ]
             # Sends already scheduled after this one count too (a delayed reminder holds its slot).
             recent = np.abs(st.ring[c] - ts[:, None]) < 7 * _DAY
             if cfg.max_per_7d is not None:
-                checks.append((mk & (recent.sum(axis=1) >= cfg.max_per_7d),
-                               [f"frequency cap: {cfg.max_per_7d} in 7 days"] * len(rows)))
+                checks.append((mk & (recent.sum(axis=1) >= cfg.max_per_7d), cap_why, np.zeros(len(rows), np.int64)))
             ch = channel[rows]
             cap = cap_of[np.maximum(ch, 0)]
             on_ch = (recent & (st.ring_ch[c] == ch[:, None])).sum(axis=1)
-            checks.append((mk & (ch >= 0) & (cap >= 0) & (on_ch >= cap),
-                           [f"{CHANNELS[max(j, 0)]} cap: {cap_of[max(j, 0)]} in 7 days" for j in ch]))
+            checks.append((mk & (ch >= 0) & (cap >= 0) & (on_ch >= cap), channel_why, np.maximum(ch, 0)))
             ok = np.ones(len(rows), bool)
-            for mask, why in checks:
+            for mask, why, which in checks:
                 hit = ok & mask
-                reason[rows[hit]] = np.asarray(why, dtype=object)[hit]
+                reason[rows[hit]] = why[which[hit]]
                 ok &= ~mask
             send[rows[~ok]] = False
             rows, c, ts = rows[ok], c[ok], ts[ok]
@@ -300,8 +315,9 @@ class Orchestrator:
             for i in frame.sort_values(["batch", "p"], ascending=[True, False])["i"].to_numpy():
                 rules(np.array([i]))
 
-        out["action"] = np.where(send, "send", "hold")
-        out.loc[~send, ["channel", "incentive"]] = None
+        out["action"] = _ACTIONS[send.astype(np.intp)]
+        if not send.all():
+            out.loc[~send, ["channel", "incentive"]] = None
         out["delay_minutes"] = np.where(send, (send_s - t) // 60, 0).astype(np.int64)
         out["send_at"] = pd.to_datetime(np.where(send, send_s, t), unit="s", utc=True)
         out["reason"] = reason
@@ -344,7 +360,9 @@ class OrchestratedPolicy:
         that row alone, e.g. the rules and the learned policy): the only input
         the replay changes between rounds is ``sends_7d``, so one batched
         call replaces one call per round. Rows with a larger ``sends_7d``
-        than precomputed are decided live. Returns whether it precomputed.
+        than precomputed, and rows not among ``candidates``, are decided live
+        (the replay precomputes only its small rounds, where a live call's fixed
+        cost would dominate). Returns whether it precomputed.
         """
         self._table = None
         if not getattr(self.policy, "row_wise", False) or len(candidates) == 0:
@@ -353,23 +371,39 @@ class OrchestratedPolicy:
         big = pd.concat([candidates.assign(sends_7d=v) for v in range(k)], ignore_index=True)
         dec = self.policy.decide(big, rng or np.random.default_rng(0))
         check_decisions(dec, len(big), self.policy.policy_id)
-        self._table = {c: dec[c].to_numpy().reshape(k, n) for c in DECISION_COLUMNS}
+        self._table = {c: dec[c].to_numpy().reshape(k, n) for c in dec.columns}
         self._rows = pd.Index(candidates.index)
         return True
 
+    def _live(self, candidates: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
+        decisions = self.policy.decide(candidates, rng)
+        check_decisions(decisions, len(candidates), self.policy.policy_id)
+        return decisions
+
     def _inner(self, candidates: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
+        """The policy's decisions: precomputed rows from the table (checked when made), the rest live."""
         table = getattr(self, "_table", None)
-        if table is not None and "sends_7d" in candidates:
-            v = candidates["sends_7d"].to_numpy(np.int64)
-            pos = self._rows.get_indexer(candidates.index)
-            k = next(iter(table.values())).shape[0]
-            if (pos >= 0).all() and (v < k).all():
-                return pd.DataFrame({c: a[v, pos] for c, a in table.items()}, index=candidates.index)
-        return self.policy.decide(candidates, rng)
+        if table is None or "sends_7d" not in candidates:
+            return self._live(candidates, rng)
+        v = candidates["sends_7d"].to_numpy(np.int64)
+        pos = self._rows.get_indexer(candidates.index)
+        k = next(iter(table.values())).shape[0]
+        hit = (pos >= 0) & (v < k)
+        if not hit.any():
+            return self._live(candidates, rng)
+        vi, pi = np.where(hit, v, 0), np.where(hit, pos, 0)
+        cols = {c: a[vi, pi] for c, a in table.items()}
+        miss = np.flatnonzero(~hit)
+        if miss.size:  # row-wise: deciding these rows alone gives what deciding them all would
+            live = self._live(candidates.iloc[miss], rng)
+            for c, a in cols.items():
+                a[miss] = live[c].to_numpy()
+        return pd.DataFrame(cols, index=candidates.index)
 
     def decide(self, candidates: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
         decisions = self._inner(candidates, rng)
-        check_decisions(decisions, len(candidates), self.policy.policy_id)
         out = self.orchestrator.apply(candidates, decisions)
-        out.loc[out["reason"] != "", "propensity"] = 1.0
+        held = out["reason"].to_numpy() != ""
+        if held.any():
+            out.loc[held, "propensity"] = 1.0
         return out

@@ -106,12 +106,14 @@ def split_customers(log: LoggedBandit, share: float = 0.5, seed: int = 0) -> tup
 
 
 def evaluate_named(data_dir: PathLike, names: list[str], *, metrics: tuple[str, ...] | None = None,
-                   policies_dir: PathLike = POLICIES_DIR, seed: int = 0, fit_share: float = 0.5) -> pd.DataFrame:
+                   policies_dir: PathLike = POLICIES_DIR, seed: int = 0, fit_share: float = 0.5,
+                   n_refit: int | None = 20) -> pd.DataFrame:
     """``cadence evaluate``: estimate named policies on a data directory's messages log.
 
     When a named policy learns from the log, customers are split (``fit_share``
     to fit) and every policy is judged on the other customers' rows only;
-    ``df.attrs`` records the split.
+    ``df.attrs`` records the split. ``n_refit`` refits of the reward model
+    give the direct method its interval (see :func:`~cadence.policies.evaluation.evaluate`).
     """
     from cadence.policies.evaluation import evaluate, load_log
     from cadence.policies.logged import METRICS
@@ -123,6 +125,7 @@ def evaluate_named(data_dir: PathLike, names: list[str], *, metrics: tuple[str, 
         fit_rows, eval_rows = split_customers(log, fit_share, seed)
         train, test = log.subset(fit_rows), log.subset(eval_rows)
     policies = {n: build_policy(n, train, policies_dir=policies_dir) for n in names}
-    df = evaluate(test, {k: v for k, v in policies.items() if v is not None}, metrics=metrics or METRICS, seed=seed)
+    df = evaluate(test, {k: v for k, v in policies.items() if v is not None}, metrics=metrics or METRICS, seed=seed,
+                  n_refit=n_refit)
     df.attrs.update({"rows_evaluated": test.n, "rows_fitted": 0 if train is None else train.n})
     return df

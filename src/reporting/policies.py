@@ -1,4 +1,4 @@
-"""Report sections on send policies: offline estimates, the replay table, frequency-cap pressure.
+"""Report sections on send policies: offline estimates, the replay table, frequency-cap pressure, sequences.
 
 Examples
 --------
@@ -11,8 +11,12 @@ Examples
 
 from __future__ import annotations
 
+from typing import Any
+
 import pandas as pd
 import plotly.graph_objects as go
+
+from cadence.policies.sequences import Sequence, sequence_figure
 
 
 def cap_pressure(decisions: pd.DataFrame) -> pd.DataFrame:
@@ -49,3 +53,33 @@ def lift_figure(table: pd.DataFrame) -> go.Figure:
     fig.update_layout(title="Replay: candidate against baseline (relative lift, 95% interval)",
                       xaxis_tickformat="+.0%", xaxis_title="lift relative to the baseline")
     return fig
+
+
+def sequence_section(data_dir: Any, seq: Sequence) -> tuple[pd.DataFrame | None, str, go.Figure]:
+    """The report's sequence section: the step-lift table (None when the log cannot support it),
+    a sentence saying which, and the sequence drawn with the counts through each step."""
+    from cadence.simulation.sequences import sequence_lift, sequence_paths, sequence_table
+
+    try:
+        table, note = sequence_table(sequence_lift(data_dir, seq)), (
+            "Lift per trigger of each step, from the randomised follow-ups in the log (95% intervals, "
+            "clustered by customer).")
+    except ValueError as e:
+        table, note = None, f"Not estimated: {e}."
+    return table, note, sequence_figure(seq, sequence_paths(data_dir, seq))
+
+
+def send_time_section(data_dir: Any, holdout_days: float = 90.0) -> dict[str, Any]:
+    """The report's send-time section: the doubly-robust table of the rules with and without learned
+    send times on the last ``holdout_days`` (model fitted before them), a sentence, and the heatmap."""
+    from cadence.models.send_time import send_time_figure
+    from cadence.policies.evaluation import summary_table
+    from cadence.policies.send_time import judge_send_time
+
+    res = judge_send_time(data_dir, holdout_days=holdout_days, n_refit=None)  # DR is shown: no refits needed
+    model = res["model"]
+    note = (f"Send-time model fitted on sends before {res['as_of']:%Y-%m-%d} ({len(model.customers_):,} customers, "
+            f"bandwidth {model.bandwidth_:g} h, engagement lift {model.lift_:.2f} log-odds at the peak); "
+            "doubly-robust estimates per trigger on the later triggers, 95% intervals clustered by customer.")
+    return {"table": summary_table(res["estimates"], "DR"), "note": note, "figure": send_time_figure(model),
+            "model": model}

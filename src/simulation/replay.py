@@ -23,7 +23,10 @@ lifts and 95% intervals, by three estimators, each labelled:
 
 Customers are independent, so the walk is partitioned by customer: across
 processes in-process (default) or with Spark's ``mapInPandas`` for large
-histories; both give identical decisions.
+histories; both give identical decisions. Given a data directory instead of
+a loaded log, :func:`replay_decisions` reads the log partition by partition
+(customer hash buckets of about a million triggers, split from the Parquet
+files in one pass), so memory stays bounded by the partition, not the shop.
 
 Examples
 --------
@@ -41,16 +44,25 @@ True
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from cadence.data.io import PathLike, table_path
 from cadence.policies.base import Policy, delay_choices
-from cadence.policies.evaluation import LOGGING, LoggedBandit, ResponseModel
+from cadence.policies.evaluation import (
+    LOG_SKIP_COLUMNS,
+    LOGGING,
+    LoggedBandit,
+    ResponseModel,
+    log_from_tables,
+)
 from cadence.policies.logged import N_ACTIONS, encode_actions
 from cadence.policies.ope import ON_POLICY, SNIPS, DirectMethod, DoublyRobust, compare
 from cadence.policies.orchestrator import OrchestratedPolicy, OrchestratorConfig
@@ -59,6 +71,11 @@ Engine = Literal["process", "spark"]
 ESTIMATORS = {"replay": SNIPS(), "model": DirectMethod(), "doubly robust": DoublyRobust()}
 _DAY = 86_400
 _RING = 32  # replayed sends remembered per customer (more than 32 in 7 days would undercount)
+#: Rounds with fewer triggers than this are decided from a table precomputed in one call (for row-wise
+#: policies): a live call's fixed cost (tens of ms for a learned policy) would dominate them.
+_TABLE_ROUND = 1_000
+#: Triggers per partition: more partitions than workers when the log is larger (bounded memory).
+_PART_ROWS = 1_000_000
 
 
 def _epoch(ts: pd.Series) -> np.ndarray:
@@ -79,31 +96,43 @@ def _walk(candidates: pd.DataFrame, policy: Policy, seed: int) -> pd.DataFrame:
     cust = pd.Categorical(c["customer_id"]).codes.astype(np.int64)
     t = _epoch(c["triggered_at"])
     rank = c.groupby(cust).cumcount().to_numpy()
+    # Round k holds every customer's k-th trigger, rows in the order of c.
+    order = np.argsort(rank, kind="stable")
+    sizes = np.bincount(rank) if len(c) else np.zeros(0, np.int64)
+    bounds = np.concatenate([[0], np.cumsum(sizes)])
     if hasattr(policy, "precompute"):
-        policy.precompute(c)
+        small = np.flatnonzero(sizes < _TABLE_ROUND)
+        if small.size:  # the small rounds are the last ones (a round is never larger than the one before)
+            policy.precompute(c.iloc[np.sort(order[bounds[small[0]]:])])
     # The replayed sends of each customer (the last _RING), as in the world's own memory.
     ring = np.full((int(cust.max()) + 1 if len(c) else 0, _RING), np.iinfo(np.int64).min // 2)
     pos = np.zeros(len(ring), np.int64)
     parts = []
-    for k in range(int(rank.max()) + 1 if len(c) else 0):
-        rows = np.flatnonzero(rank == k)
+    for k in range(len(sizes)):
+        rows = order[bounds[k]:bounds[k + 1]]
         who, when = cust[rows], t[rows]
-        frame = c.iloc[rows].copy()
-        frame["sends_7d"] = ((ring[who] >= (when - 7 * _DAY)[:, None]) & (ring[who] < when[:, None])).sum(axis=1)
+        sends_7d = ((ring[who] >= (when - 7 * _DAY)[:, None]) & (ring[who] < when[:, None])).sum(axis=1)
+        frame = c.iloc[rows].assign(sends_7d=sends_7d)
         dec = policy.decide(frame, rng)
         dec.index = frame.index
         send = (dec["action"] == "send").to_numpy()
         sc = who[send]
         ring[sc, pos[sc] % _RING] = when[send] + dec["delay_minutes"].to_numpy(np.int64)[send] * 60
         pos[sc] += 1
-        parts.append(dec.assign(sends_7d=frame["sends_7d"].to_numpy()))
+        dec["sends_7d"] = sends_7d
+        parts.append(dec)
     if not parts:
         return pd.DataFrame(columns=["action", "channel", "delay_minutes", "incentive", "propensity", "sends_7d"])
     return pd.concat(parts).loc[candidates.index]
 
 
+def _bucket(customer_id: np.ndarray, n: int) -> np.ndarray:
+    """Each row's partition: a stable hash of the customer id, modulo ``n``."""
+    return (pd.util.hash_array(np.asarray(customer_id, dtype=object)) % n).astype(np.int64)
+
+
 def _partitions(candidates: pd.DataFrame, n: int) -> Iterator[pd.DataFrame]:
-    part = pd.util.hash_array(candidates["customer_id"].astype(str).to_numpy()) % n
+    part = _bucket(candidates["customer_id"].astype(str).to_numpy(), n)
     for p in range(n):
         yield candidates[part == p]
 
@@ -112,22 +141,35 @@ def _walk_star(args: tuple[pd.DataFrame, Policy, int]) -> pd.DataFrame:
     return _walk(*args)
 
 
-def replay_decisions(log: LoggedBandit, policy: Policy, *, engine: Engine = "process", workers: int | None = None,
-                     seed: int = 0, progress: bool = False, spark: Any = None) -> pd.DataFrame:
+def replay_decisions(log: LoggedBandit | PathLike, policy: Policy, *, engine: Engine = "process",
+                     workers: int | None = None, seed: int = 0, progress: bool = False,
+                     spark: Any = None) -> pd.DataFrame:
     """The counterfactual send log: one decision per logged trigger (rows in log order).
 
     Columns: the policy's decision columns (plus ``reason``/``send_at`` when
     orchestrated) and ``sends_7d``, the replayed messages in the 7 days
     before each trigger. Partitioned by customer (``workers`` processes, all
-    cores by default; or Spark).
+    cores by default; or Spark); a log of more than a million triggers is
+    walked in more partitions than workers.
+
+    ``log`` may also be a data directory (Parquet tables): it is then read
+    partition by partition, never whole, and the rows are those of
+    :func:`~cadence.policies.evaluation.load_log` on it (index ``0..n-1``).
     """
+    if not isinstance(log, LoggedBandit):
+        if engine == "process" and _parquet_log(log):
+            return _replay_dir(Path(log), policy, workers or os.cpu_count() or 1, seed, progress)
+        from cadence.policies.evaluation import load_log
+
+        log = load_log(log)
     cands = log.candidates.drop(columns=["sends_7d"], errors="ignore")
     if engine == "spark":
         return _replay_spark(cands, policy, seed, spark, workers or 4)
     if engine != "process":
         raise ValueError(f"engine: expected 'process' or 'spark', got {engine!r}")
     workers = workers or os.cpu_count() or 1
-    parts = [p for p in _partitions(cands, workers) if len(p)]
+    n_parts = max(workers, -(-len(cands) // _PART_ROWS))
+    parts = [p for p in _partitions(cands, n_parts) if len(p)]
     if workers == 1 or len(parts) <= 1:
         out = [_walk(p, policy, seed) for p in tqdm(parts, desc="replay", disable=not progress)]
     else:
@@ -135,6 +177,115 @@ def replay_decisions(log: LoggedBandit, policy: Policy, *, engine: Engine = "pro
             out = list(tqdm(ex.map(_walk_star, [(p, policy, seed) for p in parts]), total=len(parts),
                             desc="replay", disable=not progress))
     return pd.concat(out).loc[cands.index] if out else _walk(cands, policy, seed)
+
+
+_LOG_TABLES = ("messages", "customers", "orders")
+
+
+def _parquet_log(data_dir: PathLike) -> bool:
+    paths = [table_path(data_dir, t) for t in _LOG_TABLES]
+    return all(p is not None and p.suffix != ".csv" for p in paths)
+
+
+def _split_log(data_dir: Path, parts: int, out: Path) -> int:
+    """Write each log table's rows to ``out/<table>-<p>.arrow`` by customer bucket; returns the messages rows.
+
+    One streaming pass per table (Arrow batches, only the columns the log
+    needs); messages get ``_row``, their row number in the table.
+    """
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+
+    n_rows = 0
+    for table in _LOG_TABLES:
+        data = ds.dataset(table_path(data_dir, table), format="parquet")
+        cols = [c for c in data.schema.names if c not in LOG_SKIP_COLUMNS.get(table, ())]
+        writers: dict[int, Any] = {}
+        row = 0
+        opts = pa.ipc.IpcWriteOptions(compression="lz4")
+        for batch in data.to_batches(columns=cols, batch_size=1 << 19):
+            if batch.num_rows == 0:
+                continue
+            batch = batch.replace_schema_metadata(None)
+            if table == "messages":
+                batch = batch.append_column("_row", pa.array(np.arange(row, row + batch.num_rows)))
+            row += batch.num_rows
+            b = _bucket(batch.column("customer_id").to_numpy(zero_copy_only=False), parts)
+            order = np.argsort(b, kind="stable")
+            ends = np.cumsum(np.bincount(b, minlength=parts))
+            batch = batch.take(pa.array(order))
+            for p in np.flatnonzero(np.bincount(b, minlength=parts)):
+                if p not in writers:
+                    writers[p] = pa.ipc.new_file(str(out / f"{table}-{p}.arrow"), batch.schema, options=opts)
+                lo = 0 if p == 0 else int(ends[p - 1])
+                writers[p].write_batch(batch.slice(lo, int(ends[p]) - lo))
+        for w in writers.values():
+            w.close()
+        if table == "messages":
+            n_rows = row
+    return n_rows
+
+
+def _read_part(folder: Path, table: str, p: int) -> pd.DataFrame | None:
+    import pyarrow as pa
+
+    path = folder / f"{table}-{p}.arrow"
+    if not path.exists():
+        return None
+    with pa.memory_map(str(path)) as src:
+        return pa.ipc.open_file(src).read_all().to_pandas()
+
+
+def _replay_part(args: tuple[Path, int, Policy, int]) -> pd.DataFrame:
+    """One partition's log, read from the split and walked; indexed by the messages row."""
+    folder, p, policy, seed = args
+    msgs = _read_part(folder, "messages", p)
+    if msgs is None:
+        return pd.DataFrame()
+    customers = _read_part(folder, "customers", p)
+    orders = _read_part(folder, "orders", p)
+    if customers is None:
+        customers = pd.DataFrame({"customer_id": pd.Series([], dtype=object)})
+    if orders is None:
+        orders = pd.DataFrame({"customer_id": pd.Series([], dtype=object),
+                               "ts": pd.Series([], dtype="datetime64[us, UTC]")})
+    rows = msgs.pop("_row").to_numpy()
+    log = log_from_tables(msgs, customers, orders)
+    from cadence.policies import logged
+
+    if hasattr(logged, "first_steps"):  # only a trigger's first decision is a row of the log
+        rows = rows[logged.first_steps(msgs.reset_index(drop=True)).index.to_numpy()]
+    if len(rows) != log.n:
+        raise RuntimeError(f"replay partition {p}: {log.n} log rows for {len(rows)} messages")
+    cands = log.candidates.drop(columns=["sends_7d"], errors="ignore").set_axis(pd.Index(rows), axis=0)
+    return _walk(cands, policy, seed)
+
+
+def _replay_dir(data_dir: Path, policy: Policy, workers: int, seed: int, progress: bool) -> pd.DataFrame:
+    """:func:`replay_decisions` on a data directory, read and walked partition by partition."""
+    import pyarrow.dataset as ds
+
+    n = ds.dataset(table_path(data_dir, "messages"), format="parquet").count_rows()
+    n_parts = max(workers, -(-n // _PART_ROWS))
+    with tempfile.TemporaryDirectory(prefix="cadence-replay-") as tmp:
+        folder = Path(tmp)
+        _split_log(data_dir, n_parts, folder)
+        tasks = [(folder, p, policy, seed) for p in range(n_parts)]
+        if workers == 1:
+            out = [_replay_part(a) for a in tqdm(tasks, desc="replay", disable=not progress)]
+        else:
+            with ProcessPoolExecutor(max_workers=min(workers, n_parts)) as ex:
+                out = list(tqdm(ex.map(_replay_part, tasks), total=n_parts, desc="replay", disable=not progress))
+    out = [d for d in out if len(d)]
+    if not out:
+        from cadence.policies.evaluation import load_log
+
+        return replay_decisions(load_log(data_dir), policy, workers=1, seed=seed)
+    d = pd.concat(out)
+    del out
+    d = d.take(np.argsort(d.index.to_numpy(), kind="stable"))
+    d.index = pd.RangeIndex(len(d))
+    return d
 
 
 def _replay_spark(cands: pd.DataFrame, policy: Policy, seed: int, spark: Any, partitions: int) -> pd.DataFrame:

@@ -106,6 +106,7 @@ def shop() -> dict[str, pd.DataFrame]:
             "converted_order_id": ["o1", None, None],
             "revenue": [38.0, None, None],
             "unsubscribed_at": _ts(None, None, None),
+            "step": [1, 1, 1],
         }
     )
     return {

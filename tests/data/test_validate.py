@@ -124,6 +124,8 @@ CASES: list[tuple[str, Callable[[Tables], None], str]] = [
      "messages.revenue: value out of range, must be >= 0 (1 row)"),
     ("negative results_count", _set("events", "results_count", [3], -1),
      "events.results_count: value out of range, must be >= 0 (1 row)"),
+    ("message step 0", _set("messages", "step", [1], 0),
+     "messages.step: value out of range, must be >= 1 (1 row)"),
     ("quantity zero", _set("order_items", "quantity", [1], 0),
      "order_items.quantity: value out of range, must be >= 1 (1 row)"),
     ("propensity zero", _set("messages", "propensity", [1], 0.0),

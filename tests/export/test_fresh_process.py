@@ -96,7 +96,8 @@ def test_no_pii_in_anything_logged(registry, shop: Path, canary: dict[str, str])
     planted = f"x {some['customer_id']}, {some['email']}; {some['name']}.".encode()
     assert len(_pii_found(planted, *pii)) == 3  # the scan does find PII
     files = [p for p in sorted(registry.root.rglob("*")) if p.is_file()]
-    assert {"mlflow.db", "python_model.pkl", "input_example.json", "ope_estimates.json"} <= {p.name for p in files}
+    assert {"mlflow.db", "python_model.pkl", "input_example.json", "ope_estimates.json",
+            "sequences.json"} <= {p.name for p in files}
     for path in files:
         assert not _pii_found(path.read_bytes(), *pii), f"PII in {path.relative_to(registry.root)}"
 
@@ -123,6 +124,9 @@ def test_export_metadata(registry, policy: str) -> None:
     meta = model.metadata["cadence"]
     assert meta["estimates"]["net_revenue"]["lower"] <= meta["estimates"]["net_revenue"]["value"]
     assert meta["orchestrator"]["max_per_7d"] == 3
+    from cadence.policies.sequences import CART_ABANDON, from_dict
+
+    assert from_dict(meta["sequences"][0]) == CART_ABANDON  # the sequences travel with the policy
     if policy == "rules":  # exported with --replay: the lift table travels with the model
         assert [r["metric"] for r in meta["replay_lift"]][-1] == "messages per customer"
         assert "replay_conversion_rate_lift" in run.data.metrics

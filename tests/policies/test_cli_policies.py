@@ -27,14 +27,16 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def test_evaluate_table_and_json(shop: Path, workdir: Path) -> None:
-    r = runner.invoke(app, ["evaluate", str(shop), "--policy", "rules", "--policy", "learned"])
+    # Few refits of the direct method's model keep this fast; the table shows DR.
+    r = runner.invoke(app, ["evaluate", str(shop), "--policy", "rules", "--policy", "learned", "--refits", "2"])
     assert r.exit_code == 0, r.output
     assert "lift vs logging" in r.output and "learned policies fitted on" in r.output
-    r = runner.invoke(app, ["evaluate", str(shop), "--policy", "rules", "--json"])
+    r = runner.invoke(app, ["evaluate", str(shop), "--policy", "rules", "--json", "--refits", "2"])
     out = json.loads(r.output)
     assert out["rows_fitted"] == 0
-    est = {(e["metric"], e["policy"], e["estimator"]) for e in out["estimates"]}
+    est = {(e["metric"], e["policy"], e["estimator"]): e for e in out["estimates"]}
     assert ("net_revenue", "rules", "DR") in est and ("open", "logging", "IPS") in est
+    assert est[("net_revenue", "rules", "DM")]["interval"] == "refit-bootstrap"
 
 
 def test_evaluate_unknown_policy_is_one_clear_message(shop: Path, workdir: Path) -> None:
@@ -50,7 +52,7 @@ def test_tune_saves_a_policy_that_evaluate_finds(shop: Path, workdir: Path) -> N
     res = json.loads(r.output.strip().splitlines()[-1])
     assert res["trials"] == 3 and (workdir / "data/processed/policies/my-rules.json").is_file()
     assert res["lower"] <= res["best_dr_net_revenue"] <= res["upper"]
-    r = runner.invoke(app, ["evaluate", str(shop), "--policy", "my-rules", "--json"])
+    r = runner.invoke(app, ["evaluate", str(shop), "--policy", "my-rules", "--json", "--refits", "0"])
     assert r.exit_code == 0, r.output
     r = runner.invoke(app, ["tune", str(shop), "--family", "magic"])
     assert r.exit_code == 1 and "family: 'magic' is not one of" in r.output

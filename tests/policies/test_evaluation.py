@@ -28,7 +28,9 @@ def shop(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def results(shop: Path) -> pd.DataFrame:
-    return evaluate(load_log(shop), {"rules": RulesPolicy(), "no-incentive": RulesPolicy(incentive="none")})
+    # Few refits: the direct method's refit interval is tested in tests/policies/test_ope.py.
+    return evaluate(load_log(shop), {"rules": RulesPolicy(), "no-incentive": RulesPolicy(incentive="none")},
+                    n_refit=3)
 
 
 def test_logging_reference_is_the_observed_mean(shop: Path, results: pd.DataFrame) -> None:

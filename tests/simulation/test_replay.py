@@ -20,8 +20,13 @@ def capped() -> OrchestratedPolicy:
 
 
 @pytest.fixture(scope="module")
-def log(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-    return load_log(generate_shop(ShopConfig(customers=1500, days=150, seed=4), tmp_path_factory.mktemp("r") / "s"))
+def shop(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    return generate_shop(ShopConfig(customers=1500, days=150, seed=4), tmp_path_factory.mktemp("r") / "s")
+
+
+@pytest.fixture(scope="module")
+def log(shop):  # type: ignore[no-untyped-def]
+    return load_log(shop)
 
 
 def test_replayed_fatigue_is_the_replayed_policys(log) -> None:  # type: ignore[no-untyped-def]
@@ -42,6 +47,17 @@ def test_partitions_do_not_change_decisions(log) -> None:  # type: ignore[no-unt
     one = replay_decisions(log, capped(), workers=1)
     two = replay_decisions(log, capped(), workers=2)
     pd.testing.assert_frame_equal(one, two)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_data_directory_is_replayed_partition_by_partition_with_the_same_decisions(
+        shop, log, workers, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from cadence.simulation import replay
+
+    whole = replay_decisions(log, capped(), workers=workers)
+    monkeypatch.setattr(replay, "_PART_ROWS", log.n // 5)  # several partitions per worker
+    parts = replay_decisions(shop, capped(), workers=workers)
+    pd.testing.assert_frame_equal(parts, whole)
 
 
 def test_before_after_table(log) -> None:  # type: ignore[no-untyped-def]

@@ -38,6 +38,9 @@ SEGMENT_NAMES = tuple(SEGMENTS)
 TZ_NAMES = tuple(TIMEZONES)
 CHANNEL_NAMES = tuple(OPT_IN_RATES)
 _SHIFT = np.int64(1) << np.int64(34)
+#: Customers' true preferred local hours: an equal mixture of these peaks, each with a 1-hour sd.
+PREFERRED_HOUR_PEAKS = (8.0, 12.5, 19.0, 21.0)
+PREFERRED_HOUR_SD = 1.0
 
 
 @dataclass
@@ -159,7 +162,7 @@ def draw_people(cfg: ShopConfig, chunk: int, rng: np.random.Generator) -> People
     intent = intent_by_seg[seg] + rng.normal(0, 0.5, n)
     tz = rng.choice(len(TIMEZONES), n, p=np.array(list(TIMEZONES.values())))
     offsets = np.array([0, 1, 1, 1, -5, -6, -8, 9, 10, 5.5])
-    pref = (rng.choice(np.array([8.0, 12.5, 19.0, 21.0]), n) + rng.normal(0, 1.0, n)) % 24
+    pref = (rng.choice(np.array(PREFERRED_HOUR_PEAKS), n) + rng.normal(0, PREFERRED_HOUR_SD, n)) % 24
     opt_in = rng.random((n, 4)) < np.array(list(OPT_IN_RATES.values()))
     # Birthdays: some missing, a few on Feb 29 of a leap year.
     year = rng.integers(1950, 2006, n)

@@ -145,6 +145,9 @@ class ShopConfig:
     feb29_share: float = 0.004
     #: Share of logged marketing triggers held out (randomised holdout).
     logging_hold: float = 0.2
+    #: Share of sent abandonment messages the logging policy follows up 12 hours
+    #: after the trigger (randomised, else a logged hold); 0 logs single messages.
+    logging_followup: float = 0.0
     rules: TriggerRules = field(default_factory=TriggerRules)
     response: ResponseParams = field(default_factory=ResponseParams)
 

@@ -23,6 +23,13 @@ Examples
 Cart abandonment carries no incentive: 0.8 (send) x 1 (email, the only
 channel) x 1/3 (delay) = 0.2667. The birthday: 0.8 x 0.25/0.8 (push among
 email and push) x 1/3 x 0.2 (fixed amount) = 0.0167.
+
+With ``followup > 0`` every sent abandonment message also plans a follow-up
+(:data:`~cadence.policies.base.FOLLOWUP_COLUMNS`): sent with
+probability ``followup`` on a channel drawn like the first, no incentive,
+12 hours after the trigger (24 when the first message went at 12 hours),
+else a logged hold. The world sends it only if the customer has not ordered
+by then, so sequences can be judged offline.
 """
 
 from __future__ import annotations
@@ -46,7 +53,13 @@ class RandomizedLoggingPolicy:
     hold: float = 0.2
     channel_weights: tuple[float, ...] = (0.55, 0.25, 0.12, 0.08)
     incentive_weights: tuple[float, ...] = (0.4, 0.2, 0.2, 0.2)
+    followup: float = 0.0
     policy_id: str = field(default="logging-randomized-v1")
+
+    def __post_init__(self) -> None:
+        for name in ("hold", "followup"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ValueError(f"RandomizedLoggingPolicy.{name}: expected [0, 1), got {getattr(self, name)}")
 
     def decide(self, candidates: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
         n = len(candidates)
@@ -74,7 +87,7 @@ class RandomizedLoggingPolicy:
         p_inc = np.where(has_inc, np.asarray(self.incentive_weights)[inc] / icum[-1], 1.0)
         p_send = np.where(transactional, 1.0, 1 - self.hold)
         prop = np.where(send, p_send * p_ch * p_delay * p_inc, np.where(reachable, self.hold, 1.0))
-        return pd.DataFrame(
+        out = pd.DataFrame(
             {
                 "action": np.where(send, "send", "hold"),
                 "channel": np.where(send, np.asarray(CHANNELS, dtype=object)[ch], _NULL),
@@ -84,3 +97,16 @@ class RandomizedLoggingPolicy:
             },
             index=candidates.index,
         )
+        if self.followup > 0:
+            # Draws only when follow-ups are on, so single-message logs keep their bytes.
+            u2 = rng.random((n, 2))
+            planned = send & abandon
+            go = planned & (u2[:, 0] < self.followup)
+            ch2 = (cum < u2[:, 1:2]).sum(axis=1).clip(0, 3)
+            p_ch2 = w[np.arange(n), ch2] / np.where(reachable, wsum, 1)
+            out["followup_action"] = np.where(go, "send", np.where(planned, "hold", _NULL))
+            out["followup_channel"] = np.where(go, np.asarray(CHANNELS, dtype=object)[ch2], _NULL)
+            out["followup_delay_minutes"] = np.where(planned, np.where(delay < 720, 720, 1440), 0).astype(np.int64)
+            out["followup_incentive"] = np.where(go, "none", _NULL)
+            out["followup_propensity"] = np.where(go, self.followup * p_ch2, np.where(planned, 1 - self.followup, 1.0))
+        return out

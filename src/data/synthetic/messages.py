@@ -10,6 +10,20 @@ messages (common random numbers).
 The expected outcome of every trigger under the action taken (open, click,
 conversion probabilities and expected net revenue) is kept as ground truth;
 the mean of those is a policy's true value.
+
+**Follow-ups** (a two-step sequence): a policy may plan, with the optional
+decision columns :data:`~cadence.policies.base.FOLLOWUP_COLUMNS`, one more message after a sent
+one, sent ``followup_delay_minutes`` after the trigger unless the goal
+happened first (any order of the customer since the trigger that the world
+knows when it processes the first message: organic orders and the
+conversions of this and earlier triggers — a later trigger's conversion is
+drawn in a later round, so it does not stop a follow-up due after it). A follow-up converts a customer the
+first message did not with probability ``max(0, (p2 - p0) / (1 - p0))``,
+where ``p2`` is the conversion probability the response model gives the
+follow-up's action at its time (fatigue counting the first message) and
+``p0`` that of holding: it adds its own persuasion on top and never
+un-converts. A trigger converts at most once. Follow-ups draw from their own
+uniforms, per trigger, so policies with follow-ups share random numbers too.
 """
 
 from __future__ import annotations
@@ -32,6 +46,15 @@ from cadence.policies.logged import orders_before
 from cadence.triggers import ABANDON_STAGES, INCENTIVE_COST_FIXED, INCENTIVE_PERCENT
 
 _RING = 32  # send times remembered per customer (fatigue counts cap here)
+#: Open log-odds gained by a send at the customer's preferred hour (conversions gain ``send_time_effect``).
+OPEN_SEND_TIME_EFFECT = 0.5
+
+
+def send_time_match(local_hour: np.ndarray, preferred_hour: np.ndarray) -> np.ndarray:
+    """How close a local send hour is to the preferred one: 1 at the hour, a 1.5-hour-sd Gaussian bump."""
+    d = np.abs(np.asarray(local_hour) - preferred_hour) % 24
+    d = np.minimum(d, 24 - d)
+    return np.exp(-0.5 * (d / 1.5) ** 2)
 _U_POLICY, _U_OPEN, _U_CLICK, _U_CONV, _U_UNSUB, _U_TIME, _U_OPEN_T, _U_REV = range(8)
 
 
@@ -61,6 +84,41 @@ class Outcomes:
     fatigue: np.ndarray  # messages in the 7 days before the send
     p_in_window: np.ndarray  # probability a conversion would land before the data ends
     products: np.ndarray  # '|'-joined product ids of each trigger's context
+    conv_step: np.ndarray  # 1 or 2: which message converted (0 when none)
+    fu: FollowUps
+
+
+@dataclass
+class FollowUps:
+    """The follow-up message of each trigger (all arrays over the chunk's triggers)."""
+
+    decided: np.ndarray  # a follow-up decision was due (first message sent, planned, goal not yet reached)
+    send: np.ndarray
+    channel: np.ndarray
+    delay_min: np.ndarray
+    incentive: np.ndarray
+    propensity: np.ndarray
+    sent_s: np.ndarray
+    opened_s: np.ndarray
+    clicked_s: np.ndarray
+    unsub_s: np.ndarray
+    # ground truth
+    p_open: np.ndarray
+    p_click: np.ndarray
+    p_convert: np.ndarray  # expected conversions it adds (0 unless sent), unconditional
+    p_convert_if_sent: np.ndarray  # its conversion probability for a customer the first did not convert
+    p_in_window: np.ndarray
+    incentive_cost: np.ndarray
+    fatigue: np.ndarray
+
+    @classmethod
+    def empty(cls, n: int) -> FollowUps:
+        z, neg = np.zeros(n), np.full(n, -1, np.int64)
+        return cls(decided=np.zeros(n, bool), send=np.zeros(n, bool), channel=neg.copy(), delay_min=np.zeros(n, np.int64),
+                   incentive=neg.copy(), propensity=np.ones(n), sent_s=neg.copy(), opened_s=neg.copy(),
+                   clicked_s=neg.copy(), unsub_s=neg.copy(), p_open=z.copy(), p_click=z.copy(), p_convert=z.copy(),
+                   p_convert_if_sent=z.copy(), p_in_window=np.ones(n), incentive_cost=z.copy(),
+                   fatigue=np.zeros(n, np.int64))
 
 
 def p_within(room_s: np.ndarray, attrib_s: int, mean_s: float) -> np.ndarray:
@@ -175,7 +233,9 @@ def run_messages(cfg: ShopConfig, cat: Catalog, bb: Backbone, policy: Policy, ch
         revenue=np.zeros(n_t), p_open=np.zeros(n_t), p_click=np.zeros(n_t), p_convert=np.zeros(n_t),
         p_convert_hold=np.zeros(n_t), send_effect=np.zeros(n_t), value_if_converted=value, incentive_cost=np.zeros(n_t),
         fatigue=np.zeros(n_t, np.int64), p_in_window=np.ones(n_t), products=products,
+        conv_step=np.zeros(n_t, np.int8), fu=FollowUps.empty(n_t),
     )
+    u_fu: np.ndarray | None = None  # follow-up uniforms, drawn once per chunk when first needed
     ring = np.full((n_c, _RING), np.iinfo(np.int64).min // 2)
     ring_pos = np.zeros(n_c, np.int64)
     # Orders the shop has seen: organic ones (fixed) and conversions of earlier triggers.
@@ -188,6 +248,105 @@ def run_messages(cfg: ShopConfig, cat: Catalog, bb: Backbone, policy: Policy, ch
     order = np.argsort(rank, kind="stable")
     bounds = np.searchsorted(rank[order], np.arange(int(rank.max()) + 2 if n_t else 1))
     attrib = int(cfg.rules.attribution_days * DAY)
+
+    def respond(c: np.ndarray, s: np.ndarray, ch: np.ndarray, inc: np.ndarray, delay: np.ndarray, tau: np.ndarray,
+                n7: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Conversion logits (hold, send) and open/unsubscribe probabilities of a send at ``tau``."""
+        # Send-time match: how close the local send hour is to the preferred hour.
+        match = send_time_match(((tau % DAY) / 3600 + pp.tz_offset_h[c]) % 24, pp.preferred_hour[c])
+        logit0 = stage_base[s] + pp.intent[c]
+        delay_pen = np.where(is_abandon[s], rp.delay_decay * np.log2(np.maximum(delay, 20) / 20), 0.0)
+        logit1 = (
+            logit0
+            + stage_scale[s] * seg_eff[pp.segment[c]]
+            + ch_eff[np.maximum(ch, 0)]
+            + pp.deal_sensitivity[c] * inc_eff[np.maximum(inc, 0)]
+            - delay_pen
+            + rp.send_time_effect * match
+            - rp.fatigue_conversion * n7
+        )
+        p_open = expit(open_base[np.maximum(ch, 0)] + pp.open_affinity[c] + OPEN_SEND_TIME_EFFECT * match - rp.fatigue_open * n7)
+        p_unsub = expit(rp.unsubscribe_base + rp.unsubscribe_annoyed * annoyed[c] + rp.unsubscribe_fatigue * n7)
+        return logit0, logit1, p_open, p_unsub
+
+    def incentive_cost(inc: np.ndarray, send: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        inc_names = np.asarray(INCENTIVES)[np.maximum(inc, 0)]
+        fixed = np.array([INCENTIVE_COST_FIXED.get(x, 0.0) for x in INCENTIVES])[np.maximum(inc, 0)]
+        return np.where(send, np.where(inc_names == "percent_code", INCENTIVE_PERCENT * value[rows], fixed), 0.0)
+
+    def _follow_up(dec: pd.DataFrame, rows: np.ndarray, send: np.ndarray, t: np.ndarray, tau: np.ndarray,
+                   converted: np.ndarray, conv_t: np.ndarray, would_convert: np.ndarray, p_conv: np.ndarray,
+                   p0: np.ndarray, current: np.ndarray) -> dict[str, np.ndarray] | None:
+        """Follow-ups of this round's sent triggers (see the module docstring); state is updated by the caller."""
+        planned = send & dec["followup_action"].isin(["send", "hold"]).to_numpy()
+        j = np.flatnonzero(planned)
+        if len(j) == 0:
+            return None
+        r, c, st, t0 = rows[j], bb.trig_cust[rows[j]], bb.trig_stage[rows[j]], t[j]
+        delay = dec["followup_delay_minutes"].to_numpy()[j].astype(np.int64)
+        tau2 = t0 + delay * 60
+        # The goal: any order in (t, tau2] other than this trigger's own conversion (organic ones and
+        # earlier triggers' conversions); the first message's conversion is checked separately.
+        n_org, _ = orders_before(org_key, c, tau2 + 1, window_s=tau2 - t0)
+        other = (n_org > 0) | ((conv_ring[c] > t0[:, None]) & (conv_ring[c] <= tau2[:, None])).any(axis=1)
+        due = (tau2 > tau[j]) & ~other & (tau2 < cfg.end_s)
+        decided = due & ~(converted[j] & (conv_t[j] <= tau2))
+        want = (dec["followup_action"].to_numpy()[j] == "send")
+        ch2 = _codes(dec["followup_channel"].iloc[j], CHANNELS)
+        inc2 = np.maximum(_codes(dec["followup_incentive"].iloc[j], INCENTIVES), 0)
+        reach = (ch2 >= 0) & current[j, np.maximum(ch2, 0)] & (unsub_at[c, np.maximum(ch2, 0)] > tau2)
+        sendable = due & want & reach  # would be sent were the first message not to convert before it
+        sent = decided & sendable
+        n7 = ((ring[c] > (tau2 - 7 * DAY)[:, None]) & (ring[c] <= tau2[:, None])).sum(axis=1)
+        n7 = n7 + (tau[j] > tau2 - 7 * DAY)  # the first message, not yet in the ring
+        _l0, l2, po, pu = respond(c, st, ch2, inc2, delay, tau2, n7)
+        p2 = expit(l2)
+        c_if = np.clip((p2 - p0[j]) / (1 - p0[j]), 0.0, 1.0)
+        uf = u_fu[r]  # type: ignore[index]
+        opened = sent & (uf[:, 0] < po)
+        p_click = expit(rp.click_base + 0.5 * pp.open_affinity[c] + 0.4 * (bb.trig_products[r, 0] >= 0))
+        clicked = opened & (uf[:, 1] < p_click)
+        open_t = tau2 + (-np.log1p(-uf[:, 2]) * 7200).astype(np.int64)
+        conv_t2 = tau2 + (-np.log1p(-uf[:, 3]) * 0.5 * DAY).astype(np.int64) % attrib
+        conv2 = sent & ~would_convert[j] & (uf[:, 4] < c_if) & (conv_t2 < cfg.end_s)
+        unsub = sent & (uf[:, 5] < pu)
+        return {
+            "j": j, "r": r, "c": c, "decided": decided, "sent": sent, "ch": np.where(decided & want, ch2, -1),
+            "inc": np.where(decided & want, inc2, -1), "delay": np.where(decided, delay, 0), "tau2": tau2,
+            "propensity": dec["followup_propensity"].to_numpy(dtype=float)[j], "opened": opened, "clicked": clicked,
+            "open_t": open_t, "conv": conv2, "conv_t": conv_t2, "unsub": unsub, "n7": n7,
+            "p_open": np.where(sent, po, 0.0), "p_click": np.where(sent, po * p_click, 0.0),
+            # Expected over the first message's conversion: it adds c_if where the first did not convert.
+            "p_convert": (1 - p_conv[j]) * sendable * c_if, "c_if": c_if,
+            "cost": incentive_cost(inc2, sendable, r),
+        }
+
+    def _apply_follow_up(f: dict[str, np.ndarray]) -> None:
+        """Record the follow-ups and update the world's memory (sends, conversions, unsubscribes)."""
+        r, c, sent, conv = f["r"], f["c"], f["sent"], f["conv"]
+        sc = c[sent]
+        ring[sc, ring_pos[sc] % _RING] = f["tau2"][sent]
+        ring_pos[sc] += 1
+        cc = c[conv]
+        conv_ring[cc, conv_pos[cc] % _RING] = f["conv_t"][conv]
+        conv_pos[cc] += 1
+        if f["unsub"].any():
+            unsub_at[c[f["unsub"]], f["ch"][f["unsub"]]] = f["tau2"][f["unsub"]] + 3600
+        rc = r[conv]
+        out.converted_s[rc] = f["conv_t"][conv]
+        out.revenue[rc] = value[rc]
+        out.conv_step[rc] = 2
+        g = out.fu
+        g.decided[r], g.send[r], g.channel[r], g.incentive[r] = f["decided"], sent, f["ch"], f["inc"]
+        g.delay_min[r], g.propensity[r] = f["delay"], f["propensity"]
+        g.sent_s[r] = np.where(sent, f["tau2"], -1)
+        g.opened_s[r] = np.where(f["opened"], f["open_t"], -1)
+        g.clicked_s[r] = np.where(f["clicked"], f["open_t"] + 30, -1)
+        g.unsub_s[r] = np.where(f["unsub"], f["tau2"] + 3600, -1)
+        g.p_open[r], g.p_click[r], g.p_convert[r], g.p_convert_if_sent[r] = f["p_open"], f["p_click"], f["p_convert"], f["c_if"]
+        g.p_in_window[r] = p_within(cfg.end_s - f["tau2"], attrib, 0.5 * DAY)
+        g.incentive_cost[r], g.fatigue[r] = f["cost"], f["n7"]
+
     for k in range(len(bounds) - 1):
         rows = order[bounds[k]:bounds[k + 1]]
         if len(rows) == 0:
@@ -216,27 +375,12 @@ def run_messages(cfg: ShopConfig, cat: Catalog, bb: Backbone, policy: Policy, ch
         delay = np.where(send, dec["delay_minutes"].to_numpy(dtype=np.int64), 0)
         tau = t + delay * 60
         n7 = ((ring[c] > (tau - 7 * DAY)[:, None]) & (ring[c] <= tau[:, None])).sum(axis=1)
-        # Send-time match: how close the local send hour is to the preferred hour.
-        local_h = ((tau % DAY) / 3600 + pp.tz_offset_h[c]) % 24
-        d = np.abs(local_h - pp.preferred_hour[c])
-        d = np.minimum(d, 24 - d)
-        match = np.exp(-0.5 * (d / 1.5) ** 2)
-        logit0 = stage_base[s] + pp.intent[c]
-        delay_pen = np.where(is_abandon[s], rp.delay_decay * np.log2(np.maximum(delay, 20) / 20), 0.0)
-        logit1 = (
-            logit0
-            + stage_scale[s] * seg_eff[pp.segment[c]]
-            + ch_eff[np.maximum(ch, 0)]
-            + pp.deal_sensitivity[c] * inc_eff[np.maximum(inc, 0)]
-            - delay_pen
-            + rp.send_time_effect * match
-            - rp.fatigue_conversion * n7
-        )
+        logit0, logit1, po, pu = respond(c, s, ch, inc, delay, tau, n7)
         p0 = expit(logit0)
         p_conv = np.where(send, expit(logit1), p0)
-        p_open = np.where(send, expit(open_base[np.maximum(ch, 0)] + pp.open_affinity[c] + 0.5 * match - rp.fatigue_open * n7), 0.0)
+        p_open = np.where(send, po, 0.0)
         p_click = np.where(send, expit(rp.click_base + 0.5 * pp.open_affinity[c] + 0.4 * (bb.trig_products[rows, 0] >= 0)), 0.0)
-        p_unsub = np.where(send, expit(rp.unsubscribe_base + rp.unsubscribe_annoyed * annoyed[c] + rp.unsubscribe_fatigue * n7), 0.0)
+        p_unsub = np.where(send, pu, 0.0)
         ur = u[rows]
         opened = send & (ur[:, _U_OPEN] < p_open)
         clicked = opened & (ur[:, _U_CLICK] < p_click)
@@ -247,6 +391,11 @@ def run_messages(cfg: ShopConfig, cat: Catalog, bb: Backbone, policy: Policy, ch
         # Unsubscribing takes effect for later triggers.
         if unsub.any():
             unsub_at[c[unsub], ch[unsub]] = tau[unsub] + 3600
+        fu = None
+        if "followup_action" in dec and send.any():
+            if u_fu is None:
+                u_fu = np.random.default_rng([cfg.seed, 7, chunk]).random((n_t, 6))
+            fu = _follow_up(dec, rows, send, t, tau, converted, conv_t, ur[:, _U_CONV] < p_conv, p_conv, p0, current)
         # Remember the send for fatigue.
         cc = c[converted]
         conv_ring[cc, conv_pos[cc] % _RING] = conv_t[converted]
@@ -255,9 +404,7 @@ def run_messages(cfg: ShopConfig, cat: Catalog, bb: Backbone, policy: Policy, ch
         ring[sc, ring_pos[sc] % _RING] = tau[send]
         ring_pos[sc] += 1
 
-        inc_names = np.asarray(INCENTIVES)[np.maximum(inc, 0)]
-        fixed = np.array([INCENTIVE_COST_FIXED.get(x, 0.0) for x in INCENTIVES])[np.maximum(inc, 0)]
-        cost = np.where(send, np.where(inc_names == "percent_code", INCENTIVE_PERCENT * value[rows], fixed), 0.0)
+        cost = incentive_cost(inc, send, rows)
 
         out.send[rows] = send
         out.channel[rows] = ch
@@ -279,4 +426,7 @@ def run_messages(cfg: ShopConfig, cat: Catalog, bb: Backbone, policy: Policy, ch
         out.incentive_cost[rows] = cost
         out.fatigue[rows] = n7
         out.p_in_window[rows] = p_within(cfg.end_s - np.where(send, tau, t), attrib, 0.5 * DAY)
+        out.conv_step[rows] = converted
+        if fu is not None:
+            _apply_follow_up(fu)
     return out

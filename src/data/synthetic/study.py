@@ -44,8 +44,13 @@ def true_values(policy: Policy, cfg: ShopConfig) -> dict[str, float]:
 
 def ope_coverage(seeds: Iterable[int], factories: dict[str, PolicyFactory], *, customers: int = 2000,
                  days: int = 180, metrics: Sequence[str] = ("conversion", "net_revenue"),
-                 reward_model: bool = True, progress: bool = False) -> pd.DataFrame:
-    """One row per (seed, metric, policy, estimator): estimate, interval, truth, covered."""
+                 reward_model: bool = True, progress: bool = False,
+                 n_refit: int | None = 20) -> pd.DataFrame:
+    """One row per (seed, metric, policy, estimator): estimate, interval, truth, covered.
+
+    ``n_refit`` is passed to :func:`~cadence.policies.evaluation.evaluate`
+    (refits of the reward model behind the direct method's interval).
+    """
     from cadence.policies.registry import split_customers
 
     rows = []
@@ -56,7 +61,7 @@ def ope_coverage(seeds: Iterable[int], factories: dict[str, PolicyFactory], *, c
         fit_rows, eval_rows = split_customers(log, 0.5, seed)
         train, test = log.subset(fit_rows), log.subset(eval_rows)
         policies = {name: make(train) for name, make in factories.items()}
-        est = evaluate(test, policies, metrics=metrics, reward_model=reward_model, seed=seed)
+        est = evaluate(test, policies, metrics=metrics, reward_model=reward_model, seed=seed, n_refit=n_refit)
         truth = {name: true_values(p, cfg) for name, p in policies.items()}
         est = est[est["policy"] != "logging"].copy()
         est["truth"] = [truth[p][m] for p, m in zip(est["policy"], est["metric"], strict=True)]
@@ -107,7 +112,7 @@ def replay_coverage(seeds: Iterable[int], make_candidate: PolicyFactory, *, cust
         if hasattr(candidate, "reset"):
             candidate.reset()
         truth_c = true_values(candidate, cfg)
-        truth_b = true_values(RandomizedLoggingPolicy(hold=cfg.logging_hold), cfg)
+        truth_b = true_values(RandomizedLoggingPolicy(hold=cfg.logging_hold, followup=cfg.logging_followup), cfg)
         for _, r in est[est["policy"] == "candidate"].iterrows():
             true_lift = truth_c[r["metric"]] - truth_b[r["metric"]]
             rows.append({"seed": seed, "metric": r["metric"], "estimator": r["estimator"], "lift": r["lift"],

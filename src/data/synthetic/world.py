@@ -189,10 +189,38 @@ def _chunk_tables(cfg: ShopConfig, cat: Catalog, bb: Backbone, out: Outcomes, po
         "propensity": pa.array(out.propensity),
         "opened_at": _ts(out.opened_s),
         "clicked_at": _ts(out.clicked_s),
-        "converted_order_id": pc.take(conv_ids, pa.array(conv_of_trigger, mask=conv_of_trigger < 0)),
-        "revenue": pa.array(np.where(out.converted_s >= 0, out.revenue, np.nan), mask=out.converted_s < 0),
+        "converted_order_id": pc.take(conv_ids, pa.array(conv_of_trigger, mask=(conv_of_trigger < 0) | (out.conv_step == 2))),
+        "revenue": pa.array(np.where(out.conv_step == 1, out.revenue, np.nan), mask=out.conv_step != 1),
         "unsubscribed_at": _ts(out.unsub_s),
+        "step": pa.array(np.ones(len(bb.trig_s), np.int64)),
     })
+    fu = out.fu
+    f = np.flatnonzero(fu.decided)
+    if len(f):
+        # Follow-ups: one more row per trigger where one was due, the conversion it caused on it.
+        f_conv = out.conv_step[f] == 2
+        f_conv_of = np.where(f_conv, conv_of_trigger[f], -1)
+        follow = pa.table({
+            "message_id": pc.binary_join_element_wise(pc.take(msg_ids, pa.array(f)), pa.array(["f2"] * len(f), pa.string()), ""),
+            "customer_id": pc.take(cids, pa.array(bb.trig_cust[f])),
+            "stage": pa.array(stage_names[f], pa.string()),
+            "triggered_at": _ts(bb.trig_s[f]),
+            "action": pa.array(np.where(fu.send[f], "send", "hold"), pa.string()),
+            "sent_at": _ts(fu.sent_s[f]),
+            "channel": _opt(np.where(fu.send[f], fu.channel[f], -1), CHANNELS),
+            "incentive": _opt(np.where(fu.send[f], fu.incentive[f], -1), INCENTIVES),
+            "items": pa.array(np.where(fu.send[f] & np.isin(stage_names[f], list(RECOMMENDATION_STAGES)), out.products[f],
+                                       np.array(None, dtype=object)), pa.string()),
+            "policy_id": pa.array([policy_id] * len(f), pa.string()),
+            "propensity": pa.array(fu.propensity[f]),
+            "opened_at": _ts(fu.opened_s[f]),
+            "clicked_at": _ts(fu.clicked_s[f]),
+            "converted_order_id": pc.take(conv_ids, pa.array(f_conv_of, mask=f_conv_of < 0)),
+            "revenue": pa.array(np.where(f_conv, out.revenue[f], np.nan), mask=~f_conv),
+            "unsubscribed_at": _ts(fu.unsub_s[f]),
+            "step": pa.array(np.full(len(f), 2, np.int64)),
+        })
+        messages = pa.concat_tables([messages, follow.cast(messages.schema)])
     truth_customers = pa.table({
         "customer_id": cids,
         "purchase_rate_per_day": pa.array(pp.rate),
@@ -217,6 +245,18 @@ def _chunk_tables(cfg: ShopConfig, cat: Catalog, bb: Backbone, out: Outcomes, po
         "incentive_cost_if_converted": pa.array(out.incentive_cost),
         "fatigue_7d": pa.array(out.fatigue),
     })
+    if len(f):
+        truth_messages = pa.concat_tables([truth_messages, pa.table({
+            "message_id": messages["message_id"].slice(len(bb.trig_s)),
+            "p_open": pa.array(fu.p_open[f]),
+            "p_click": pa.array(fu.p_click[f]),
+            "p_convert": pa.array(fu.p_convert_if_sent[f] * fu.send[f]),  # for a customer the first did not convert
+            "p_convert_hold": pa.array(np.zeros(len(f))),
+            "send_effect": pa.array(np.full(len(f), np.nan)),
+            "value_if_converted": pa.array(out.value_if_converted[f]),
+            "incentive_cost_if_converted": pa.array(fu.incentive_cost[f]),
+            "fatigue_7d": pa.array(fu.fatigue[f]),
+        })])
     kinds = np.r_[np.where(bb.ord_kind == 1, "replenishment", "regular"),
                   np.where(out.send[conv], "message_send", "message_hold")]
     truth_orders = pa.table({"order_id": orders["order_id"], "source": pa.array(kinds.astype(object), pa.string())})
@@ -286,6 +326,15 @@ def _chunk_value(bb: Backbone, out: Outcomes) -> pd.DataFrame:
         "net_revenue": out.p_convert * out.p_in_window * (out.value_if_converted - out.incentive_cost),
         "realized_conversion": (out.converted_s >= 0).astype(float),
     })
+    fu = out.fu
+    if fu.decided.any():  # follow-ups add their sends, opens, clicks and the conversions they cause
+        add = fu.p_convert * fu.p_in_window
+        df["sent"] += fu.send
+        df["open"] += fu.p_open
+        df["click"] += fu.p_click
+        df["conversion"] += add
+        df["revenue"] += add * out.value_if_converted
+        df["net_revenue"] += add * (out.value_if_converted - fu.incentive_cost)
     return df.groupby("stage")[_VALUE_COLUMNS].sum()
 
 
@@ -334,7 +383,7 @@ def generate_shop(cfg: ShopConfig, out_dir: PathLike, *, policy: Policy | None =
     >>> sorted(p.name for p in d.glob("*.parquet"))[:3]
     ['customers.parquet', 'events.parquet', 'messages.parquet']
     """
-    chosen: Policy = policy if policy is not None else RandomizedLoggingPolicy(hold=cfg.logging_hold)
+    chosen: Policy = policy if policy is not None else RandomizedLoggingPolicy(hold=cfg.logging_hold, followup=cfg.logging_followup)
     out_dir = Path(out_dir)
     cat = make_catalog(cfg)
     with atomic_path(out_dir) as tmp:
