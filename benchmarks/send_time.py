@@ -11,7 +11,9 @@
    as mean paired gains with 95% t intervals.
 
 Usage: ``python benchmarks/send_time.py [--customers 4000] [--days 365] [--seeds 20]``
-(``--seeds 0`` runs part 1 only).
+(``--seeds 0`` runs part 1 only; ``--browse-at-preferred-hour 0.5 --use-sessions``
+runs the world variant whose browsing follows the preferred hour, with a
+model that reads sessions).
 """
 
 from __future__ import annotations
@@ -40,11 +42,15 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=20)
     ap.add_argument("--seed-customers", type=int, default=2000)
     ap.add_argument("--seed-days", type=int, default=180)
+    ap.add_argument("--browse-at-preferred-hour", type=float, default=0.0,
+                    help="world variant: share of browsing sessions at the preferred hour (default 0)")
+    ap.add_argument("--use-sessions", action="store_true", help="the policies' model also reads sessions")
     args = ap.parse_args()
+    world = {"browse_at_preferred_hour": args.browse_at_preferred_hour}
     pd.set_option("display.width", 200)
     pd.set_option("display.max_columns", 20)
     with tempfile.TemporaryDirectory() as tmp:
-        shop = generate_shop(ShopConfig(customers=args.customers, days=args.days, seed=0), Path(tmp) / "shop")
+        shop = generate_shop(ShopConfig(customers=args.customers, days=args.days, seed=0, **world), Path(tmp) / "shop")
         for sessions in (False, True):
             t0 = time.perf_counter()
             model = fit_send_time(shop, use_sessions=sessions)
@@ -58,7 +64,8 @@ def main() -> None:
     if not args.seeds:
         return
     t0 = time.perf_counter()
-    runs = send_time_truth(range(args.seeds), customers=args.seed_customers, days=args.seed_days, progress=True)
+    runs = send_time_truth(range(args.seeds), customers=args.seed_customers, days=args.seed_days, progress=True,
+                           world=world, use_sessions=args.use_sessions)
     print(f"\nTrue value, {args.seeds} seeds x {args.seed_customers} customers x {args.seed_days} days "
           f"({time.perf_counter() - t0:.0f} s); in-window accuracy per seed: "
           f"mean {runs['accuracy'].mean():.3f}, min {runs['accuracy'].min():.3f}")

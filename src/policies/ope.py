@@ -1428,7 +1428,7 @@ def compare(
             row["lift_lower"], row["lift_upper"] = (0.0, 0.0) if p == ref else (lo, hi)
 
     refit_ests = [e for e in est_list if e.refit_interval] if refit is not None else []
-    if refit_ests:
+    if refit is not None and refit_ests:
         reps3 = _refit_replicates(
             feedback, [policies[p] for p in names], refit_ests, refit, n_refit, random_state,
             clusters,

@@ -152,13 +152,13 @@ class _State:
         known = getattr(self, "_known", None)
         if known is None or len(known) != len(self.index):
             known = self._known = pd.Index(list(self.index), dtype=object)
-        out = known.get_indexer(ids).astype(np.int64)
+        out = known.get_indexer(pd.Index(ids)).astype(np.int64)
         new = out < 0
         if new.any():  # first seen: codes in order of first appearance
             fresh = pd.unique(np.asarray([str(c) for c in ids[new]], dtype=object))
             self.index.update(zip(fresh, range(len(self.index), len(self.index) + len(fresh)), strict=True))
             self._known = known.append(pd.Index(fresh, dtype=object))
-            out[new] = self._known.get_indexer(ids[new])
+            out[new] = self._known.get_indexer(pd.Index(ids[new]))
         grow = len(self.index) - len(self.pos)
         if grow > 0:
             self.ring = np.vstack([self.ring, np.full((grow, _RING), _NEVER, np.int64)])

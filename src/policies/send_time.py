@@ -40,7 +40,7 @@ Examples
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, TypedDict
 
 import numpy as np
 import pandas as pd
@@ -126,16 +126,29 @@ class SendTimePolicy:
         chosen = np.where(explore, drawn, best)
         p_choice = self.exploration / n_opt + (1 - self.exploration) * (chosen == best)
         delay = opts[np.arange(len(rows)), chosen].astype(np.int64)
-        out.iloc[rows, out.columns.get_loc("delay_minutes")] = delay
+        col = out.columns.get_loc("delay_minutes")
+        assert isinstance(col, int)  # decision columns are unique (get_loc gives a slice or mask only for duplicates)
+        out.iloc[rows, col] = delay
         prop = out["propensity"].to_numpy(float).copy()
         prop[rows] *= p_choice
         out["propensity"] = prop
         return out
 
 
+class SendTimeJudgement(TypedDict):
+    """What :func:`judge_send_time` returns."""
+
+    #: The send-time model, fitted before ``as_of``.
+    model: SendTimeModel
+    #: :func:`~cadence.policies.evaluation.evaluate`'s table for the rules with and without learned send times.
+    estimates: pd.DataFrame
+    #: The cutoff: the model learns before it, the policies are judged on the triggers from it on.
+    as_of: pd.Timestamp
+
+
 def judge_send_time(data_dir: PathLike, *, holdout_days: float = 90.0, seed: int = 0,
                     metrics: tuple[str, ...] = ("open", "conversion", "net_revenue"),
-                    n_refit: int | None = 20, **model_params: object) -> dict[str, object]:
+                    n_refit: int | None = 20, **model_params: object) -> SendTimeJudgement:
     """Learn send times before the last ``holdout_days`` and judge them offline on those days.
 
     A history shorter than three times ``holdout_days`` is split at two thirds instead.
@@ -163,6 +176,7 @@ def judge_send_time(data_dir: PathLike, *, holdout_days: float = 90.0, seed: int
         raise ValueError(f"{data_dir}: no triggers in the last {holdout_days:g} days to judge send times on")
     model = fit_send_time(data_dir, as_of, **model_params)
     # The greedy policy is judged (offline evaluation takes deterministic targets); exploration is for deployment.
-    policies = {"rules": RulesPolicy(), "rules + send time": SendTimePolicy(RulesPolicy(), model, exploration=0.0)}
+    policies: dict[str, Policy] = {"rules": RulesPolicy(),
+                                   "rules + send time": SendTimePolicy(RulesPolicy(), model, exploration=0.0)}
     estimates = evaluate(log.subset(later), policies, metrics=metrics, seed=seed, n_refit=n_refit)
     return {"model": model, "estimates": estimates, "as_of": as_of}

@@ -42,7 +42,7 @@ from __future__ import annotations
 import operator
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -467,7 +467,7 @@ def learned_weights(successes: Mapping[str, float], trials: Mapping[str, float],
     return {a: float(x) for a, x in zip(arms, w / w.sum(), strict=True)}
 
 
-def first_sends(seq: Sequence, row: Mapping[str, Any], rng: np.random.Generator) -> tuple[list[tuple[SequenceSend, int]], float]:
+def first_sends(seq: Sequence, row: Mapping[str, Any], rng: np.random.Generator) -> tuple[list[tuple[SequenceSend, float]], float]:
     """The sends a sequence plans for a trigger before any goal is known, with the
     probability of each send given the previous one, and the probability of the plan.
 
@@ -573,7 +573,9 @@ class SequencePolicy:
             random = any(isinstance(step, Split) for step in seq.steps.values())
             cache: dict[tuple[bool, ...], list[Any]] = {}
             plans = []
-            for rec in candidates.iloc[rows].to_dict("records"):
+            # Column names are str; pandas-stubs types the records' keys as Hashable.
+            records = cast(list[dict[str, Any]], candidates.iloc[rows].to_dict("records"))
+            for rec in records:
                 # Without splits a plan depends only on the branch conditions and the opt-ins.
                 sig = (*(c.holds(rec) for c in conditions), *(bool(rec.get(f"opt_in_{ch}", True)) for ch in CHANNELS))
                 if random or sig not in cache:

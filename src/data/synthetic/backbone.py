@@ -311,6 +311,17 @@ def draw_orders(cfg: ShopConfig, cat: Catalog, pp: People, rng: np.random.Genera
     )
 
 
+def _near_preferred_hour(t_s: np.ndarray, cust: np.ndarray, pp: People, rng: np.random.Generator, share: float,
+                         lo_s: np.ndarray, hi_s: np.ndarray) -> np.ndarray:
+    """Move a ``share`` of the times to the same local day at the preferred hour (1.5-hour sd)."""
+    moved = rng.random(len(t_s)) < share
+    hour = (pp.preferred_hour[cust] + rng.normal(0, 1.5, len(t_s))) % 24
+    offset = (pp.tz_offset_h[cust] * 3600).astype(np.int64)
+    day = (t_s + offset) // DAY * DAY
+    at_hour = np.clip(day + (hour * 3600).astype(np.int64) - offset, lo_s[cust], hi_s[cust] - 1)
+    return np.where(moved, at_hour, t_s)
+
+
 def draw_sessions(cfg: ShopConfig, cat: Catalog, pp: People, rng: np.random.Generator, sampler: _ProductSampler,
                   browse_rate: np.ndarray, lo_s: np.ndarray, hi_s: np.ndarray, o_cust: np.ndarray,
                   o_s: np.ndarray, it_order: np.ndarray, it_prod: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -338,6 +349,8 @@ def draw_sessions(cfg: ShopConfig, cat: Catalog, pp: People, rng: np.random.Gene
     m = rng.poisson(browse_rate * active_days)
     b_cust = np.repeat(np.arange(n), m)
     b_s = lo_s[b_cust] + (rng.random(len(b_cust)) * (hi_s - lo_s)[b_cust]).astype(np.int64)
+    if cfg.browse_at_preferred_hour > 0 and len(b_cust):
+        b_s = _near_preferred_hour(b_s, b_cust, pp, rng, cfg.browse_at_preferred_hour, lo_s, hi_s)
     # kinds: 0 bounce, 1 browse, 2 search, 3 cart, 4 checkout, 5 purchase
     b_kind = rng.choice(5, len(b_cust), p=[0.08, 0.42, 0.22, 0.20, 0.08])
     # Purchase sessions end in each order; they start a few minutes before it.

@@ -141,6 +141,10 @@ class ShopConfig:
     browse_per_purchase: float = 3.0
     #: Floor rate of browsing sessions per day for alive customers.
     browse_floor: float = 0.01
+    #: Share of browsing sessions that start near the customer's preferred local
+    #: hour (1.5-hour sd) instead of at a uniform time of day. 0 (the default)
+    #: leaves browsing times uniform, so only opens and conversions reveal the hour.
+    browse_at_preferred_hour: float = 0.0
     birth_date_missing: float = 0.15
     feb29_share: float = 0.004
     #: Share of logged marketing triggers held out (randomised holdout).
@@ -158,6 +162,8 @@ class ShopConfig:
             raise ValueError(f"days must be >= 1, got {self.days}")
         if self.chunk_size < 1:
             raise ValueError(f"chunk_size must be >= 1, got {self.chunk_size}")
+        if not 0 <= self.browse_at_preferred_hour <= 1:
+            raise ValueError(f"browse_at_preferred_hour must be in [0, 1], got {self.browse_at_preferred_hour}")
 
     @property
     def n_products(self) -> int:

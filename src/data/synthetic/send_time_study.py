@@ -20,9 +20,11 @@ Examples
 
 from __future__ import annotations
 
+import json
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -36,6 +38,7 @@ from cadence.data.synthetic.config import ResponseParams, ShopConfig
 from cadence.data.synthetic.messages import OPEN_SEND_TIME_EFFECT, send_time_match
 from cadence.data.synthetic.world import generate_shop, simulate_truth
 from cadence.models.send_time import SendTimeModel, fit_send_time
+from cadence.policies.base import Policy
 from cadence.policies.rules import RulesPolicy
 from cadence.policies.send_time import SEND_TIME_STAGES, SendTimePolicy
 
@@ -48,6 +51,12 @@ HISTORY_BINS: tuple[int, ...] = (0, 1, 5, 10, 20, 50)
 def _circular(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     d = np.abs(np.asarray(a, float) - np.asarray(b, float)) % 24
     return np.minimum(d, 24 - d)
+
+
+def _local_hour(ts: pd.Series, utc_offset_hours: pd.Series) -> np.ndarray:
+    """Local hour of day at the world's standard offsets (the truth's clock, no daylight saving)."""
+    seconds = (pd.to_datetime(ts, utc=True) - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)
+    return ((seconds.to_numpy() % 86400) / 3600 + utc_offset_hours.to_numpy(float)) % 24
 
 
 def _wilson(k: np.ndarray, n: np.ndarray, alpha: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
@@ -97,7 +106,7 @@ def _by_history(hit: np.ndarray, n_sends: np.ndarray, shop_hit: np.ndarray, bins
     return pd.DataFrame(rows)
 
 
-def oracle_best_hour_accuracy(shop_dir: PathLike, as_of: object = None, *, grid_step: float = 0.1,
+def oracle_best_hour_accuracy(shop_dir: PathLike, as_of: Any = None, *, grid_step: float = 0.1,
                               bins: Sequence[int] = HISTORY_BINS) -> pd.DataFrame:
     """The best share any send-time model could reach on this shop's sends, by history length.
 
@@ -106,8 +115,10 @@ def oracle_best_hour_accuracy(shop_dir: PathLike, as_of: object = None, *, grid_
     for the send-time term, computes each customer's posterior over the hour
     from the opens and conversions seen (independent Bernoullis, as the world
     draws them) and picks the hour whose +-1.5-hour window holds the most
-    posterior mass: the Bayes decision for the in-window hit. Its realised
-    hit share is the ceiling for :func:`best_hour_accuracy` (same columns;
+    posterior mass: the Bayes decision for the in-window hit. In worlds whose
+    browsing follows the preferred hour (``ShopConfig.browse_at_preferred_hour``)
+    it also reads the browsing sessions' start hours. Its realised hit share
+    is the ceiling for :func:`best_hour_accuracy` (same columns;
     ``expected`` is the oracle's own posterior hit probability). A test
     harness: it reads the truth.
 
@@ -126,8 +137,7 @@ def oracle_best_hour_accuracy(shop_dir: PathLike, as_of: object = None, *, grid_
     p_true = pd.read_parquet(shop_dir / "_truth" / "messages.parquet", columns=["message_id", "p_open", "p_convert"])
     log = log.merge(p_true, on="message_id").merge(people, on="customer_id")
     code = pd.Categorical(log["customer_id"], categories=people["customer_id"]).codes
-    sent = log["sent_at"].astype("int64").to_numpy() // 10**9
-    local = ((sent % 86400) / 3600 + log["utc_offset_hours"].to_numpy(float)) % 24
+    local = _local_hour(log["sent_at"], log["utc_offset_hours"])
     true_match = send_time_match(local, log["preferred_hour_local"].to_numpy(float))
     eps = 1e-9
     grid = np.arange(0, 24, grid_step)
@@ -141,9 +151,10 @@ def oracle_best_hour_accuracy(shop_dir: PathLike, as_of: object = None, *, grid_
         base = logit(np.clip(log[col].to_numpy(float), eps, 1 - eps)) - effect * true_match
         y = outcome.to_numpy()
         for k, h in enumerate(grid):
-            p = expit(base + effect * send_time_match(local, h))
+            p = expit(base + effect * send_time_match(local, np.asarray(h)))
             ll = np.where(y, np.log(np.clip(p, eps, 1)), np.log(np.clip(1 - p, eps, 1)))
             log_post[:, k] += np.bincount(code, ll, minlength=len(people))
+    log_post += _browsing_log_likelihood(shop_dir, people, grid, as_of)
     post = np.exp(log_post - log_post.max(axis=1, keepdims=True))
     post /= post.sum(axis=1, keepdims=True)
     in_window = (_circular(grid[:, None], grid[None, :]) <= WINDOW_HALF_WIDTH).astype(float)
@@ -157,8 +168,35 @@ def oracle_best_hour_accuracy(shop_dir: PathLike, as_of: object = None, *, grid_
     return _by_history(hit, n_sends, _circular(prior_best, pref) <= WINDOW_HALF_WIDTH, bins, expected=expected)
 
 
+def _browsing_log_likelihood(shop_dir: Path, people: pd.DataFrame, grid: np.ndarray, as_of: Any) -> np.ndarray:
+    """Log-likelihood of each customer's browsing-session start hours at each grid hour (0 if uninformative).
+
+    Only worlds generated with ``ShopConfig.browse_at_preferred_hour > 0``
+    time browsing by the preferred hour; purchase sessions (which end at
+    order times) are left out, as the world draws them at uniform times.
+    """
+    config = json.loads((shop_dir / "_truth" / "shop.json").read_text())["config"]
+    share = float(config.get("browse_at_preferred_hour", 0.0))
+    out = np.zeros((len(people), len(grid)))
+    if share <= 0:
+        return out
+    ev = pd.read_parquet(shop_dir / "events.parquet", columns=["customer_id", "session_id", "ts", "event_type"])
+    if as_of is not None:
+        ev = ev[ev["ts"] < pd.Timestamp(as_of)]
+    sess = ev.groupby(["customer_id", "session_id"], observed=True).agg(
+        start=("ts", "min"), purchase=("event_type", lambda e: (e == "purchase").any())).reset_index()
+    sess = sess[~sess["purchase"]].merge(people, on="customer_id")
+    local = _local_hour(sess["start"], sess["utc_offset_hours"])
+    code = pd.Categorical(sess["customer_id"], categories=people["customer_id"]).codes
+    for k, h in enumerate(grid):
+        density = (1 - share) / 24 + share * stats.norm.pdf(_circular(local, h), scale=1.5)
+        out[:, k] = np.bincount(code, np.log(density), minlength=len(people))
+    return out
+
+
 def send_time_truth(seeds: Iterable[int], *, customers: int = 2000, days: int = 180, as_of_share: float = 0.5,
-                    progress: bool = False, **model_params: object) -> pd.DataFrame:
+                    progress: bool = False, world: Mapping[str, Any] | None = None,
+                    **model_params: Any) -> pd.DataFrame:
     """True conversions per trigger of the rules with and without learned send times, per seed.
 
     For each seed: generate the shop under the randomised logging policy, fit
@@ -167,18 +205,19 @@ def send_time_truth(seeds: Iterable[int], *, customers: int = 2000, days: int = 
     (``grid="slots"`` and ``"hourly"``, no exploration). One row per (seed,
     policy, scope) with ``scope`` ``"timed stages"`` (:data:`SEND_TIME_STAGES`)
     or ``"all"``; ``conversion`` and ``net_revenue`` per trigger, plus the
-    in-window ``accuracy`` of the model for the seed.
+    in-window ``accuracy`` of the model for the seed. ``world`` holds further
+    :class:`ShopConfig` fields (e.g. ``{"browse_at_preferred_hour": 0.5}``).
     """
     rows = []
     for seed in tqdm(list(seeds), desc="seeds", disable=not progress):
-        cfg = ShopConfig(customers=customers, days=days, seed=seed)
+        cfg = ShopConfig(customers=customers, days=days, seed=seed, **(world or {}))
         with tempfile.TemporaryDirectory() as tmp:
             shop = generate_shop(cfg, Path(tmp) / "shop")
             start = pd.Timestamp(cfg.start)
             as_of = start + pd.Timedelta(days=days * as_of_share)
             model = fit_send_time(shop, as_of, **model_params)
-            accuracy = float(best_hour_accuracy(model, shop).set_index("history").loc["all", "share"])
-        policies = {
+            accuracy = float(best_hour_accuracy(model, shop).set_index("history")["share"].loc["all"])
+        policies: dict[str, Policy] = {
             "rules (fixed delay)": RulesPolicy(),
             "rules + send time (slots)": SendTimePolicy(RulesPolicy(), model, exploration=0.0),
             "rules + send time (hourly)": SendTimePolicy(RulesPolicy(), model, grid="hourly", exploration=0.0),

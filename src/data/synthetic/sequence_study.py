@@ -58,7 +58,7 @@ def sequence_coverage(seq: Sequence, seeds: Iterable[int], *, customers: int = 1
             est = sequence_lift(shop, seq, n_boot=n_boot, seed=seed)
             truth = true_versions(seq, cfg)
             for r in est.itertuples(index=False):
-                a, b = _STEPS[r.step]
+                a, b = _STEPS[str(r.step)]
                 for m in ("conversion", "net_revenue"):
                     true = truth[a][m] - truth[b][m]
                     lo, hi = getattr(r, f"{m}_lower"), getattr(r, f"{m}_upper")
