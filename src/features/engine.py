@@ -201,11 +201,46 @@ def write_parquet(con: Any, expr: ibis.Table, path: PathLike, sort_by: Sequence[
 
     expr = round_floats(expr)
     if engine_name(con) == "duckdb":
-        con.to_parquet(expr.order_by(list(sort_by)), str(path), compression="zstd")
+        sql = duckdb_sql(expr.order_by(list(sort_by)))
+        target = str(path).replace("'", "''")
+        con.raw_sql(f"COPY ({sql}) TO '{target}' (FORMAT parquet, COMPRESSION zstd)")
         return int(pq.ParquetFile(path).metadata.num_rows)
     table = to_arrow(con, expr, sort_by)
     pq.write_table(table, path, **PARQUET_OPTIONS)  # type: ignore[arg-type]
     return int(table.num_rows)
+
+
+def duckdb_sql(expr: ibis.Table) -> str:
+    """DuckDB SQL for ``expr`` with every common table expression that does not aggregate inlined.
+
+    DuckDB materialises a CTE that is read more than once. For the
+    sessionised events (tens of millions of rows that every feature family
+    reads) that means holding them all in memory and spilling past the
+    memory limit; streaming them from Parquet again for each reader was 3x
+    faster on the 1,000,000-customer shop (42 s to 15 s for the customer
+    features) at lower peak memory. CTEs that aggregate stay materialised:
+    they are small and costly to recompute.
+
+    >>> con = connect()
+    >>> t = con.create_table("t", pd.DataFrame({"k": [1, 2]}))
+    >>> u = t.mutate(j=t.k + 1)
+    >>> "NOT MATERIALIZED" in duckdb_sql(u.join(u.view(), "k"))
+    True
+    """
+    import sqlglot
+    from sqlglot import exp
+
+    def aggregates(query: exp.Expression) -> bool:
+        # An aggregate function counts unless it is a window function (SUM(x) OVER ...).
+        return query.find(exp.Group) is not None or any(
+            not isinstance(f.parent.parent if isinstance(f.parent, exp.Filter) else f.parent, exp.Window)
+            for f in query.find_all(exp.AggFunc))
+
+    tree = sqlglot.parse_one(ibis.to_sql(expr, dialect="duckdb"), read="duckdb")
+    for cte in tree.find_all(exp.CTE):
+        if not aggregates(cte.this):
+            cte.set("materialized", False)
+    return tree.sql(dialect="duckdb")
 
 
 def to_arrow(con: Any, expr: ibis.Table, sort_by: Sequence[str] | None = None) -> pa.Table:
@@ -246,4 +281,5 @@ def as_of_literal(as_of: pd.Timestamp | dt.datetime | str) -> ibis.Scalar:
 
 
 __all__ = ["connect", "engine_name", "load_tables", "register", "execute", "normalise", "to_arrow", "write_parquet",
+           "duckdb_sql",
            "as_of_literal", "utc_timestamp", "ENGINES", "FLOAT_DECIMALS"]

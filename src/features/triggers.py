@@ -267,13 +267,16 @@ def _catalogue_stages(ev: ibis.Table, products: ibis.Table, changes: ibis.Table 
                 for k in range(k_full)]
     late = per_week.filter(per_week.n_late > 0)
     expanded.append(late.select("customer_id", "category", d_s=late.d0 + k_full * week, n=late.n_late))
-    per = ibis.union(*expanded, distinct=False).group_by(["customer_id", "d_s", "category"]).aggregate(n_views=_.n.sum())
     # A new product belongs to the first digest after its creation.
     new = products.mutate(p_s=_secs(products.created_at))
     new = new.mutate(a_d=(((new.p_s - _MONDAY_EPOCH - hour) / week).floor().cast("int64") + 1) * week + _MONDAY_EPOCH + hour)
     new = new.select(n_pid=new.product_id, n_cat=new.category, p_s=new.p_s, a_d=new.a_d)
     arrived = new.select(a_cat=new.n_cat, a_d=new.a_d).distinct()
-    per = per.join(arrived, (per.category == arrived.a_cat) & (per.d_s == arrived.a_d)).select(per)
+    # Only digests whose category got new products matter: drop the others before counting
+    # (at scale most (customer, digest, category) cells have no arrivals).
+    per = ibis.union(*expanded, distinct=False)
+    per = per.semi_join(arrived, (per.category == arrived.a_cat) & (per.d_s == arrived.a_d))
+    per = per.group_by(["customer_id", "d_s", "category"]).aggregate(n_views=_.n.sum())
     ranked = per.mutate(rk=ibis.row_number().over(group_by=[per.customer_id, per.d_s],
                                                   order_by=[ibis.desc(per.n_views), per.category]))
     best = ranked.filter(ranked.rk == 0).select("customer_id", "d_s", "category")
