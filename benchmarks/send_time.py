@@ -28,11 +28,11 @@ import pandas as pd
 from cadence.data.synthetic import ShopConfig, generate_shop
 from cadence.data.synthetic.send_time_study import (
     best_hour_accuracy,
-    fit_send_time,
     oracle_best_hour_accuracy,
     send_time_gain,
     send_time_truth,
 )
+from cadence.models.send_time import fit_send_time
 
 
 def main() -> None:

@@ -105,7 +105,7 @@ def run_demo(out: Path, *, customers: int = 20_000, days: int = 365, seed: int =
     from cadence.features.pipeline import build_features
     from cadence.models.fitting import fit_model
     from cadence.models.tracking import tracking_uri as resolve_uri
-    from cadence.policies.evaluation import summary_table
+    from cadence.policies.evaluation import NO_REFIT_ESTIMATORS, summary_table
     from cadence.policies.export import export_policy
     from cadence.policies.holdout import holdout_lift
     from cadence.policies.promote import promote
@@ -180,10 +180,9 @@ def run_demo(out: Path, *, customers: int = 20_000, days: int = 365, seed: int =
     echo("")
     echo("[6/10] comparing send policies offline: the seed rules and the learned uplift policy")
     t0 = time.perf_counter()
-    # The demo shows DR; the direct method's honest interval needs refits of its reward model
-    # (`cadence evaluate` runs them), so its rows are left out here rather than shown too narrow.
-    offline = evaluate_named(out, ["rules", "learned"], seed=seed, n_refit=None)
-    summary.policies = offline[offline["estimator"] != "DM"].reset_index(drop=True)
+    # The direct method's honest interval needs refits of its reward model (`cadence evaluate` runs
+    # them), so it is left out here rather than shown too narrow.
+    summary.policies = evaluate_named(out, ["rules", "learned"], seed=seed, estimators=NO_REFIT_ESTIMATORS)
     summary.seconds["policies"] = time.perf_counter() - t0
     table = summary_table(summary.policies, "DR")
     echo("Doubly-robust estimates per trigger on held-out customers (95% intervals, clustered by customer):")
@@ -211,7 +210,7 @@ def run_demo(out: Path, *, customers: int = 20_000, days: int = 365, seed: int =
     summary.send_time = summary_table(judged["estimates"], "DR")
     summary.seconds["send_time"] = time.perf_counter() - t0
     echo(f"Send-time model: {len(model.customers_):,} customers, peak width {model.bandwidth_:g} h, engagement "
-         f"lift {model.lift_:.2f} log-odds at the peak; the shop's best hour {_clock(model.best_hour(['-'])[0])} local")
+         f"lift {model.lift_:.2f} log-odds at the peak; the shop's best hour {_clock(model.shop_best_hour())} local")
     echo("Doubly-robust estimates per trigger on the later days (95% intervals, clustered by customer):")
     echo(summary.send_time.to_string(index=False))
     echo("")

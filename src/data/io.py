@@ -110,8 +110,8 @@ def read_table(path: PathLike, table: str | None = None, columns: list[str] | No
     raise DataDirError(f"{str(p)!r}: unsupported file type (expected .parquet or .csv)")
 
 
-def read_tables(data_dir: PathLike, tables: list[str] | None = None) -> dict[str, pd.DataFrame]:
-    """Read the contract tables present in ``data_dir`` (or just ``tables``)."""
+def table_paths(data_dir: PathLike, tables: list[str] | None = None) -> dict[str, Path]:
+    """Where each of ``tables`` (default: every table present) lives; a missing one raises :class:`DataDirError`."""
     found = list_tables(data_dir)
     wanted = tables if tables is not None else list(found)
     missing = [t for t in wanted if t not in found]
@@ -120,7 +120,12 @@ def read_tables(data_dir: PathLike, tables: list[str] | None = None) -> dict[str
             f"data directory {str(data_dir)!r} has no table {', '.join(missing)} "
             f"(looked for <table>.parquet, <table>/ and <table>.csv)"
         )
-    return {name: read_table(found[name], name) for name in wanted}
+    return {name: found[name] for name in wanted}
+
+
+def read_tables(data_dir: PathLike, tables: list[str] | None = None) -> dict[str, pd.DataFrame]:
+    """Read the contract tables present in ``data_dir`` (or just ``tables``)."""
+    return {name: read_table(path, name) for name, path in table_paths(data_dir, tables).items()}
 
 
 @contextlib.contextmanager

@@ -10,6 +10,30 @@ import numpy as np
 import pandas as pd
 
 
+def epoch_seconds(ts: pd.Series | np.ndarray) -> np.ndarray:
+    """Whole seconds since the epoch of timestamps of any resolution (naive ones read as UTC).
+
+    Contract tables come back from Parquet in microseconds, frames built in
+    pandas in nanoseconds: dividing the raw integers by a fixed power of ten
+    is right for one and wrong for the other.
+
+    >>> epoch_seconds(pd.Series(pd.to_datetime(["1970-01-02"], utc=True)).astype("datetime64[us, UTC]"))
+    array([86400])
+    """
+    stamps = pd.to_datetime(ts, utc=True)
+    return np.asarray(stamps.astype("datetime64[us, UTC]").astype("int64")) // 1_000_000
+
+
+def circular_hours(a: np.ndarray | float, b: np.ndarray | float) -> np.ndarray:
+    """Distance in hours between hours of the day, around the clock (at most 12).
+
+    >>> circular_hours(np.array([23.0, 6.0]), 1.0)
+    array([2., 5.])
+    """
+    d = np.abs(np.asarray(a, float) - np.asarray(b, float)) % 24
+    return np.minimum(d, 24 - d)
+
+
 def local_clock(ts: pd.Series, tz: pd.Series | None) -> tuple[np.ndarray, np.ndarray]:
     """(hour of day as float, weekday 0=Monday) of UTC timestamps in each row's time zone.
 

@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from cadence.data.contract import CHANNELS, INCENTIVES
+from cadence.data.localtime import epoch_seconds
 from cadence.policies.base import ABANDON_DELAYS, OTHER_DELAYS
 from cadence.triggers import ABANDON_STAGES, INCENTIVE_COST_FIXED, INCENTIVE_PERCENT
 
@@ -175,10 +176,6 @@ def orders_before(order_keys: np.ndarray, customer: np.ndarray, t: np.ndarray,
     return (hi - lo).astype(np.int64), np.where(own, prev - base, np.iinfo(np.int64).min)
 
 
-def _epoch_s(ts: pd.Series) -> np.ndarray:
-    return (ts.astype("datetime64[us, UTC]").astype("int64") // 1_000_000).to_numpy()
-
-
 def first_steps(messages: pd.DataFrame) -> pd.DataFrame:
     """The rows that are a trigger's first decision (``step`` 1 or no ``step`` column): the bandit's rows.
 
@@ -211,7 +208,7 @@ def logged_candidates(messages: pd.DataFrame, customers: pd.DataFrame,
     codes = pd.Categorical(messages["customer_id"], categories=cust.index).codes.astype(np.int64)
     if (codes < 0).any():
         raise ValueError(f"messages.customer_id: {int((codes < 0).sum())} rows not in customers")
-    t = _epoch_s(messages["triggered_at"])
+    t = epoch_seconds(messages["triggered_at"])
     out = pd.DataFrame({
         "customer_id": messages["customer_id"].to_numpy(),
         "stage": messages["stage"].astype(str).to_numpy(),
@@ -225,15 +222,15 @@ def logged_candidates(messages: pd.DataFrame, customers: pd.DataFrame,
         col = f"opt_in_{ch}"
         signup = cust[col].fillna(False).to_numpy(bool)[codes] if col in cust else np.zeros(len(codes), bool)
         rows = unsub & (hist["channel"] == ch).to_numpy()
-        first = pd.Series(_epoch_s(hist.loc[rows, "unsubscribed_at"]), index=h_codes[rows]).groupby(level=0).min()
+        first = pd.Series(epoch_seconds(hist.loc[rows, "unsubscribed_at"]), index=h_codes[rows]).groupby(level=0).min()
         gone = np.full(len(cust), np.iinfo(np.int64).max)
         gone[first.index.to_numpy()] = first.to_numpy()
         out[col] = signup & (gone[codes] > t)
     sent = hist["sent_at"].notna().to_numpy()
-    out["sends_7d"] = sends_before(h_codes[sent], _epoch_s(hist.loc[sent, "sent_at"]), t, codes)
+    out["sends_7d"] = sends_before(h_codes[sent], epoch_seconds(hist.loc[sent, "sent_at"]), t, codes)
     if orders is not None:
         oc = pd.Categorical(orders["customer_id"], categories=cust.index).codes.astype(np.int64)
-        keys = np.sort(oc[oc >= 0] * KEY + _epoch_s(orders["ts"])[oc >= 0])
+        keys = np.sort(oc[oc >= 0] * KEY + epoch_seconds(orders["ts"])[oc >= 0])
         n90, last = orders_before(keys, codes, t)
         out["orders_90d"] = n90
         out["days_since_order"] = np.where(last > np.iinfo(np.int64).min, (t - last) / _DAY_S, np.nan)

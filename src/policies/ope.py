@@ -828,6 +828,11 @@ def _use_bootstrap(interval: str, n: int) -> bool:
     return interval == "bootstrap" or (interval == "auto" and n <= AUTO_BOOTSTRAP_MAX_ROWS)
 
 
+def _resolve_seed(random_state: int | None) -> int:
+    # Without a seed, draw one once: all passes of a call still share resamples.
+    return int(np.random.SeedSequence().generate_state(1)[0]) if random_state is None else int(random_state)
+
+
 class _PoissonBootstrap:
     """Seeded Poisson(1) bootstrap drawn in row blocks.
 
@@ -842,12 +847,7 @@ class _PoissonBootstrap:
     def __init__(self, n: int, n_bootstrap: int, random_state: int | None) -> None:
         self.n = n
         self.n_bootstrap = n_bootstrap
-        # Without a seed, draw one once: all passes of this call still share resamples.
-        self.seed = (
-            int(np.random.SeedSequence().generate_state(1)[0])
-            if random_state is None
-            else int(random_state)
-        )
+        self.seed = _resolve_seed(random_state)
         self.block = max(1, min(n, _WEIGHT_BLOCK_CELLS // n_bootstrap))
 
     def _weights(self) -> Iterator[tuple[slice, FloatArray]]:
@@ -918,17 +918,18 @@ def _bootstrap_reps(boot: _PoissonBootstrap, cols: Sequence[_Column], clusters: 
     return boot.replicates([clusters.column(c) for c in cols], clusters.sizes)
 
 
+def _z_interval(center: float, se: float, alpha: float) -> tuple[float, float, float]:
+    z = float(stats.norm.ppf(1 - alpha / 2))
+    return center - z * se, center + z * se, se
+
+
 def _normal(psi: FloatArray, center: float, alpha: float,
             clusters: _Clusters | None = None) -> tuple[float, float, float]:
     if clusters is not None and clusters.n_clusters > 1:
         g = clusters.n_clusters
         totals = clusters.sum(psi)
-        se = float(math.sqrt(g / (g - 1) * float(np.dot(totals, totals))) / psi.size)
-        z = float(stats.norm.ppf(1 - alpha / 2))
-        return center - z * se, center + z * se, se
-    se = float(psi.std(ddof=1) / math.sqrt(psi.size)) if psi.size > 1 else math.nan
-    z = float(stats.norm.ppf(1 - alpha / 2))
-    return center - z * se, center + z * se, se
+        return _z_interval(center, float(math.sqrt(g / (g - 1) * float(np.dot(totals, totals))) / psi.size), alpha)
+    return _z_interval(center, float(psi.std(ddof=1) / math.sqrt(psi.size)) if psi.size > 1 else math.nan, alpha)
 
 
 #: Second entry of the refit bootstrap's seed, so its resamples are drawn from
@@ -963,12 +964,7 @@ def _refit_replicates(
     under the refitted predictions. Every policy and estimator shares the
     resamples, so differences (lifts) are paired. NaN where a resample is empty.
     """
-    seed = (
-        int(np.random.SeedSequence().generate_state(1)[0])
-        if random_state is None
-        else int(random_state)
-    )
-    rng = np.random.default_rng([seed, _REFIT_STREAM])
+    rng = np.random.default_rng([_resolve_seed(random_state), _REFIT_STREAM])
     units = feedback.n if clusters is None else clusters.n_clusters
     reps = np.full((n_refit, len(policies), len(estimators)), np.nan)
     for b in range(n_refit):
@@ -996,9 +992,7 @@ def _refit_interval(reps: FloatArray, center: float, alpha: float) -> tuple[floa
     ok = reps[np.isfinite(reps)]
     if ok.size < 2:
         return math.nan, math.nan, math.nan
-    se = float(ok.std(ddof=1))
-    z = float(stats.norm.ppf(1 - alpha / 2))
-    return center - z * se, center + z * se, se
+    return _z_interval(center, float(ok.std(ddof=1)), alpha)
 
 
 def estimate(

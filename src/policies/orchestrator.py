@@ -58,6 +58,7 @@ import numpy as np
 import pandas as pd
 
 from cadence.data.contract import CHANNELS, STAGES
+from cadence.data.localtime import epoch_seconds
 from cadence.policies.base import Policy, check_decisions
 from cadence.triggers import ABANDON_STAGES, TRANSACTIONAL_STAGES
 
@@ -177,8 +178,8 @@ class Orchestrator:
         self.state = _State()
         self._orders: dict[str, np.ndarray] = {}
         if orders is not None and len(orders):
-            ts = pd.to_datetime(orders["ts"], utc=True).astype("int64") // 10**9
-            for cid, g in pd.Series(ts.to_numpy(), index=orders["customer_id"].astype(str).to_numpy()).groupby(level=0):
+            ts = epoch_seconds(orders["ts"])
+            for cid, g in pd.Series(ts, index=orders["customer_id"].astype(str).to_numpy()).groupby(level=0):
                 self._orders[str(cid)] = np.sort(g.to_numpy())
 
     def reset(self) -> None:
@@ -214,7 +215,7 @@ class Orchestrator:
         stage_idx = pd.Categorical(stage, categories=list(STAGES)).codes.astype(np.int64)
         if (stage_idx < 0).any():
             raise ValueError(f"candidates.stage: {stage[stage_idx < 0][0]!r} is not one of {STAGES}")
-        t = (pd.to_datetime(candidates["triggered_at"], utc=True).astype("int64") // 10**9).to_numpy()
+        t = epoch_seconds(candidates["triggered_at"])
         send = (decisions["action"] == "send").to_numpy().copy()
         delay_s = decisions["delay_minutes"].to_numpy(np.int64) * 60
         channel = pd.Categorical(decisions["channel"], categories=list(CHANNELS)).codes.astype(np.int64)

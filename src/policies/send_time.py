@@ -47,9 +47,9 @@ import pandas as pd
 
 from cadence.data.contract import STAGES
 from cadence.data.io import PathLike
-from cadence.data.localtime import local_clock
 from cadence.models.send_time import SendTimeModel
 from cadence.policies.base import Policy, check_decisions, delay_choices
+from cadence.policies.context import _local_time
 from cadence.triggers import ABANDON_STAGES, TRANSACTIONAL_STAGES
 
 #: Stages whose send time is chosen per customer by default.
@@ -106,7 +106,7 @@ class SendTimePolicy:
         sub = candidates.iloc[rows]
         opts = self._options(stage[rows], out["delay_minutes"].to_numpy(float)[rows])
         valid = np.isfinite(opts)
-        h0, wd0 = local_clock(sub["triggered_at"], sub["timezone"] if "timezone" in sub else None)
+        h0, wd0 = _local_time(sub)  # the replay's cached local clock when present
         at = h0[:, None] + np.nan_to_num(opts) / 60
         hour, weekday = at % 24, (wd0[:, None] + (at // 24).astype(np.int64)) % 7
         if self.quiet_hours is not None:

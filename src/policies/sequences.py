@@ -49,6 +49,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from cadence.data.contract import CHANNELS, INCENTIVES, STAGES
+from cadence.data.localtime import epoch_seconds
 from cadence.policies.base import FOLLOWUP_COLUMNS
 
 #: Trigger stages a sequence may start from: the contract's stages plus
@@ -386,10 +387,10 @@ def walk_many(seq: Sequence, triggers: pd.DataFrame, orders: pd.DataFrame, seed:
     ``send_at``, ``delay_minutes``, ``channel``, ``incentive``, ``recommend``,
     ``propensity``. The path of every trigger is in ``.attrs["paths"]``.
     """
-    ts = pd.to_datetime(orders["ts"], utc=True) if len(orders) else pd.Series([], dtype="datetime64[ns, UTC]")
+    ts = epoch_seconds(orders["ts"]) if len(orders) else np.zeros(0, np.int64)
     by_customer = {str(c): np.sort(g.to_numpy()) for c, g in
-                   pd.Series(ts.astype("int64").to_numpy() // 10**9, index=orders["customer_id"].astype(str)).groupby(level=0)}
-    start = pd.to_datetime(triggers["triggered_at"], utc=True).astype("int64").to_numpy() // 10**9
+                   pd.Series(ts, index=orders["customer_id"].astype(str)).groupby(level=0)}
+    start = epoch_seconds(triggers["triggered_at"])
     rng = np.random.default_rng(seed)
     rows, paths = [], []
     none = np.zeros(0, np.int64)

@@ -55,6 +55,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from cadence.data.io import PathLike, table_path
+from cadence.data.localtime import epoch_seconds
 from cadence.policies.base import Policy, delay_choices
 from cadence.policies.evaluation import (
     LOG_SKIP_COLUMNS,
@@ -63,7 +64,7 @@ from cadence.policies.evaluation import (
     ResponseModel,
     log_from_tables,
 )
-from cadence.policies.logged import N_ACTIONS, encode_actions
+from cadence.policies.logged import N_ACTIONS, encode_actions, first_steps
 from cadence.policies.ope import ON_POLICY, SNIPS, DirectMethod, DoublyRobust, compare
 from cadence.policies.orchestrator import OrchestratedPolicy, OrchestratorConfig
 
@@ -78,10 +79,6 @@ _TABLE_ROUND = 1_000
 _PART_ROWS = 1_000_000
 
 
-def _epoch(ts: pd.Series) -> np.ndarray:
-    return (pd.to_datetime(ts, utc=True).astype("int64") // 10**9).to_numpy()
-
-
 def _walk(candidates: pd.DataFrame, policy: Policy, seed: int) -> pd.DataFrame:
     """Decisions for one partition of customers, in time order per customer (index kept)."""
     if hasattr(policy, "reset"):
@@ -94,7 +91,7 @@ def _walk(candidates: pd.DataFrame, policy: Policy, seed: int) -> pd.DataFrame:
         hour, weekday = _local_time(c)  # fixed per trigger: converted once, not every round
         c = c.assign(local_hour=hour, local_weekday=weekday)
     cust = pd.Categorical(c["customer_id"]).codes.astype(np.int64)
-    t = _epoch(c["triggered_at"])
+    t = epoch_seconds(c["triggered_at"])
     rank = c.groupby(cust).cumcount().to_numpy()
     # Round k holds every customer's k-th trigger, rows in the order of c.
     order = np.argsort(rank, kind="stable")
@@ -251,12 +248,7 @@ def _replay_part(args: tuple[Path, int, Policy, int]) -> pd.DataFrame:
                                "ts": pd.Series([], dtype="datetime64[us, UTC]")})
     rows = msgs.pop("_row").to_numpy()
     log = log_from_tables(msgs, customers, orders)
-    from cadence.policies import logged
-
-    if hasattr(logged, "first_steps"):  # only a trigger's first decision is a row of the log
-        rows = rows[logged.first_steps(msgs.reset_index(drop=True)).index.to_numpy()]
-    if len(rows) != log.n:
-        raise RuntimeError(f"replay partition {p}: {log.n} log rows for {len(rows)} messages")
+    rows = rows[first_steps(msgs.reset_index(drop=True)).index.to_numpy()]  # a trigger's first decision is its row
     cands = log.candidates.drop(columns=["sends_7d"], errors="ignore").set_axis(pd.Index(rows), axis=0)
     return _walk(cands, policy, seed)
 

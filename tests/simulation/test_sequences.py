@@ -50,7 +50,7 @@ def test_follow_ups_go_out_only_while_the_goal_has_not_happened(shop: Path) -> N
     assert conv["converted_order_id"].is_unique
 
 
-def test_follow_up_conversions_match_the_true_probabilities(shop: Path) -> None:
+def test_follow_up_opens_match_the_true_probabilities(shop: Path) -> None:
     m = read_tables(shop, ["messages"])["messages"]
     truth = pd.read_parquet(shop / "_truth" / "messages.parquet").set_index("message_id")
     fu = m[(m["step"] == 2) & (m["action"] == "send")].set_index("message_id")

@@ -347,7 +347,7 @@ def true_churn_risk(cfg: ShopConfig, as_of: Any, horizons: Sequence[float] = (30
         Seed of the Monte Carlo futures; the same seed gives the same numbers.
     policy : Policy, optional
         The policy that sends messages; by default the shop's logging policy
-        ``RandomizedLoggingPolicy(hold=cfg.logging_hold, followup=cfg.logging_followup)``, the one
+        ``RandomizedLoggingPolicy.for_shop(cfg)``, the one
         :func:`cadence.data.synthetic.generate_shop` logs with.
 
     Returns
@@ -381,7 +381,7 @@ def true_churn_risk(cfg: ShopConfig, as_of: Any, horizons: Sequence[float] = (30
     if not cfg.start_s <= a or a + max(hs) * DAY > cfg.end_s:
         raise ValueError(f"as_of and as_of + horizon must lie in the shop's window [{start}, {end}], "
                          f"got as_of {cutoff} and {max(hs):g} days")
-    chosen: Policy = policy if policy is not None else RandomizedLoggingPolicy(hold=cfg.logging_hold, followup=cfg.logging_followup)
+    chosen: Policy = policy if policy is not None else RandomizedLoggingPolicy.for_shop(cfg)
     attrib = int(cfg.rules.attribution_days * DAY)
     cat = make_catalog(cfg)
     parts = []

@@ -40,6 +40,7 @@ import numpy as np
 import pandas as pd
 
 from cadence.data.contract import CHANNELS, INCENTIVES
+from cadence.data.synthetic.config import ShopConfig
 from cadence.policies.base import ABANDON_DELAYS, OTHER_DELAYS
 from cadence.triggers import ABANDON_STAGES, INCENTIVE_STAGES, TRANSACTIONAL_STAGES
 
@@ -55,6 +56,11 @@ class RandomizedLoggingPolicy:
     incentive_weights: tuple[float, ...] = (0.4, 0.2, 0.2, 0.2)
     followup: float = 0.0
     policy_id: str = field(default="logging-randomized-v1")
+
+    @classmethod
+    def for_shop(cls, cfg: ShopConfig) -> RandomizedLoggingPolicy:
+        """The logging policy a shop of ``cfg`` is generated with (its hold and follow-up shares)."""
+        return cls(hold=cfg.logging_hold, followup=cfg.logging_followup)
 
     def __post_init__(self) -> None:
         for name in ("hold", "followup"):

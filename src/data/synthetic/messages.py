@@ -37,6 +37,7 @@ import pyarrow.compute as pc
 from scipy.special import expit, ndtri
 
 from cadence.data.contract import CHANNELS, INCENTIVES, STAGES
+from cadence.data.localtime import circular_hours
 from cadence.data.synthetic.backbone import SEGMENT_NAMES, Backbone
 from cadence.data.synthetic.catalog import DAY, Catalog
 from cadence.data.synthetic.config import ShopConfig
@@ -52,9 +53,7 @@ OPEN_SEND_TIME_EFFECT = 0.5
 
 def send_time_match(local_hour: np.ndarray, preferred_hour: np.ndarray) -> np.ndarray:
     """How close a local send hour is to the preferred one: 1 at the hour, a 1.5-hour-sd Gaussian bump."""
-    d = np.abs(np.asarray(local_hour) - preferred_hour) % 24
-    d = np.minimum(d, 24 - d)
-    return np.exp(-0.5 * (d / 1.5) ** 2)
+    return np.exp(-0.5 * (circular_hours(local_hour, preferred_hour) / 1.5) ** 2)
 _U_POLICY, _U_OPEN, _U_CLICK, _U_CONV, _U_UNSUB, _U_TIME, _U_OPEN_T, _U_REV = range(8)
 
 
@@ -274,6 +273,23 @@ def run_messages(cfg: ShopConfig, cat: Catalog, bb: Backbone, policy: Policy, ch
         fixed = np.array([INCENTIVE_COST_FIXED.get(x, 0.0) for x in INCENTIVES])[np.maximum(inc, 0)]
         return np.where(send, np.where(inc_names == "percent_code", INCENTIVE_PERCENT * value[rows], fixed), 0.0)
 
+    def click_probability(c: np.ndarray, r: np.ndarray) -> np.ndarray:
+        return expit(rp.click_base + 0.5 * pp.open_affinity[c] + 0.4 * (bb.trig_products[r, 0] >= 0))
+
+    def sends_in_week(c: np.ndarray, at: np.ndarray) -> np.ndarray:
+        """Sends remembered in ``(at - 7 days, at]`` (fatigue)."""
+        return ((ring[c] > (at - 7 * DAY)[:, None]) & (ring[c] <= at[:, None])).sum(axis=1)
+
+    def remember(buf: np.ndarray, pos: np.ndarray, cust: np.ndarray, times: np.ndarray) -> None:
+        buf[cust, pos[cust] % _RING] = times
+        pos[cust] += 1
+
+    def open_delay(u: np.ndarray) -> np.ndarray:
+        return (-np.log1p(-u) * 7200).astype(np.int64)
+
+    def conversion_delay(u: np.ndarray) -> np.ndarray:
+        return (-np.log1p(-u) * 0.5 * DAY).astype(np.int64) % attrib
+
     def _follow_up(dec: pd.DataFrame, rows: np.ndarray, send: np.ndarray, t: np.ndarray, tau: np.ndarray,
                    converted: np.ndarray, conv_t: np.ndarray, would_convert: np.ndarray, p_conv: np.ndarray,
                    p0: np.ndarray, current: np.ndarray) -> dict[str, np.ndarray] | None:
@@ -297,17 +313,16 @@ def run_messages(cfg: ShopConfig, cat: Catalog, bb: Backbone, policy: Policy, ch
         reach = (ch2 >= 0) & current[j, np.maximum(ch2, 0)] & (unsub_at[c, np.maximum(ch2, 0)] > tau2)
         sendable = due & want & reach  # would be sent were the first message not to convert before it
         sent = decided & sendable
-        n7 = ((ring[c] > (tau2 - 7 * DAY)[:, None]) & (ring[c] <= tau2[:, None])).sum(axis=1)
-        n7 = n7 + (tau[j] > tau2 - 7 * DAY)  # the first message, not yet in the ring
+        n7 = sends_in_week(c, tau2) + (tau[j] > tau2 - 7 * DAY)  # the first message, not yet in the ring
         _l0, l2, po, pu = respond(c, st, ch2, inc2, delay, tau2, n7)
         p2 = expit(l2)
         c_if = np.clip((p2 - p0[j]) / (1 - p0[j]), 0.0, 1.0)
         uf = u_fu[r]  # type: ignore[index]
         opened = sent & (uf[:, 0] < po)
-        p_click = expit(rp.click_base + 0.5 * pp.open_affinity[c] + 0.4 * (bb.trig_products[r, 0] >= 0))
+        p_click = click_probability(c, r)
         clicked = opened & (uf[:, 1] < p_click)
-        open_t = tau2 + (-np.log1p(-uf[:, 2]) * 7200).astype(np.int64)
-        conv_t2 = tau2 + (-np.log1p(-uf[:, 3]) * 0.5 * DAY).astype(np.int64) % attrib
+        open_t = tau2 + open_delay(uf[:, 2])
+        conv_t2 = tau2 + conversion_delay(uf[:, 3])
         conv2 = sent & ~would_convert[j] & (uf[:, 4] < c_if) & (conv_t2 < cfg.end_s)
         unsub = sent & (uf[:, 5] < pu)
         return {
@@ -324,12 +339,8 @@ def run_messages(cfg: ShopConfig, cat: Catalog, bb: Backbone, policy: Policy, ch
     def _apply_follow_up(f: dict[str, np.ndarray]) -> None:
         """Record the follow-ups and update the world's memory (sends, conversions, unsubscribes)."""
         r, c, sent, conv = f["r"], f["c"], f["sent"], f["conv"]
-        sc = c[sent]
-        ring[sc, ring_pos[sc] % _RING] = f["tau2"][sent]
-        ring_pos[sc] += 1
-        cc = c[conv]
-        conv_ring[cc, conv_pos[cc] % _RING] = f["conv_t"][conv]
-        conv_pos[cc] += 1
+        remember(ring, ring_pos, c[sent], f["tau2"][sent])
+        remember(conv_ring, conv_pos, c[conv], f["conv_t"][conv])
         if f["unsub"].any():
             unsub_at[c[f["unsub"]], f["ch"][f["unsub"]]] = f["tau2"][f["unsub"]] + 3600
         rc = r[conv]
@@ -374,20 +385,20 @@ def run_messages(cfg: ShopConfig, cat: Catalog, bb: Backbone, policy: Policy, ch
         ch = np.where(send, ch, -1)
         delay = np.where(send, dec["delay_minutes"].to_numpy(dtype=np.int64), 0)
         tau = t + delay * 60
-        n7 = ((ring[c] > (tau - 7 * DAY)[:, None]) & (ring[c] <= tau[:, None])).sum(axis=1)
+        n7 = sends_in_week(c, tau)
         logit0, logit1, po, pu = respond(c, s, ch, inc, delay, tau, n7)
         p0 = expit(logit0)
         p_conv = np.where(send, expit(logit1), p0)
         p_open = np.where(send, po, 0.0)
-        p_click = np.where(send, expit(rp.click_base + 0.5 * pp.open_affinity[c] + 0.4 * (bb.trig_products[rows, 0] >= 0)), 0.0)
+        p_click = np.where(send, click_probability(c, rows), 0.0)
         p_unsub = np.where(send, pu, 0.0)
         ur = u[rows]
         opened = send & (ur[:, _U_OPEN] < p_open)
         clicked = opened & (ur[:, _U_CLICK] < p_click)
-        conv_t = np.where(send, tau, t) + (-np.log1p(-ur[:, _U_TIME]) * 0.5 * DAY).astype(np.int64) % attrib
+        conv_t = np.where(send, tau, t) + conversion_delay(ur[:, _U_TIME])
         converted = (ur[:, _U_CONV] < p_conv) & (conv_t < cfg.end_s)
         unsub = send & (ur[:, _U_UNSUB] < p_unsub)
-        open_t = tau + (-np.log1p(-ur[:, _U_OPEN_T]) * 7200).astype(np.int64)
+        open_t = tau + open_delay(ur[:, _U_OPEN_T])
         # Unsubscribing takes effect for later triggers.
         if unsub.any():
             unsub_at[c[unsub], ch[unsub]] = tau[unsub] + 3600
@@ -396,13 +407,9 @@ def run_messages(cfg: ShopConfig, cat: Catalog, bb: Backbone, policy: Policy, ch
             if u_fu is None:
                 u_fu = np.random.default_rng([cfg.seed, 7, chunk]).random((n_t, 6))
             fu = _follow_up(dec, rows, send, t, tau, converted, conv_t, ur[:, _U_CONV] < p_conv, p_conv, p0, current)
-        # Remember the send for fatigue.
-        cc = c[converted]
-        conv_ring[cc, conv_pos[cc] % _RING] = conv_t[converted]
-        conv_pos[cc] += 1
-        sc = c[send]
-        ring[sc, ring_pos[sc] % _RING] = tau[send]
-        ring_pos[sc] += 1
+        # Remember conversions (goal checks) and sends (fatigue).
+        remember(conv_ring, conv_pos, c[converted], conv_t[converted])
+        remember(ring, ring_pos, c[send], tau[send])
 
         cost = incentive_cost(inc, send, rows)
 

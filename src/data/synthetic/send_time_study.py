@@ -20,7 +20,6 @@ Examples
 
 from __future__ import annotations
 
-import json
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -33,10 +32,11 @@ from scipy.special import expit, logit
 from tqdm.auto import tqdm
 
 from cadence.data.io import PathLike
+from cadence.data.localtime import circular_hours
 from cadence.data.synthetic.backbone import PREFERRED_HOUR_PEAKS, PREFERRED_HOUR_SD
-from cadence.data.synthetic.config import ResponseParams, ShopConfig
+from cadence.data.synthetic.config import ShopConfig
 from cadence.data.synthetic.messages import OPEN_SEND_TIME_EFFECT, send_time_match
-from cadence.data.synthetic.world import generate_shop, simulate_truth
+from cadence.data.synthetic.world import TRUTH_DIR, generate_shop, load_config, simulate_truth
 from cadence.models.send_time import SendTimeModel, fit_send_time
 from cadence.policies.base import Policy
 from cadence.policies.rules import RulesPolicy
@@ -46,11 +46,6 @@ from cadence.policies.send_time import SEND_TIME_STAGES, SendTimePolicy
 WINDOW_HALF_WIDTH = 1.5
 #: History-length bins (sends before the cutoff) of :func:`best_hour_accuracy`.
 HISTORY_BINS: tuple[int, ...] = (0, 1, 5, 10, 20, 50)
-
-
-def _circular(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    d = np.abs(np.asarray(a, float) - np.asarray(b, float)) % 24
-    return np.minimum(d, 24 - d)
 
 
 def _local_hour(ts: pd.Series, utc_offset_hours: pd.Series) -> np.ndarray:
@@ -75,12 +70,12 @@ def best_hour_accuracy(model: SendTimeModel, shop_dir: PathLike,
     Wilson interval (``lower``, ``upper``), ``shop_curve_share`` (the share
     had everyone been given the shop's best hour) and ``chance`` (3/24).
     """
-    truth = pd.read_parquet(Path(shop_dir) / "_truth" / "customers.parquet",
+    truth = pd.read_parquet(Path(shop_dir) / TRUTH_DIR / "customers.parquet",
                             columns=["customer_id", "preferred_hour_local"])
     ids = truth["customer_id"].astype(str).to_numpy()
     pref = truth["preferred_hour_local"].to_numpy(float)
-    hit = _circular(model.best_hour(ids), pref) <= WINDOW_HALF_WIDTH
-    shop_hit = _circular(model.best_hour(["\0no customer"])[0], pref) <= WINDOW_HALF_WIDTH
+    hit = circular_hours(model.best_hour(ids), pref) <= WINDOW_HALF_WIDTH
+    shop_hit = circular_hours(model.shop_best_hour(), pref) <= WINDOW_HALF_WIDTH
     n_sends = pd.Series(model.n_sends_, index=model.customers_).reindex(ids).fillna(0).to_numpy()
     return _by_history(hit, n_sends, shop_hit, bins)
 
@@ -127,14 +122,14 @@ def oracle_best_hour_accuracy(shop_dir: PathLike, as_of: Any = None, *, grid_ste
     200
     """
     shop_dir = Path(shop_dir)
-    people = pd.read_parquet(shop_dir / "_truth" / "customers.parquet",
+    people = pd.read_parquet(shop_dir / TRUTH_DIR / "customers.parquet",
                              columns=["customer_id", "preferred_hour_local", "utc_offset_hours"])
     log = pd.read_parquet(shop_dir / "messages.parquet",
                           columns=["message_id", "customer_id", "sent_at", "opened_at", "converted_order_id"])
     log = log[log["sent_at"].notna()]
     if as_of is not None:
         log = log[log["sent_at"] < pd.Timestamp(as_of)]
-    p_true = pd.read_parquet(shop_dir / "_truth" / "messages.parquet", columns=["message_id", "p_open", "p_convert"])
+    p_true = pd.read_parquet(shop_dir / TRUTH_DIR / "messages.parquet", columns=["message_id", "p_open", "p_convert"])
     log = log.merge(p_true, on="message_id").merge(people, on="customer_id")
     code = pd.Categorical(log["customer_id"], categories=people["customer_id"]).codes
     local = _local_hour(log["sent_at"], log["utc_offset_hours"])
@@ -142,41 +137,40 @@ def oracle_best_hour_accuracy(shop_dir: PathLike, as_of: Any = None, *, grid_ste
     eps = 1e-9
     grid = np.arange(0, 24, grid_step)
     # The world's prior: an equal mixture of wrapped normals around its peaks.
-    d_peak = _circular(grid[:, None], np.asarray(PREFERRED_HOUR_PEAKS)[None, :])
+    d_peak = circular_hours(grid[:, None], np.asarray(PREFERRED_HOUR_PEAKS)[None, :])
     prior = np.exp(-0.5 * (d_peak / PREFERRED_HOUR_SD) ** 2).mean(axis=1)
     log_post = np.tile(np.log(prior), (len(people), 1))
-    conv_effect = ResponseParams().send_time_effect
+    cfg = load_config(shop_dir)
     for col, outcome, effect in (("p_open", log["opened_at"].notna(), OPEN_SEND_TIME_EFFECT),
-                                 ("p_convert", log["converted_order_id"].notna(), conv_effect)):
+                                 ("p_convert", log["converted_order_id"].notna(), cfg.response.send_time_effect)):
         base = logit(np.clip(log[col].to_numpy(float), eps, 1 - eps)) - effect * true_match
         y = outcome.to_numpy()
         for k, h in enumerate(grid):
             p = expit(base + effect * send_time_match(local, np.asarray(h)))
             ll = np.where(y, np.log(np.clip(p, eps, 1)), np.log(np.clip(1 - p, eps, 1)))
             log_post[:, k] += np.bincount(code, ll, minlength=len(people))
-    log_post += _browsing_log_likelihood(shop_dir, people, grid, as_of)
+    log_post += _browsing_log_likelihood(shop_dir, people, grid, as_of, cfg.browse_at_preferred_hour)
     post = np.exp(log_post - log_post.max(axis=1, keepdims=True))
     post /= post.sum(axis=1, keepdims=True)
-    in_window = (_circular(grid[:, None], grid[None, :]) <= WINDOW_HALF_WIDTH).astype(float)
+    in_window = (circular_hours(grid[:, None], grid[None, :]) <= WINDOW_HALF_WIDTH).astype(float)
     mass = post @ in_window  # posterior hit probability of sending at each grid hour
     best = mass.argmax(axis=1)
     pref = people["preferred_hour_local"].to_numpy(float)
-    hit = _circular(grid[best], pref) <= WINDOW_HALF_WIDTH
+    hit = circular_hours(grid[best], pref) <= WINDOW_HALF_WIDTH
     expected = mass[np.arange(len(people)), best]
     n_sends = np.bincount(code, minlength=len(people))
     prior_best = grid[int(np.argmax(in_window @ prior))]  # the hour an oracle without sends would pick
-    return _by_history(hit, n_sends, _circular(prior_best, pref) <= WINDOW_HALF_WIDTH, bins, expected=expected)
+    return _by_history(hit, n_sends, circular_hours(prior_best, pref) <= WINDOW_HALF_WIDTH, bins, expected=expected)
 
 
-def _browsing_log_likelihood(shop_dir: Path, people: pd.DataFrame, grid: np.ndarray, as_of: Any) -> np.ndarray:
+def _browsing_log_likelihood(shop_dir: Path, people: pd.DataFrame, grid: np.ndarray, as_of: Any,
+                             share: float) -> np.ndarray:
     """Log-likelihood of each customer's browsing-session start hours at each grid hour (0 if uninformative).
 
-    Only worlds generated with ``ShopConfig.browse_at_preferred_hour > 0``
-    time browsing by the preferred hour; purchase sessions (which end at
+    Only worlds generated with ``ShopConfig.browse_at_preferred_hour`` (``share``)
+    ``> 0`` time browsing by the preferred hour; purchase sessions (which end at
     order times) are left out, as the world draws them at uniform times.
     """
-    config = json.loads((shop_dir / "_truth" / "shop.json").read_text())["config"]
-    share = float(config.get("browse_at_preferred_hour", 0.0))
     out = np.zeros((len(people), len(grid)))
     if share <= 0:
         return out
@@ -189,7 +183,7 @@ def _browsing_log_likelihood(shop_dir: Path, people: pd.DataFrame, grid: np.ndar
     local = _local_hour(sess["start"], sess["utc_offset_hours"])
     code = pd.Categorical(sess["customer_id"], categories=people["customer_id"]).codes
     for k, h in enumerate(grid):
-        density = (1 - share) / 24 + share * stats.norm.pdf(_circular(local, h), scale=1.5)
+        density = (1 - share) / 24 + share * stats.norm.pdf(circular_hours(local, h), scale=1.5)
         out[:, k] = np.bincount(code, np.log(density), minlength=len(people))
     return out
 

@@ -35,7 +35,7 @@ _STEPS = {"first message (single vs hold)": ("single", "hold"), "follow-up (sequ
 
 def true_versions(seq: Sequence, cfg: ShopConfig, metrics: tuple[str, ...] = ("conversion", "net_revenue")) -> dict[str, dict[str, float]]:
     """True value per trigger of ``seq.stage`` of the hold, single and sequence versions."""
-    base = RandomizedLoggingPolicy(hold=cfg.logging_hold, followup=cfg.logging_followup)
+    base = RandomizedLoggingPolicy.for_shop(cfg)
     hold = Sequence(f"{seq.name}/hold", seq.stage, "stop", {"stop": Exit()})
     versions = {"hold": SequencePolicy({seq.stage: hold}, base), "single": SequencePolicy({seq.stage: seq}, base, single=True),
                 "sequence": SequencePolicy({seq.stage: seq}, base)}

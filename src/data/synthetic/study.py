@@ -112,7 +112,7 @@ def replay_coverage(seeds: Iterable[int], make_candidate: PolicyFactory, *, cust
         if hasattr(candidate, "reset"):
             candidate.reset()
         truth_c = true_values(candidate, cfg)
-        truth_b = true_values(RandomizedLoggingPolicy(hold=cfg.logging_hold, followup=cfg.logging_followup), cfg)
+        truth_b = true_values(RandomizedLoggingPolicy.for_shop(cfg), cfg)
         for _, r in est[est["policy"] == "candidate"].iterrows():
             true_lift = truth_c[r["metric"]] - truth_b[r["metric"]]
             rows.append({"seed": seed, "metric": r["metric"], "estimator": r["estimator"], "lift": r["lift"],

@@ -383,7 +383,7 @@ def generate_shop(cfg: ShopConfig, out_dir: PathLike, *, policy: Policy | None =
     >>> sorted(p.name for p in d.glob("*.parquet"))[:3]
     ['customers.parquet', 'events.parquet', 'messages.parquet']
     """
-    chosen: Policy = policy if policy is not None else RandomizedLoggingPolicy(hold=cfg.logging_hold, followup=cfg.logging_followup)
+    chosen: Policy = policy if policy is not None else RandomizedLoggingPolicy.for_shop(cfg)
     out_dir = Path(out_dir)
     cat = make_catalog(cfg)
     with atomic_path(out_dir) as tmp:
