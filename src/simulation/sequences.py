@@ -45,14 +45,31 @@ import numpy as np
 import pandas as pd
 
 from cadence.data.io import read_tables
+from cadence.policies.base import Policy
 from cadence.policies.logged import METRICS, first_steps, logged_candidates, logged_rewards
+from cadence.policies.ope import (  # the same clusters and intervals as the estimators
+    _Clusters,
+    _percentile,
+)
 from cadence.policies.sequences import Exit, Sequence, SequencePolicy, step_counts, walk_many
 
 VERSIONS: tuple[str, ...] = ("hold", "single", "sequence")
+#: The steps :func:`sequence_lift` judges: (label, version, the version it is compared with).
+STEP_PAIRS: tuple[tuple[str, str, str], ...] = (("first message (single vs hold)", "single", "hold"),
+                                                ("follow-up (sequence vs single)", "sequence", "single"))
 
 
 def _same(a: pd.Series, b: pd.Series) -> np.ndarray:
     return (a.fillna("").astype(str).to_numpy() == b.fillna("").astype(str).to_numpy())
+
+
+def sequence_versions(seq: Sequence, base: Policy | None = None) -> dict[str, SequencePolicy]:
+    """The versions a sequence is judged by (:data:`VERSIONS`): hold its stage, send only its first
+    message, run it whole; other stages go to ``base`` (as in :class:`SequencePolicy`)."""
+    hold = Sequence(f"{seq.name}/hold", seq.stage, "stop", {"stop": Exit()})
+    return {"hold": SequencePolicy({seq.stage: hold}, base),
+            "single": SequencePolicy({seq.stage: seq}, base, single=True),
+            "sequence": SequencePolicy({seq.stage: seq}, base)}
 
 
 def version_weights(messages: pd.DataFrame, customers: pd.DataFrame, seq: Sequence,
@@ -71,13 +88,8 @@ def version_weights(messages: pd.DataFrame, customers: pd.DataFrame, seq: Sequen
     key = ["customer_id", "stage", "triggered_at"]
     fu = firsts[key].merge(follow, on=key, how="left", validate="one_to_one")
     cands = logged_candidates(firsts, customers, orders, history=messages)
-    hold = Sequence(f"{seq.name}/hold", seq.stage, "stop", {"stop": Exit()})
     rng = np.random.default_rng(0)
-    plans = {
-        "hold": SequencePolicy({seq.stage: hold}).decide(cands, rng),
-        "single": SequencePolicy({seq.stage: seq}, single=True).decide(cands, rng),
-        "sequence": SequencePolicy({seq.stage: seq}).decide(cands, rng),
-    }
+    plans = {name: policy.decide(cands, rng) for name, policy in sequence_versions(seq).items()}
     sent_at = firsts["sent_at"]
     delay = ((sent_at - firsts["triggered_at"]).dt.total_seconds() // 60).fillna(0).astype(np.int64).to_numpy()
     due = fu["step"].notna().to_numpy()
@@ -120,32 +132,30 @@ def sequence_lift(data_dir: Any, seq: Sequence, *, metrics: tuple[str, ...] = ("
     """
     t = read_tables(data_dir, ["messages", "customers", "orders"])
     w, rewards = version_weights(t["messages"], t["customers"], seq, t.get("orders"))
-    groups = pd.Categorical(w["customer_id"]).codes
-    n_groups = int(groups.max()) + 1 if len(groups) else 0
-    rng = np.random.default_rng(seed)
-    # Poisson bootstrap by customer: each customer's rows get the same multiplicity.
-    boot = rng.poisson(1.0, size=(n_boot, n_groups))[:, groups].astype(float)
+    for m in metrics:
+        if m not in METRICS:
+            raise ValueError(f"metric {m!r} is not one of {METRICS}")
+    clusters = _Clusters(w["customer_id"].to_numpy(), len(w))
+    # Poisson bootstrap by customer: each customer's rows share one multiplicity.
+    boot = np.random.default_rng(seed).poisson(1.0, size=(n_boot, clusters.n_clusters)).astype(float)
+    n_b = boot @ clusters.sizes
     rows = []
-    pairs = (("first message (single vs hold)", "single", "hold"), ("follow-up (sequence vs single)", "sequence", "single"))
-    for label, a, b in pairs:
+    for label, a, b in STEP_PAIRS:
         rec: dict[str, Any] = {"step": label}
+        d = w[a].to_numpy() - w[b].to_numpy()
         for m in metrics:
-            if m not in METRICS:
-                raise ValueError(f"metric {m!r} is not one of {METRICS}")
             y = rewards[m].to_numpy(float)
-            wa, wb = w[a].to_numpy(), w[b].to_numpy()
             # Importance weights average 1 under every version, so subtracting the mean reward
             # from y keeps the estimate unbiased and removes most of its variance (a baseline
             # control variate: the doubly-robust estimator with a constant reward model).
             base = y.mean()
-            est = float(np.mean((wa - wb) * (y - base)))
-            n_b = boot.sum(axis=1)
-            base_b = (boot @ y) / n_b
-            reps = (boot @ ((wa - wb) * y) - base_b * (boot @ (wa - wb))) / n_b
-            lo, hi = np.quantile(reps, [alpha / 2, 1 - alpha / 2])
+            est = float(np.mean(d * (y - base)))
+            base_b = (boot @ clusters.sum(y)) / n_b
+            reps = (boot @ clusters.sum(d * y) - base_b * (boot @ clusters.sum(d))) / n_b
+            lo, hi, _ = _percentile(reps, alpha)
             rec.update({f"{m}": est, f"{m}_lower": lo, f"{m}_upper": hi,
-                        f"{m}_{a}": base + float(np.mean(wa * (y - base))),
-                        f"{m}_{b}": base + float(np.mean(wb * (y - base)))})
+                        f"{m}_{a}": base + float(np.mean(w[a].to_numpy() * (y - base))),
+                        f"{m}_{b}": base + float(np.mean(w[b].to_numpy() * (y - base)))})
         rows.append(rec)
     out = pd.DataFrame(rows)
     out.attrs.update(triggers=len(w), matched={v: int((w[v] > 0).sum()) for v in VERSIONS})

@@ -26,24 +26,18 @@ from tqdm.auto import tqdm
 
 from cadence.data.synthetic.config import ShopConfig
 from cadence.data.synthetic.logging_policy import RandomizedLoggingPolicy
-from cadence.data.synthetic.world import generate_shop, simulate_truth
-from cadence.policies.sequences import Exit, Sequence, SequencePolicy
-from cadence.simulation.sequences import sequence_lift
+from cadence.data.synthetic.study import true_values
+from cadence.data.synthetic.world import generate_shop
+from cadence.policies.sequences import Sequence
+from cadence.simulation.sequences import STEP_PAIRS, sequence_lift, sequence_versions
 
-_STEPS = {"first message (single vs hold)": ("single", "hold"), "follow-up (sequence vs single)": ("sequence", "single")}
+_STEPS = {label: (a, b) for label, a, b in STEP_PAIRS}
 
 
-def true_versions(seq: Sequence, cfg: ShopConfig, metrics: tuple[str, ...] = ("conversion", "net_revenue")) -> dict[str, dict[str, float]]:
+def true_versions(seq: Sequence, cfg: ShopConfig) -> dict[str, dict[str, float]]:
     """True value per trigger of ``seq.stage`` of the hold, single and sequence versions."""
-    base = RandomizedLoggingPolicy.for_shop(cfg)
-    hold = Sequence(f"{seq.name}/hold", seq.stage, "stop", {"stop": Exit()})
-    versions = {"hold": SequencePolicy({seq.stage: hold}, base), "single": SequencePolicy({seq.stage: seq}, base, single=True),
-                "sequence": SequencePolicy({seq.stage: seq}, base)}
-    out = {}
-    for name, pol in versions.items():
-        v = simulate_truth(pol, cfg).set_index("stage").loc[seq.stage]
-        out[name] = {m: float(v[m] / v["triggers"]) for m in metrics}
-    return out
+    versions = sequence_versions(seq, RandomizedLoggingPolicy.for_shop(cfg))
+    return {name: true_values(policy, cfg, seq.stage) for name, policy in versions.items()}
 
 
 def sequence_coverage(seq: Sequence, seeds: Iterable[int], *, customers: int = 10_000, days: int = 180,

@@ -36,9 +36,9 @@ from cadence.policies.logged import METRICS
 PolicyFactory = Callable[[LoggedBandit], Policy]
 
 
-def true_values(policy: Policy, cfg: ShopConfig) -> dict[str, float]:
-    """The policy's true value per trigger for every metric of :data:`METRICS`."""
-    row = simulate_truth(policy, cfg).set_index("stage").loc["all"]
+def true_values(policy: Policy, cfg: ShopConfig, stage: str = "all") -> dict[str, float]:
+    """The policy's true value per trigger (of ``stage``, or all) for every metric of :data:`METRICS`."""
+    row = simulate_truth(policy, cfg).set_index("stage").loc[stage]
     return {m: float(row[m] / row["triggers"]) for m in METRICS}
 
 
