@@ -314,6 +314,16 @@ def _future_messages(cfg: ShopConfig, cat: Catalog, bb: Backbone, out: Outcomes,
     return quiet, se
 
 
+def _due_at(due: np.ndarray) -> pd.DatetimeIndex:
+    """Due times (whole epoch seconds; inf = none) as UTC timestamps, NaT where none.
+
+    Converted from integers: pandas' float path rounds under ``errstate(over="raise")``
+    and was seen to fail intermittently in the full test run.
+    """
+    finite = np.isfinite(due)
+    return pd.to_datetime(np.where(finite, due, 0).astype(np.int64), unit="s", utc=True).where(finite)
+
+
 def true_churn_risk(cfg: ShopConfig, as_of: Any, horizons: Sequence[float] = (30, 60, 90), *,
                     messages: bool = True, draws: int = 32, seed: int = 0,
                     policy: Policy | None = None) -> pd.DataFrame:
@@ -391,7 +401,7 @@ def true_churn_risk(cfg: ShopConfig, as_of: Any, horizons: Sequence[float] = (30
             "customer_id": np.asarray(customer_ids(pp.idx).to_numpy(zero_copy_only=False), dtype=object),
             "alive": alive,
             "purchase_rate_per_day": pp.rate,
-            "replenishment_due_at": pd.to_datetime(np.where(np.isfinite(due), due, np.nan), unit="s", utc=True),
+            "replenishment_due_at": _due_at(due),
         }
         quiet, se = organic, np.full(organic.shape, np.nan)
         if messages:
