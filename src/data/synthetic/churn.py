@@ -314,7 +314,7 @@ def _future_messages(cfg: ShopConfig, cat: Catalog, bb: Backbone, out: Outcomes,
     return quiet, se
 
 
-def _due_at(due: np.ndarray) -> pd.DatetimeIndex:
+def _due_at(due: np.ndarray) -> pd.Index:
     """Due times (whole epoch seconds; inf = none) as UTC timestamps, NaT where none.
 
     Converted from integers: pandas' float path rounds under ``errstate(over="raise")``
