@@ -217,7 +217,9 @@ def _session_features(sess: ibis.Table, lows: dict[int, ibis.Value], as_of_s: ib
         recent = sess.start_ts >= lo
         aggs[f"sessions_{w}d"] = sess.count(where=recent)
         for stem in ("product_views", "cart_adds", "checkout_starts"):
-            aggs[f"{stem}_{w}d"] = sess[f"{stem}_{w}d"].sum()
+            # Summed as floats (exact below 2**53) and cast back: DuckDB sums BIGINTs to a
+            # 128-bit HUGEINT, which Ibis still calls int64 (so would not cast) and Parquet stores as a double.
+            aggs[f"{stem}_{w}d"] = sess[f"{stem}_{w}d"].cast("float64").sum().cast("int64")
         aggs[f"cart_abandons_{w}d"] = sess.count(where=recent & (sess.adds > 0) & no_purchase)
         aggs[f"checkout_abandons_{w}d"] = sess.count(where=recent & (sess.checkouts > 0) & no_purchase)
     aggs["avg_session_depth"] = sess.n_events.cast("float64").mean()

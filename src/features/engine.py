@@ -21,7 +21,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -210,6 +210,48 @@ def write_parquet(con: Any, expr: ibis.Table, path: PathLike, sort_by: Sequence[
     return int(table.num_rows)
 
 
+def write_parquet_parts(con: Any, parts: Iterable[ibis.Table], path: PathLike, sort_by: Sequence[str]) -> int:
+    """Write ``parts`` one after another, each sorted by ``sort_by``, into one Parquet file; return the row count.
+
+    The caller orders the parts so their concatenation is sorted (the
+    pipeline's parts are contiguous customer-id ranges). ``parts`` may be a
+    generator: each part is built, run and released before the next one is
+    asked for, so memory holds one part at a time. DuckDB streams Arrow
+    record batches into the file; other engines collect each part through
+    :func:`to_arrow`.
+    """
+    import pyarrow.parquet as pq
+
+    from cadence.data.io import PARQUET_OPTIONS
+
+    writer: pq.ParquetWriter | None = None
+    rows = 0
+    try:
+        for part in parts:
+            part = round_floats(part)
+            if engine_name(con) == "duckdb":
+                batches = con.raw_sql(duckdb_sql(part.order_by(list(sort_by)))).fetch_record_batch(_BATCH_ROWS)
+            else:
+                table = to_arrow(con, part, sort_by)
+                batches = pa.RecordBatchReader.from_batches(table.schema, table.to_batches(_BATCH_ROWS))
+            if writer is None:
+                writer = pq.ParquetWriter(path, batches.schema, **PARQUET_OPTIONS)  # type: ignore[arg-type]
+            for batch in batches:
+                writer.write_batch(batch, row_group_size=_BATCH_ROWS)
+                rows += batch.num_rows
+            del part, batches  # release the part's cached tables before the next is built
+    finally:
+        if writer is not None:
+            writer.close()
+    if writer is None:
+        raise ValueError("write_parquet_parts: no parts to write")
+    return rows
+
+
+#: Rows per record batch and row group when :func:`write_parquet_parts` streams a result.
+_BATCH_ROWS = 1_000_000
+
+
 def duckdb_sql(expr: ibis.Table) -> str:
     """DuckDB SQL for ``expr`` with every common table expression that does not aggregate inlined.
 
@@ -281,5 +323,6 @@ def as_of_literal(as_of: pd.Timestamp | dt.datetime | str) -> ibis.Scalar:
 
 
 __all__ = ["connect", "engine_name", "load_tables", "register", "execute", "normalise", "to_arrow", "write_parquet",
+           "write_parquet_parts",
            "duckdb_sql",
            "as_of_literal", "utc_timestamp", "ENGINES", "FLOAT_DECIMALS"]

@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 from ibis import _
 
-from cadence.features.engine import as_of_literal, execute, register, utc_timestamp
+from cadence.features.engine import as_of_literal, register, to_arrow, utc_timestamp
 from cadence.triggers import TriggerRules
 
 #: Tables the rules read (customers required; the others optional).
@@ -151,13 +151,21 @@ def _session_stages(sessions: ibis.Table, ev: ibis.Table, orders: ibis.Table | N
 
 
 # ---------------------------------------------------------------- orders
+def _orders_before(orders: ibis.Table, as_of: ibis.Scalar) -> ibis.Table:
+    return orders.filter(orders.ts < as_of).mutate(s=_secs(_.ts))
+
+
+def _order_lines(o: ibis.Table, items: ibis.Table) -> ibis.Table:
+    return items.join(o.select("order_id", "customer_id", "s"), "order_id")
+
+
 def _order_stages(orders: ibis.Table, items: ibis.Table | None, status: ibis.Table | None,
                   as_of: ibis.Scalar, as_of_s: ibis.Value, rules: TriggerRules,
-                  repurchase_days: ibis.Table | None) -> list[ibis.Table]:
-    o = orders.filter(orders.ts < as_of).mutate(s=_secs(_.ts))
+                  repurchase_days: ibis.Table | None, typical: ibis.Table | None) -> list[ibis.Table]:
+    o = _orders_before(orders, as_of)
     out = []
     if items is not None:
-        oi = items.join(o.select("order_id", "customer_id", "s"), "order_id")
+        oi = _order_lines(o, items)
         ctx = _join3(oi, "order_id", "product_id", ibis.desc(oi.product_id))
     fu = o.mutate(eligible_s=o.s + int(rules.follow_up_days * _DAY))
     if items is not None:
@@ -176,7 +184,7 @@ def _order_stages(orders: ibis.Table, items: ibis.Table | None, status: ibis.Tab
     wb = nxt.filter(nxt.next_s.isnull() | (nxt.next_s > wb_s)).mutate(eligible_s=wb_s)
     out.append(_shape(wb.select("customer_id", "eligible_s"), "win_back"))
     if items is not None:
-        out.append(_buy_again(oi, rules, repurchase_days))
+        out.append(_buy_again(oi, rules, repurchase_days, typical))
     return [t.filter(t.eligible_s < as_of_s) for t in out]
 
 
@@ -194,16 +202,41 @@ def _exact_median(t: ibis.Table, key: str, value: str, *, min_count: int) -> ibi
     return mid.group_by(key).aggregate(interval_days=(mid[value].cast("float64").mean() / _DAY))
 
 
-def _buy_again(oi: ibis.Table, rules: TriggerRules, repurchase_days: ibis.Table | None) -> ibis.Table:
+def _with_next_purchase(oi: ibis.Table) -> ibis.Table:
+    """Order lines with ``next_s``, the customer's next purchase of the same product."""
     w = ibis.window(group_by=[oi.customer_id, oi.product_id], order_by=[oi.s, oi.order_id])
-    seq = oi.mutate(next_s=oi.s.lead().over(w))
+    return oi.mutate(next_s=oi.s.lead().over(w))
+
+
+def _median_repurchase_days(seq: ibis.Table, rules: TriggerRules) -> ibis.Table:
+    """The product's typical interval: median gap between consecutive purchases (``product_id, interval_days``)."""
+    gaps = seq.filter(seq.next_s.notnull()).mutate(gap_s=_.next_s - _.s)
+    return _exact_median(gaps, "product_id", "gap_s", min_count=rules.buy_again_min_repeats)
+
+
+def typical_repurchase_days(tables: Mapping[str, ibis.Table], as_of: pd.Timestamp | str,
+                            rules: TriggerRules | None = None) -> ibis.Table | None:
+    """Each product's median repurchase interval over all customers' orders before ``as_of``.
+
+    ``buy_again`` falls back on it; it is the one trigger input that mixes
+    customers, so a caller running customers in buckets computes it once over
+    all of them and passes it to :func:`trigger_candidates` (``typical_days``).
+    None when the shop has no orders or order lines.
+    """
+    if "orders" not in tables or "order_items" not in tables:
+        return None
+    oi = _order_lines(_orders_before(tables["orders"], as_of_literal(utc_timestamp(as_of))), tables["order_items"])
+    return _median_repurchase_days(_with_next_purchase(oi), rules or TriggerRules())
+
+
+def _buy_again(oi: ibis.Table, rules: TriggerRules, repurchase_days: ibis.Table | None,
+               typical_days: ibis.Table | None) -> ibis.Table:
+    seq = _with_next_purchase(oi)
     personal = None
     if repurchase_days is not None and "customer_id" in repurchase_days.columns:
         personal, repurchase_days = repurchase_days, None
     if repurchase_days is None:
-        # The product's typical interval: median gap between consecutive purchases.
-        gaps = seq.filter(seq.next_s.notnull()).mutate(gap_s=_.next_s - _.s)
-        repurchase_days = _exact_median(gaps, "product_id", "gap_s", min_count=rules.buy_again_min_repeats)
+        repurchase_days = typical_days if typical_days is not None else _median_repurchase_days(seq, rules)
     typical = repurchase_days.select(t_pid=repurchase_days.product_id, t_days=repurchase_days.interval_days)
     j = seq.left_join(typical, seq.product_id == typical.t_pid)
     days = j.t_days
@@ -289,10 +322,11 @@ def _catalogue_stages(ev: ibis.Table, products: ibis.Table, changes: ibis.Table 
 
 # ---------------------------------------------------------------- occasions
 def occasions(customers: pd.DataFrame, as_of: pd.Timestamp, rules: TriggerRules,
-              since: pd.Timestamp | None = None) -> pd.DataFrame:
+              since: pd.Timestamp | None = None, *, sort: bool = True) -> pd.DataFrame:
     """Birthday and signup-anniversary candidates in [since, as_of), local hour in each time zone.
 
     Feb 29 dates fall on Feb 28 in other years; a missing time zone means UTC.
+    Rows are sorted by time, stage and customer unless ``sort=False``.
 
     >>> c = pd.DataFrame({"customer_id": ["a"], "signup_at": [pd.Timestamp("2023-03-01", tz="UTC")],
     ...                   "birth_date": [pd.Timestamp("1960-02-29").date()], "timezone": ["Asia/Tokyo"]})
@@ -318,40 +352,45 @@ def occasions(customers: pd.DataFrame, as_of: pd.Timestamp, rules: TriggerRules,
                               since=signup[has], as_of=as_of, hour=rules.occasion_local_hour, stage="birthday"))
     frames.append(_yearly(c["customer_id"], signup.dt.month, signup.dt.day, tz,
                           since=signup + pd.Timedelta(days=300), as_of=as_of, hour=rules.occasion_local_hour,
-                          stage="anniversary", local_tz_for_since=False))
+                          stage="anniversary"))
     out = pd.concat(frames, ignore_index=True)
     if since is not None:
         out = out[out["eligible_at"] >= pd.Timestamp(since)]
+    if not sort:  # the engine sorts the union of all stages anyway
+        return out
     return out.sort_values(["eligible_at", "stage", "customer_id"], kind="stable").reset_index(drop=True)
 
 
 def _yearly(cust: pd.Series, month: pd.Series, day: pd.Series, tz: pd.Series, *, since: pd.Series,
-            as_of: pd.Timestamp, hour: int, stage: str, local_tz_for_since: bool = True) -> pd.DataFrame:
-    first = int(since.min().year) if len(since) else as_of.year
-    rows = []
-    m_arr, d_arr = month.to_numpy(), day.to_numpy()
-    for year in range(first, as_of.year + 1):
-        leap = year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
-        d = np.where((m_arr == 2) & (d_arr == 29) & (not leap), 28, d_arr)
-        local = pd.to_datetime(pd.DataFrame({"year": year, "month": m_arr, "day": d, "hour": hour}))
-        utc = pd.Series(pd.NaT, index=cust.index, dtype="datetime64[ns, UTC]")
-        for zone in pd.unique(tz):
-            m = (tz == zone).to_numpy()
-            stamped = pd.DatetimeIndex(local[m]).tz_localize(zone, nonexistent="shift_forward")
-            utc[m] = stamped.tz_convert("UTC")
-        ok = (utc >= since) & (utc < as_of)
-        if ok.any():
-            rows.append(pd.DataFrame({"customer_id": cust[ok].to_numpy(), "stage": stage, "eligible_at": utc[ok]}))
-    if not rows:
+            as_of: pd.Timestamp, hour: int, stage: str) -> pd.DataFrame:
+    """Each customer's yearly date at local ``hour`` in [since, as_of), all years of one zone at once."""
+    years = np.arange(int(since.min().year) if len(since) else as_of.year, as_of.year + 1)
+    m_arr, d_arr = month.to_numpy(dtype="int64"), day.to_numpy(dtype="int64")
+    since_ns, zones = since.to_numpy(dtype="datetime64[ns]"), tz.to_numpy()
+    frames = []
+    for zone in pd.unique(zones):
+        rows = np.flatnonzero(zones == zone)
+        r = np.repeat(rows, len(years))
+        y = np.tile(years, len(rows))
+        leap = (y % 4 == 0) & ((y % 100 != 0) | (y % 400 == 0))
+        d = np.where((m_arr[r] == 2) & (d_arr[r] == 29) & ~leap, 28, d_arr[r])
+        # Calendar arithmetic in numpy: year -> month -> day -> the local wall-clock hour.
+        local = ((y - 1970).astype("datetime64[Y]").astype("datetime64[M]") + (m_arr[r] - 1)).astype("datetime64[D]")
+        local = (local + (d - 1)).astype("datetime64[ns]") + np.timedelta64(hour, "h")
+        utc = pd.DatetimeIndex(local).tz_localize(zone, nonexistent="shift_forward").tz_convert("UTC")
+        ok = (utc.as_unit("ns").to_numpy(dtype="int64") >= since_ns[r].astype("int64")) & (utc < as_of)
+        frames.append(pd.DataFrame({"customer_id": cust.to_numpy()[r[ok]], "stage": stage, "eligible_at": utc[ok]}))
+    if not frames:
         return pd.DataFrame({"customer_id": pd.Series([], dtype=object), "stage": pd.Series([], dtype=object),
                              "eligible_at": pd.Series([], dtype="datetime64[ns, UTC]")})
-    return pd.concat(rows, ignore_index=True)
+    return pd.concat(frames, ignore_index=True)
 
 
 # ---------------------------------------------------------------- all stages
 def trigger_candidates(con: object, tables: Mapping[str, ibis.Table], as_of: pd.Timestamp | str, *,
                        rules: TriggerRules | None = None, since: pd.Timestamp | str | None = None,
-                       repurchase_days: pd.DataFrame | None = None) -> ibis.Table:
+                       repurchase_days: pd.DataFrame | None = None,
+                       typical_days: pd.DataFrame | None = None) -> ibis.Table:
     """Every stage's candidates that became eligible in ``[since, as_of)``.
 
     Parameters
@@ -374,6 +413,11 @@ def trigger_candidates(con: object, tables: Mapping[str, ibis.Table], as_of: pd.
         ``customer_id``), in which case a customer without a personal
         interval for a product gets the product's typical interval in the
         data. Without it, the product's typical interval in the data.
+    typical_days
+        The products' typical intervals (``product_id, interval_days``) to
+        use instead of computing them from ``tables``: what
+        :func:`typical_repurchase_days` gives over the whole shop, for a
+        caller whose ``tables`` hold one bucket of customers.
 
     Returns
     -------
@@ -394,10 +438,13 @@ def trigger_candidates(con: object, tables: Mapping[str, ibis.Table], as_of: pd.
         if "products" in tables:
             parts += _catalogue_stages(ev, tables["products"], tables.get("product_changes"), cutoff, cutoff_s, rules)
     if orders is not None:
-        rep = register(con, {"_repurchase_days": repurchase_days})["_repurchase_days"] if repurchase_days is not None else None
-        parts += _order_stages(orders, tables.get("order_items"), tables.get("order_status"), cutoff, cutoff_s, rules, rep)
+        uploads = register(con, {name: df for name, df in (("_repurchase_days", repurchase_days),
+                                                          ("_typical_days", typical_days)) if df is not None})
+        parts += _order_stages(orders, tables.get("order_items"), tables.get("order_status"), cutoff, cutoff_s, rules,
+                               uploads.get("_repurchase_days"), uploads.get("_typical_days"))
     occ_cols = [c for c in ("customer_id", "signup_at", "birth_date", "timezone") if c in cust.columns]
-    occ = occasions(execute(con, cust.select(*occ_cols)), as_of, rules)
+    # Through Arrow: at a million customers pandas' normalisation costs more than the occasions.
+    occ = occasions(to_arrow(con, cust.select(*occ_cols)).to_pandas(date_as_object=False), as_of, rules, sort=False)
     occ = occ.assign(eligible_s=(occ["eligible_at"].astype("int64") // 10**9) if len(occ) else pd.Series([], dtype="int64"))
     occ_t = register(con, {"_occasions": occ[["customer_id", "stage", "eligible_s"]]})["_occasions"]
     for stage in ("birthday", "anniversary"):
