@@ -269,7 +269,7 @@ def duckdb_sql(expr: ibis.Table) -> str:
     >>> "NOT MATERIALIZED" in duckdb_sql(u.join(u.view(), "k"))
     True
     """
-    import sqlglot
+    from ibis.backends.sql.compilers.duckdb import compiler
     from sqlglot import exp
 
     def aggregates(query: exp.Expression) -> bool:
@@ -278,11 +278,12 @@ def duckdb_sql(expr: ibis.Table) -> str:
             not isinstance(f.parent.parent if isinstance(f.parent, exp.Filter) else f.parent, exp.Window)
             for f in query.find_all(exp.AggFunc))
 
-    tree = sqlglot.parse_one(ibis.to_sql(expr, dialect="duckdb"), read="duckdb")
+    # Ibis's own sqlglot tree (what ibis.to_sql prints), edited in place rather than printed and re-parsed.
+    tree = compiler.to_sqlglot(expr.unbind())
     for cte in tree.find_all(exp.CTE):
         if not aggregates(cte.this):
             cte.set("materialized", False)
-    return tree.sql(dialect="duckdb")
+    return tree.sql(dialect=compiler.dialect)
 
 
 def to_arrow(con: Any, expr: ibis.Table, sort_by: Sequence[str] | None = None) -> pa.Table:
