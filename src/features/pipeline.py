@@ -108,6 +108,7 @@ def build_features(data_dir: PathLike, as_of: str | pd.Timestamp, out_dir: PathL
     ranges = customer_ranges(con, tables, buckets)
     run.buckets = len(ranges)
     typical = None
+    # Per-product intervals from a model replace the shop's typical ones; anything else falls back on them.
     if len(ranges) > 1 and not (repurchase_days is not None and "customer_id" not in repurchase_days.columns):
         expr = typical_repurchase_days(tables, cutoff, rules)
         typical = None if expr is None else con.to_pyarrow(expr).to_pandas()

@@ -377,7 +377,9 @@ def _yearly(cust: pd.Series, month: pd.Series, day: pd.Series, tz: pd.Series, *,
         # Calendar arithmetic in numpy: year -> month -> day -> the local wall-clock hour.
         local = ((y - 1970).astype("datetime64[Y]").astype("datetime64[M]") + (m_arr[r] - 1)).astype("datetime64[D]")
         local = (local + (d - 1)).astype("datetime64[ns]") + np.timedelta64(hour, "h")
-        utc = pd.DatetimeIndex(local).tz_localize(zone, nonexistent="shift_forward").tz_convert("UTC")
+        # A wall-clock hour that a DST change skips moves forward; one it repeats takes its first instance.
+        utc = pd.DatetimeIndex(local).tz_localize(zone, nonexistent="shift_forward",
+                                                  ambiguous=np.ones(len(local), dtype=bool)).tz_convert("UTC")
         ok = (utc.as_unit("ns").to_numpy(dtype="int64") >= since_ns[r].astype("int64")) & (utc < as_of)
         frames.append(pd.DataFrame({"customer_id": cust.to_numpy()[r[ok]], "stage": stage, "eligible_at": utc[ok]}))
     if not frames:

@@ -222,6 +222,20 @@ def test_occasions_feb29_and_time_zones() -> None:
     assert b == ["2020-12-30 15:00", "2021-12-30 15:00", "2022-12-30 15:00", "2023-12-30 15:00"]
 
 
+@pytest.mark.parametrize(("hour", "expected"), [
+    (1, ["2025-03-08 06:00", "2025-11-01 05:00", "2026-03-08 06:00", "2026-11-01 05:00"]),
+    (2, ["2025-03-08 07:00", "2025-11-01 06:00", "2026-03-08 07:00", "2026-11-01 07:00"]),
+])
+def test_occasions_on_daylight_saving_changes(hour: int, expected: list[str]) -> None:
+    # New York: 2026-03-08 has no 02:00 (moved to 03:00 EDT); 2026-11-01 has 01:00 twice (the first, EDT, counts).
+    c = pd.DataFrame({"customer_id": ["a", "b"], "signup_at": pd.to_datetime(["2025-01-01"] * 2, utc=True),
+                      "birth_date": [pd.Timestamp("1960-11-01").date(), pd.Timestamp("1960-03-08").date()],
+                      "timezone": ["America/New_York"] * 2})
+    occ = occasions(c, ts("2026-11-22"), TriggerRules(occasion_local_hour=hour))
+    got = occ.loc[occ["stage"] == "birthday", "eligible_at"].dt.strftime("%Y-%m-%d %H:%M").tolist()
+    assert got == expected
+
+
 # ---------------------------------------------------------------- no leakage
 _late_event = st.tuples(
     st.sampled_from(["cart", "bought", "browse", "search", "nosess", "orders", "cat"]),
