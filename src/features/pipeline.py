@@ -150,10 +150,12 @@ def customer_ranges(con: Any, tables: Mapping[str, ibis.Table],
     >>> customer_ranges(con, t, buckets=3)
     [(None, 'b'), ('b', 'd'), ('d', None)]
     """
+    if engine_name(con) != "duckdb":
+        return [(None, None)]
     if buckets is None:
         n_events = int(tables["events"].count().execute()) if "events" in tables else 0
         buckets = -(-n_events // EVENTS_PER_BUCKET)
-    if buckets <= 1 or engine_name(con) != "duckdb":
+    if buckets <= 1:
         return [(None, None)]
     ids = tables["customers"].select("customer_id")
     qs = [i / buckets for i in range(1, buckets)]
