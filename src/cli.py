@@ -72,6 +72,7 @@ def features(
     engine: Annotated[str, typer.Option(help="duckdb (default) or spark.")] = "duckdb",
     since: Annotated[str | None, typer.Option(help="Only trigger candidates eligible at or after this.")] = None,
     spark_master: Annotated[str | None, typer.Option(help="Spark master URL (local[*] by default).")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
 ) -> None:
     """Write customer_features and trigger_candidates as of a cutoff."""
     import pandas as pd
@@ -88,7 +89,7 @@ def features(
         _fail(f"features: --as-of {as_of!r} is not a timestamp", 2)
     try:
         run = build_features(data_dir, cutoff, out, engine=engine, since=since,  # type: ignore[arg-type]
-                             spark_master=spark_master)
+                             spark_master=spark_master, progress=not quiet)
     except ContractError as e:
         _fail(f"features: {e}")
     except FileNotFoundError as e:

@@ -66,6 +66,7 @@ def connect(engine: Engine = "duckdb", *, spark_master: str | None = None, threa
         con.raw_sql(f"SET memory_limit = '{memory_limit}'")
         # Row order is imposed explicitly where it matters; not keeping it saves memory.
         con.raw_sql("SET preserve_insertion_order = false")
+        con.raw_sql("SET enable_progress_bar = false")  # callers show their own progress
         return con
     if engine == "spark":
         session = spark_session(spark_master)

@@ -66,7 +66,7 @@ def build_features(data_dir: PathLike, as_of: str | pd.Timestamp, out_dir: PathL
                    engine: Engine = "duckdb", since: str | pd.Timestamp | None = None,
                    rules: TriggerRules | None = None, validate: bool = True,
                    spark_master: str | None = None, repurchase_days: pd.DataFrame | None = None,
-                   buckets: int | None = None) -> FeatureRun:
+                   buckets: int | None = None, progress: bool = False) -> FeatureRun:
     """Compute both feature tables for ``data_dir`` as of ``as_of`` and write them to ``out_dir``.
 
     Parameters
@@ -90,7 +90,11 @@ def build_features(data_dir: PathLike, as_of: str | pd.Timestamp, out_dir: PathL
     buckets
         Customer buckets run one after another (DuckDB only; by default one
         per :data:`EVENTS_PER_BUCKET` events). The output does not depend on it.
+    progress
+        Show a progress bar: one step per output and customer bucket.
     """
+    from tqdm.auto import tqdm
+
     from cadence.data.validate import check_dir
     from cadence.features.customer import customer_features
     from cadence.features.engine import load_tables
@@ -113,15 +117,20 @@ def build_features(data_dir: PathLike, as_of: str | pd.Timestamp, out_dir: PathL
         expr = typical_repurchase_days(tables, cutoff, rules)
         typical = None if expr is None else con.to_pyarrow(expr).to_pandas()
 
+    bar = tqdm(total=len(OUTPUTS) * len(ranges), desc="features", unit="part", disable=not progress)
+
     def parts(build: Any) -> Iterator[ibis.Table]:
         for lo, hi in ranges:
             yield build(in_range(tables, lo, hi))
+            bar.update()  # the part has been written when the writer asks for the next one
 
     def write(name: str, build: Any, sort_by: list[str]) -> None:
         t0 = time.perf_counter()
+        bar.set_description(name)
         path = tmp / f"{name}.parquet"
         if len(ranges) == 1:
             run.rows[name] = write_parquet(con, build(tables), path, sort_by)
+            bar.update()
         else:
             run.rows[name] = write_parquet_parts(con, parts(build), path, sort_by)
         run.seconds[name] = time.perf_counter() - t0
@@ -132,6 +141,7 @@ def build_features(data_dir: PathLike, as_of: str | pd.Timestamp, out_dir: PathL
         write("trigger_candidates", lambda t: trigger_candidates(
             con, t, cutoff, rules=rules, since=since, repurchase_days=repurchase_days, typical_days=typical),
             ["customer_id", "eligible_at", "stage"])
+    bar.close()
     return run
 
 
