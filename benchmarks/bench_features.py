@@ -8,8 +8,9 @@ runs the whole ``customer_features`` query (search features too, which the
 baseline skips, so the ratio is conservative). Each side runs in its own
 process so peak RSS is its own. Target: DuckDB >= 10x faster.
 
-Run: ``uv run python benchmarks/bench_features.py [--events 5000000] [--cache /tmp/cadence-bench]``
-(the shop, ``ShopConfig(customers=150_000, days=365)``, is generated once and cached).
+Run: ``uv run python benchmarks/bench_features.py [--events 5000000] [--cache /tmp/cadence-bench] [--shop DIR]``
+(without ``--shop`` the shop, ``ShopConfig(customers=150_000, days=365)``, is generated once and cached;
+``bench_features_scale.py`` runs it on a slice of the 1,000,000-customer shop).
 """
 
 from __future__ import annotations
@@ -34,18 +35,34 @@ EPOCH = pd.Timestamp("1970-01-01", tz="UTC")
 
 
 def peak_rss_mb() -> float:
+    """This process's peak resident memory since it started.
+
+    ``VmHWM`` rather than ``ru_maxrss``: Linux carries ``ru_maxrss`` across
+    fork and exec, so a side started by a parent that had just sliced a big
+    shop would report the parent's peak.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 # ---------------------------------------------------------------- data
-def prepare(cache: Path, n_events: int) -> tuple[Path, pd.Timestamp]:
-    """The first ``n_events`` events (by time) of the cached shop, with its customers and orders."""
-    shop = cache / "shop150k"
-    if not (shop / "events.parquet").exists():
-        from cadence.data.synthetic import ShopConfig, generate_shop
+def prepare(cache: Path, n_events: int, shop: Path | None = None) -> tuple[Path, pd.Timestamp]:
+    """The first ``n_events`` events (by time) of ``shop`` (default: a cached 150,000-customer shop),
+    with its customers and orders."""
+    if shop is None:
+        shop = cache / "shop150k"
+        if not (shop / "events.parquet").exists():
+            from cadence.data.synthetic import ShopConfig, generate_shop
 
-        generate_shop(ShopConfig(customers=150_000, days=365, seed=0), shop)
-    out = cache / f"slice{n_events}"
+            generate_shop(ShopConfig(customers=150_000, days=365, seed=0), shop)
+        out = cache / f"slice{n_events}"
+    else:
+        out = cache / f"slice{n_events}-{shop.name}"
     meta = out / "as_of.txt"
     if not meta.exists():
         out.mkdir(parents=True, exist_ok=True)
@@ -195,17 +212,19 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--events", type=int, default=5_000_000)
     ap.add_argument("--cache", type=Path, default=Path("/tmp/cadence-bench"))
+    ap.add_argument("--shop", type=Path, help="slice this shop's data directory instead")
     ap.add_argument("--side", choices=["pandas", "duckdb"], help=argparse.SUPPRESS)
     args = ap.parse_args()
-    data, as_of = prepare(args.cache, args.events)
+    data, as_of = prepare(args.cache, args.events, args.shop)
     if args.side:
         print(json.dumps(run_side(args.side, data, as_of, args.cache / f"result-{args.side}.parquet")))
         return
     print(f"machine: {platform.machine()}, python {platform.python_version()}, as_of {as_of}, "
-          f"{args.events:,} events")
+          f"{args.events:,} events of {args.shop or 'a 150,000-customer shop'}")
     res = {}
     for side in ("pandas", "duckdb"):
         cmd = [sys.executable, __file__, "--events", str(args.events), "--cache", str(args.cache), "--side", side]
+        cmd += ["--shop", str(args.shop)] if args.shop else []
         res[side] = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
         r = res[side]
         print(f"{side:>6}: {r['seconds']:.2f} s (read {r['read_seconds']:.2f} s), {r['rows']:,} customers, "
