@@ -18,6 +18,7 @@ Examples
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import sys
@@ -25,6 +26,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
+import duckdb
 import ibis
 import pandas as pd
 import pyarrow as pa
@@ -66,7 +68,10 @@ def connect(engine: Engine = "duckdb", *, spark_master: str | None = None, threa
         con.raw_sql(f"SET memory_limit = '{memory_limit}'")
         # Row order is imposed explicitly where it matters; not keeping it saves memory.
         con.raw_sql("SET preserve_insertion_order = false")
-        con.raw_sql("SET enable_progress_bar = false")  # callers show their own progress
+        # Callers show their own progress. In Jupyter without ipywidgets DuckDB refuses to touch the
+        # setting (and draws no bar there anyway).
+        with contextlib.suppress(duckdb.InvalidInputException):
+            con.raw_sql("SET enable_progress_bar = false")
         return con
     if engine == "spark":
         session = spark_session(spark_master)
