@@ -217,29 +217,26 @@ def write_parquet(con: Any, expr: ibis.Table, path: PathLike, sort_by: Sequence[
 
 
 def write_parquet_parts(con: Any, parts: Iterable[ibis.Table], path: PathLike, sort_by: Sequence[str]) -> int:
-    """Write ``parts`` one after another, each sorted by ``sort_by``, into one Parquet file; return the row count.
+    """Stream ``parts`` one after another, each sorted by ``sort_by``, into one Parquet file; return the row count.
 
-    The caller orders the parts so their concatenation is sorted (the
-    pipeline's parts are contiguous customer-id ranges). ``parts`` may be a
-    generator: each part is built, run and released before the next one is
-    asked for, so memory holds one part at a time. DuckDB streams Arrow
-    record batches into the file; other engines collect each part through
-    :func:`to_arrow`.
+    DuckDB only (customer buckets are). The caller orders the parts so
+    their concatenation is sorted (the pipeline's parts are contiguous
+    customer-id ranges). ``parts`` may be a generator: each part is built,
+    run and released before the next one is asked for, so memory holds one
+    part at a time.
     """
     import pyarrow.parquet as pq
 
     from cadence.data.io import PARQUET_OPTIONS
 
+    if engine_name(con) != "duckdb":
+        raise ValueError(f"write_parquet_parts: DuckDB only, not {engine_name(con)}")
     writer: pq.ParquetWriter | None = None
     rows = 0
     try:
         for part in parts:
-            part = round_floats(part)
-            if engine_name(con) == "duckdb":
-                batches = con.raw_sql(duckdb_sql(part.order_by(list(sort_by)))).fetch_record_batch(_BATCH_ROWS)
-            else:
-                table = to_arrow(con, part, sort_by)
-                batches = pa.RecordBatchReader.from_batches(table.schema, table.to_batches(_BATCH_ROWS))
+            sql = duckdb_sql(round_floats(part).order_by(list(sort_by)))
+            batches = con.raw_sql(sql).fetch_record_batch(_BATCH_ROWS)
             if writer is None:
                 writer = pq.ParquetWriter(path, batches.schema, **PARQUET_OPTIONS)  # type: ignore[arg-type]
             for batch in batches:

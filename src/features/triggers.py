@@ -366,7 +366,7 @@ def _yearly(cust: pd.Series, month: pd.Series, day: pd.Series, tz: pd.Series, *,
     """Each customer's yearly date at local ``hour`` in [since, as_of), all years of one zone at once."""
     years = np.arange(int(since.min().year) if len(since) else as_of.year, as_of.year + 1)
     m_arr, d_arr = month.to_numpy(dtype="int64"), day.to_numpy(dtype="int64")
-    since_ns, zones = since.to_numpy(dtype="datetime64[ns]"), tz.to_numpy()
+    since_utc, zones = pd.DatetimeIndex(since).tz_convert("UTC"), tz.to_numpy()
     frames = []
     for zone in pd.unique(zones):
         rows = np.flatnonzero(zones == zone)
@@ -380,7 +380,7 @@ def _yearly(cust: pd.Series, month: pd.Series, day: pd.Series, tz: pd.Series, *,
         # A wall-clock hour that a DST change skips moves forward; one it repeats takes its first instance.
         utc = pd.DatetimeIndex(local).tz_localize(zone, nonexistent="shift_forward",
                                                   ambiguous=np.ones(len(local), dtype=bool)).tz_convert("UTC")
-        ok = (utc.as_unit("ns").to_numpy(dtype="int64") >= since_ns[r].astype("int64")) & (utc < as_of)
+        ok = (utc >= since_utc[r]) & (utc < as_of)
         frames.append(pd.DataFrame({"customer_id": cust.to_numpy()[r[ok]], "stage": stage, "eligible_at": utc[ok]}))
     if not frames:
         return pd.DataFrame({"customer_id": pd.Series([], dtype=object), "stage": pd.Series([], dtype=object),
