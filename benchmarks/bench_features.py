@@ -3,10 +3,12 @@
 The pandas baseline below computes the RFM and session features with the
 same definitions as :func:`cadence.features.customer.customer_features`
 (groupby-based; the script checks the two agree). Both sides start from the
-same Parquet files of a 5,000,000-event slice of a synthetic shop; DuckDB
-runs the whole ``customer_features`` query (search features too, which the
-baseline skips, so the ratio is conservative). Each side runs in its own
-process so peak RSS is its own. Target: DuckDB >= 10x faster.
+same Parquet files of a 5,000,000-event slice of a synthetic shop. The
+ratio the target is set on compares like with like: DuckDB runs
+``customer_features(..., families=("rfm", "sessions"))``, the same features
+as the baseline. A third run, ``duckdb-all``, times every family the slice
+has (search too) for context. Each side runs in its own process so peak RSS
+is its own. Target: DuckDB >= 10x faster.
 
 Run: ``uv run python benchmarks/bench_features.py [--events 5000000] [--cache /tmp/cadence-bench] [--shop DIR]``
 (without ``--shop`` the shop, ``ShopConfig(customers=150_000, days=365)``, is generated once and cached;
@@ -29,6 +31,8 @@ import numpy as np
 import pandas as pd
 
 WINDOWS = (30, 90, 365)
+#: pandas; DuckDB on the same features (the target's ratio); DuckDB on every family.
+SIDES = ("pandas", "duckdb", "duckdb-all")
 TIMEOUT_MINUTES = 30.0
 DAY = 86_400.0
 EPOCH = pd.Timestamp("1970-01-01", tz="UTC")
@@ -176,8 +180,9 @@ def run_side(side: str, data: Path, as_of: pd.Timestamp, result: Path) -> dict[s
     import ibis.backends.duckdb  # noqa: F401
 
     from cadence.features.customer import customer_features
-    from cadence.features.engine import connect, duckdb_sql, load_tables, normalise
+    from cadence.features.engine import connect, duckdb_sql, load_tables
 
+    # Neither side's frame is normalised on the clock: compare() normalises both.
     t0 = time.perf_counter()
     if side == "pandas":
         customers = pd.read_parquet(data / "customers.parquet", columns=["customer_id", "signup_at"])
@@ -190,8 +195,10 @@ def run_side(side: str, data: Path, as_of: pd.Timestamp, result: Path) -> dict[s
         con = connect("duckdb")
         tables = load_tables(con, data, ["customers", "orders", "events"])
         t_read = time.perf_counter()
+        families = None if side == "duckdb-all" else ("rfm", "sessions")
+        expr = customer_features(tables, as_of, windows=WINDOWS, families=families)
         # The SQL the pipeline runs (engine.write_parquet): shared event scans streamed, not materialised.
-        df = normalise(con.raw_sql(duckdb_sql(customer_features(tables, as_of, windows=WINDOWS))).df())
+        df = con.raw_sql(duckdb_sql(expr)).df()
     t1 = time.perf_counter()
     df.to_parquet(result)
     return {"seconds": t1 - t0, "read_seconds": t_read - t0, "rows": len(df), "peak_rss_mb": peak_rss_mb()}
@@ -213,7 +220,7 @@ def main() -> None:
     ap.add_argument("--events", type=int, default=5_000_000)
     ap.add_argument("--cache", type=Path, default=Path("/tmp/cadence-bench"))
     ap.add_argument("--shop", type=Path, help="slice this shop's data directory instead")
-    ap.add_argument("--side", choices=["pandas", "duckdb"], help=argparse.SUPPRESS)
+    ap.add_argument("--side", choices=SIDES, help=argparse.SUPPRESS)
     args = ap.parse_args()
     data, as_of = prepare(args.cache, args.events, args.shop)
     if args.side:
@@ -222,7 +229,7 @@ def main() -> None:
     print(f"machine: {platform.machine()}, python {platform.python_version()}, as_of {as_of}, "
           f"{args.events:,} events of {args.shop or 'a 150,000-customer shop'}")
     res = {}
-    for side in ("pandas", "duckdb"):
+    for side in SIDES:
         cmd = [sys.executable, __file__, "--events", str(args.events), "--cache", str(args.cache), "--side", side]
         cmd += ["--shop", str(args.shop)] if args.shop else []
         res[side] = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
@@ -231,7 +238,9 @@ def main() -> None:
               f"{args.events / r['seconds']:,.0f} events/s, peak RSS {r['peak_rss_mb']:,.0f} MB")
     n = compare(args.cache / "result-pandas.parquet", args.cache / "result-duckdb.parquet")
     ratio = res["pandas"]["seconds"] / res["duckdb"]["seconds"]
-    print(f"results agree on {n} shared columns; DuckDB is {ratio:.1f}x faster than pandas (target >= 10x)")
+    ratio_all = res["pandas"]["seconds"] / res["duckdb-all"]["seconds"]
+    print(f"results agree on {n} shared columns; DuckDB is {ratio:.1f}x faster than pandas on the same "
+          f"(RFM + session) features (target >= 10x); {ratio_all:.1f}x with every family")
 
 
 if __name__ == "__main__":

@@ -76,6 +76,8 @@ OPTIONAL_COLUMNS: dict[str, dict[str, str]] = {
 }
 #: The seed-default rules (frozen, so one shared instance is a safe default argument).
 DEFAULT_RULES = TriggerRules()
+#: Feature families, in column order; :func:`customer_features` computes the ones it is given.
+FAMILIES: tuple[str, ...] = ("rfm", "sessions", "search", "messages", "category")
 #: Prefix of generated session keys (events without ``session_id``).
 AUTO_SESSION_PREFIX = "~auto:"
 
@@ -117,19 +119,38 @@ def _check_windows(windows: Sequence[int]) -> tuple[int, ...]:
     return ws
 
 
-def feature_columns(windows: Sequence[int] = (30, 90, 365)) -> dict[str, str]:
+def _check_families(families: Sequence[str] | None) -> tuple[str, ...]:
+    if families is None:
+        return FAMILIES
+    unknown = [f for f in families if f not in FAMILIES]
+    if unknown or not families:
+        raise ValueError(f"families must be some of {', '.join(FAMILIES)}; got {list(families)!r}")
+    return tuple(f for f in FAMILIES if f in families)
+
+
+def feature_columns(windows: Sequence[int] = (30, 90, 365), families: Sequence[str] | None = None) -> dict[str, str]:
     """The output schema of :func:`customer_features`: column name -> Ibis type.
 
     >>> list(feature_columns((7,)))[:4]
     ['customer_id', 'orders_7d', 'orders_all', 'revenue_7d']
+    >>> list(feature_columns((7,), families=["search"]))
+    ['customer_id', 'searches_7d', 'zero_result_rate', 'search_click_rate', 'search_purchase_rate', 'last_unresolved_query']
     """
-    return {name: dtype for name, (dtype, _fill) in _columns(_check_windows(windows)).items()}
+    cols = _columns(_check_windows(windows), _check_families(families))
+    return {name: dtype for name, (dtype, _fill) in cols.items()}
 
 
-def _columns(ws: tuple[int, ...]) -> dict[str, tuple[str, object]]:
+def _columns(ws: tuple[int, ...], families: tuple[str, ...] = FAMILIES) -> dict[str, tuple[str, object]]:
     """name -> (type, value for customers without rows: 0 for counts, None otherwise)."""
     cols: dict[str, tuple[str, object]] = {"customer_id": ("string", None)}
-    i, f, s = "int64", "float64", "string"
+    for family in families:
+        cols |= _FAMILY_COLUMNS[family](ws)
+    return cols
+
+
+def _rfm_columns(ws: tuple[int, ...]) -> dict[str, tuple[str, object]]:
+    cols: dict[str, tuple[str, object]] = {}
+    i, f = "int64", "float64"
     for w in ws:
         cols[f"orders_{w}d"] = (i, 0)
     cols["orders_all"] = (i, 0)
@@ -142,16 +163,34 @@ def _columns(ws: tuple[int, ...]) -> dict[str, tuple[str, object]]:
     for name in ("recency_days", "first_order_days_ago", "tenure_days", "gap_mean_days", "gap_std_days",
                  "gap_last_days", "recency_gap_ratio"):
         cols[name] = (f, None)
+    return cols
+
+
+def _session_columns(ws: tuple[int, ...]) -> dict[str, tuple[str, object]]:
+    cols: dict[str, tuple[str, object]] = {}
+    i, f = "int64", "float64"
     for stem in ("sessions", "product_views", "cart_adds", "checkout_starts", "cart_abandons", "checkout_abandons"):
         for w in ws:
             cols[f"{stem}_{w}d"] = (i, 0)
     cols["avg_session_depth"] = (f, None)
     cols["last_session_days_ago"] = (f, None)
+    return cols
+
+
+def _search_columns(ws: tuple[int, ...]) -> dict[str, tuple[str, object]]:
+    cols: dict[str, tuple[str, object]] = {}
+    i, f, s = "int64", "float64", "string"
     for w in ws:
         cols[f"searches_{w}d"] = (i, 0)
     for name in ("zero_result_rate", "search_click_rate", "search_purchase_rate"):
         cols[name] = (f, None)
     cols["last_unresolved_query"] = (s, None)
+    return cols
+
+
+def _message_columns(ws: tuple[int, ...]) -> dict[str, tuple[str, object]]:
+    cols: dict[str, tuple[str, object]] = {}
+    i, f = "int64", "float64"
     for ch in CHANNELS:
         for w in ws:
             cols[f"sends_{ch}_{w}d"] = (i, 0)
@@ -161,9 +200,15 @@ def _columns(ws: tuple[int, ...]) -> dict[str, tuple[str, object]]:
         cols[f"clicks_{ch}"] = (i, 0)
     cols["last_open_days_ago"] = (f, None)
     cols["unsubscribed_channels"] = (i, 0)
-    cols["top_category"] = (s, None)
-    cols["top_category_share"] = (f, None)
     return cols
+
+
+def _category_columns(ws: tuple[int, ...]) -> dict[str, tuple[str, object]]:
+    return {"top_category": ("string", None), "top_category_share": ("float64", None)}
+
+
+_FAMILY_COLUMNS = {"rfm": _rfm_columns, "sessions": _session_columns, "search": _search_columns,
+                   "messages": _message_columns, "category": _category_columns}
 
 
 # ---------------------------------------------------------------- sessions
@@ -328,6 +373,7 @@ def customer_features(
     *,
     windows: Sequence[int] = (30, 90, 365),
     rules: TriggerRules = DEFAULT_RULES,
+    families: Sequence[str] | None = None,
 ) -> ibis.Table:
     """Point-in-time features, one row per customer with ``signup_at < as_of``.
 
@@ -345,6 +391,11 @@ def customer_features(
         Look-back windows in days; window ``w`` is ``[as_of - w days, as_of)``.
     rules
         ``session_timeout_minutes`` sessionises events without ``session_id``.
+    families
+        The feature families to compute, some of :data:`FAMILIES` (all by
+        default): ``"rfm"``, ``"sessions"``, ``"search"``, ``"messages"``,
+        ``"category"``. The others' columns are left out and not computed
+        (tables that are given are still checked against the contract).
 
     Returns
     -------
@@ -353,7 +404,7 @@ def customer_features(
         window; days are floats; a count is 0 and anything else null for a
         customer without the history it needs):
 
-        * RFM, over ``orders``: ``orders_{w}d``, ``orders_all``;
+        * RFM (``"rfm"``), over ``orders``: ``orders_{w}d``, ``orders_all``;
           ``revenue_{w}d``, ``revenue_all`` (currency); ``aov_{w}d``,
           ``aov_all`` = revenue / orders (null without orders);
           ``recency_days`` since the last order; ``first_order_days_ago``;
@@ -362,7 +413,7 @@ def customer_features(
           consecutive orders over all history (null with < 2 orders);
           ``recency_gap_ratio`` = recency_days / gap_mean_days (null when
           the mean gap is null or 0).
-        * Sessions, over ``events`` (``session_id``, or inactivity
+        * Sessions (``"sessions"``), over ``events`` (``session_id``, or inactivity
           sessionisation, see :func:`sessionised_events`): ``sessions_{w}d``
           (sessions that started in the window); ``product_views_{w}d``,
           ``cart_adds_{w}d``, ``checkout_starts_{w}d`` (events in the
@@ -371,21 +422,21 @@ def customer_features(
           checkout_start and no purchase event); ``avg_session_depth``
           (events per session, all history); ``last_session_days_ago``
           (since the last event of the latest session).
-        * Search, over search events: ``searches_{w}d``; over all history
+        * Search (``"search"``), over search events: ``searches_{w}d``; over all history
           ``zero_result_rate`` (share with ``results_count == 0``; unknown
           counts are not zero), ``search_click_rate`` (share followed, at or
           after the search's timestamp, by a product_view in the same session),
           ``search_purchase_rate`` (likewise by a purchase event);
           ``last_unresolved_query``, the query of the latest search with
           zero results or no click.
-        * Messages, over ``action == 'send'`` rows with ``triggered_at`` and
+        * Messages (``"messages"``), over ``action == 'send'`` rows with ``triggered_at`` and
           ``sent_at`` before the cutoff: ``sends_{channel}_{w}d`` by sent_at;
           ``opens_{channel}`` / ``clicks_{channel}`` over all history with
           ``opened_at`` / ``clicked_at`` before the cutoff;
           ``last_open_days_ago``; ``unsubscribed_channels``, the number of
           channels with an ``unsubscribed_at`` before the cutoff. Channels
           are email, push, sms, whatsapp.
-        * Category affinity, needs ``products``: ``top_category``, the
+        * Category affinity (``"category"``), needs ``products``: ``top_category``, the
           category with most product views + purchased order lines (each
           counts 1; ties to the alphabetically first) and
           ``top_category_share``, its share of those touches.
@@ -394,8 +445,8 @@ def customer_features(
     ------
     ValueError
         A table lacks a column the features need (the message names both),
-        ``customers`` is missing, or ``windows`` is not distinct positive
-        integers.
+        ``customers`` is missing, ``windows`` is not distinct positive
+        integers, or ``families`` names an unknown family.
 
     Examples
     --------
@@ -409,6 +460,7 @@ def customer_features(
     [['a', 31.0, 0, nan]]
     """
     ws = _check_windows(windows)
+    fams = _check_families(families)
     if "customers" not in tables:
         raise ValueError("customers: missing table (customer features need it)")
     customers = require_columns(tables, "customers")
@@ -426,23 +478,26 @@ def customer_features(
 
     base = customers.filter(customers.signup_at < cutoff)
     base = base.select("customer_id", tenure_days=_days_before(as_of_s, secs(base.signup_at)))
-    families: list[ibis.Table] = []
+    parts: list[ibis.Table] = []
     ev = sessionised_events(events, cutoff, rules) if events is not None else None
-    if orders is not None:
-        families.append(_order_features(orders, cutoff, as_of_s, lows))
-    if ev is not None:
+    if orders is not None and "rfm" in fams:
+        parts.append(_order_features(orders, cutoff, as_of_s, lows))
+    if ev is not None and ("sessions" in fams or "search" in fams):
         sess = _session_table(ev, lows)
-        families += [_session_features(sess, lows, as_of_s), _search_features(ev, sess, lows)]
-    if messages is not None:
-        families.append(_message_features(messages, cutoff, as_of_s, lows))
-    if products is not None:
+        if "sessions" in fams:
+            parts.append(_session_features(sess, lows, as_of_s))
+        if "search" in fams:
+            parts.append(_search_features(ev, sess, lows))
+    if messages is not None and "messages" in fams:
+        parts.append(_message_features(messages, cutoff, as_of_s, lows))
+    if products is not None and "category" in fams:
         cat = _category_features(ev, orders, items, products, cutoff)
         if cat is not None:
-            families.append(cat)
-    return _assemble(base, families, ws)
+            parts.append(cat)
+    return _assemble(base, parts, _columns(ws, fams))
 
 
-def _assemble(base: ibis.Table, families: list[ibis.Table], ws: tuple[int, ...]) -> ibis.Table:
+def _assemble(base: ibis.Table, families: list[ibis.Table], columns: dict[str, tuple[str, object]]) -> ibis.Table:
     """Left-join every family onto the customers and fix the schema and fill values."""
     wide = base
     for i, fam in enumerate(families):
@@ -450,7 +505,7 @@ def _assemble(base: ibis.Table, families: list[ibis.Table], ws: tuple[int, ...])
         wide = wide.left_join(fam, wide.customer_id == fam[f"_k{i}"])
     have = set(wide.columns)
     out: dict[str, ibis.Value] = {}
-    for name, (dtype, fill) in _columns(ws).items():
+    for name, (dtype, fill) in columns.items():
         if name not in have:
             out[name] = ibis.literal(fill, type=dtype) if fill is not None else ibis.null(dtype)
         elif fill is not None:
@@ -460,5 +515,5 @@ def _assemble(base: ibis.Table, families: list[ibis.Table], ws: tuple[int, ...])
     return wide.select(**out)
 
 
-__all__ = ["customer_features", "feature_columns", "DEFAULT_RULES", "sessionised_events", "require_columns", "secs",
+__all__ = ["customer_features", "feature_columns", "FAMILIES", "DEFAULT_RULES", "sessionised_events", "require_columns", "secs",
            "REQUIRED_COLUMNS", "OPTIONAL_COLUMNS", "AUTO_SESSION_PREFIX"]

@@ -22,7 +22,8 @@ import contextlib
 import datetime as dt
 import os
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+import weakref
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -266,6 +267,17 @@ def duckdb_sql(expr: ibis.Table) -> str:
     features) at lower peak memory. CTEs that aggregate stay materialised:
     they are small and costly to recompute.
 
+    Ibis makes a CTE of a table read by several queries, but not of one
+    joined in the same position by several joins: each join gets its own
+    copy of the subquery, and DuckDB computes each. Copies that aggregate
+    are made one materialised CTE here (see :func:`_share_repeats`).
+
+    Ibis writes epoch seconds as ``EPOCH(CAST(ts AS TIMESTAMP))``; for a
+    ``TIMESTAMPTZ`` that cast goes through ICU's calendar and cost ~90 ns a
+    row (0.46 s per 5,000,000 events, against 0.07 s for ``EPOCH(ts)``).
+    :func:`connect` sets the session time zone to UTC, where the two are
+    equal, so the cast is dropped.
+
     >>> con = connect()
     >>> t = con.create_table("t", pd.DataFrame({"k": [1, 2]}))
     >>> u = t.mutate(j=t.k + 1)
@@ -286,7 +298,100 @@ def duckdb_sql(expr: ibis.Table) -> str:
     for cte in tree.find_all(exp.CTE):
         if not aggregates(cte.this):
             cte.set("materialized", False)
+    _share_repeats(tree, aggregates)
+    for epoch in tree.find_all(exp.TimeToUnix):
+        arg = epoch.this
+        if isinstance(arg, exp.Cast) and arg.to.this == exp.DataType.Type.TIMESTAMP:
+            epoch.set("this", arg.this)  # not arg.replace: Ibis may place one node in several spots
     return tree.sql(dialect=compiler.dialect)
+
+
+def _share_repeats(tree: Any, aggregates: Callable[[Any], bool]) -> None:
+    """Turn derived tables that aggregate and occur more than once into one CTE each, in place.
+
+    Ibis names each relation once, so copies share their alias (and are
+    sometimes one node object placed twice); they are grouped by it,
+    confirmed by their SQL text, and shared largest first, so an enclosing
+    copy goes before the ones inside it. Each new CTE goes just before the
+    first CTE that uses it, after every CTE a copy could read.
+    """
+    from sqlglot import exp
+
+    n = 0
+    while True:
+        # Every place a derived table sits, by alias: (holder, arg name, list index or None, enclosing CTE, table).
+        places: dict[str, list[tuple[Any, str, int | None, Any, exp.Subquery]]] = {}
+        stack: list[tuple[exp.Expression, Any]] = [(tree, None)]
+        while stack:
+            node, cte = stack.pop()
+            cte = node if isinstance(node, exp.CTE) else cte
+            for key, value in node.args.items():
+                for i, child in enumerate(value) if isinstance(value, list) else [(None, value)]:
+                    if not isinstance(child, exp.Expression):
+                        continue
+                    if (isinstance(child, exp.Subquery) and isinstance(node, (exp.From, exp.Join))
+                            and isinstance(child.this, exp.Select)):
+                        places.setdefault(child.alias, []).append((node, key, i, cte, child))
+                    stack.append((child, cte))
+        groups = []
+        for found in places.values():
+            if len(found) > 1 and aggregates(found[0][4].this):
+                by_text: dict[str, list[Any]] = {}
+                for place in found:
+                    by_text.setdefault(place[4].this.sql(), []).append(place)
+                groups += [(text, same) for text, same in by_text.items() if len(same) > 1]
+        if not groups:
+            return
+        _text, same = max(groups, key=lambda g: len(g[0]))
+        name = f"_shared{n}"
+        n += 1
+        with_ = tree.args.get("with")
+        if with_ is None:
+            with_ = exp.With(expressions=[])
+            tree.set("with", with_)
+        ctes = list(with_.expressions)
+        users = {id(place[3]) for place in same}
+        at = next((k for k, c in enumerate(ctes) if id(c) in users), len(ctes))
+        body = same[0][4].this
+        for holder, key, i, _cte, sub in same:
+            alias = sub.args.get("alias")
+            table = exp.Table(this=exp.to_identifier(name, quoted=True), alias=alias.copy() if alias else None)
+            if i is None:
+                holder.set(key, table)
+            else:
+                holder.set(key, [table if k == i else c for k, c in enumerate(holder.args[key])])
+        cte = exp.CTE(this=body, alias=exp.TableAlias(this=exp.to_identifier(name, quoted=True)))
+        with_.set("expressions", [*ctes[:at], cte, *ctes[at:]])
+
+
+def cache(con: Any, expr: ibis.Table) -> ibis.Table:
+    """``expr`` computed once and held by the engine while anything built on the result is alive.
+
+    Ibis's ``Table.cache()``, except that on DuckDB the table is filled by
+    :func:`duckdb_sql`'s SQL (Ibis's own would convert epoch seconds through
+    ICU: 0.5 s of 1.7 s for a bucket of sessionised events at 1M customers).
+
+    >>> con = connect()
+    >>> t = con.create_table("t", pd.DataFrame({"k": [1, 2]}))
+    >>> int(cache(con, t.mutate(j=t.k * 2)).j.sum().execute())
+    6
+    """
+    if engine_name(con) != "duckdb":
+        return expr.cache()
+    name = ibis.util.gen_name("cadence_cached")
+    con.raw_sql(f'CREATE TEMP TABLE "{name}" AS {duckdb_sql(expr)}')
+    table = con.table(name)
+    # Dropped with the last expression that reads it (they all hold the table's op), as Ibis's cache does.
+    weakref.finalize(table.op(), _drop_cached, con, name)
+    return table
+
+
+def _drop_cached(con: Any, name: str) -> None:
+    try:
+        con.raw_sql(f'DROP TABLE IF EXISTS "{name}"')
+    except Exception:
+        if not sys.is_finalizing():  # at interpreter exit DuckDB may be gone already
+            raise
 
 
 def to_arrow(con: Any, expr: ibis.Table, sort_by: Sequence[str] | None = None) -> pa.Table:
@@ -327,6 +432,7 @@ def as_of_literal(as_of: pd.Timestamp | dt.datetime | str) -> ibis.Scalar:
 
 
 __all__ = ["connect", "engine_name", "load_tables", "register", "execute", "normalise", "to_arrow", "write_parquet",
+           "cache",
            "write_parquet_parts",
            "duckdb_sql",
            "as_of_literal", "utc_timestamp", "ENGINES", "FLOAT_DECIMALS"]

@@ -38,6 +38,7 @@ from cadence.data.io import PathLike, atomic_path, list_tables
 from cadence.features.engine import (
     Engine,
     connect,
+    duckdb_sql,
     engine_name,
     utc_timestamp,
     write_parquet,
@@ -114,7 +115,8 @@ def build_features(data_dir: PathLike, as_of: str | pd.Timestamp, out_dir: PathL
     typical = None
     if len(ranges) > 1:  # buy_again's fallback interval is the one input that mixes customers
         expr = typical_repurchase_days(tables, cutoff, rules)
-        typical = None if expr is None else con.to_pyarrow(expr).to_pandas()
+        # Buckets are DuckDB-only: through duckdb_sql, like every other query of the run.
+        typical = None if expr is None else con.raw_sql(duckdb_sql(expr)).df()
     Build = Callable[[Mapping[str, ibis.Table]], ibis.Table]
 
     def parts(build: Build) -> Iterator[ibis.Table]:

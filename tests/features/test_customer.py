@@ -276,6 +276,19 @@ def test_bad_windows(duck: Any, windows: tuple[Any, ...]) -> None:
         customer_features(register(duck, {"customers": hand_shop()["customers"]}), AS_OF, windows=windows)
 
 
+@pytest.mark.parametrize("families", [["rfm"], ["sessions", "rfm"], ["search"], ["messages", "category"]])
+def test_families_give_their_columns_of_the_full_table(duck: Any, hand: pd.DataFrame, families: list[str]) -> None:
+    part = features(duck, hand_shop(), windows=(30, 90), families=families)
+    assert list(part.columns) == list(feature_columns((30, 90), families))
+    pd.testing.assert_frame_equal(part, hand[part.columns])
+
+
+@pytest.mark.parametrize("families", [[], ["rfm", "sesions"]])
+def test_unknown_family(duck: Any, families: list[str]) -> None:
+    with pytest.raises(ValueError, match="families must be some of rfm, sessions, search, messages, category"):
+        customer_features(register(duck, {"customers": hand_shop()["customers"]}), AS_OF, families=families)
+
+
 def test_as_of_is_required(duck: Any) -> None:
     t = register(duck, {"customers": hand_shop()["customers"]})
     with pytest.raises(TypeError):
