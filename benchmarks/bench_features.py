@@ -198,7 +198,8 @@ def run_side(side: str, data: Path, as_of: pd.Timestamp, result: Path) -> dict[s
         families = None if side == "duckdb-all" else ("rfm", "sessions")
         expr = customer_features(tables, as_of, windows=WINDOWS, families=families)
         # The SQL the pipeline runs (engine.write_parquet): shared event scans streamed, not materialised.
-        df = con.raw_sql(duckdb_sql(expr)).df()
+        # Through Arrow, as Ibis's execute does: DuckDB's own .df() took ~0.8 s longer for these 540k x 45.
+        df = con.raw_sql(duckdb_sql(expr)).fetch_arrow_table().to_pandas()
     t1 = time.perf_counter()
     df.to_parquet(result)
     return {"seconds": t1 - t0, "read_seconds": t_read - t0, "rows": len(df), "peak_rss_mb": peak_rss_mb()}

@@ -116,7 +116,7 @@ def build_features(data_dir: PathLike, as_of: str | pd.Timestamp, out_dir: PathL
     if len(ranges) > 1:  # buy_again's fallback interval is the one input that mixes customers
         expr = typical_repurchase_days(tables, cutoff, rules)
         # Buckets are DuckDB-only: through duckdb_sql, like every other query of the run.
-        typical = None if expr is None else con.raw_sql(duckdb_sql(expr)).df()
+        typical = None if expr is None else con.raw_sql(duckdb_sql(expr)).fetch_arrow_table().to_pandas()
     Build = Callable[[Mapping[str, ibis.Table]], ibis.Table]
 
     def parts(build: Build) -> Iterator[ibis.Table]:
