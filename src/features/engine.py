@@ -206,13 +206,12 @@ def write_parquet(con: Any, expr: ibis.Table, path: PathLike, sort_by: Sequence[
 
     from cadence.data.io import PARQUET_OPTIONS
 
-    expr = round_floats(expr)
     if engine_name(con) == "duckdb":
-        sql = duckdb_sql(expr.order_by(list(sort_by)))
+        sql = _sorted_sql(expr, sort_by)
         target = str(path).replace("'", "''")
         con.raw_sql(f"COPY ({sql}) TO '{target}' (FORMAT parquet, COMPRESSION zstd)")
         return int(pq.ParquetFile(path).metadata.num_rows)
-    table = to_arrow(con, expr, sort_by)
+    table = to_arrow(con, round_floats(expr), sort_by)
     pq.write_table(table, path, **PARQUET_OPTIONS)  # type: ignore[arg-type]
     return int(table.num_rows)
 
@@ -236,8 +235,7 @@ def write_parquet_parts(con: Any, parts: Iterable[ibis.Table], path: PathLike, s
     rows = 0
     try:
         for part in parts:
-            sql = duckdb_sql(round_floats(part).order_by(list(sort_by)))
-            batches = con.raw_sql(sql).fetch_record_batch(_BATCH_ROWS)
+            batches = con.raw_sql(_sorted_sql(part, sort_by)).fetch_record_batch(_BATCH_ROWS)
             if writer is None:
                 writer = pq.ParquetWriter(path, batches.schema, **PARQUET_OPTIONS)  # type: ignore[arg-type]
             for batch in batches:
@@ -254,6 +252,11 @@ def write_parquet_parts(con: Any, parts: Iterable[ibis.Table], path: PathLike, s
 
 #: Rows per record batch and row group when :func:`write_parquet_parts` streams a result.
 _BATCH_ROWS = 1_000_000
+
+
+def _sorted_sql(expr: ibis.Table, sort_by: Sequence[str]) -> str:
+    """The DuckDB SQL the writers run: floats rounded as on every engine, rows sorted."""
+    return duckdb_sql(round_floats(expr).order_by(list(sort_by)))
 
 
 def duckdb_sql(expr: ibis.Table) -> str:

@@ -12,8 +12,9 @@ customer's rows only, except ``buy_again``'s typical repurchase interval,
 which is computed once over the whole shop and handed to each bucket, so
 the result is the same as one pass. Why: one pass over a million customers
 holds tens of millions of sessionised events and spills past the memory
-limit; buckets stay in memory (1,000,000 customers: 3.0 GB peak instead of
-5.4 GB, 125 s instead of 148 s, see ``benchmarks/RESULTS.md``). When the files are
+limit; buckets stay in memory (1,000,000 customers, same evening in
+``benchmarks/RESULTS.md``: 5 buckets 117.2 s at 3.10 GB peak, one pass 147.5 s at
+5.42 GB). When the files are
 clustered by customer (as the generator writes them), DuckDB skips the other
 buckets' row groups by their statistics; otherwise each bucket scans the files.
 Spark partitions the work itself and always runs one pass.

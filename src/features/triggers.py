@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 from ibis import _
 
+from cadence.features.customer import secs, sessionised_events
 from cadence.features.engine import as_of_literal, cache, register, to_arrow, utc_timestamp
 from cadence.triggers import TriggerRules
 
@@ -38,11 +39,6 @@ CANDIDATE_COLUMNS: tuple[str, ...] = ("customer_id", "stage", "eligible_at", "pr
 _DAY = 86_400
 #: A Monday, 1970-01-05T00:00Z, the grid the weekly digest is laid on.
 _MONDAY_EPOCH = 4 * _DAY
-
-
-def _secs(x: ibis.Value) -> ibis.Value:
-    # floor: DuckDB rounds fractional seconds when casting, Spark truncates.
-    return x.epoch_seconds().floor().cast("int64")
 
 
 def _ts(seconds: ibis.Value) -> ibis.Value:
@@ -86,10 +82,8 @@ def sessionise(events: ibis.Table, as_of: ibis.Scalar, rules: TriggerRules) -> i
     customer only (GA4's ``ga_session_id`` is too), so the customer id is
     prefixed here and every later join can key on ``sess`` alone.
     """
-    from cadence.features.customer import sessionised_events
-
     ev = sessionised_events(events, as_of, rules)
-    return ev.select("event_id", "customer_id", s=_secs(ev.ts), event_type=ev.event_type,
+    return ev.select("event_id", "customer_id", s=secs(ev.ts), event_type=ev.event_type,
                      product_id=ev.product_id, query=ev.query, results_count=ev.results_count,
                      sess=ev.customer_id.concat("/").concat(ev.sess))
 
@@ -114,7 +108,7 @@ def _session_stages(sessions: ibis.Table, ev: ibis.Table, orders: ibis.Table | N
                     rules: TriggerRules) -> list[ibis.Table]:
     s = sessions.filter(sessions.purchases == 0)
     if orders is not None:
-        o = orders.select(o_cust=orders.customer_id, o_s=_secs(orders.ts))
+        o = orders.select(o_cust=orders.customer_id, o_s=secs(orders.ts))
     out = []
 
     def no_order_within(t: ibis.Table, wait: int) -> ibis.Table:
@@ -154,7 +148,7 @@ def _session_stages(sessions: ibis.Table, ev: ibis.Table, orders: ibis.Table | N
 
 # ---------------------------------------------------------------- orders
 def _orders_before(orders: ibis.Table, as_of: ibis.Scalar) -> ibis.Table:
-    return orders.filter(orders.ts < as_of).mutate(s=_secs(_.ts))
+    return orders.filter(orders.ts < as_of).mutate(s=secs(_.ts))
 
 
 def _order_lines(o: ibis.Table, items: ibis.Table) -> ibis.Table:
@@ -175,7 +169,7 @@ def _order_stages(orders: ibis.Table, oi: ibis.Table | None, status: ibis.Table 
     out.append(_shape(fu, "follow_up"))
     if status is not None:
         st = status.filter((status.ts < as_of) & status.status.isin(["shipped", "delivered", "delayed"]))
-        st = st.join(o.select("order_id", "customer_id"), "order_id").mutate(eligible_s=_secs(_.ts))
+        st = st.join(o.select("order_id", "customer_id"), "order_id").mutate(eligible_s=secs(_.ts))
         if oi is not None:
             st = st.left_join(ctx, "order_id").select(st, ctx.products)
         out.append(_shape(st, "order_status"))
@@ -263,7 +257,7 @@ def _catalogue_stages(ev: ibis.Table, products: ibis.Table, changes: ibis.Table 
     seen = ev.filter(ev.event_type.isin(["product_view", "add_to_cart"])).select(
         "customer_id", "product_id", "s", ev_key=ev.sess.concat("/").concat(ev.event_id))
     if changes is not None:
-        ch = changes.filter(changes.ts < as_of).mutate(c_s=_secs(_.ts))
+        ch = changes.filter(changes.ts < as_of).mutate(c_s=secs(_.ts))
         w = ibis.window(group_by=ch.product_id, order_by=[ch.c_s])
         base = products.select(b_pid=products.product_id, base_price=products.price)
         ch = ch.left_join(base, ch.product_id == base.b_pid).select(ch, base.base_price)
@@ -303,7 +297,7 @@ def _catalogue_stages(ev: ibis.Table, products: ibis.Table, changes: ibis.Table 
     late = per_week.filter(per_week.n_late > 0)
     expanded.append(late.select("customer_id", "category", d_s=late.d0 + k_full * week, n=late.n_late))
     # A new product belongs to the first digest after its creation.
-    new = products.mutate(p_s=_secs(products.created_at))
+    new = products.mutate(p_s=secs(products.created_at))
     new = new.mutate(a_d=(((new.p_s - _MONDAY_EPOCH - hour) / week).floor().cast("int64") + 1) * week + _MONDAY_EPOCH + hour)
     new = new.select(n_pid=new.product_id, n_cat=new.category, p_s=new.p_s, a_d=new.a_d)
     arrived = new.select(a_cat=new.n_cat, a_d=new.a_d).distinct()
@@ -430,7 +424,7 @@ def trigger_candidates(con: object, tables: Mapping[str, ibis.Table], as_of: pd.
     rules = rules or TriggerRules()
     as_of = utc_timestamp(as_of)
     cutoff = as_of_literal(as_of)
-    cutoff_s = _secs(cutoff)
+    cutoff_s = secs(cutoff)
     cust = tables["customers"]
     parts: list[ibis.Table] = []
     orders = tables.get("orders")
@@ -459,7 +453,7 @@ def trigger_candidates(con: object, tables: Mapping[str, ibis.Table], as_of: pd.
         parts.append(_shape(occ_t.filter(occ_t.stage == stage), stage))
     allc = ibis.union(*parts, distinct=False)
     if since is not None:
-        allc = allc.filter(allc.eligible_s >= _secs(as_of_literal(since)))
+        allc = allc.filter(allc.eligible_s >= secs(as_of_literal(since)))
     # One row per (customer, stage, eligible_at): the first context wins.
     rk = ibis.row_number().over(group_by=[allc.customer_id, allc.stage, allc.eligible_s],
                                 order_by=[allc.products, allc.query, allc.order_id])
