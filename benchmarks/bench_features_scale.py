@@ -7,6 +7,8 @@ The shop (``ShopConfig(customers=1_000_000, days=365)``, ~34M events) is
 generated once and cached. Contract validation is skipped (``validate=False``)
 because the shop comes from the generator, whose output the test suite
 validates; the figure printed is features + trigger candidates only.
+``bench_features_floor.py`` times the steps any design must take at this
+scale, against the target's budget.
 
 Run: ``uv run python benchmarks/bench_features_scale.py [--customers 1000000] [--cache /tmp/cadence-bench-1m]
 [--buckets N]``

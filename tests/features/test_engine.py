@@ -8,7 +8,7 @@ import ibis
 import pandas as pd
 
 from cadence.features.customer import secs
-from cadence.features.engine import cache, connect, duckdb_sql, register
+from cadence.features.engine import cache, connect, duckdb_sql, execute, normalise, register
 
 
 def test_epoch_seconds_skip_the_timestamp_cast_and_keep_their_values() -> None:
@@ -64,3 +64,21 @@ def test_cache_lives_as_long_as_an_expression_reads_it() -> None:
     del derived
     gc.collect()
     assert name not in con.list_tables()
+
+
+def test_execute_gives_the_frame_ibis_gives_for_every_kind_of_column_with_nulls() -> None:
+    con = connect("duckdb")
+    frame = pd.DataFrame({
+        "k": ["a", "b", "c"],
+        "f": [1.5, None, 2.25],
+        "i": pd.array([1, None, 3], dtype="Int64"),
+        "s": ["x", None, "z"],
+        "b": pd.array([True, None, False], dtype="boolean"),
+        "ts": pd.to_datetime(["2025-01-01 10:00", None, "2025-03-01 00:00"], utc=True),
+    })
+    t = register(con, {"t": frame})["t"]
+    expr = t.mutate(d=t.ts.date(), l=ibis.array([t.k, t.s]), g=t.f.isnull().ifelse(t.i, t.f))
+    got = execute(con, expr, sort_by=["k"])
+    pd.testing.assert_frame_equal(got, normalise(con.execute(expr), ["k"]))
+    assert got["f"].isna().tolist() == [False, True, False]
+    assert got["l"].tolist()[1] == ["b", None]
