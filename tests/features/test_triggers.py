@@ -258,13 +258,17 @@ def test_adding_data_at_or_after_as_of_changes_nothing(duck, extra, n_orders, n_
     new_events["event_id"] = [f"late{i}" for i in range(len(new_events))]
     more["events"] = pd.concat([more["events"], new_events], ignore_index=True)
     late = [AS_OF + pd.Timedelta(hours=h) for h in range(n_orders)]
-    more["orders"] = pd.concat([more["orders"], pd.DataFrame({"order_id": [f"lo{i}" for i in range(n_orders)],
-                                                                "customer_id": "cart", "ts": late, "revenue": 5.0})], ignore_index=True)
-    more["order_items"] = pd.concat([more["order_items"], pd.DataFrame({"order_id": [f"lo{i}" for i in range(n_orders)],
-                                                                          "product_id": "p1", "quantity": 1, "price": 5.0})], ignore_index=True)
-    more["product_changes"] = pd.concat([more["product_changes"], pd.DataFrame({
-        "product_id": ["p1"] * n_changes, "ts": [AS_OF + pd.Timedelta(days=d) for d in range(n_changes)],
-        "price": 1.0, "in_stock": False})], ignore_index=True)
+
+    def append(name: str, rows: dict) -> None:
+        # Only non-empty additions: pandas is deprecating how concat types columns from an empty frame.
+        if len(next(iter(rows.values()))):
+            more[name] = pd.concat([more[name], pd.DataFrame(rows)], ignore_index=True)
+
+    late_ids = [f"lo{i}" for i in range(n_orders)]
+    append("orders", {"order_id": late_ids, "customer_id": "cart", "ts": late, "revenue": 5.0})
+    append("order_items", {"order_id": late_ids, "product_id": "p1", "quantity": 1, "price": 5.0})
+    append("product_changes", {"product_id": ["p1"] * n_changes, "price": 1.0, "in_stock": False,
+                               "ts": [AS_OF + pd.Timedelta(days=d) for d in range(n_changes)]})
     got = _run(duck, more, repurchase_days=pd.DataFrame({"product_id": ["p1"], "interval_days": [15.0]}))
     pd.testing.assert_frame_equal(got, base)
 
