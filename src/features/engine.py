@@ -198,7 +198,7 @@ def execute(con: Any, expr: ibis.Table, sort_by: Sequence[str] | None = None) ->
         return normalise(con.execute(expr), sort_by)
     from ibis.backends.duckdb.converter import DuckDBPandasData
 
-    table = _duckdb_arrow(con, expr)
+    table = fetch_arrow(con, expr)
     df = pd.DataFrame({
         name: col.to_pylist() if pa.types.is_nested(col.type) or pa.types.is_dictionary(col.type) else col.to_pandas()
         for name, col in zip(table.column_names, table.columns, strict=True)
@@ -206,8 +206,19 @@ def execute(con: Any, expr: ibis.Table, sort_by: Sequence[str] | None = None) ->
     return normalise(DuckDBPandasData.convert_table(df, expr.schema()), sort_by)
 
 
-def _duckdb_arrow(con: Any, expr: ibis.Table) -> pa.Table:
-    """``expr`` run on DuckDB with :func:`duckdb_sql`'s SQL, as an Arrow table."""
+def fetch_arrow(con: Any, expr: ibis.Table) -> pa.Table:
+    """``expr``'s result as an Arrow table, not normalised (see :func:`to_arrow`).
+
+    On DuckDB the SQL is :func:`duckdb_sql`'s, the SQL every query of a run
+    uses; other engines go through Ibis.
+
+    >>> con = connect()
+    >>> t = con.create_table("t", pd.DataFrame({"k": [1, 2]}))
+    >>> fetch_arrow(con, t.mutate(j=t.k * 2).order_by("k")).column("j").to_pylist()
+    [2, 4]
+    """
+    if engine_name(con) != "duckdb":
+        return con.to_pyarrow(expr)
     return con.raw_sql(duckdb_sql(expr)).fetch_arrow_table()
 
 
@@ -427,7 +438,7 @@ def to_arrow(con: Any, expr: ibis.Table, sort_by: Sequence[str] | None = None) -
     """
     if sort_by:
         expr = expr.order_by(list(sort_by))
-    table = _duckdb_arrow(con, expr) if engine_name(con) == "duckdb" else con.to_pyarrow(expr)
+    table = fetch_arrow(con, expr)
     cols = []
     for field, col in zip(table.schema, table.columns, strict=True):
         if pa.types.is_timestamp(field.type):
@@ -455,8 +466,8 @@ def as_of_literal(as_of: pd.Timestamp | dt.datetime | str) -> ibis.Scalar:
     return ibis.literal(utc_timestamp(as_of).to_pydatetime(), type="timestamp('UTC')")
 
 
-__all__ = ["connect", "engine_name", "load_tables", "register", "execute", "normalise", "to_arrow", "write_parquet",
-           "cache",
+__all__ = ["connect", "engine_name", "load_tables", "register", "execute", "normalise", "to_arrow", "fetch_arrow",
+           "write_parquet", "cache",
            "write_parquet_parts",
            "duckdb_sql",
            "as_of_literal", "utc_timestamp", "ENGINES", "FLOAT_DECIMALS"]

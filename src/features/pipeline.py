@@ -39,8 +39,8 @@ from cadence.data.io import PathLike, atomic_path, list_tables
 from cadence.features.engine import (
     Engine,
     connect,
-    duckdb_sql,
     engine_name,
+    fetch_arrow,
     utc_timestamp,
     write_parquet,
     write_parquet_parts,
@@ -116,8 +116,8 @@ def build_features(data_dir: PathLike, as_of: str | pd.Timestamp, out_dir: PathL
     typical = None
     if len(ranges) > 1:  # buy_again's fallback interval is the one input that mixes customers
         expr = typical_repurchase_days(tables, cutoff, rules)
-        # Buckets are DuckDB-only: through duckdb_sql, like every other query of the run.
-        typical = None if expr is None else con.raw_sql(duckdb_sql(expr)).fetch_arrow_table().to_pandas()
+        # Not to_arrow: rounding the intervals could move buy_again's times by a second.
+        typical = None if expr is None else fetch_arrow(con, expr).to_pandas()
     Build = Callable[[Mapping[str, ibis.Table]], ibis.Table]
 
     def parts(build: Build) -> Iterator[ibis.Table]:

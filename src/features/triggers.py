@@ -440,7 +440,7 @@ def trigger_candidates(con: object, tables: Mapping[str, ibis.Table], as_of: pd.
                                                           ("_typical_days", typical_days)) if df is not None})
         items = tables.get("order_items")
         # follow_up, order_status and buy_again all read the order lines: join them once
-        # (a bucket otherwise scans the whole order_items table for each; ~5% of the triggers' time at 1M).
+        # (a bucket otherwise scans the whole order_items table for each).
         oi = cache(con, _order_lines(_orders_before(orders, cutoff), items)) if items is not None else None
         parts += _order_stages(orders, oi, tables.get("order_status"), cutoff, cutoff_s, rules,
                                uploads.get("_repurchase_days"), uploads.get("_typical_days"))
