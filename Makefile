@@ -6,7 +6,7 @@ UV_VERSION := 0.13.8
 PY ?= python3
 UV := $(PY) -m uv
 
-.PHONY: help install demo test lint typecheck bench jupyter clean
+.PHONY: help install demo test lint lint-imports typecheck bench jupyter clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -19,8 +19,12 @@ install: ## Install uv (pinned) and the locked environment into .venv
 demo: install ## Install, then run `cadence demo` on a freshly generated shop
 	$(UV) run --frozen cadence demo
 
-test: install ## Install, then run the test suite
+test: install ## Install, then check the layer contracts and run the test suite
+	$(UV) run --frozen lint-imports
 	$(UV) run --frozen pytest -n 2 -q
+
+lint-imports: install ## Check the one-way layer contracts (ARCHITECTURE.md)
+	$(UV) run --frozen lint-imports
 
 lint: install ## Ruff lint
 	$(UV) run --frozen ruff check src tests benchmarks

@@ -61,7 +61,7 @@ def prepare(cache: Path, n_events: int, shop: Path | None = None) -> tuple[Path,
     if shop is None:
         shop = cache / "shop150k"
         if not (shop / "events.parquet").exists():
-            from cadence.data.synthetic import ShopConfig, generate_shop
+            from cadence.synthetic import ShopConfig, generate_shop
 
             generate_shop(ShopConfig(customers=150_000, days=365, seed=0), shop)
         out = cache / f"slice{n_events}"

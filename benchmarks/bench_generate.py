@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from cadence.data.synthetic import ShopConfig, generate_shop
+from cadence.synthetic import ShopConfig, generate_shop
 
 
 def peak_rss_gb() -> float:

@@ -25,15 +25,8 @@ from collections.abc import Callable, Iterator, Mapping
 import numpy as np
 from sklearn.linear_model import Ridge
 
-from cadence.policies.ope import (
-    IPS,
-    SNIPS,
-    DirectMethod,
-    DoublyRobust,
-    LoggedFeedback,
-    compare,
-    fit_reward_model,
-)
+from cadence.data.bandit import LoggedFeedback
+from cadence.evaluation.ope import IPS, SNIPS, DirectMethod, DoublyRobust, compare, fit_reward_model
 
 N_ACTIONS = 4
 

@@ -31,13 +31,14 @@ import numpy as np
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
+from cadence.data.bandit import LoggedBandit
 from cadence.data.io import table_path
-from cadence.data.synthetic import ShopConfig, generate_shop
-from cadence.policies.evaluation import LOG_SKIP_COLUMNS, LoggedBandit, load_log, log_from_tables
+from cadence.features.logged import LOG_SKIP_COLUMNS, load_log, log_from_tables
 from cadence.policies.learned import UpliftPolicy
 from cadence.policies.orchestrator import OrchestratedPolicy, OrchestratorConfig
 from cadence.policies.rules import RulesPolicy
 from cadence.simulation.replay import replay_decisions
+from cadence.synthetic import ShopConfig, generate_shop
 
 
 def rusage_gb() -> float:

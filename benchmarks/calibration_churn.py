@@ -22,11 +22,11 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from cadence.data.io import read_tables
-from cadence.data.synthetic import ShopConfig, generate_shop, load_config, true_churn_risk
 from cadence.models import evaluation as ev
 from cadence.models.btyd import BetaGeoModel, rfm_summary
-from cadence.models.fitting import training_cutoffs
 from cadence.models.survival import TimeToNextPurchase, purchase_snapshots, stacked_snapshots
+from cadence.synthetic import ShopConfig, generate_shop, load_config, true_churn_risk
+from cadence.workflows.fitting import training_cutoffs
 
 HORIZONS = (30, 60, 90)
 

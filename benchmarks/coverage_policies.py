@@ -19,10 +19,10 @@ import time
 import numpy as np
 import pandas as pd
 
-from cadence.data.synthetic.study import coverage_summary, ope_coverage, replay_coverage
 from cadence.policies.learned import UpliftPolicy
 from cadence.policies.orchestrator import OrchestratedPolicy, OrchestratorConfig
 from cadence.policies.rules import RulesPolicy
+from cadence.studies.ope_coverage import coverage_summary, ope_coverage, replay_coverage
 
 
 def main() -> None:

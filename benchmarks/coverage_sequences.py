@@ -15,8 +15,8 @@ from __future__ import annotations
 import argparse
 import time
 
-from cadence.data.synthetic.sequence_study import coverage_table, sequence_coverage
 from cadence.policies.sequences import CART_ABANDON
+from cadence.studies.sequences import coverage_table, sequence_coverage
 
 
 def main() -> None:

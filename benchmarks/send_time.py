@@ -25,14 +25,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from cadence.data.synthetic import ShopConfig, generate_shop
-from cadence.data.synthetic.send_time_study import (
+from cadence.models.send_time import fit_send_time
+from cadence.studies.send_time import (
     best_hour_accuracy,
     oracle_best_hour_accuracy,
     send_time_gain,
     send_time_truth,
 )
-from cadence.models.send_time import fit_send_time
+from cadence.synthetic import ShopConfig, generate_shop
 
 
 def main() -> None:

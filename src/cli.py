@@ -42,14 +42,15 @@ def generate(
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
 ) -> None:
     """Generate a synthetic shop with known ground truth (truth in OUT/_truth/)."""
-    from cadence.data.synthetic import ShopConfig, generate_shop
+    from cadence.synthetic import ShopConfig
+    from cadence.workflows.generate import write_shop
 
     try:
         cfg = ShopConfig(customers=customers, days=days, seed=seed, start=start)
     except ValueError as e:
         _fail(f"generate: {e}", 2)
     t0 = time.perf_counter()
-    generate_shop(cfg, out, progress=not quiet)
+    write_shop(cfg, out, progress=not quiet)
     typer.echo(f"wrote {out} ({customers:,} customers, {days} days, seed {seed}) in {time.perf_counter() - t0:.1f} s")
 
 
@@ -136,8 +137,8 @@ def fit(
     import pandas as pd
 
     from cadence.data.validate import ContractError
-    from cadence.models.fitting import fit_model
-    from cadence.models.tracking import tracking_uri as resolve_uri
+    from cadence.deployment.tracking import tracking_uri as resolve_uri
+    from cadence.workflows.fitting import fit_model
 
     if kind not in FIT_KINDS:
         _fail(f"fit: unknown kind {kind!r}: choose one of {', '.join(FIT_KINDS)}", 2)
@@ -220,8 +221,8 @@ def evaluate(
     import json
 
     from cadence.data.validate import ContractError
-    from cadence.policies.evaluation import summary_table
-    from cadence.policies.registry import evaluate_named
+    from cadence.evaluation.offline import summary_table
+    from cadence.workflows.policies import evaluate_named
 
     try:
         df = evaluate_named(data_dir, list(policy), seed=seed, n_refit=refits or None)
@@ -258,7 +259,7 @@ def tune(
     import json
 
     from cadence.data.validate import ContractError
-    from cadence.policies.tuning import tune_policy
+    from cadence.deployment.tuning import tune_policy
 
     try:
         result = tune_policy(data_dir, family, trials, name=name, max_weekly=max_weekly, seed=seed,
@@ -290,7 +291,8 @@ def simulate(
 
     from cadence.data.validate import ContractError
     from cadence.policies.orchestrator import OrchestratorConfig
-    from cadence.simulation.replay import format_table, simulate_named
+    from cadence.simulation.replay import format_table
+    from cadence.workflows.policies import simulate_named
 
     if engine not in ("process", "spark"):
         _fail(f"simulate: unknown engine {engine!r}: choose process or spark", 2)
@@ -326,7 +328,7 @@ def export(
     import json
 
     from cadence.data.validate import ContractError
-    from cadence.policies.export import export_policy
+    from cadence.workflows.export import export_policy
 
     try:
         res = export_policy(data_dir, policy, model_name, tracking_uri=tracking_uri, epsilon=epsilon, seed=seed,
@@ -358,7 +360,7 @@ def promote(
     import json
 
     from cadence.data.validate import ContractError
-    from cadence.policies.promote import promote as promote_version
+    from cadence.deployment.promote import promote as promote_version
 
     try:
         res = promote_version(model_name, version, data_dir=data, tracking_uri=tracking_uri)

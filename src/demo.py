@@ -23,7 +23,7 @@ from typing import Any
 import pandas as pd
 import pyarrow.parquet as pq
 
-from cadence.data.contract import TABLE_NAMES
+from cadence.contract.tables import TABLE_NAMES
 
 
 @dataclass
@@ -96,32 +96,32 @@ def run_demo(out: Path, *, customers: int = 20_000, days: int = 365, seed: int =
     """Generate, validate and summarise a shop, run every stage, write the summary report.
 
     ``tracking_uri`` is where the churn stage logs its MLflow run (see
-    :func:`cadence.models.tracking.tracking_uri`: ``$MLFLOW_TRACKING_URI``,
+    :func:`cadence.deployment.tracking.tracking_uri`: ``$MLFLOW_TRACKING_URI``,
     else ``./mlflow.db``). Returns what was done.
     """
     from cadence.data.io import read_table
-    from cadence.data.synthetic import ShopConfig, generate_shop
     from cadence.data.validate import validate_dir
+    from cadence.deployment.promote import promote
+    from cadence.deployment.tracking import tracking_uri as resolve_uri
+    from cadence.evaluation.holdout import holdout_lift
+    from cadence.evaluation.offline import NO_REFIT_ESTIMATORS, summary_table
     from cadence.features.pipeline import build_features
-    from cadence.models.fitting import fit_model
-    from cadence.models.tracking import tracking_uri as resolve_uri
-    from cadence.policies.evaluation import NO_REFIT_ESTIMATORS, summary_table
-    from cadence.policies.export import export_policy
-    from cadence.policies.holdout import holdout_lift
-    from cadence.policies.promote import promote
-    from cadence.policies.registry import evaluate_named
-    from cadence.policies.send_time import judge_send_time
     from cadence.policies.sequences import CART_ABANDON
     from cadence.reporting import render_report
-    from cadence.simulation.replay import format_table, simulate_named
+    from cadence.simulation.replay import format_table
     from cadence.simulation.sequences import sequence_lift, sequence_table
+    from cadence.synthetic import ShopConfig
+    from cadence.workflows.export import export_policy
+    from cadence.workflows.fitting import fit_model
+    from cadence.workflows.generate import write_shop
+    from cadence.workflows.policies import evaluate_named, judge_send_time, simulate_named
 
     summary = DemoSummary(Path(out))
     echo(f"[1/10] generating a synthetic shop: {customers:,} customers, {days} days, seed {seed}")
     t0 = time.perf_counter()
     # The demo shop's logging policy also randomises follow-ups, so sequences can be judged.
     cfg = ShopConfig(customers=customers, days=days, seed=seed, logging_followup=DEMO_FOLLOWUP)
-    generate_shop(cfg, out, progress=True)
+    write_shop(cfg, out, progress=True)
     summary.seconds["generate"] = time.perf_counter() - t0
     for name in TABLE_NAMES:
         path = Path(out) / f"{name}.parquet"

@@ -1,4 +1,4 @@
-"""The Policy protocol: what every send policy answers for a batch of trigger candidates.
+"""The action space and the Policy protocol: what every send policy answers for a batch of trigger candidates.
 
 A policy receives one row per trigger candidate (``customer_id``, ``stage``,
 ``triggered_at``, context columns ``products``/``query``/``order_id``, the
@@ -8,6 +8,11 @@ row: ``action`` (send or hold), ``channel``, ``delay_minutes``,
 ``incentive``, and the ``propensity`` with which it chose that decision.
 Stochastic policies draw with the generator they are given, so the caller
 controls reproducibility.
+
+Each decision has one integer code in the fixed vocabulary
+:data:`ACTION_NAMES` (hold, or channel x delay slot x incentive, the delay
+slot indexing the stage's :func:`delay_choices`): what logged bandits,
+reward models and off-policy estimators index by.
 
 Examples
 --------
@@ -21,6 +26,8 @@ Examples
 ...                              "propensity": [1.0] * n})
 >>> isinstance(AlwaysEmail(), Policy)
 True
+>>> ACTION_NAMES[:2], len(ACTION_NAMES)
+(('hold', 'email/0/none'), 49)
 """
 
 from __future__ import annotations
@@ -30,7 +37,8 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import pandas as pd
 
-from cadence.triggers import ABANDON_STAGES
+from cadence.contract.tables import CHANNELS, INCENTIVES
+from cadence.contract.triggers import ABANDON_STAGES
 
 DECISION_COLUMNS: tuple[str, ...] = ("action", "channel", "delay_minutes", "incentive", "propensity")
 #: Optional decision columns planning one follow-up message after a send (a two-step
@@ -83,3 +91,83 @@ def check_decisions(decisions: pd.DataFrame, n: int, policy_id: str) -> None:
     bad = int((~decisions["action"].isin(["send", "hold"])).sum())
     if bad:
         raise ValueError(f"policy {policy_id!r}: action not 'send' or 'hold' in {bad} rows")
+
+
+#: Action vocabulary shared by every policy on a shop's log.
+ACTION_NAMES: tuple[str, ...] = ("hold",) + tuple(
+    f"{ch}/{slot}/{inc}" for ch in CHANNELS for slot in range(3) for inc in INCENTIVES
+)
+
+
+N_ACTIONS = len(ACTION_NAMES)
+
+
+def action_code(channel: np.ndarray, slot: np.ndarray, incentive: np.ndarray, send: np.ndarray) -> np.ndarray:
+    """Integer action codes from channel/slot/incentive codes (ignored where not ``send``).
+
+    >>> action_code(np.array([0, 1]), np.array([0, 2]), np.array([0, 3]), np.array([True, False])).tolist()
+    [1, 0]
+    """
+    code = 1 + (np.asarray(channel) * 3 + np.asarray(slot)) * len(INCENTIVES) + np.asarray(incentive)
+    return np.where(send, code, 0).astype(np.int64)
+
+
+def decode_action(code: int) -> tuple[str, int, str] | None:
+    """``(channel, delay slot, incentive)`` of a code, ``None`` for hold.
+
+    >>> decode_action(ACTION_NAMES.index("sms/1/percent_code"))
+    ('sms', 1, 'percent_code')
+    """
+    if code == 0:
+        return None
+    ch, rest = divmod(code - 1, 3 * len(INCENTIVES))
+    slot, inc = divmod(rest, len(INCENTIVES))
+    return CHANNELS[ch], slot, INCENTIVES[inc]
+
+
+def _codes(values: pd.Series, vocab: tuple[str, ...], what: str) -> np.ndarray:
+    codes = pd.Categorical(values, categories=list(vocab)).codes.astype(np.int64)
+    bad = values.notna().to_numpy() & (codes < 0)
+    if bad.any():
+        raise ValueError(f"{what}: {int(bad.sum())} rows outside {vocab}, e.g. {values[bad].iloc[0]!r}")
+    return codes
+
+
+def delay_slots(stage: pd.Series, delay_minutes: pd.Series | np.ndarray, *, what: str = "delay_minutes") -> np.ndarray:
+    """Index of each delay among its stage's :func:`~cadence.contract.actions.delay_choices`.
+
+    >>> delay_slots(pd.Series(["cart_abandon", "birthday"]), np.array([720, 0])).tolist()
+    [2, 0]
+    """
+    delay = np.asarray(delay_minutes, dtype=np.int64)
+    abandon = stage.astype(str).isin(ABANDON_STAGES).to_numpy()
+    slot = np.full(len(delay), -1, np.int64)
+    for choices, rows in ((ABANDON_DELAYS, abandon), (OTHER_DELAYS, ~abandon)):
+        for k, d in enumerate(choices):
+            slot[rows & (delay == d)] = k
+    return slot
+
+
+def encode_actions(stage: pd.Series, decisions: pd.DataFrame) -> np.ndarray:
+    """Codes in :data:`ACTION_NAMES` of decisions (``action, channel, delay_minutes, incentive``).
+
+    Raises a ``ValueError`` naming the column when a send has an unknown
+    channel, incentive or a delay its stage does not offer.
+
+    >>> d = pd.DataFrame({"action": ["send", "hold"], "channel": ["email", None],
+    ...                   "delay_minutes": [20, 0], "incentive": ["none", None]})
+    >>> encode_actions(pd.Series(["cart_abandon", "birthday"]), d).tolist()
+    [1, 0]
+    """
+    send = (decisions["action"] == "send").to_numpy()
+    ch = _codes(decisions["channel"], CHANNELS, "channel")
+    inc = _codes(decisions["incentive"].fillna("none"), INCENTIVES, "incentive")
+    slot = delay_slots(stage.reset_index(drop=True), decisions["delay_minutes"].to_numpy())
+    for name, codes in (("channel", ch), ("delay_minutes", slot)):
+        bad = send & (codes < 0)
+        if bad.any():
+            raise ValueError(f"{name}: {int(bad.sum())} sends with a value their stage does not offer")
+    return action_code(ch, slot, inc, send)
+
+
+LOGGING = "logging"

@@ -1,13 +1,38 @@
-"""Local clock time of UTC timestamps in each row's own time zone.
+"""Time, one helper each: UTC coercion, epoch seconds, local clock time, day constants.
 
-Kept apart from the send-time model so light modules (the policy context,
-the exported policy's code) read local hours without importing scikit-learn.
+Every layer (and the synthetic world) reads time through this module, so a
+cutoff is coerced one way and a timestamp turns into seconds one way. It
+imports only numpy and pandas, so light modules (the policy context, the
+exported policy's code) read local hours without importing scikit-learn.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+
+#: Seconds in a day and in an hour.
+DAY_S = 86_400
+HOUR_S = 3_600
+
+
+def utc(ts: object, name: str) -> pd.Timestamp:
+    """``ts`` as a UTC :class:`pandas.Timestamp`; a naive value is read as UTC (the contract stores UTC).
+
+    Raises a ``ValueError`` naming ``name`` when ``ts`` is not a timestamp.
+
+    >>> utc("2024-03-01 10:00", "as_of")
+    Timestamp('2024-03-01 10:00:00+0000', tz='UTC')
+    >>> utc("2024-03-01 10:00+01:00", "as_of").hour
+    9
+    """
+    try:
+        out = pd.Timestamp(ts)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a timestamp, got {ts!r}") from None
+    if out is pd.NaT:
+        raise ValueError(f"{name} must be a timestamp, got {ts!r}")
+    return out.tz_localize("UTC") if out.tzinfo is None else out.tz_convert("UTC")
 
 
 def epoch_seconds(ts: pd.Series | np.ndarray) -> np.ndarray:
@@ -56,3 +81,19 @@ def local_clock(ts: pd.Series, tz: pd.Series | None) -> tuple[np.ndarray, np.nda
         hour[rows] = (local.dt.hour + local.dt.minute / 60).to_numpy()
         weekday[rows] = local.dt.weekday.to_numpy()
     return hour, weekday
+
+
+def local_time(candidates: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """(hour of day as float, weekday) of each candidate's ``triggered_at`` in its ``timezone`` (UTC when unknown).
+
+    Precomputed ``local_hour``/``local_weekday`` columns are used when present
+    (the replay adds them once instead of converting time zones every round).
+
+    >>> c = pd.DataFrame({"triggered_at": pd.to_datetime(["2024-03-01 10:30"], utc=True), "timezone": ["Europe/Paris"]})
+    >>> h, wd = local_time(c)
+    >>> float(h[0]), int(wd[0])
+    (11.5, 4)
+    """
+    if "local_hour" in candidates and "local_weekday" in candidates:
+        return candidates["local_hour"].to_numpy(float), candidates["local_weekday"].to_numpy(np.int64)
+    return local_clock(candidates["triggered_at"], candidates["timezone"] if "timezone" in candidates else None)

@@ -15,7 +15,7 @@ Conventions
 
 Examples
 --------
->>> from cadence.data.contract import TABLES, STAGES
+>>> from cadence.contract.tables import TABLES, STAGES
 >>> TABLES["orders"].key
 ('order_id',)
 >>> "cart_abandon" in STAGES

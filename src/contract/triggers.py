@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from cadence.data.contract import STAGES
+from cadence.contract.tables import STAGES
 
 #: Stages that may carry an incentive / item recommendations (seed defaults).
 INCENTIVE_STAGES: frozenset[str] = frozenset(

@@ -9,7 +9,7 @@ The raw files are vendored unchanged in ``data/external/cdnow/raw/`` (see the
 
 Each raw line is one transaction: a customer, a day, a number of CDs and a
 dollar value. :func:`cdnow_tables` maps the lines to the contract
-(:mod:`cadence.data.contract`):
+(:mod:`cadence.contract.tables`):
 
 * ``customers``: one row per customer; ``customer_id`` is the five-digit
   master id as text (``'00001'``), ``signup_at`` the first purchase day

@@ -18,6 +18,7 @@ Examples
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import shutil
 import tempfile
@@ -28,7 +29,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from cadence.data.contract import TABLES, Table
+from cadence.contract.tables import TABLES, Table
 
 PathLike = str | os.PathLike[str]
 
@@ -168,3 +169,19 @@ def write_tables(tables: Mapping[str, pd.DataFrame | pa.Table], out_dir: PathLik
         for name, df in tables.items():
             arrow = df if isinstance(df, pa.Table) else pa.Table.from_pandas(df, preserve_index=False)
             pq.write_table(arrow, tmp / f"{name}.parquet", **PARQUET_OPTIONS)  # type: ignore[arg-type]
+
+
+def fingerprint(data_dir: PathLike, tables: list[str]) -> str:
+    """SHA-256 over the bytes of the files holding ``tables`` (name-ordered)."""
+    h = hashlib.sha256()
+    for name in sorted(tables):
+        path = table_path(data_dir, name)
+        if path is None:
+            continue
+        files = sorted(path.rglob("*.parquet")) if path.is_dir() else [path]
+        for f in files:
+            h.update(name.encode())
+            with open(f, "rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(block)
+    return h.hexdigest()

@@ -1,4 +1,4 @@
-"""Schemas of the contract tables, built from :data:`cadence.data.contract.TABLES`.
+"""Schemas of the contract tables, built from :data:`cadence.contract.tables.TABLES`.
 
 Column names, kinds, vocabularies and bounds are read from the contract, never
 re-spelled here. Checking a table has three layers:
@@ -48,7 +48,7 @@ import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
-from cadence.data.contract import TABLES, Column, ColumnKind, Table
+from cadence.contract.tables import TABLES, Column, ColumnKind, Table
 
 #: The dtype each contract kind has after :func:`conform_table`. Nullable
 #: pandas dtypes keep integers and booleans exact when a column has nulls.

@@ -42,7 +42,7 @@ import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
-from cadence.data.contract import REQUIRED_TABLES, TABLES
+from cadence.contract.tables import REQUIRED_TABLES, TABLES
 from cadence.data.io import DataDirError, PathLike, list_tables, read_tables
 from cadence.data.schemas import (
     SCHEMAS,

@@ -5,11 +5,11 @@ by default). When the name has no champion yet, the version becomes
 champion without a gate. Otherwise both versions' pyfunc models are loaded
 and judged on the same evaluation data, the messages log of the data
 directory recorded on the candidate (or the one given): each model's full
-action distribution (:meth:`~cadence.policies.serving.PolicyModel.action_distribution`,
+action distribution (:meth:`~cadence.deployment.serving.PolicyModel.action_distribution`,
 exploration included) is scored with the doubly-robust estimator of net
 revenue per trigger, and the candidate's lift over the champion is a paired
 difference with a customer-clustered interval
-(:func:`cadence.policies.ope.compare`). ``champion`` moves only when that
+(:func:`cadence.evaluation.ope.compare`). ``champion`` moves only when that
 interval lies above zero; otherwise the promotion is refused with both
 estimates. Either way the gate's result is recorded as tags on the
 candidate version.
@@ -24,9 +24,9 @@ Examples
 ``promote("shop-policy")`` moves ``champion`` or refuses; the gate itself:
 
 >>> import tempfile
->>> from cadence.data.synthetic import ShopConfig, generate_shop
->>> from cadence.policies.evaluation import load_log
->>> from cadence.policies.serving import PolicyModel
+>>> from cadence.synthetic import ShopConfig, generate_shop
+>>> from cadence.features.logged import load_log
+>>> from cadence.deployment.serving import PolicyModel
 >>> from cadence.policies.rules import RulesPolicy
 >>> log = load_log(generate_shop(ShopConfig(customers=300, days=60, seed=1), tempfile.mkdtemp() + "/s"))
 >>> same = PolicyModel(RulesPolicy(), epsilon=0.1).action_distribution(log.candidates)
@@ -44,8 +44,8 @@ from typing import Any
 import numpy as np
 
 from cadence.data.io import PathLike
-from cadence.models import tracking
-from cadence.policies.export import CHAMPION, TABLES, TAG, using_tracking
+from cadence.deployment import tracking
+from cadence.deployment.export import CHAMPION, TABLES, TAG, using_tracking
 
 METRIC = "net_revenue"
 
@@ -73,8 +73,8 @@ def gate(log: Any, champion: np.ndarray, candidate: np.ndarray, *, alpha: float 
     candidate_lower, candidate_upper, diff, diff_lower, diff_upper`` (per
     trigger; ``1 - alpha`` intervals clustered by customer).
     """
-    from cadence.policies.evaluation import ResponseModel
-    from cadence.policies.ope import DoublyRobust, compare
+    from cadence.evaluation.ope import DoublyRobust, compare
+    from cadence.models.response import ResponseModel
 
     n = log.n
     q_model = ResponseModel(random_state=seed).fit(log, METRIC)
@@ -106,14 +106,14 @@ def promote(
     Parameters
     ----------
     model_name
-        A registered model written by :func:`~cadence.policies.export.export_policy`.
+        A registered model written by :func:`~cadence.workflows.export.export_policy`.
     version
         Default: the newest version.
     data_dir
         Evaluation data; default the data directory recorded on the
         candidate version.
     tracking_uri
-        As in :func:`~cadence.policies.export.export_policy`.
+        As in :func:`~cadence.workflows.export.export_policy`.
     alpha
         1 - confidence of the difference's interval.
 
@@ -127,9 +127,9 @@ def promote(
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    from cadence.models.fitting import fingerprint
-    from cadence.policies.evaluation import load_log
-    from cadence.policies.registry import split_customers
+    from cadence.data.bandit import split_customers
+    from cadence.data.io import fingerprint
+    from cadence.features.logged import load_log
 
     uri = tracking.tracking_uri(tracking_uri)
     client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)

@@ -16,18 +16,13 @@ Examples
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pandas as pd
-
+from cadence.contract.actions import LOGGING, Policy
+from cadence.data.bandit import LoggedBandit
 from cadence.data.io import PathLike, atomic_path
-from cadence.policies.base import Policy
-from cadence.policies.evaluation import LOGGING, LoggedBandit
 from cadence.policies.learned import UpliftPolicy
-from cadence.policies.ope import OffPolicyEstimator
 from cadence.policies.rules import RulesPolicy
 
 #: Where tuned policies are saved by default (ignored by git, like other derived data).
@@ -95,41 +90,5 @@ def build_policy(name: str, train: LoggedBandit | None, *, policies_dir: PathLik
     return policy
 
 
-def split_customers(log: LoggedBandit, share: float = 0.5, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Boolean masks (fit, evaluate) splitting the log's rows by customer.
-
-    Learned policies are fitted on one part and judged on the other, so
-    their estimates are not flattered by the rows they were fitted on.
-    """
-    rng = np.random.default_rng(seed)
-    in_fit = rng.random(int(log.groups.max()) + 1 if log.n else 0) < share
-    fit_rows = in_fit[log.groups]
-    return fit_rows, ~fit_rows
 
 
-def evaluate_named(data_dir: PathLike, names: list[str], *, metrics: tuple[str, ...] | None = None,
-                   policies_dir: PathLike = POLICIES_DIR, seed: int = 0, fit_share: float = 0.5,
-                   n_refit: int | None = 20, estimators: Sequence[OffPolicyEstimator] | None = None) -> pd.DataFrame:
-    """``cadence evaluate``: estimate named policies on a data directory's messages log.
-
-    When a named policy learns from the log, customers are split (``fit_share``
-    to fit) and every policy is judged on the other customers' rows only;
-    ``df.attrs`` records the split. ``n_refit`` refits of the reward model
-    give the direct method its interval; ``estimators`` defaults to
-    :data:`~cadence.policies.evaluation.DEFAULT_ESTIMATORS` (see
-    :func:`~cadence.policies.evaluation.evaluate`).
-    """
-    from cadence.policies.evaluation import evaluate, load_log
-    from cadence.policies.logged import METRICS
-
-    names = [n for n in dict.fromkeys(names) if n != LOGGING]
-    log = load_log(data_dir)
-    train, test = None, log
-    if any(needs_fit(n, policies_dir) for n in names):
-        fit_rows, eval_rows = split_customers(log, fit_share, seed)
-        train, test = log.subset(fit_rows), log.subset(eval_rows)
-    policies = {n: build_policy(n, train, policies_dir=policies_dir) for n in names}
-    df = evaluate(test, {k: v for k, v in policies.items() if v is not None}, metrics=metrics or METRICS, seed=seed,
-                  n_refit=n_refit, estimators=estimators)
-    df.attrs.update({"rows_evaluated": test.n, "rows_fitted": 0 if train is None else train.n})
-    return df

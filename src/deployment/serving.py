@@ -1,9 +1,9 @@
 """The served policy: an MLflow pyfunc model that serving teams load by alias and call.
 
 :class:`PolicyModel` wraps a fitted, deterministic
-:class:`~cadence.policies.base.Policy` (the *greedy* policy) and answers one
+:class:`~cadence.contract.actions.Policy` (the *greedy* policy) and answers one
 decision per trigger candidate. Its input is the candidate frame of
-:mod:`cadence.policies.base` (:data:`INPUT_COLUMNS`); its output
+:mod:`cadence.contract.actions` (:data:`INPUT_COLUMNS`); its output
 (:data:`OUTPUT_COLUMNS`) is the decision, when to send it, and the
 probability with which it was chosen:
 
@@ -69,11 +69,17 @@ from mlflow.models import ModelSignature
 from mlflow.pyfunc import PythonModel
 from mlflow.types.schema import AnyType, ColSpec, DataType, Schema
 
-from cadence.data.contract import CHANNELS, INCENTIVES, STAGES
-from cadence.policies.base import Policy, check_decisions, delay_choices
-from cadence.policies.logged import N_ACTIONS, decode_action, encode_actions
+from cadence.contract.actions import (
+    N_ACTIONS,
+    Policy,
+    check_decisions,
+    decode_action,
+    delay_choices,
+    encode_actions,
+)
+from cadence.contract.tables import CHANNELS, INCENTIVES, STAGES
+from cadence.contract.triggers import INCENTIVE_STAGES, TRANSACTIONAL_STAGES
 from cadence.policies.rules import RulesPolicy, opt_in_matrix
-from cadence.triggers import INCENTIVE_STAGES, TRANSACTIONAL_STAGES
 
 
 @dataclass(frozen=True)
@@ -87,7 +93,7 @@ class Column:
 
 
 OPT_IN_COLUMNS: tuple[str, ...] = tuple(f"opt_in_{c}" for c in CHANNELS)
-#: Optional columns :func:`~cadence.policies.context.context_features` reads (besides stage and time).
+#: Optional columns :func:`~cadence.features.context.context_features` reads (besides stage and time).
 CONTEXT_COLUMNS: tuple[str, ...] = ("timezone", *OPT_IN_COLUMNS, "sends_7d", "orders_90d", "days_since_order")
 #: Columns that must hold whole numbers / numbers when given.
 WHOLE_COLUMNS: tuple[str, ...] = ("sends_7d", "orders_90d")
@@ -185,7 +191,7 @@ def valid_actions(stage: np.ndarray, opt_in: np.ndarray) -> np.ndarray:
 
     Hold, or a channel the customer is opted in to × each of the stage's
     delay slots × the incentives its stage allows (none only, outside
-    :data:`~cadence.triggers.INCENTIVE_STAGES`).
+    :data:`~cadence.contract.triggers.INCENTIVE_STAGES`).
 
     >>> v = valid_actions(np.array(["birthday", "cart_abandon"]), np.array([[1, 0, 0, 0], [1, 1, 0, 0]], bool))
     >>> v.sum(axis=1).tolist()  # 1 + 1 channel x 3 delays x 4 incentives; 1 + 2 x 3 x 1
@@ -334,7 +340,7 @@ def needed_columns(policy: Policy) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """``(columns the policy reads, those of them that have no default for a null value)``.
 
     The rules read the opt-ins only; any other policy reads every context
-    feature (:func:`~cadence.policies.context.context_features`).
+    feature (:func:`~cadence.features.context.context_features`).
 
     >>> needed_columns(RulesPolicy())[1]
     ()
@@ -421,7 +427,7 @@ class PolicyModel(PythonModel):
     Parameters
     ----------
     policy
-        A fitted :class:`~cadence.policies.base.Policy` whose decisions have
+        A fitted :class:`~cadence.contract.actions.Policy` whose decisions have
         propensity 1.
     epsilon
         Exploration probability, in ``[0, 1)``.
@@ -479,10 +485,10 @@ class PolicyModel(PythonModel):
         return _Greedy(work, triggered, decisions, codes, reason, explores, valid_actions(stage.to_numpy(), opt))
 
     def action_distribution(self, candidates: pd.DataFrame) -> np.ndarray:
-        """``(n, N_ACTIONS)`` probability of each action of :data:`~cadence.policies.logged.ACTION_NAMES` per row.
+        """``(n, N_ACTIONS)`` probability of each action of :data:`~cadence.features.logged.ACTION_NAMES` per row.
 
         What the served model draws from: ready for
-        :func:`cadence.policies.ope.compare`.
+        :func:`cadence.evaluation.ope.compare`.
         """
         g = self._greedy(candidates)
         return exploration_distribution(g.codes, g.valid, self.epsilon, g.explores)

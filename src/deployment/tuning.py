@@ -7,7 +7,7 @@ whose policy sends more than ``max_weekly`` messages per customer per week
 is infeasible (Optuna's constraint interface): the send volume of a
 deterministic policy on the logged triggers is known exactly, no estimate
 needed. Every trial is a nested MLflow run; the best feasible parameters
-are saved with :func:`cadence.policies.registry.save_policy` for
+are saved with :func:`cadence.deployment.registry.save_policy` for
 ``cadence evaluate`` and ``cadence export``.
 
 Examples
@@ -24,10 +24,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from cadence.data.bandit import LoggedBandit, split_customers
 from cadence.data.io import PathLike
-from cadence.policies.evaluation import LoggedBandit, ResponseModel, load_log, target_codes
-from cadence.policies.ope import DoublyRobust, compare
-from cadence.policies.registry import FAMILIES, POLICIES_DIR, save_policy, split_customers
+from cadence.deployment.registry import FAMILIES, POLICIES_DIR, save_policy
+from cadence.evaluation.offline import target_codes
+from cadence.evaluation.ope import DoublyRobust, compare
+from cadence.features.logged import load_log
+from cadence.models.response import ResponseModel
 
 
 def _rules_space(trial: Any) -> dict[str, Any]:
@@ -87,9 +90,9 @@ def tune_policy(
     import mlflow
     import optuna
 
-    from cadence.models.fitting import fingerprint
-    from cadence.models.tracking import experiment_id
-    from cadence.models.tracking import tracking_uri as resolve_uri
+    from cadence.data.io import fingerprint
+    from cadence.deployment.tracking import experiment_id
+    from cadence.deployment.tracking import tracking_uri as resolve_uri
 
     if family not in SPACES:
         raise ValueError(f"family: {family!r} is not one of {sorted(SPACES)}")

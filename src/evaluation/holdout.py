@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import norm
 
-from cadence.policies.logged import first_steps
+from cadence.features.logged import first_steps
 
 
 def _hajek(y: np.ndarray, w: np.ndarray) -> tuple[float, float]:

@@ -1,8 +1,8 @@
 """Compare send policies on a shop's messages log: values, lifts, intervals, diagnostics.
 
 This is the shop-specific layer over the generic estimators of
-:mod:`cadence.policies.ope`: it reads ``messages`` and ``customers``,
-rebuilds each logged decision's candidate (:func:`~cadence.policies.logged.logged_candidates`),
+:mod:`cadence.evaluation.ope`: it reads ``messages`` and ``customers``,
+rebuilds each logged decision's candidate (:func:`~cadence.features.logged.logged_candidates`),
 asks every target policy what it would have decided there, and runs the
 estimators for every metric (open, click, conversion, net revenue per
 trigger) with the logging policy itself as the reference for lifts.
@@ -17,13 +17,14 @@ policy's), which keeps the ``(n, n_actions)`` matrix cheap to fill.
 The direct method's error is mostly the reward model's own, so its interval
 refits :class:`ResponseModel` on ``n_refit`` customer-clustered Poisson
 resamples (``interval == "refit-bootstrap"``, see
-:class:`~cadence.policies.ope.DirectMethod`); the other estimators resample
+:class:`~cadence.evaluation.ope.DirectMethod`); the other estimators resample
 their per-row vectors.
 
 Examples
 --------
 >>> import tempfile
->>> from cadence.data.synthetic import ShopConfig, generate_shop
+>>> from cadence.synthetic import ShopConfig, generate_shop
+>>> from cadence.features.logged import load_log
 >>> from cadence.policies.rules import RulesPolicy
 >>> shop = generate_shop(ShopConfig(customers=300, days=60, seed=1), tempfile.mkdtemp() + "/s")
 >>> log = load_log(shop)
@@ -35,39 +36,25 @@ Examples
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from threadpoolctl import threadpool_limits
 
-from cadence.data.io import PathLike, read_table, table_paths
-from cadence.policies.base import Policy, check_decisions
-from cadence.policies.context import context_features, with_actions
-from cadence.policies.logged import (
-    ACTION_NAMES,
-    METRICS,
-    N_ACTIONS,
-    encode_actions,
-    first_steps,
-    logged_actions,
-    logged_candidates,
-    logged_rewards,
-    one_hot,
-)
-from cadence.policies.ope import (
+from cadence.contract.actions import LOGGING, Policy, check_decisions, encode_actions
+from cadence.data.bandit import LoggedBandit
+from cadence.evaluation.ope import (
     IPS,
     ON_POLICY,
     SNIPS,
     DirectMethod,
     DoublyRobust,
-    LoggedFeedback,
     OffPolicyEstimator,
     SwitchDR,
     compare,
 )
+from cadence.features.logged import METRICS, one_hot
+from cadence.models.response import ResponseModel
 
 #: Estimators run by default: the four the issue names and a switch variant.
 DEFAULT_ESTIMATORS: tuple[OffPolicyEstimator, ...] = (IPS(), SNIPS(), DirectMethod(), DoublyRobust(),
@@ -75,67 +62,16 @@ DEFAULT_ESTIMATORS: tuple[OffPolicyEstimator, ...] = (IPS(), SNIPS(), DirectMeth
 #: The default estimators whose intervals need no refits of the reward model (all but DM): what the
 #: demo and the report show, where DM's honest interval would cost ~20 model fits per metric.
 NO_REFIT_ESTIMATORS: tuple[OffPolicyEstimator, ...] = tuple(e for e in DEFAULT_ESTIMATORS if not e.refit_interval)
-LOGGING = "logging"
 
 
-@dataclass
-class LoggedBandit:
-    """A shop's messages log as a logged bandit (rows in ``messages`` order)."""
-
-    candidates: pd.DataFrame
-    actions: np.ndarray
-    pscore: np.ndarray
-    rewards: pd.DataFrame
-    groups: np.ndarray  # customer codes, for cross-fitting by customer
-
-    @property
-    def n(self) -> int:
-        return len(self.actions)
-
-    def feedback(self, metric: str) -> LoggedFeedback:
-        """The generic :class:`~cadence.policies.ope.LoggedFeedback` for one metric."""
-        if metric not in self.rewards:
-            raise ValueError(f"metric: {metric!r} is not one of {tuple(self.rewards.columns)}")
-        return LoggedFeedback(action=self.actions, reward=self.rewards[metric].to_numpy(),
-                              pscore=self.pscore, n_actions=N_ACTIONS, action_names=ACTION_NAMES)
-
-    def subset(self, rows: np.ndarray) -> LoggedBandit:
-        """The rows ``rows`` (a boolean mask or indices) as their own log."""
-        return LoggedBandit(self.candidates.iloc[rows].reset_index(drop=True), self.actions[rows],
-                            self.pscore[rows], self.rewards.iloc[rows].reset_index(drop=True), self.groups[rows])
 
 
-#: Columns :func:`load_log` leaves unread: large, and no part of a decision's context, action or outcome.
-LOG_SKIP_COLUMNS: dict[str, tuple[str, ...]] = {
-    "messages": ("message_id", "items", "policy_id"), "customers": ("email", "name"), "orders": ("order_id",)}
 
 
-def _log_table(path: Path, table: str) -> pd.DataFrame:
-    if path.suffix == ".csv":
-        return read_table(path, table)
-    import pyarrow.dataset as ds
-
-    names = ds.dataset(path, format="parquet").schema.names
-    return read_table(path, table, columns=[c for c in names if c not in LOG_SKIP_COLUMNS.get(table, ())])
 
 
-def load_log(data_dir: PathLike) -> LoggedBandit:
-    """Read ``messages`` and ``customers`` from a data directory into a :class:`LoggedBandit`.
-
-    Only the columns a logged decision needs are read (not :data:`LOG_SKIP_COLUMNS`).
-    """
-    t = {n: _log_table(path, n) for n, path in table_paths(data_dir, ["messages", "customers", "orders"]).items()}
-    return log_from_tables(t["messages"], t["customers"], t.get("orders"))
 
 
-def log_from_tables(messages: pd.DataFrame, customers: pd.DataFrame,
-                    orders: pd.DataFrame | None = None) -> LoggedBandit:
-    """A :class:`LoggedBandit` from in-memory ``messages``, ``customers`` (and ``orders``) tables."""
-    history = messages.reset_index(drop=True)
-    messages = first_steps(history).reset_index(drop=True)  # follow-ups are judged by sequence estimators
-    groups = pd.Categorical(messages["customer_id"]).codes.astype(np.int64)
-    return LoggedBandit(logged_candidates(messages, customers, orders, history), logged_actions(messages),
-                        messages["propensity"].to_numpy(float), logged_rewards(messages), groups)
 
 
 def target_codes(policy: Policy, candidates: pd.DataFrame, seed: int = 0) -> np.ndarray:
@@ -152,85 +88,6 @@ def target_codes(policy: Policy, candidates: pd.DataFrame, seed: int = 0) -> np.
     return encode_actions(candidates["stage"], decisions.reset_index(drop=True))
 
 
-class ResponseModel:
-    """Cross-fitted reward model ``q(x, a)`` of one metric, scored only where needed.
-
-    Parameters
-    ----------
-    estimator
-        A scikit-learn regressor (default: gradient boosting, 100 trees of
-        31 leaves, on one thread: fast and reproducible here).
-    folds
-        Cross-fitting folds, split by customer.
-    """
-
-    def __init__(self, estimator: Any | None = None, folds: int = 2, random_state: int = 0) -> None:
-        self.estimator = estimator
-        self.folds = folds
-        self.random_state = random_state
-
-    def _model(self) -> Any:
-        from sklearn.base import clone
-        from sklearn.ensemble import HistGradientBoostingRegressor
-
-        if self.estimator is not None:
-            return clone(self.estimator)
-        return HistGradientBoostingRegressor(max_iter=100, learning_rate=0.1, random_state=self.random_state)
-
-    def fit(self, log: LoggedBandit, metric: str, resample: np.ndarray | None = None) -> ResponseModel:
-        """Fit one model per fold on the other folds' rows.
-
-        ``resample`` (optional, ``(n,)`` integers >= 0) is each row's
-        multiplicity in a bootstrap resample: a row is repeated that many
-        times in training (0 leaves it out) and every row is still scored.
-        """
-        x = context_features(log.candidates).to_numpy()
-        y = log.rewards[metric].to_numpy()
-        self.fold_ = (log.groups * 2654435761 + self.random_state) % self.folds
-        self.x_ = x
-        self.models_ = []
-        with threadpool_limits(1):
-            for f in range(self.folds):
-                train = np.flatnonzero(self.fold_ != f)
-                if resample is not None:
-                    train = np.repeat(train, np.asarray(resample)[train])
-                self.models_.append(self._model().fit(with_actions(x[train], log.actions[train]), y[train]))
-        return self
-
-    def predict_at(self, candidates: pd.DataFrame, codes: np.ndarray) -> np.ndarray:
-        """Out-of-fold ``q`` at other contexts of the same logged rows (e.g. replayed fatigue)."""
-        x = context_features(candidates).to_numpy()
-        out = np.empty(len(codes))
-        with threadpool_limits(1):
-            for f, model in enumerate(self.models_):
-                rows = self.fold_ == f
-                out[rows] = model.predict(with_actions(x[rows], codes[rows]))
-        return out
-
-    def matrix(self, code_sets: Sequence[np.ndarray]) -> np.ndarray:
-        """``(n, n_actions)`` predictions filled at every row's codes in ``code_sets`` (0 elsewhere).
-
-        Estimators only read ``q`` at the logged action and where a target
-        policy puts mass, so the rest of the matrix is never used.
-        """
-        n = len(self.fold_)
-        q = np.zeros((n, N_ACTIONS))
-        done = np.zeros((n, N_ACTIONS), bool)
-        for codes in code_sets:
-            rows = np.flatnonzero(~done[np.arange(n), codes])
-            if rows.size:
-                q[rows, codes[rows]] = self._predict_rows(rows, codes[rows])
-                done[rows, codes[rows]] = True
-        return q
-
-    def _predict_rows(self, rows: np.ndarray, codes: np.ndarray) -> np.ndarray:
-        out = np.empty(len(rows))
-        with threadpool_limits(1):
-            for f, model in enumerate(self.models_):
-                sel = self.fold_[rows] == f
-                if sel.any():
-                    out[sel] = model.predict(with_actions(self.x_[rows[sel]], codes[sel]))
-        return out
 
 
 def evaluate(
@@ -252,10 +109,10 @@ def evaluate(
     log
         From :func:`load_log`.
     policies
-        Name → deterministic :class:`~cadence.policies.base.Policy`. The
+        Name → deterministic :class:`~cadence.contract.actions.Policy`. The
         logging policy is always added first, as ``"logging"``.
     metrics
-        Subset of :data:`~cadence.policies.logged.METRICS`.
+        Subset of :data:`~cadence.features.logged.METRICS`.
     estimators
         Default :data:`DEFAULT_ESTIMATORS` (IPS, SNIPS, DM, DR, Switch-DR);
         without a reward model only the model-free ones run.
@@ -311,7 +168,7 @@ def evaluate(
 
 
 def _refit(log: LoggedBandit, metric: str, code_sets: Sequence[np.ndarray], seed: int) -> Any:
-    """A :data:`~cadence.policies.ope.RewardRefit` of :class:`ResponseModel` on this log."""
+    """A :data:`~cadence.evaluation.ope.RewardRefit` of :class:`ResponseModel` on this log."""
 
     def refit(multiplicity: np.ndarray) -> np.ndarray:
         return ResponseModel(random_state=seed).fit(log, metric, resample=multiplicity).matrix(code_sets)

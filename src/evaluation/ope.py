@@ -50,7 +50,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields
 from functools import cached_property
 from typing import Any, ClassVar, Literal
@@ -61,7 +61,8 @@ import plotly.graph_objects as go
 from numpy.typing import ArrayLike, NDArray
 from scipy import stats
 
-FloatArray = NDArray[np.float64]
+from cadence.data.bandit import FloatArray, LoggedFeedback, is_real, readonly
+
 IntervalKind = Literal["auto", "bootstrap", "normal"]
 
 #: A reward model refitted on a resample: given each row's multiplicity in the
@@ -89,244 +90,12 @@ _COLUMN_BUDGET_BYTES = 512 * 2**20
 # --------------------------------------------------------------------------- #
 
 
-def _readonly(arr: NDArray[Any]) -> NDArray[Any]:
-    # A read-only *view*: the caller's array keeps its own flags untouched.
-    view = arr.view()
-    view.flags.writeable = False
-    return view
 
 
-def _is_real(arr: NDArray[Any]) -> bool:
-    return bool(np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.bool_)) and not (
-        np.issubdtype(arr.dtype, np.complexfloating)
-    )
 
 
-def _float_vector(name: str, value: ArrayLike, n: int) -> FloatArray:
-    arr = np.asarray(value)
-    if arr.ndim != 1:
-        raise ValueError(f"{name}: expected a 1-d array (n,), got shape {arr.shape}")
-    if arr.shape[0] != n:
-        raise ValueError(f"{name}: expected {n} rows like action, got {arr.shape[0]}")
-    if not _is_real(arr):
-        raise ValueError(f"{name}: expected numbers, got dtype {arr.dtype}")
-    out = arr.astype(np.float64, copy=False)
-    bad = int(np.count_nonzero(~np.isfinite(out)))
-    if bad:
-        raise ValueError(f"{name}: {bad} rows are not finite")
-    return out
 
 
-@dataclass(frozen=True, eq=False)
-class LoggedFeedback:
-    """A validated logged-bandit table: one row per logged decision.
-
-    Arrays are stored as read-only views (no copy); the constructor checks
-    every field and raises ``ValueError("<field>: <problem>")``.
-
-    Parameters
-    ----------
-    action : (n,) int array in ``[0, n_actions)``
-        The action the logging policy took.
-    reward : (n,) float array
-        The observed reward (e.g. converted 0/1, or revenue), finite.
-    pscore : (n,) float array in ``(0, 1]``
-        The logging policy's probability of the logged action given the
-        context (``messages.propensity``). ``1`` means the logging policy was
-        deterministic in that context.
-    n_actions : int
-        Number of actions; columns of every ``action_dist`` and
-        ``estimated_rewards``.
-    context : (n, d) float array, optional
-        Features the reward model may use (:func:`fit_reward_model`).
-    action_names : sequence of n_actions str, optional
-        Labels of the action codes, in code order.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> fb = LoggedFeedback(action=np.array([0, 1, 1]), reward=np.array([0.0, 1.0, 0.0]),
-    ...                     pscore=np.array([0.5, 0.5, 0.5]), n_actions=2)
-    >>> fb.n
-    3
-    """
-
-    action: NDArray[np.integer[Any]]
-    reward: FloatArray
-    pscore: FloatArray
-    n_actions: int
-    context: FloatArray | None = None
-    action_names: tuple[str, ...] | None = None
-
-    def __post_init__(self) -> None:
-        k = self.n_actions
-        if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
-            raise ValueError(f"n_actions: expected an int >= 1, got {k!r}")
-        k = int(k)
-
-        action = np.asarray(self.action)
-        if action.ndim != 1:
-            raise ValueError(f"action: expected a 1-d array (n,), got shape {action.shape}")
-        n = action.shape[0]
-        if n == 0:
-            raise ValueError("action: empty log (0 rows)")
-        if not np.issubdtype(action.dtype, np.integer):
-            raise ValueError(f"action: expected integer codes, got dtype {action.dtype}")
-        outside = int(np.count_nonzero((action < 0) | (action >= k)))
-        if outside:
-            raise ValueError(f"action: {outside} rows outside [0, {k})")
-
-        reward = _float_vector("reward", self.reward, n)
-        pscore = np.asarray(self.pscore)
-        if pscore.ndim == 1 and pscore.shape[0] == n and _is_real(pscore):
-            pscore = pscore.astype(np.float64, copy=False)
-            # NaN fails both comparisons, so it is counted as outside.
-            outside = int(np.count_nonzero(~((pscore > 0.0) & (pscore <= 1.0))))
-            if outside:
-                raise ValueError(f"pscore: {outside} rows outside (0, 1]")
-        else:
-            pscore = _float_vector("pscore", pscore, n)  # raises the shape/dtype message
-
-        context = None
-        if self.context is not None:
-            context = np.asarray(self.context)
-            if context.ndim != 2:
-                raise ValueError(f"context: expected a 2-d array (n, d), got shape {context.shape}")
-            if context.shape[0] != n:
-                raise ValueError(f"context: expected {n} rows like action, got {context.shape[0]}")
-            if not _is_real(context):
-                raise ValueError(f"context: expected numbers, got dtype {context.dtype}")
-            context = context.astype(np.float64, copy=False)
-            bad = int(np.count_nonzero(~np.isfinite(context).all(axis=1)))
-            if bad:
-                raise ValueError(f"context: {bad} rows are not finite")
-            context = _readonly(context)
-
-        names = None
-        if self.action_names is not None:
-            if isinstance(self.action_names, str):
-                raise ValueError("action_names: expected a sequence of names, got a str")
-            names = tuple(str(a) for a in self.action_names)
-            if len(names) != k:
-                raise ValueError(f"action_names: expected {k} names, got {len(names)}")
-            dupes = sorted({a for a in names if names.count(a) > 1})
-            if dupes:
-                raise ValueError(f"action_names: duplicate names {dupes}")
-
-        object.__setattr__(self, "n_actions", k)
-        object.__setattr__(self, "action", _readonly(action))
-        object.__setattr__(self, "reward", _readonly(reward))
-        object.__setattr__(self, "pscore", _readonly(pscore))
-        object.__setattr__(self, "context", context)
-        object.__setattr__(self, "action_names", names)
-
-    @property
-    def n(self) -> int:
-        """Number of logged rows."""
-        return int(self.action.shape[0])
-
-    @cached_property
-    def action_counts(self) -> NDArray[np.int64]:
-        """(n_actions,) how often each action appears in the log."""
-        return _readonly(np.bincount(self.action, minlength=self.n_actions))
-
-    @classmethod
-    def from_frame(
-        cls,
-        df: pd.DataFrame,
-        *,
-        action: str,
-        reward: str,
-        pscore: str,
-        actions: Sequence[Hashable] | None = None,
-        context: Sequence[str] = (),
-    ) -> LoggedFeedback:
-        """Build feedback from any logged table, e.g. Cadence's ``messages``.
-
-        Parameters
-        ----------
-        df : DataFrame
-            One row per logged decision. Not modified.
-        action, reward, pscore : str
-            Column names. The action column may hold any labels (``"send"``,
-            ``"hold"``, channel names...); they are mapped to integer codes.
-        actions : sequence, optional
-            The action vocabulary in code order (= the column order of every
-            ``action_dist``). Default: the categories of a categorical column,
-            else the sorted distinct values. Pass it explicitly when the log
-            may not contain every action.
-        context : sequence of str
-            Numeric feature columns (encode categoricals first).
-
-        Returns
-        -------
-        LoggedFeedback
-            With ``action_names`` set to ``str`` of each action label.
-
-        Examples
-        --------
-        >>> import pandas as pd
-        >>> msgs = pd.DataFrame({"action": ["send", "hold", "send"],
-        ...                      "propensity": [0.8, 0.2, 0.8], "converted": [1.0, 0.0, 0.0]})
-        >>> fb = LoggedFeedback.from_frame(msgs, action="action", reward="converted",
-        ...                                pscore="propensity", actions=["hold", "send"])
-        >>> fb.action.tolist(), fb.action_names
-        ([1, 0, 1], ('hold', 'send'))
-        """
-        for field_name, col in (("action", action), ("reward", reward), ("pscore", pscore)):
-            if col not in df.columns:
-                raise ValueError(f"{field_name}: column {col!r} not in frame")
-        for col in context:
-            if col not in df.columns:
-                raise ValueError(f"context: column {col!r} not in frame")
-
-        raw = df[action]
-        missing = int(raw.isna().sum())
-        if missing:
-            raise ValueError(f"action: {missing} rows missing")
-        if actions is None:
-            if isinstance(raw.dtype, pd.CategoricalDtype):
-                vocab = list(raw.cat.categories)
-            else:
-                vocab = sorted(raw.unique().tolist())
-        else:
-            vocab = list(actions)
-        if not vocab:
-            raise ValueError("actions: expected at least one action")
-        dupes = sorted({str(a) for a in vocab if vocab.count(a) > 1})
-        if dupes:
-            raise ValueError(f"actions: duplicate values {dupes}")
-        codes = pd.Categorical(raw, categories=vocab).codes
-        unknown = codes < 0
-        if unknown.any():
-            examples = sorted({str(v) for v in raw[unknown].unique()[:3]})
-            raise ValueError(
-                f"action: {int(unknown.sum())} rows have values not in actions, e.g. {examples}"
-            )
-
-        def numeric(field_name: str, col: str) -> FloatArray:
-            series = df[col]
-            if not (
-                pd.api.types.is_numeric_dtype(series.dtype)
-                or pd.api.types.is_bool_dtype(series.dtype)
-            ):
-                raise ValueError(
-                    f"{field_name}: column {col!r} is not numeric (dtype {series.dtype})"
-                    + ("; encode it first, e.g. pd.get_dummies" if field_name == "context" else "")
-                )
-            return series.to_numpy(dtype=np.float64, na_value=np.nan)
-
-        ctx = None
-        if context:
-            ctx = np.column_stack([numeric("context", c) for c in context])
-        return cls(
-            action=codes.astype(np.int64),
-            reward=numeric("reward", reward),
-            pscore=numeric("pscore", pscore),
-            n_actions=len(vocab),
-            context=ctx,
-            action_names=tuple(str(a) for a in vocab),
-        )
 
 
 # --------------------------------------------------------------------------- #
@@ -348,7 +117,7 @@ def _check_action_dist(feedback: LoggedFeedback, action_dist: ArrayLike) -> NDAr
         raise ValueError(
             f"action_dist: expected shape (n, n_actions) = {expected}, got {arr.shape}"
         )
-    if not _is_real(arr):
+    if not is_real(arr):
         raise ValueError(f"action_dist: expected numbers, got dtype {arr.dtype}")
     bad = int(np.count_nonzero(~(np.isfinite(arr) & (arr >= 0)).all(axis=1)))
     if bad:
@@ -359,7 +128,7 @@ def _check_action_dist(feedback: LoggedFeedback, action_dist: ArrayLike) -> NDAr
     bad = int(np.count_nonzero(np.abs(arr.sum(axis=1, dtype=np.float64) - 1.0) > tol))
     if bad:
         raise ValueError(f"action_dist: {bad} rows do not sum to 1 (tolerance {tol:g})")
-    return _readonly(arr)
+    return readonly(arr)
 
 
 def _check_estimated_rewards(feedback: LoggedFeedback, estimated_rewards: ArrayLike) -> FloatArray:
@@ -369,13 +138,13 @@ def _check_estimated_rewards(feedback: LoggedFeedback, estimated_rewards: ArrayL
         raise ValueError(
             f"estimated_rewards: expected shape (n, n_actions) = {expected}, got {arr.shape}"
         )
-    if not _is_real(arr):
+    if not is_real(arr):
         raise ValueError(f"estimated_rewards: expected numbers, got dtype {arr.dtype}")
     arr = arr.astype(np.float64, copy=False)
     bad = int(np.count_nonzero(~np.isfinite(arr).all(axis=1)))
     if bad:
         raise ValueError(f"estimated_rewards: {bad} rows are not finite")
-    return _readonly(arr)
+    return readonly(arr)
 
 
 def _logged_column(matrix: NDArray[Any], action: NDArray[np.integer[Any]]) -> FloatArray:
@@ -419,12 +188,12 @@ class PolicyInputs:
     @cached_property
     def target_prob(self) -> FloatArray:
         """(n,) ``pi(a_i | x_i)``, the target's probability of the logged action."""
-        return _readonly(_logged_column(self.action_dist, self.feedback.action))
+        return readonly(_logged_column(self.action_dist, self.feedback.action))
 
     @cached_property
     def weight(self) -> FloatArray:
         """(n,) importance weights ``w_i = pi(a_i | x_i) / p_i``."""
-        return _readonly(self.target_prob / self.feedback.pscore)
+        return readonly(self.target_prob / self.feedback.pscore)
 
     def reward_model(self, who: str) -> FloatArray:
         """The ``(n, n_actions)`` predictions, or a ValueError naming ``who`` needs them."""
@@ -447,13 +216,13 @@ class PolicyInputs:
 
     @cached_property
     def _factual_reward_hat(self) -> FloatArray:
-        return _readonly(_logged_column(self.reward_model("factual"), self.feedback.action))
+        return readonly(_logged_column(self.reward_model("factual"), self.feedback.action))
 
     @cached_property
     def _dm_values(self) -> FloatArray:
         # einsum avoids materialising the (n, n_actions) product.
         q = self.reward_model("DM")
-        return _readonly(np.einsum("ij,ij->i", self.action_dist, q, dtype=np.float64))
+        return readonly(np.einsum("ij,ij->i", self.action_dist, q, dtype=np.float64))
 
 
 class _OnPolicy:
@@ -489,7 +258,7 @@ class _OnPolicyInputs(PolicyInputs):
 
     @cached_property
     def weight(self) -> FloatArray:
-        return _readonly(np.ones(self.feedback.n))
+        return readonly(np.ones(self.feedback.n))
 
     @cached_property
     def _dm_values(self) -> FloatArray:

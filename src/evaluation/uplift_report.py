@@ -11,8 +11,8 @@ synthetic shop) to get that ceiling on the same rows.
 Examples
 --------
 >>> import tempfile
->>> from cadence.data.synthetic import ShopConfig, generate_shop
->>> from cadence.policies.evaluation import load_log
+>>> from cadence.synthetic import ShopConfig, generate_shop
+>>> from cadence.features.logged import load_log
 >>> log = load_log(generate_shop(ShopConfig(customers=2000, days=120, seed=1), tempfile.mkdtemp() + "/s"))
 >>> table, curves = uplift_report(log, learners=("t",), min_rows=200)
 >>> {"stage", "learner", "qini", "auuc", "uplift_at_30"} <= set(table.columns)
@@ -27,13 +27,12 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from cadence.contract.actions import decode_action
+from cadence.contract.triggers import INCENTIVE_STAGES, TRANSACTIONAL_STAGES
+from cadence.data.bandit import LoggedBandit, split_customers
+from cadence.features.context import context_features
 from cadence.models.uplift import auuc, qini_coefficient, qini_curve, uplift_at_k
-from cadence.policies.context import context_features
-from cadence.policies.evaluation import LoggedBandit
 from cadence.policies.learned import Learner, make_learner
-from cadence.policies.logged import decode_action
-from cadence.policies.registry import split_customers
-from cadence.triggers import INCENTIVE_STAGES, TRANSACTIONAL_STAGES
 
 
 def treatment_rows(log: LoggedBandit, treatment: Literal["send", "incentive"]) -> tuple[np.ndarray, np.ndarray]:

@@ -29,9 +29,9 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
+from cadence.contract.triggers import TriggerRules
 from cadence.features.customer import DEFAULT_RULES, AsOf, require_columns, sessionised_events
 from cadence.features.engine import as_of_literal
-from cadence.triggers import TriggerRules
 
 Embed = Callable[[list[str]], np.ndarray]
 #: Event types that put a product into a session's basket.

@@ -1,6 +1,6 @@
 """Numeric context features of trigger candidates, shared by reward and uplift models.
 
-A candidate frame (what a policy receives, see :mod:`cadence.policies.base`)
+A candidate frame (what a policy receives, see :mod:`cadence.contract.actions`)
 becomes a float matrix: the stage (one-hot), the local hour of the trigger
 (as a point on the clock, sine and cosine) and whether it is a weekend in
 the customer's time zone, channel opt-ins, messages in the last 7 days,
@@ -27,20 +27,9 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from cadence.data.contract import CHANNELS, INCENTIVES, STAGES
-from cadence.data.localtime import local_clock
-from cadence.policies.logged import N_ACTIONS, decode_action
-
-
-def _local_time(candidates: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """(hour of day as float, weekday) in each candidate's time zone (UTC when unknown).
-
-    Precomputed ``local_hour``/``local_weekday`` columns are used when present
-    (the replay adds them once instead of converting time zones every round).
-    """
-    if "local_hour" in candidates and "local_weekday" in candidates:
-        return candidates["local_hour"].to_numpy(float), candidates["local_weekday"].to_numpy(np.int64)
-    return local_clock(candidates["triggered_at"], candidates["timezone"] if "timezone" in candidates else None)
+from cadence.contract.actions import N_ACTIONS, decode_action
+from cadence.contract.clock import local_time
+from cadence.contract.tables import CHANNELS, INCENTIVES, STAGES
 
 
 def context_features(candidates: pd.DataFrame, extra: Sequence[str] = ()) -> pd.DataFrame:
@@ -51,7 +40,7 @@ def context_features(candidates: pd.DataFrame, extra: Sequence[str] = ()) -> pd.
     n = len(candidates)
     stage = candidates["stage"].astype(str).to_numpy()
     out = {f"stage={s}": (stage == s).astype(float) for s in STAGES}
-    hour, weekday = _local_time(candidates)
+    hour, weekday = local_time(candidates)
     out["hour_sin"] = np.sin(2 * np.pi * hour / 24)
     out["hour_cos"] = np.cos(2 * np.pi * hour / 24)
     out["weekend"] = (weekday >= 5).astype(float)

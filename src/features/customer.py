@@ -52,9 +52,9 @@ import ibis
 import pandas as pd
 from ibis import _
 
-from cadence.data.contract import CHANNELS
+from cadence.contract.tables import CHANNELS
+from cadence.contract.triggers import TriggerRules
 from cadence.features.engine import as_of_literal
-from cadence.triggers import TriggerRules
 
 AsOf = pd.Timestamp | dt.datetime | str
 _DAY = 86_400.0

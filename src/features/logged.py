@@ -1,114 +1,58 @@
-"""The messages log as a logged bandit: candidates, actions and rewards.
+"""The messages log as a logged bandit: each decision's point-in-time context, its action and its rewards.
 
 Every row of ``messages`` is a decision the logging policy took for one
-trigger. This module turns it into what off-policy evaluation needs:
+trigger. This module turns it into a :class:`~cadence.data.bandit.LoggedBandit`
+(:func:`log_from_tables`), what policies learn from and off-policy
+evaluation judges:
 
 * :func:`logged_candidates`: the candidate each decision was taken for, as a
   policy would have seen it then (stage, trigger time, time zone, the
   channel opt-ins at that moment, messages sent in the 7 days before), so a
   target policy can be asked what *it* would have done;
-* :func:`encode_actions`: one integer code per decision in a fixed
-  vocabulary, :data:`ACTION_NAMES` (hold, or channel x delay slot x
-  incentive, the delay slot indexing the stage's
-  :func:`~cadence.policies.base.delay_choices`);
+* :func:`logged_actions`: one integer code per decision in the action
+  vocabulary :data:`~cadence.contract.actions.ACTION_NAMES`;
 * :func:`logged_rewards`: the outcome of each row per metric
   (:data:`METRICS`): opened, clicked, converted, and net revenue (order
   revenue less the incentive's cost).
 
 Examples
 --------
->>> ACTION_NAMES[:2]
-('hold', 'email/0/none')
->>> len(ACTION_NAMES)
-49
+>>> import tempfile
+>>> from cadence.synthetic import ShopConfig, generate_shop
+>>> log = load_log(generate_shop(ShopConfig(customers=200, days=40, seed=1), tempfile.mkdtemp() + "/s"))
+>>> log.n == len(log.candidates) == len(log.rewards)
+True
+>>> list(log.rewards.columns) == list(METRICS)
+True
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
-from cadence.data.contract import CHANNELS, INCENTIVES
-from cadence.data.localtime import epoch_seconds
-from cadence.policies.base import ABANDON_DELAYS, OTHER_DELAYS
-from cadence.triggers import ABANDON_STAGES, INCENTIVE_COST_FIXED, INCENTIVE_PERCENT
+from cadence.contract.actions import N_ACTIONS, encode_actions
+from cadence.contract.clock import epoch_seconds
+from cadence.contract.tables import CHANNELS
+from cadence.contract.triggers import INCENTIVE_COST_FIXED, INCENTIVE_PERCENT
+from cadence.data.bandit import LoggedBandit
+from cadence.data.io import PathLike, read_table, table_paths
 
-#: Action vocabulary shared by every policy on a shop's log.
-ACTION_NAMES: tuple[str, ...] = ("hold",) + tuple(
-    f"{ch}/{slot}/{inc}" for ch in CHANNELS for slot in range(3) for inc in INCENTIVES
-)
-N_ACTIONS = len(ACTION_NAMES)
 #: Outcomes a policy is judged on, per trigger.
 METRICS: tuple[str, ...] = ("open", "click", "conversion", "net_revenue")
 _DAY_S = 86_400
 
 
-def action_code(channel: np.ndarray, slot: np.ndarray, incentive: np.ndarray, send: np.ndarray) -> np.ndarray:
-    """Integer action codes from channel/slot/incentive codes (ignored where not ``send``).
-
-    >>> action_code(np.array([0, 1]), np.array([0, 2]), np.array([0, 3]), np.array([True, False])).tolist()
-    [1, 0]
-    """
-    code = 1 + (np.asarray(channel) * 3 + np.asarray(slot)) * len(INCENTIVES) + np.asarray(incentive)
-    return np.where(send, code, 0).astype(np.int64)
 
 
-def decode_action(code: int) -> tuple[str, int, str] | None:
-    """``(channel, delay slot, incentive)`` of a code, ``None`` for hold.
-
-    >>> decode_action(ACTION_NAMES.index("sms/1/percent_code"))
-    ('sms', 1, 'percent_code')
-    """
-    if code == 0:
-        return None
-    ch, rest = divmod(code - 1, 3 * len(INCENTIVES))
-    slot, inc = divmod(rest, len(INCENTIVES))
-    return CHANNELS[ch], slot, INCENTIVES[inc]
 
 
-def _codes(values: pd.Series, vocab: tuple[str, ...], what: str) -> np.ndarray:
-    codes = pd.Categorical(values, categories=list(vocab)).codes.astype(np.int64)
-    bad = values.notna().to_numpy() & (codes < 0)
-    if bad.any():
-        raise ValueError(f"{what}: {int(bad.sum())} rows outside {vocab}, e.g. {values[bad].iloc[0]!r}")
-    return codes
 
 
-def delay_slots(stage: pd.Series, delay_minutes: pd.Series | np.ndarray, *, what: str = "delay_minutes") -> np.ndarray:
-    """Index of each delay among its stage's :func:`~cadence.policies.base.delay_choices`.
-
-    >>> delay_slots(pd.Series(["cart_abandon", "birthday"]), np.array([720, 0])).tolist()
-    [2, 0]
-    """
-    delay = np.asarray(delay_minutes, dtype=np.int64)
-    abandon = stage.astype(str).isin(ABANDON_STAGES).to_numpy()
-    slot = np.full(len(delay), -1, np.int64)
-    for choices, rows in ((ABANDON_DELAYS, abandon), (OTHER_DELAYS, ~abandon)):
-        for k, d in enumerate(choices):
-            slot[rows & (delay == d)] = k
-    return slot
 
 
-def encode_actions(stage: pd.Series, decisions: pd.DataFrame) -> np.ndarray:
-    """Codes in :data:`ACTION_NAMES` of decisions (``action, channel, delay_minutes, incentive``).
-
-    Raises a ``ValueError`` naming the column when a send has an unknown
-    channel, incentive or a delay its stage does not offer.
-
-    >>> d = pd.DataFrame({"action": ["send", "hold"], "channel": ["email", None],
-    ...                   "delay_minutes": [20, 0], "incentive": ["none", None]})
-    >>> encode_actions(pd.Series(["cart_abandon", "birthday"]), d).tolist()
-    [1, 0]
-    """
-    send = (decisions["action"] == "send").to_numpy()
-    ch = _codes(decisions["channel"], CHANNELS, "channel")
-    inc = _codes(decisions["incentive"].fillna("none"), INCENTIVES, "incentive")
-    slot = delay_slots(stage.reset_index(drop=True), decisions["delay_minutes"].to_numpy())
-    for name, codes in (("channel", ch), ("delay_minutes", slot)):
-        bad = send & (codes < 0)
-        if bad.any():
-            raise ValueError(f"{name}: {int(bad.sum())} sends with a value their stage does not offer")
-    return action_code(ch, slot, inc, send)
 
 
 def _message_delays(messages: pd.DataFrame) -> np.ndarray:
@@ -117,7 +61,7 @@ def _message_delays(messages: pd.DataFrame) -> np.ndarray:
 
 
 def logged_decisions(messages: pd.DataFrame) -> pd.DataFrame:
-    """The logged decisions in the policy-output shape (:data:`~cadence.policies.base.DECISION_COLUMNS`)."""
+    """The logged decisions in the policy-output shape (:data:`~cadence.contract.actions.DECISION_COLUMNS`)."""
     return pd.DataFrame({
         "action": messages["action"].to_numpy(),
         "channel": messages["channel"].to_numpy(),
@@ -238,7 +182,7 @@ def logged_candidates(messages: pd.DataFrame, customers: pd.DataFrame,
 
 
 def net_revenue(revenue: np.ndarray, incentive: np.ndarray) -> np.ndarray:
-    """Revenue less the incentive's cost (:func:`cadence.triggers.incentive_cost`), vectorised.
+    """Revenue less the incentive's cost (:func:`cadence.contract.triggers.incentive_cost`), vectorised.
 
     >>> net_revenue(np.array([100.0, 100.0, 0.0]), np.array(["percent_code", "free_shipping", "fixed_amount"])).tolist()
     [85.0, 94.0, 0.0]
@@ -272,3 +216,36 @@ def one_hot(codes: np.ndarray) -> np.ndarray:
     dist[np.arange(len(codes)), codes] = 1.0
     return dist
 
+
+
+#: Columns :func:`load_log` leaves unread: large, and no part of a decision's context, action or outcome.
+LOG_SKIP_COLUMNS: dict[str, tuple[str, ...]] = {
+    "messages": ("message_id", "items", "policy_id"), "customers": ("email", "name"), "orders": ("order_id",)}
+
+
+def _log_table(path: Path, table: str) -> pd.DataFrame:
+    if path.suffix == ".csv":
+        return read_table(path, table)
+    import pyarrow.dataset as ds
+
+    names = ds.dataset(path, format="parquet").schema.names
+    return read_table(path, table, columns=[c for c in names if c not in LOG_SKIP_COLUMNS.get(table, ())])
+
+
+def load_log(data_dir: PathLike) -> LoggedBandit:
+    """Read ``messages`` and ``customers`` from a data directory into a :class:`LoggedBandit`.
+
+    Only the columns a logged decision needs are read (not :data:`LOG_SKIP_COLUMNS`).
+    """
+    t = {n: _log_table(path, n) for n, path in table_paths(data_dir, ["messages", "customers", "orders"]).items()}
+    return log_from_tables(t["messages"], t["customers"], t.get("orders"))
+
+
+def log_from_tables(messages: pd.DataFrame, customers: pd.DataFrame,
+                    orders: pd.DataFrame | None = None) -> LoggedBandit:
+    """A :class:`LoggedBandit` from in-memory ``messages``, ``customers`` (and ``orders``) tables."""
+    history = messages.reset_index(drop=True)
+    messages = first_steps(history).reset_index(drop=True)  # follow-ups are judged by sequence estimators
+    groups = pd.Categorical(messages["customer_id"]).codes.astype(np.int64)
+    return LoggedBandit(logged_candidates(messages, customers, orders, history), logged_actions(messages),
+                        messages["propensity"].to_numpy(float), logged_rewards(messages), groups)

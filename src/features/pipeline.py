@@ -35,6 +35,7 @@ from typing import Any
 import ibis
 import pandas as pd
 
+from cadence.contract.triggers import TriggerRules
 from cadence.data.io import PathLike, atomic_path, list_tables
 from cadence.features.engine import (
     Engine,
@@ -45,7 +46,6 @@ from cadence.features.engine import (
     write_parquet,
     write_parquet_parts,
 )
-from cadence.triggers import TriggerRules
 
 OUTPUTS: tuple[str, ...] = ("customer_features", "trigger_candidates")
 #: Events per customer bucket on DuckDB (the 1,000,000-customer shop: 5 buckets, 3.2 GB peak).

@@ -2,8 +2,8 @@
 
 One row per (customer, stage, eligible_at) with its context (``products``:
 ``|``-joined product ids, most relevant first; ``query``; ``order_id``),
-for every stage of :data:`cadence.data.contract.STAGES`, following the rules
-of :class:`cadence.triggers.TriggerRules`. Everything reads only rows before
+for every stage of :data:`cadence.contract.tables.STAGES`, following the rules
+of :class:`cadence.contract.triggers.TriggerRules`. Everything reads only rows before
 ``as_of`` and emits only candidates that became eligible before it, so
 adding later data never changes the result.
 
@@ -29,9 +29,9 @@ import numpy as np
 import pandas as pd
 from ibis import _
 
+from cadence.contract.triggers import TriggerRules
 from cadence.features.customer import secs, sessionised_events
 from cadence.features.engine import as_of_literal, cache, register, to_arrow, utc_timestamp
-from cadence.triggers import TriggerRules
 
 #: Tables the rules read (customers required; the others optional).
 TABLES_USED: tuple[str, ...] = ("customers", "events", "orders", "order_items", "order_status", "products", "product_changes")

@@ -43,7 +43,8 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from cadence.models.btyd import BetaGeoModel, _utc
+from cadence.contract.clock import utc
+from cadence.models.btyd import BetaGeoModel
 
 
 def time_split(orders: pd.DataFrame, as_of: Any, until: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -56,7 +57,7 @@ def time_split(orders: pd.DataFrame, as_of: Any, until: Any) -> tuple[pd.DataFra
     >>> [len(p) for p in time_split(o, "2024-02-01", "2024-03-01")]
     [1, 1]
     """
-    lo, hi = _utc(as_of, "as_of"), _utc(until, "until")
+    lo, hi = utc(as_of, "as_of"), utc(until, "until")
     if hi <= lo:
         raise ValueError(f"until ({hi}) must be after as_of ({lo})")
     ts = orders["ts"]

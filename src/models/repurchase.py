@@ -52,7 +52,8 @@ from sklearn.utils import Tags
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from cadence.models.btyd import _order_days, _utc
+from cadence.contract.clock import utc
+from cadence.models.btyd import _order_days
 
 GAP_COLUMNS: tuple[str, str, str] = ("customer_id", "product_id", "gap_days")
 
@@ -77,7 +78,7 @@ def purchase_gaps(orders: pd.DataFrame, order_items: pd.DataFrame, as_of: Any) -
     >>> purchase_gaps(orders, items, "2024-03-01")["gap_days"].tolist()
     [30.0]
     """
-    cutoff = _utc(as_of, "as_of")
+    cutoff = utc(as_of, "as_of")
     days = _order_days(orders).assign(order_id=orders["order_id"].to_numpy())
     days = days[days["ts"] < cutoff]
     lines = order_items[["order_id", "product_id"]].merge(days[["order_id", "customer_id", "day"]], on="order_id")

@@ -66,8 +66,8 @@ from sklearn.base import BaseEstimator
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted
 
-from cadence.data.contract import CHANNELS
-from cadence.data.localtime import circular_hours, local_clock
+from cadence.contract.clock import circular_hours, local_clock
+from cadence.contract.tables import CHANNELS
 
 #: Candidate peak hours: the local day on a half-hour grid.
 PEAKS: np.ndarray = np.arange(48) / 2.0

@@ -82,7 +82,8 @@ from sklearn.utils import Tags
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from cadence.models.btyd import _order_days, _utc
+from cadence.contract.clock import utc
+from cadence.models.btyd import _order_days
 
 Family = Literal["auto", "weibull", "loglogistic", "lognormal", "weibull_cure", "loglogistic_cure",
                  "lognormal_cure", "cox"]
@@ -172,7 +173,7 @@ def purchase_snapshots(
     >>> s[["recency_days", "tenure_days", "duration_days", "event"]].iloc[0].tolist()
     [9.5, 9.5, 20.0, 1.0]
     """
-    cutoff = _utc(as_of, "as_of")
+    cutoff = utc(as_of, "as_of")
     days = _order_days(orders)
     if until is None and horizon_days is None:
         if len(days) == 0:
@@ -181,7 +182,7 @@ def purchase_snapshots(
     else:
         if horizon_days is not None and horizon_days <= 0:
             raise ValueError(f"horizon_days must be > 0, got {horizon_days}")
-        ends = [] if until is None else [_utc(until, "until")]
+        ends = [] if until is None else [utc(until, "until")]
         if horizon_days is not None:
             ends.append(cutoff + pd.Timedelta(float(horizon_days), "D"))
         end = min(ends)
@@ -763,7 +764,7 @@ class TimeToNextPurchase(BaseEstimator):
                 raise ValueError("pass as_of= or X with an as_of column")
             base = pd.DatetimeIndex(X["as_of"]).tz_convert("UTC")
         else:
-            base = pd.DatetimeIndex(np.full(len(X), _utc(as_of, "as_of")))
+            base = pd.DatetimeIndex(np.full(len(X), utc(as_of, "as_of")))
         alpha = (1 - interval) / 2
         out = pd.DataFrame(index=self._columns(X, len(X)))
         for name, q in (("median", 0.5), ("lower", alpha), ("upper", 1 - alpha)):

@@ -26,8 +26,8 @@ transformation); every parameter is a plain constructor argument, so
 Examples
 --------
 >>> import tempfile
->>> from cadence.data.synthetic import ShopConfig, generate_shop
->>> from cadence.policies.evaluation import load_log
+>>> from cadence.synthetic import ShopConfig, generate_shop
+>>> from cadence.features.logged import load_log
 >>> shop = generate_shop(ShopConfig(customers=2000, days=120, seed=2), tempfile.mkdtemp() + "/s")
 >>> pol = UpliftPolicy(min_rows=100).fit(load_log(shop))
 >>> "cart_abandon" in pol.stages_ and "order_status" not in pol.stages_
@@ -42,18 +42,17 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from cadence.data.contract import CHANNELS, INCENTIVES
-from cadence.policies.base import delay_choices
-from cadence.policies.context import context_features
-from cadence.policies.evaluation import LoggedBandit
-from cadence.policies.logged import decode_action
-from cadence.policies.rules import RulesPolicy, decisions_frame, opt_in_matrix
-from cadence.triggers import (
+from cadence.contract.actions import decode_action, delay_choices
+from cadence.contract.tables import CHANNELS, INCENTIVES
+from cadence.contract.triggers import (
     INCENTIVE_COST_FIXED,
     INCENTIVE_PERCENT,
     INCENTIVE_STAGES,
     TRANSACTIONAL_STAGES,
 )
+from cadence.data.bandit import LoggedBandit
+from cadence.features.context import context_features
+from cadence.policies.rules import RulesPolicy, decisions_frame, opt_in_matrix
 
 Learner = Literal["s", "t", "x", "ct"]
 

@@ -57,10 +57,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cadence.data.contract import CHANNELS, STAGES
-from cadence.data.localtime import epoch_seconds
-from cadence.policies.base import Policy, check_decisions
-from cadence.triggers import ABANDON_STAGES, TRANSACTIONAL_STAGES
+from cadence.contract.actions import Policy, check_decisions
+from cadence.contract.clock import epoch_seconds
+from cadence.contract.tables import CHANNELS, STAGES
+from cadence.contract.triggers import ABANDON_STAGES, TRANSACTIONAL_STAGES
 
 #: Default priority when the policy gives none: later in this tuple = lower.
 STAGE_PRIORITY: tuple[str, ...] = (
@@ -240,12 +240,12 @@ class Orchestrator:
         # Quiet and business hours move the send; the local clock comes from the time zone.
         send_s = t + delay_s
         if cfg.quiet_hours is not None or cfg.business_hours is not None:
-            from cadence.policies.context import _local_time
+            from cadence.contract.clock import local_time
 
             for _ in range(2):  # moving out of one window may land in the other once
                 shifted = candidates.drop(columns=["local_hour", "local_weekday"], errors="ignore").assign(
                     triggered_at=pd.to_datetime(send_s, unit="s", utc=True))
-                local_h, _wd = _local_time(shifted)
+                local_h, _wd = local_time(shifted)
                 wait = np.zeros(n)
                 if cfg.quiet_hours is not None:
                     wait = np.maximum(wait, _next_allowed(local_h, cfg.quiet_hours, inside=False))
@@ -326,7 +326,7 @@ class Orchestrator:
 
 
 class OrchestratedPolicy:
-    """A policy followed by an orchestrator: itself a (stateful) :class:`~cadence.policies.base.Policy`.
+    """A policy followed by an orchestrator: itself a (stateful) :class:`~cadence.contract.actions.Policy`.
 
     Call it in time order per customer; :meth:`reset` before a new run.
     Held rows get propensity 1 from the orchestrator's side: the caps are

@@ -5,12 +5,12 @@ Per stage (ARCHITECTURE.md's seed defaults):
 * abandonment (cart, checkout, browse, search): push 20 minutes after the
   trigger when the customer takes push, else email at 12 hours; the cart
   and checkout triggers themselves fire 1 hour after the last visit
-  (:class:`cadence.triggers.TriggerRules`);
+  (:class:`cadence.contract.triggers.TriggerRules`);
 * every other marketing stage: the first channel of ``channel_order`` the
   customer is opted in to, right away (``follow_up`` fires 10 days after
   the purchase by its trigger rule);
 * incentives only where the stage's flag says so
-  (:data:`cadence.triggers.INCENTIVE_STAGES`: search abandon, birthday,
+  (:data:`cadence.contract.triggers.INCENTIVE_STAGES`: search abandon, birthday,
   anniversary, back in stock, buy again, new arrivals, follow-up, win-back),
   the cheapest by default (free shipping); cart abandon, browse abandon and
   price drop carry none;
@@ -38,9 +38,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from cadence.data.contract import CHANNELS, INCENTIVES
-from cadence.policies.base import ABANDON_DELAYS, OTHER_DELAYS
-from cadence.triggers import ABANDON_STAGES, INCENTIVE_STAGES, TRANSACTIONAL_STAGES
+from cadence.contract.actions import ABANDON_DELAYS, OTHER_DELAYS
+from cadence.contract.tables import CHANNELS, INCENTIVES
+from cadence.contract.triggers import ABANDON_STAGES, INCENTIVE_STAGES, TRANSACTIONAL_STAGES
 
 _NULL = np.array(None, dtype=object)
 

@@ -9,7 +9,7 @@ highest engagement probability under a fitted
 in the quiet hours. Options are
 
 * ``grid="slots"`` (default): the stage's delay choices
-  (:func:`~cadence.policies.base.delay_choices`). The logging policy
+  (:func:`~cadence.contract.actions.delay_choices`). The logging policy
   randomises among these, so the offline estimators can judge the policy on
   existing logs;
 * ``grid="hourly"``: every ``step_minutes`` from the base delay up to
@@ -40,17 +40,16 @@ Examples
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, TypedDict
+from typing import Literal
 
 import numpy as np
 import pandas as pd
 
-from cadence.data.contract import STAGES
-from cadence.data.io import PathLike
+from cadence.contract.actions import Policy, check_decisions, delay_choices
+from cadence.contract.clock import local_time
+from cadence.contract.tables import STAGES
+from cadence.contract.triggers import ABANDON_STAGES, TRANSACTIONAL_STAGES
 from cadence.models.send_time import SendTimeModel
-from cadence.policies.base import Policy, check_decisions, delay_choices
-from cadence.policies.context import _local_time
-from cadence.triggers import ABANDON_STAGES, TRANSACTIONAL_STAGES
 
 #: Stages whose send time is chosen per customer by default.
 SEND_TIME_STAGES: tuple[str, ...] = tuple(s for s in STAGES if s not in ABANDON_STAGES | TRANSACTIONAL_STAGES)
@@ -106,7 +105,7 @@ class SendTimePolicy:
         sub = candidates.iloc[rows]
         opts = self._options(stage[rows], out["delay_minutes"].to_numpy(float)[rows])
         valid = np.isfinite(opts)
-        h0, wd0 = _local_time(sub)  # the replay's cached local clock when present
+        h0, wd0 = local_time(sub)  # the replay's cached local clock when present
         at = h0[:, None] + np.nan_to_num(opts) / 60
         hour, weekday = at % 24, (wd0[:, None] + (at // 24).astype(np.int64)) % 7
         if self.quiet_hours is not None:
@@ -135,48 +134,5 @@ class SendTimePolicy:
         return out
 
 
-class SendTimeJudgement(TypedDict):
-    """What :func:`judge_send_time` returns."""
-
-    #: The send-time model, fitted before ``as_of``.
-    model: SendTimeModel
-    #: :func:`~cadence.policies.evaluation.evaluate`'s table for the rules with and without learned send times.
-    estimates: pd.DataFrame
-    #: The cutoff: the model learns before it, the policies are judged on the triggers from it on.
-    as_of: pd.Timestamp
 
 
-def judge_send_time(data_dir: PathLike, *, holdout_days: float = 90.0, seed: int = 0,
-                    metrics: tuple[str, ...] = ("open", "conversion", "net_revenue"),
-                    n_refit: int | None = 20, **model_params: object) -> SendTimeJudgement:
-    """Learn send times before the last ``holdout_days`` and judge them offline on those days.
-
-    A history shorter than three times ``holdout_days`` is split at two thirds instead.
-
-    Fits :class:`~cadence.models.send_time.SendTimeModel` on the sends (and
-    opens and clicks) before the cutoff, then estimates the fixed-delay rules
-    and the same rules with learned send times (``grid="slots"``, the delays
-    the logs randomise) on the triggers after it, with every estimator and
-    its 95% interval (:func:`~cadence.policies.evaluation.evaluate`, with
-    ``n_refit`` refits behind the direct method's interval). The
-    model never sees the outcomes it is judged on. Returns ``model``,
-    ``estimates`` and ``as_of``.
-    """
-    from cadence.models.send_time import fit_send_time
-    from cadence.policies.evaluation import evaluate, load_log
-    from cadence.policies.rules import RulesPolicy
-
-    log = load_log(data_dir)
-    t = pd.to_datetime(log.candidates["triggered_at"], utc=True)
-    # A short history keeps two thirds for learning.
-    span_days = (t.max() - t.min()) / pd.Timedelta(days=1) if len(t) else 0.0
-    as_of = t.max() - pd.Timedelta(days=min(holdout_days, span_days / 3))
-    later = np.flatnonzero((t >= as_of).to_numpy())
-    if len(later) == 0:
-        raise ValueError(f"{data_dir}: no triggers in the last {holdout_days:g} days to judge send times on")
-    model = fit_send_time(data_dir, as_of, **model_params)
-    # The greedy policy is judged (offline evaluation takes deterministic targets); exploration is for deployment.
-    policies: dict[str, Policy] = {"rules": RulesPolicy(),
-                                   "rules + send time": SendTimePolicy(RulesPolicy(), model, exploration=0.0)}
-    estimates = evaluate(log.subset(later), policies, metrics=metrics, seed=seed, n_refit=n_refit)
-    return {"model": model, "estimates": estimates, "as_of": as_of}

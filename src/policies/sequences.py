@@ -48,9 +48,9 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from cadence.data.contract import CHANNELS, INCENTIVES, STAGES
-from cadence.data.localtime import epoch_seconds
-from cadence.policies.base import FOLLOWUP_COLUMNS
+from cadence.contract.actions import FOLLOWUP_COLUMNS
+from cadence.contract.clock import epoch_seconds
+from cadence.contract.tables import CHANNELS, INCENTIVES, STAGES
 
 #: Trigger stages a sequence may start from: the contract's stages plus
 #: ``welcome`` (signup), which shops run as a chain although no trigger rule emits it yet.
@@ -497,7 +497,7 @@ class SequencePolicy:
 
     For a stage with a sequence, the first send is the decision (its delay is
     the waits before it) and the second is planned as a follow-up (the
-    optional decision columns :data:`~cadence.policies.base.FOLLOWUP_COLUMNS`), which the
+    optional decision columns :data:`~cadence.contract.actions.FOLLOWUP_COLUMNS`), which the
     synthetic world sends unless the goal happened first. ``single=True``
     keeps only the first send: the sequence's single-message version, to judge
     what the later steps add. A send on a channel the candidate is not opted

@@ -72,9 +72,9 @@ def sequence_section(data_dir: Any, seq: Sequence) -> tuple[pd.DataFrame | None,
 def send_time_section(data_dir: Any, holdout_days: float = 90.0) -> dict[str, Any]:
     """The report's send-time section: the doubly-robust table of the rules with and without learned
     send times on the last ``holdout_days`` (model fitted before them), a sentence, and the heatmap."""
+    from cadence.evaluation.offline import summary_table
     from cadence.models.send_time import send_time_figure
-    from cadence.policies.evaluation import summary_table
-    from cadence.policies.send_time import judge_send_time
+    from cadence.workflows.policies import judge_send_time
 
     res = judge_send_time(data_dir, holdout_days=holdout_days, n_refit=None)  # DR is shown: no refits needed
     model = res["model"]

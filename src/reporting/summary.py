@@ -22,9 +22,9 @@ import pandas as pd
 import plotly.graph_objects as go
 import pyarrow.parquet as pq
 
-from cadence.data.contract import TABLE_NAMES
+from cadence.contract.tables import TABLE_NAMES
 from cadence.data.io import PathLike, read_table, table_path
-from cadence.policies.holdout import holdout_lift
+from cadence.evaluation.holdout import holdout_lift
 
 
 @dataclass(frozen=True)

@@ -31,8 +31,8 @@ files in one pass), so memory stays bounded by the partition, not the shop.
 Examples
 --------
 >>> import tempfile
->>> from cadence.data.synthetic import ShopConfig, generate_shop
->>> from cadence.policies.evaluation import load_log
+>>> from cadence.synthetic import ShopConfig, generate_shop
+>>> from cadence.features.logged import load_log
 >>> from cadence.policies.orchestrator import OrchestratedPolicy, OrchestratorConfig
 >>> from cadence.policies.rules import RulesPolicy
 >>> log = load_log(generate_shop(ShopConfig(customers=300, days=60, seed=1), tempfile.mkdtemp() + "/s"))
@@ -54,19 +54,13 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from cadence.contract.actions import N_ACTIONS, Policy, delay_choices, encode_actions
+from cadence.contract.clock import epoch_seconds
+from cadence.data.bandit import LoggedBandit
 from cadence.data.io import PathLike, table_path
-from cadence.data.localtime import epoch_seconds
-from cadence.policies.base import Policy, delay_choices
-from cadence.policies.evaluation import (
-    LOG_SKIP_COLUMNS,
-    LOGGING,
-    LoggedBandit,
-    ResponseModel,
-    log_from_tables,
-)
-from cadence.policies.logged import N_ACTIONS, encode_actions, first_steps
-from cadence.policies.ope import ON_POLICY, SNIPS, DirectMethod, DoublyRobust, compare
-from cadence.policies.orchestrator import OrchestratedPolicy, OrchestratorConfig
+from cadence.evaluation.ope import ON_POLICY, SNIPS, DirectMethod, DoublyRobust, compare
+from cadence.features.logged import LOG_SKIP_COLUMNS, first_steps, log_from_tables
+from cadence.models.response import ResponseModel
 
 Engine = Literal["process", "spark"]
 ESTIMATORS = {"replay": SNIPS(), "model": DirectMethod(), "doubly robust": DoublyRobust()}
@@ -86,9 +80,9 @@ def _walk(candidates: pd.DataFrame, policy: Policy, seed: int) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     c = candidates.sort_values(["customer_id", "triggered_at"], kind="stable")
     if "local_hour" not in c:
-        from cadence.policies.context import _local_time
+        from cadence.contract.clock import local_time
 
-        hour, weekday = _local_time(c)  # fixed per trigger: converted once, not every round
+        hour, weekday = local_time(c)  # fixed per trigger: converted once, not every round
         c = c.assign(local_hour=hour, local_weekday=weekday)
     cust = pd.Categorical(c["customer_id"]).codes.astype(np.int64)
     t = epoch_seconds(c["triggered_at"])
@@ -151,12 +145,12 @@ def replay_decisions(log: LoggedBandit | PathLike, policy: Policy, *, engine: En
 
     ``log`` may also be a data directory (Parquet tables): it is then read
     partition by partition, never whole, and the rows are those of
-    :func:`~cadence.policies.evaluation.load_log` on it (index ``0..n-1``).
+    :func:`~cadence.evaluation.offline.load_log` on it (index ``0..n-1``).
     """
     if not isinstance(log, LoggedBandit):
         if engine == "process" and _parquet_log(log):
             return _replay_dir(Path(log), policy, workers or os.cpu_count() or 1, seed, progress)
-        from cadence.policies.evaluation import load_log
+        from cadence.features.logged import load_log
 
         log = load_log(log)
     cands = log.candidates.drop(columns=["sends_7d"], errors="ignore")
@@ -270,7 +264,7 @@ def _replay_dir(data_dir: Path, policy: Policy, workers: int, seed: int, progres
                 out = list(tqdm(ex.map(_replay_part, tasks), total=n_parts, desc="replay", disable=not progress))
     out = [d for d in out if len(d)]
     if not out:
-        from cadence.policies.evaluation import load_log
+        from cadence.features.logged import load_log
 
         return replay_decisions(load_log(data_dir), policy, workers=1, seed=seed)
     d = pd.concat(out)
@@ -451,40 +445,6 @@ def _by_stage(log: LoggedBandit, codes: dict[str, np.ndarray], seed: int, on_pol
 
 
 
-def simulate_named(data_dir: Any, policy: str, baseline: str = LOGGING, *,
-                   config: OrchestratorConfig | None = None, engine: Engine = "process", workers: int | None = None,
-                   seed: int = 0, progress: bool = False, policies_dir: Any = None) -> dict[str, Any]:
-    """``cadence simulate``: replay named policies (each behind the orchestrator) on a data directory.
-
-    Policies that learn are fitted on half of the customers and every
-    replay runs on the other half, as in ``cadence evaluate``. The
-    orchestrator gets the shop's orders, for goal suppression.
-    """
-    from cadence.data.io import read_tables
-    from cadence.policies.evaluation import load_log
-    from cadence.policies.registry import POLICIES_DIR, build_policy, needs_fit, split_customers
-
-    log = load_log(data_dir)
-    orders = read_tables(data_dir, ["orders"]).get("orders")
-    train, test = None, log
-    where = POLICIES_DIR if policies_dir is None else policies_dir
-    if any(needs_fit(n, where) for n in (policy, baseline)):
-        fit_rows, eval_rows = split_customers(log, 0.5, seed)
-        train, test = log.subset(fit_rows), log.subset(eval_rows)
-    cfg = config or OrchestratorConfig()
-
-    def orchestrated(name: str) -> Policy | None:
-        p = build_policy(name, train, policies_dir=where)
-        return None if p is None else OrchestratedPolicy(p, cfg, orders=orders)
-
-    cand = orchestrated(policy)
-    if cand is None:
-        raise ValueError("policy: 'logging' is what the log already shows; replay another policy against it")
-    out: dict[str, Any] = simulate(test, cand, orchestrated(baseline), engine=engine, workers=workers, seed=seed,
-                                   progress=progress)
-    out["meta"] = {"policy": policy, "baseline": baseline, "rows": test.n,
-                   "rows_fitted": 0 if train is None else train.n, "orchestrator": cfg.to_dict()}
-    return out
 
 
 def format_table(t: pd.DataFrame) -> pd.DataFrame:

@@ -29,7 +29,7 @@ cascade estimators assume every position is shown).
 Examples
 --------
 >>> import tempfile
->>> from cadence.data.synthetic import ShopConfig, generate_shop
+>>> from cadence.synthetic import ShopConfig, generate_shop
 >>> from cadence.policies.sequences import CART_ABANDON
 >>> shop = generate_shop(ShopConfig(customers=800, days=60, seed=3, logging_followup=0.5), tempfile.mkdtemp())
 >>> t = sequence_lift(shop, CART_ABANDON, n_boot=50)
@@ -44,13 +44,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from cadence.contract.actions import Policy
 from cadence.data.io import read_tables
-from cadence.policies.base import Policy
-from cadence.policies.logged import METRICS, first_steps, logged_candidates, logged_rewards
-from cadence.policies.ope import (  # the same clusters and intervals as the estimators
+from cadence.evaluation.ope import (  # the same clusters and intervals as the estimators
     _Clusters,
     _percentile,
 )
+from cadence.features.logged import METRICS, first_steps, logged_candidates, logged_rewards
 from cadence.policies.sequences import Exit, Sequence, SequencePolicy, step_counts, walk_many
 
 VERSIONS: tuple[str, ...] = ("hold", "single", "sequence")

@@ -2,9 +2,9 @@
 
 For each seed: generate a shop under the randomised logging policy, fit the
 policies that learn on half of the customers, estimate every policy on the
-other half's log (:func:`cadence.policies.evaluation.evaluate`, which never
+other half's log (:func:`cadence.evaluation.offline.evaluate`, which never
 reads ``_truth/``), then re-run the world under each policy
-(:func:`~cadence.data.synthetic.world.simulate_truth`) for its true value per
+(:func:`~cadence.synthetic.world.simulate_truth`) for its true value per
 trigger. :func:`coverage_summary` gives each estimator's coverage, bias and
 RMSE. This is a test harness: it reads the truth, estimators do not.
 
@@ -27,11 +27,12 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from cadence.data.synthetic.config import ShopConfig
-from cadence.data.synthetic.world import generate_shop, simulate_truth
-from cadence.policies.base import Policy
-from cadence.policies.evaluation import LoggedBandit, evaluate, load_log
-from cadence.policies.logged import METRICS
+from cadence.contract.actions import Policy
+from cadence.data.bandit import LoggedBandit
+from cadence.evaluation.offline import evaluate
+from cadence.features.logged import METRICS, load_log
+from cadence.synthetic.config import ShopConfig
+from cadence.synthetic.world import generate_shop, simulate_truth
 
 PolicyFactory = Callable[[LoggedBandit], Policy]
 
@@ -48,10 +49,10 @@ def ope_coverage(seeds: Iterable[int], factories: dict[str, PolicyFactory], *, c
                  n_refit: int | None = 20) -> pd.DataFrame:
     """One row per (seed, metric, policy, estimator): estimate, interval, truth, covered.
 
-    ``n_refit`` is passed to :func:`~cadence.policies.evaluation.evaluate`
+    ``n_refit`` is passed to :func:`~cadence.evaluation.offline.evaluate`
     (refits of the reward model behind the direct method's interval).
     """
-    from cadence.policies.registry import split_customers
+    from cadence.data.bandit import split_customers
 
     rows = []
     for seed in tqdm(list(seeds), desc="seeds", disable=not progress):
@@ -96,9 +97,9 @@ def replay_coverage(seeds: Iterable[int], make_candidate: PolicyFactory, *, cust
     with its interval, the true lift (the world re-run under the candidate
     minus the world under the logging policy), covered.
     """
-    from cadence.data.synthetic.logging_policy import RandomizedLoggingPolicy
-    from cadence.policies.registry import split_customers
+    from cadence.data.bandit import split_customers
     from cadence.simulation.replay import simulate
+    from cadence.synthetic.logging_policy import RandomizedLoggingPolicy
 
     rows = []
     for seed in tqdm(list(seeds), desc="seeds", disable=not progress):

@@ -24,12 +24,12 @@ from pathlib import Path
 import pandas as pd
 from tqdm.auto import tqdm
 
-from cadence.data.synthetic.config import ShopConfig
-from cadence.data.synthetic.logging_policy import RandomizedLoggingPolicy
-from cadence.data.synthetic.study import true_values
-from cadence.data.synthetic.world import generate_shop
 from cadence.policies.sequences import Sequence
 from cadence.simulation.sequences import STEP_PAIRS, sequence_lift, sequence_versions
+from cadence.studies.ope_coverage import true_values
+from cadence.synthetic.config import ShopConfig
+from cadence.synthetic.logging_policy import RandomizedLoggingPolicy
+from cadence.synthetic.world import generate_shop
 
 _STEPS = {label: (a, b) for label, a, b in STEP_PAIRS}
 

@@ -1,12 +1,12 @@
 """A synthetic shop with known ground truth: people, sessions, orders, triggers, messages.
 
->>> from cadence.data.synthetic import ShopConfig, generate_shop, simulate_truth
+>>> from cadence.synthetic import ShopConfig, generate_shop, simulate_truth
 """
 
-from cadence.data.synthetic.churn import true_churn_risk
-from cadence.data.synthetic.config import ResponseParams, ShopConfig
-from cadence.data.synthetic.logging_policy import RandomizedLoggingPolicy
-from cadence.data.synthetic.world import generate_shop, load_config, load_truth, simulate_truth
+from cadence.synthetic.churn import true_churn_risk
+from cadence.synthetic.config import ResponseParams, ShopConfig
+from cadence.synthetic.logging_policy import RandomizedLoggingPolicy
+from cadence.synthetic.world import generate_shop, load_config, load_truth, simulate_truth
 
 __all__ = [
     "ResponseParams",

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cadence.data.contract import STAGES
-from cadence.data.synthetic.catalog import CATEGORY_NAMES, DAY, Catalog
-from cadence.data.synthetic.config import (
+from cadence.contract.tables import STAGES
+from cadence.synthetic.catalog import CATEGORY_NAMES, DAY, Catalog
+from cadence.synthetic.config import (
     ADJECTIVES,
     CATEGORIES,
     OPT_IN_RATES,
@@ -131,7 +131,7 @@ def _group_starts(sorted_keys: np.ndarray, n_groups: int) -> np.ndarray:
     return np.searchsorted(sorted_keys, np.arange(n_groups + 1))
 
 
-def _rank_within(group: np.ndarray) -> np.ndarray:
+def rank_within(group: np.ndarray) -> np.ndarray:
     """Position of each row within its run of equal (sorted) group values."""
     n = len(group)
     if n == 0:
@@ -201,7 +201,7 @@ def draw_people(cfg: ShopConfig, chunk: int, rng: np.random.Generator) -> People
     )
 
 
-class _ProductSampler:
+class ProductSampler:
     """Samples products by customer category affinity and popularity."""
 
     def __init__(self, cat: Catalog):
@@ -247,7 +247,7 @@ def _purchases(cfg: ShopConfig, pp: People, rng: np.random.Generator) -> tuple[n
     t = pp.alive_from_s[cust] + (rng.random(len(cust)) * (cfg.end_s - pp.alive_from_s[cust])).astype(np.int64)
     order = np.argsort(cust.astype(np.int64) * _SHIFT + (t - cfg.start_s + 1200 * DAY), kind="stable")
     cust, t = cust[order], t[order]
-    rank = _rank_within(cust)
+    rank = rank_within(cust)
     j = rng.geometric(pp.dropout)  # purchase after which the customer drops out
     keep = rank < j[cust]
     dies = keep & (rank == j[cust] - 1)
@@ -256,19 +256,19 @@ def _purchases(cfg: ShopConfig, pp: People, rng: np.random.Generator) -> tuple[n
 
 
 def draw_orders(cfg: ShopConfig, cat: Catalog, pp: People, rng: np.random.Generator,
-                sampler: _ProductSampler | None = None) -> OrderDraws:
+                sampler: ProductSampler | None = None) -> OrderDraws:
     """Organic purchases, their items and the replenishment chains (updates ``pp.death_s``).
 
     Examples
     --------
-    >>> from cadence.data.synthetic.catalog import make_catalog
+    >>> from cadence.synthetic.catalog import make_catalog
     >>> cfg = ShopConfig(customers=200, days=120, seed=1)
     >>> rng = np.random.default_rng([cfg.seed, 1, 0])  # the stream of build_backbone
     >>> d = draw_orders(cfg, make_catalog(cfg), draw_people(cfg, 0, rng), rng)
     >>> bool((d.sched_due_s > d.sched_from_s).all()), set(d.kind.tolist()) <= {0, 1}
     (True, True)
     """
-    sampler = sampler if sampler is not None else _ProductSampler(cat)
+    sampler = sampler if sampler is not None else ProductSampler(cat)
     o_cust, o_s = _purchases(cfg, pp, rng)
 
     # Items of regular orders: 1 + Poisson(0.5) products, in stock when bought.
@@ -322,7 +322,7 @@ def _near_preferred_hour(t_s: np.ndarray, cust: np.ndarray, pp: People, rng: np.
     return np.where(moved, at_hour, t_s)
 
 
-def draw_sessions(cfg: ShopConfig, cat: Catalog, pp: People, rng: np.random.Generator, sampler: _ProductSampler,
+def draw_sessions(cfg: ShopConfig, cat: Catalog, pp: People, rng: np.random.Generator, sampler: ProductSampler,
                   browse_rate: np.ndarray, lo_s: np.ndarray, hi_s: np.ndarray, o_cust: np.ndarray,
                   o_s: np.ndarray, it_order: np.ndarray, it_prod: np.ndarray) -> tuple[np.ndarray, ...]:
     """Browsing sessions in ``[lo_s, hi_s)`` per customer plus one purchase session per order, as events.
@@ -333,12 +333,12 @@ def draw_sessions(cfg: ShopConfig, cat: Catalog, pp: People, rng: np.random.Gene
 
     Examples
     --------
-    >>> from cadence.data.synthetic.catalog import make_catalog
+    >>> from cadence.synthetic.catalog import make_catalog
     >>> cfg = ShopConfig(customers=100, days=30, seed=1)
     >>> cat, rng = make_catalog(cfg), np.random.default_rng(0)
     >>> pp = draw_people(cfg, 0, rng)
     >>> none = np.zeros(0, np.int64)
-    >>> ev = draw_sessions(cfg, cat, pp, rng, _ProductSampler(cat), np.full(100, 0.5), pp.alive_from_s,
+    >>> ev = draw_sessions(cfg, cat, pp, rng, ProductSampler(cat), np.full(100, 0.5), pp.alive_from_s,
     ...                    pp.alive_from_s + 10 * DAY, none, none, none, none)
     >>> bool(len(ev[0]) > 0 and (ev[1] >= pp.alive_from_s[ev[0]]).all() and EV["purchase"] not in ev[2])
     True
@@ -376,7 +376,7 @@ def draw_sessions(cfg: ShopConfig, cat: Catalog, pp: People, rng: np.random.Gene
     n_ev = blocks.sum(axis=1)
     total = int(n_ev.sum())
     ev_session = np.repeat(np.arange(s_n), n_ev)
-    pos = _rank_within(ev_session)
+    pos = rank_within(ev_session)
     block_of = np.repeat(np.tile(np.arange(7), s_n), blocks.ravel())
     ev_type = np.array([EV["page_view"], EV["search"], EV["product_view"], EV["add_to_cart"],
                         EV["remove_from_cart"], EV["checkout_start"], EV["purchase"]])[block_of]
@@ -403,7 +403,7 @@ def draw_sessions(cfg: ShopConfig, cat: Catalog, pp: People, rng: np.random.Gene
     in_order = sess_order >= 0
     # Items of an order, in order: start index per order.
     item_start = np.searchsorted(it_order, np.arange(n_o))
-    rank_in_block = _rank_within(ev_session * 8 + block_of)
+    rank_in_block = rank_within(ev_session * 8 + block_of)
     po = (is_view | is_add) & in_order
     ev_product[po] = it_prod[item_start[sess_order[po]] + rank_in_block[po]]
     # Search sessions: the query is a catalogue noun (or an unknown term).
@@ -469,7 +469,7 @@ def build_backbone(cfg: ShopConfig, cat: Catalog, chunk: int) -> Backbone:
     rng = np.random.default_rng([cfg.seed, 1, chunk])
     pp = draw_people(cfg, chunk, rng)
     n = len(pp.idx)
-    sampler = _ProductSampler(cat)
+    sampler = ProductSampler(cat)
     draws = draw_orders(cfg, cat, pp, rng, sampler)
     o_cust, o_s, o_kind = draws.cust, draws.s, draws.kind
     it_order, it_prod = draws.item_order, draws.item_product
@@ -522,7 +522,7 @@ def build_backbone(cfg: ShopConfig, cat: Catalog, chunk: int) -> Backbone:
         trig_products=np.zeros((0, 3), np.int64), trig_query=np.zeros(0, object), trig_order=np.zeros(0, np.int64),
         uniforms=np.zeros((0, 8)), browse_rate=browse_rate,
     )
-    from cadence.data.synthetic.world_triggers import world_triggers
+    from cadence.synthetic.world_triggers import world_triggers
 
     world_triggers(cfg, cat, bb)
     bb.uniforms = rng.random((len(bb.trig_s), 8))

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cadence.data.synthetic.config import ADJECTIVES, CATEGORIES, CONSUMABLE_CATEGORIES, ShopConfig
+from cadence.synthetic.config import ADJECTIVES, CATEGORIES, CONSUMABLE_CATEGORIES, ShopConfig
 
 DAY = 86_400
 _KEY_SHIFT = np.int64(1) << np.int64(34)  # product index above, seconds below

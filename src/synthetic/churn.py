@@ -30,7 +30,7 @@ and they are while no organic purchase has come first. Hence ``P_organic`` is
 ``1 - p (G(a + h - b) - G(a - b)) / (1 - p G(a - b))`` over those triggers,
 with ``p`` the true conversion probability under the action taken, ``b`` the
 send (or, under hold, trigger) time and ``G`` the distribution of the
-conversion delay (:func:`cadence.data.synthetic.messages.p_within`).
+conversion delay (:func:`cadence.synthetic.messages.p_within`).
 
 ``P_messages`` -- no conversion of a trigger that fires in the window
 (Monte Carlo). Given no order in the window the world's future holds no
@@ -58,22 +58,22 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cadence.data.synthetic.backbone import (
+from cadence.contract.actions import Policy
+from cadence.synthetic.backbone import (
     Backbone,
     People,
-    _ProductSampler,
+    ProductSampler,
     build_backbone,
     draw_orders,
     draw_people,
     draw_sessions,
 )
-from cadence.data.synthetic.catalog import DAY, Catalog, make_catalog
-from cadence.data.synthetic.config import ShopConfig
-from cadence.data.synthetic.logging_policy import RandomizedLoggingPolicy
-from cadence.data.synthetic.messages import Outcomes, p_within, run_messages
-from cadence.data.synthetic.world import customer_ids
-from cadence.data.synthetic.world_triggers import world_triggers
-from cadence.policies.base import Policy
+from cadence.synthetic.catalog import DAY, Catalog, make_catalog
+from cadence.synthetic.config import ShopConfig
+from cadence.synthetic.logging_policy import RandomizedLoggingPolicy
+from cadence.synthetic.messages import Outcomes, p_within, run_messages
+from cadence.synthetic.world import customer_ids
+from cadence.synthetic.world_triggers import world_triggers
 
 _MAX = np.iinfo(np.int64).max
 #: Realised messages replayed before the cutoff: fatigue counts 7 days, a send may lag its trigger by 12 hours.
@@ -136,9 +136,9 @@ class _Replay:
     _rounds: list[np.ndarray] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        from cadence.data.synthetic.backbone import _rank_within
+        from cadence.synthetic.backbone import rank_within
 
-        rank = _rank_within(self.trig_cust)
+        rank = rank_within(self.trig_cust)
         order = np.argsort(rank, kind="stable")
         bounds = np.searchsorted(rank[order], np.arange(int(rank.max()) + 2 if len(rank) else 1))
         self._rounds = [order[bounds[k]:bounds[k + 1]] for k in range(len(bounds) - 1)
@@ -219,7 +219,7 @@ def _future_messages(cfg: ShopConfig, cat: Catalog, bb: Backbone, out: Outcomes,
     browse = np.tile(bb.browse_rate if bb.browse_rate is not None else np.zeros(n), R)
     empty = np.zeros(0, np.int64)
     if (hi > lo).any():
-        fut = draw_sessions(cfg, cat, people, rng, _ProductSampler(cat), browse, lo, hi, empty, empty, empty, empty)
+        fut = draw_sessions(cfg, cat, people, rng, ProductSampler(cat), browse, lo, hi, empty, empty, empty, empty)
     else:
         fut = (empty, empty, empty, empty, np.zeros(0, object), empty, empty)
     f_cust, f_s, f_type, f_prod, f_query, f_res, f_sess = fut
@@ -288,7 +288,7 @@ def _future_messages(cfg: ShopConfig, cat: Catalog, bb: Backbone, out: Outcomes,
         u[:, 4] = np.where(out.unsub_s[src] >= 0, 0.0, 1.0)  # _U_UNSUB: as it happened
         u[:, 3] = np.where(out.converted_s[src] >= 0, 0.0, 1.0)  # _U_CONV
         mc.uniforms[dst] = u
-        from cadence.data.contract import CHANNELS, INCENTIVES
+        from cadence.contract.tables import CHANNELS, INCENTIVES
 
         send = out.send[src]
         fixed_action[dst] = np.where(send, "send", "hold")
@@ -340,7 +340,7 @@ def true_churn_risk(cfg: ShopConfig, as_of: Any, horizons: Sequence[float] = (30
     Parameters
     ----------
     cfg : ShopConfig
-        The shop's config (:func:`cadence.data.synthetic.load_config`).
+        The shop's config (:func:`cadence.synthetic.load_config`).
     as_of : timestamp-like
         Cutoff; naive values are UTC. ``as_of + max(horizons)`` must not pass
         the end of the data.
@@ -358,7 +358,7 @@ def true_churn_risk(cfg: ShopConfig, as_of: Any, horizons: Sequence[float] = (30
     policy : Policy, optional
         The policy that sends messages; by default the shop's logging policy
         ``RandomizedLoggingPolicy.for_shop(cfg)``, the one
-        :func:`cadence.data.synthetic.generate_shop` logs with.
+        :func:`cadence.synthetic.generate_shop` logs with.
 
     Returns
     -------

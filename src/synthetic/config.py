@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pandas as pd
 
-from cadence.triggers import TriggerRules
+from cadence.contract.triggers import TriggerRules
 
 CATEGORIES: dict[str, tuple[str, ...]] = {
     # category: nouns that appear in its product titles (and in searches)

@@ -25,7 +25,7 @@ channel) x 1/3 (delay) = 0.2667. The birthday: 0.8 x 0.25/0.8 (push among
 email and push) x 1/3 x 0.2 (fixed amount) = 0.0167.
 
 With ``followup > 0`` every sent abandonment message also plans a follow-up
-(:data:`~cadence.policies.base.FOLLOWUP_COLUMNS`): sent with
+(:data:`~cadence.contract.actions.FOLLOWUP_COLUMNS`): sent with
 probability ``followup`` on a channel drawn like the first, no incentive,
 12 hours after the trigger (24 when the first message went at 12 hours),
 else a logged hold. The world sends it only if the customer has not ordered
@@ -39,10 +39,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from cadence.data.contract import CHANNELS, INCENTIVES
-from cadence.data.synthetic.config import ShopConfig
-from cadence.policies.base import ABANDON_DELAYS, OTHER_DELAYS
-from cadence.triggers import ABANDON_STAGES, INCENTIVE_STAGES, TRANSACTIONAL_STAGES
+from cadence.contract.actions import ABANDON_DELAYS, OTHER_DELAYS
+from cadence.contract.tables import CHANNELS, INCENTIVES
+from cadence.contract.triggers import ABANDON_STAGES, INCENTIVE_STAGES, TRANSACTIONAL_STAGES
+from cadence.synthetic.config import ShopConfig
 
 _NULL = np.array(None, dtype=object)
 

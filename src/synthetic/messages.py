@@ -12,7 +12,7 @@ conversion probabilities and expected net revenue) is kept as ground truth;
 the mean of those is a policy's true value.
 
 **Follow-ups** (a two-step sequence): a policy may plan, with the optional
-decision columns :data:`~cadence.policies.base.FOLLOWUP_COLUMNS`, one more message after a sent
+decision columns :data:`~cadence.contract.actions.FOLLOWUP_COLUMNS`, one more message after a sent
 one, sent ``followup_delay_minutes`` after the trigger unless the goal
 happened first (any order of the customer since the trigger that the world
 knows when it processes the first message: organic orders and the
@@ -36,19 +36,41 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from scipy.special import expit, ndtri
 
-from cadence.data.contract import CHANNELS, INCENTIVES, STAGES
-from cadence.data.localtime import circular_hours
-from cadence.data.synthetic.backbone import SEGMENT_NAMES, Backbone
-from cadence.data.synthetic.catalog import DAY, Catalog
-from cadence.data.synthetic.config import ShopConfig
-from cadence.policies.base import Policy, check_decisions
-from cadence.policies.logged import KEY as _KEY
-from cadence.policies.logged import orders_before
-from cadence.triggers import ABANDON_STAGES, INCENTIVE_COST_FIXED, INCENTIVE_PERCENT
+from cadence.contract.actions import Policy, check_decisions
+from cadence.contract.clock import circular_hours
+from cadence.contract.tables import CHANNELS, INCENTIVES, STAGES
+from cadence.contract.triggers import ABANDON_STAGES, INCENTIVE_COST_FIXED, INCENTIVE_PERCENT
+from cadence.synthetic.backbone import SEGMENT_NAMES, Backbone
+from cadence.synthetic.catalog import DAY, Catalog
+from cadence.synthetic.config import ShopConfig
 
 _RING = 32  # send times remembered per customer (fatigue counts cap here)
 #: Open log-odds gained by a send at the customer's preferred hour (conversions gain ``send_time_effect``).
 OPEN_SEND_TIME_EFFECT = 0.5
+#: customer code * ORDER_KEY + epoch seconds: one sortable key per (customer, time).
+ORDER_KEY = 1 << 40
+
+
+def orders_before(order_keys: np.ndarray, customer: np.ndarray, t: np.ndarray,
+                  window_s: int = 90 * 86_400) -> tuple[np.ndarray, np.ndarray]:
+    """The world's own count of each customer's orders in ``[t - window, t)`` and their last order time before ``t``.
+
+    The world keeps its own copy so that the truth shares no code with the
+    estimators it judges (their copy is the feature layer's). ``order_keys``
+    are sorted ``customer * ORDER_KEY + seconds``; the last time is a very
+    negative number when there is none.
+
+    >>> k = np.sort(np.array([0 * ORDER_KEY + 5, 0 * ORDER_KEY + 50, 1 * ORDER_KEY + 7]))
+    >>> n, last = orders_before(k, np.array([0, 1]), np.array([60, 7]), window_s=20)
+    >>> n.tolist(), last.tolist()[0]
+    ([1, 0], 50)
+    """
+    base = customer.astype(np.int64) * ORDER_KEY
+    hi = np.searchsorted(order_keys, base + t, side="left")
+    lo = np.searchsorted(order_keys, base + t - window_s, side="left")
+    prev = order_keys[np.maximum(hi - 1, 0)] if len(order_keys) else np.zeros(len(t), np.int64)
+    own = (hi > 0) & (prev >= base) & (prev < base + ORDER_KEY)
+    return (hi - lo).astype(np.int64), np.where(own, prev - base, np.iinfo(np.int64).min)
 
 
 def send_time_match(local_hour: np.ndarray, preferred_hour: np.ndarray) -> np.ndarray:
@@ -169,7 +191,7 @@ def candidates_frame(bb: Backbone, rows: np.ndarray, opt_in: np.ndarray, dtypes:
     ``sends_7d`` the messages sent to them in the 7 days before it,
     ``orders_90d`` their orders in the 90 days before it and
     ``days_since_order`` the days since their last order (NaN for none): what
-    :func:`cadence.policies.logged.logged_candidates` reads back from the tables.
+    :func:`cadence.features.logged.logged_candidates` reads back from the tables.
     """
     c = bb.trig_cust[rows]
     frame = {
@@ -197,7 +219,7 @@ def _codes(values: pd.Series, vocab: tuple[str, ...]) -> np.ndarray:
 def run_messages(cfg: ShopConfig, cat: Catalog, bb: Backbone, policy: Policy, chunk: int,
                  customer_ids: np.ndarray) -> Outcomes:
     """Run ``policy`` over the chunk's triggers and draw outcomes from the true response model."""
-    from cadence.data.synthetic.backbone import _rank_within
+    from cadence.synthetic.backbone import rank_within
 
     rp = cfg.response
     pp = bb.people
@@ -214,7 +236,7 @@ def run_messages(cfg: ShopConfig, cat: Catalog, bb: Backbone, policy: Policy, ch
     inc_eff = np.array([rp.incentive_effect[i] for i in INCENTIVES])
     is_abandon = np.isin(stage_names, list(ABANDON_STAGES))
     annoyed = np.asarray(SEGMENT_NAMES)[pp.segment] == "annoyed"
-    from cadence.data.synthetic.backbone import TZ_NAMES
+    from cadence.synthetic.backbone import TZ_NAMES
 
     value = basket_values(cat, bb)
     products = product_strings(bb.trig_products, cat.product_id)
@@ -238,12 +260,12 @@ def run_messages(cfg: ShopConfig, cat: Catalog, bb: Backbone, policy: Policy, ch
     ring = np.full((n_c, _RING), np.iinfo(np.int64).min // 2)
     ring_pos = np.zeros(n_c, np.int64)
     # Orders the shop has seen: organic ones (fixed) and conversions of earlier triggers.
-    org_key = np.sort(bb.ord_cust.astype(np.int64) * _KEY + bb.ord_s)
+    org_key = np.sort(bb.ord_cust.astype(np.int64) * ORDER_KEY + bb.ord_s)
     conv_ring = np.full((n_c, _RING), np.iinfo(np.int64).min // 2)
     conv_pos = np.zeros(n_c, np.int64)
     unsub_at = np.where(pp.opt_in, np.iinfo(np.int64).max, np.iinfo(np.int64).min)
 
-    rank = _rank_within(bb.trig_cust)
+    rank = rank_within(bb.trig_cust)
     order = np.argsort(rank, kind="stable")
     bounds = np.searchsorted(rank[order], np.arange(int(rank.max()) + 2 if n_t else 1))
     attrib = int(cfg.rules.attribution_days * DAY)

@@ -13,7 +13,11 @@ that policy's true value, to compare offline estimates with.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,24 +29,26 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
-from cadence.data.contract import CHANNELS, INCENTIVES, ORDER_STATUSES, STAGES
-from cadence.data.io import PARQUET_OPTIONS, PathLike, atomic_path
-from cadence.data.synthetic.backbone import (
+from cadence.contract.actions import Policy
+from cadence.contract.tables import CHANNELS, INCENTIVES, ORDER_STATUSES, STAGES
+from cadence.contract.triggers import RECOMMENDATION_STAGES
+from cadence.synthetic.backbone import (
     EV,
     SEGMENT_NAMES,
     TZ_NAMES,
     Backbone,
-    _rank_within,
+    rank_within,
     build_backbone,
 )
-from cadence.data.synthetic.catalog import CATEGORY_NAMES, Catalog, make_catalog
-from cadence.data.synthetic.config import ShopConfig
-from cadence.data.synthetic.logging_policy import RandomizedLoggingPolicy
-from cadence.data.synthetic.messages import Outcomes, run_messages
-from cadence.policies.base import Policy
-from cadence.triggers import RECOMMENDATION_STAGES
+from cadence.synthetic.catalog import CATEGORY_NAMES, Catalog, make_catalog
+from cadence.synthetic.config import ShopConfig
+from cadence.synthetic.logging_policy import RandomizedLoggingPolicy
+from cadence.synthetic.messages import Outcomes, run_messages
 
 TRUTH_DIR = "_truth"
+#: Parquet options that make the same seed give the same bytes (the world's own copy of the data layer's).
+PARQUET_OPTIONS: dict[str, object] = {"compression": "zstd", "write_statistics": True}
+PathLike = str | os.PathLike[str]
 _FIRST = ("Ada", "Ben", "Chloe", "Dev", "Elif", "Femi", "Gus", "Hana", "Ivan", "Jun", "Kemi", "Lea")
 _LAST = ("Smith", "Okafor", "Garcia", "Müller", "Rossi", "Tanaka", "Nguyen", "Kowalski", "Silva", "Dubois")
 _EVENT_CODE_TO_NAME = {v: k for k, v in EV.items()}
@@ -105,7 +111,7 @@ def _chunk_tables(cfg: ShopConfig, cat: Catalog, bb: Backbone, out: Outcomes, po
         **{f"opt_in_{c}": pa.array(pp.opt_in[:, j]) for j, c in enumerate(CHANNELS)},
     })
     # Events.
-    ev_rank = _rank_within(bb.ev_cust)
+    ev_rank = rank_within(bb.ev_cust)
     ev_names = np.asarray([_EVENT_CODE_TO_NAME[i] for i in range(len(EV))], dtype=object)
     events = pa.table({
         "event_id": _ids("E", gid[bb.ev_cust], ev_rank),
@@ -118,11 +124,11 @@ def _chunk_tables(cfg: ShopConfig, cat: Catalog, bb: Backbone, out: Outcomes, po
         "session_id": _ids("S", gid[bb.ev_cust], bb.ev_session),
     })
     # Organic orders, then orders caused (or followed, under hold) by triggers.
-    o_rank = _rank_within(bb.ord_cust)
+    o_rank = rank_within(bb.ord_cust)
     org_ids = _ids("O", gid[bb.ord_cust], o_rank)
     item_rev = bb.item_qty * bb.item_price
     org_rev = np.round(np.bincount(bb.item_order, weights=item_rev, minlength=len(bb.ord_s)), 2)
-    t_rank = _rank_within(bb.trig_cust)
+    t_rank = rank_within(bb.trig_cust)
     conv = np.flatnonzero(out.converted_s >= 0)
     conv_ids = _ids("O", gid[bb.trig_cust[conv]], t_rank[conv])
     conv_ids = pc.binary_join_element_wise(conv_ids, pa.array(["m"] * len(conv), pa.string()), "")
@@ -358,7 +364,7 @@ def simulate_truth(policy: Policy, cfg: ShopConfig, progress: bool = False) -> p
 
     Examples
     --------
-    >>> from cadence.data.synthetic import ShopConfig, RandomizedLoggingPolicy
+    >>> from cadence.synthetic import ShopConfig, RandomizedLoggingPolicy
     >>> v = simulate_truth(RandomizedLoggingPolicy(), ShopConfig(customers=300, days=60, seed=1))
     >>> "all" in set(v["stage"])
     True
@@ -367,9 +373,27 @@ def simulate_truth(policy: Policy, cfg: ShopConfig, progress: bool = False) -> p
     return _aggregate(parts, cfg.customers)
 
 
+
+@contextlib.contextmanager
+def _fresh_folder(out_dir: Path) -> Iterator[Path]:
+    """Yield a temporary sibling of ``out_dir``; rename it to ``out_dir`` on success, remove it on failure."""
+    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
+        raise FileExistsError(f"{str(out_dir)!r} is not a new or empty folder: generate_shop writes only into one")
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        yield tmp
+        os.replace(tmp, out_dir)  # onto a missing or empty folder: one atomic rename
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
 def generate_shop(cfg: ShopConfig, out_dir: PathLike, *, policy: Policy | None = None,
                   progress: bool = False) -> Path:
-    """Generate the shop of ``cfg`` into ``out_dir`` (atomically) and return the path.
+    """Generate the shop of ``cfg`` into the new or empty folder ``out_dir`` and return the path.
+
+    The shop is assembled in a temporary sibling and renamed into place, so
+    ``out_dir`` holds a whole shop or nothing; a folder with files in it is
+    refused (``cadence generate`` replaces an earlier output of its own).
 
     Writes ``<table>.parquet`` for every contract table and ``_truth/``
     (latent customer traits, true response probabilities per message, the
@@ -378,7 +402,7 @@ def generate_shop(cfg: ShopConfig, out_dir: PathLike, *, policy: Policy | None =
     Examples
     --------
     >>> import tempfile
-    >>> from cadence.data.synthetic import ShopConfig
+    >>> from cadence.synthetic import ShopConfig
     >>> d = generate_shop(ShopConfig(customers=200, days=30), tempfile.mkdtemp() + "/shop")
     >>> sorted(p.name for p in d.glob("*.parquet"))[:3]
     ['customers.parquet', 'events.parquet', 'messages.parquet']
@@ -386,7 +410,7 @@ def generate_shop(cfg: ShopConfig, out_dir: PathLike, *, policy: Policy | None =
     chosen: Policy = policy if policy is not None else RandomizedLoggingPolicy.for_shop(cfg)
     out_dir = Path(out_dir)
     cat = make_catalog(cfg)
-    with atomic_path(out_dir) as tmp:
+    with _fresh_folder(out_dir) as tmp:
         (tmp / TRUTH_DIR).mkdir(parents=True)
         static = catalog_tables(cfg, cat)
         pq.write_table(static["products"], tmp / "products.parquet", **PARQUET_OPTIONS)  # type: ignore[arg-type]
@@ -408,7 +432,7 @@ def generate_shop(cfg: ShopConfig, out_dir: PathLike, *, policy: Policy | None =
                 w.close()
         value = _aggregate(summaries, cfg.customers)
         pq.write_table(pa.Table.from_pandas(value, preserve_index=False), tmp / TRUTH_DIR / "policy_value.parquet")
-        meta = {"generator": "cadence.data.synthetic", "config": cfg.to_dict(), "logging_policy": chosen.policy_id}
+        meta = {"generator": "cadence.synthetic", "config": cfg.to_dict(), "logging_policy": chosen.policy_id}
         (tmp / TRUTH_DIR / "shop.json").write_text(json.dumps(meta, indent=2, sort_keys=True, default=str))
     return out_dir
 
@@ -423,8 +447,8 @@ def load_truth(data_dir: PathLike) -> dict[str, pd.DataFrame]:
 
 def load_config(data_dir: PathLike) -> ShopConfig:
     """The :class:`ShopConfig` a generated shop was made with."""
-    from cadence.data.synthetic.config import ResponseParams
-    from cadence.triggers import TriggerRules
+    from cadence.contract.triggers import TriggerRules
+    from cadence.synthetic.config import ResponseParams
 
     meta = json.loads((Path(data_dir) / TRUTH_DIR / "shop.json").read_text())["config"]
     meta["rules"] = TriggerRules(**meta["rules"])

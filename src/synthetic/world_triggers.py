@@ -13,17 +13,17 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from cadence.data.synthetic.catalog import DAY, Catalog
+from cadence.synthetic.catalog import DAY, Catalog
 
 if TYPE_CHECKING:
-    from cadence.data.synthetic.backbone import Backbone
-from cadence.data.synthetic.config import ShopConfig
+    from cadence.synthetic.backbone import Backbone
+from cadence.synthetic.config import ShopConfig
 
 _SHIFT = np.int64(1) << np.int64(34)
 
 
 def _stage(name: str) -> int:
-    from cadence.data.synthetic.backbone import STAGE_INDEX
+    from cadence.synthetic.backbone import STAGE_INDEX
 
     return STAGE_INDEX[name]
 
@@ -49,7 +49,7 @@ def _next_after(keys_sorted: np.ndarray, query: np.ndarray) -> np.ndarray:
 
 def _occasions(cfg: ShopConfig, bb: Backbone, month: np.ndarray, day: np.ndarray, since: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Yearly occasions at the local occasion hour, in [max(start, since), end)."""
-    from cadence.data.synthetic.backbone import TZ_NAMES
+    from cadence.synthetic.backbone import TZ_NAMES
 
     pp = bb.people
     start, end = pd.Timestamp(cfg.start_s, unit="s"), pd.Timestamp(cfg.end_s, unit="s")
@@ -75,7 +75,7 @@ def _occasions(cfg: ShopConfig, bb: Backbone, month: np.ndarray, day: np.ndarray
 
 def world_triggers(cfg: ShopConfig, cat: Catalog, bb: Backbone) -> None:
     """Fill ``bb.trig_*`` with every stage's trigger moments, sorted by (customer, time)."""
-    from cadence.data.synthetic.backbone import EV
+    from cadence.synthetic.backbone import EV
 
     r = cfg.rules
     pp = bb.people

@@ -18,7 +18,6 @@ Examples
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any, Literal
 
@@ -26,9 +25,12 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from cadence.data.io import PathLike, read_tables, table_path
+from cadence.contract.clock import utc
+from cadence.data.io import PathLike, fingerprint, read_tables
+from cadence.deployment.tracking import experiment_id
+from cadence.deployment.tracking import tracking_uri as resolve_uri
 from cadence.models import evaluation as ev
-from cadence.models.btyd import BetaGeoModel, GammaGammaModel, _utc, holdout_actuals, rfm_summary
+from cadence.models.btyd import BetaGeoModel, GammaGammaModel, holdout_actuals, rfm_summary
 from cadence.models.repurchase import RepurchaseInterval, purchase_gaps
 from cadence.models.survival import (
     DEFAULT_FEATURES,
@@ -37,8 +39,6 @@ from cadence.models.survival import (
     purchase_snapshots,
     stacked_snapshots,
 )
-from cadence.models.tracking import experiment_id
-from cadence.models.tracking import tracking_uri as resolve_uri
 
 Kind = Literal["churn", "repurchase", "btyd"]
 #: Churn-risk horizons (days) evaluated and logged.
@@ -51,20 +51,6 @@ FEATURE_SETS: dict[str, tuple[str, ...]] = {
 }
 
 
-def fingerprint(data_dir: PathLike, tables: list[str]) -> str:
-    """SHA-256 over the bytes of the files holding ``tables`` (name-ordered)."""
-    h = hashlib.sha256()
-    for name in sorted(tables):
-        path = table_path(data_dir, name)
-        if path is None:
-            continue
-        files = sorted(path.rglob("*.parquet")) if path.is_dir() else [path]
-        for f in files:
-            h.update(name.encode())
-            with open(f, "rb") as fh:
-                for block in iter(lambda: fh.read(1 << 20), b""):
-                    h.update(block)
-    return h.hexdigest()
 
 
 def training_cutoffs(orders: pd.DataFrame, as_of: pd.Timestamp, n: int = 6,
@@ -292,7 +278,7 @@ def fit_model(
         End of the holdout (exclusive); by default the day after the last
         order. No holdout metrics when there is no order at or after as_of.
     tracking_uri : str, optional
-        See :func:`cadence.models.tracking.tracking_uri`.
+        See :func:`cadence.deployment.tracking.tracking_uri`.
     experiment : str
         MLflow experiment name.
     return_figures : bool
@@ -314,9 +300,9 @@ def fit_model(
         raise TypeError(f"unexpected options for {kind!r}: {sorted(options)}")
     needed = ["orders", "order_items"] if kind == "repurchase" else ["orders"]
     tables = read_tables(data_dir, needed)
-    cutoff = _utc(as_of, "as_of")
+    cutoff = utc(as_of, "as_of")
     orders = tables["orders"]
-    until = _utc(holdout_until, "holdout_until") if holdout_until is not None else _default_until(orders, cutoff)
+    until = utc(holdout_until, "holdout_until") if holdout_until is not None else _default_until(orders, cutoff)
     if until is not None:
         ev.time_split(orders, cutoff, until)  # refuses empty periods
     if kind == "btyd":
@@ -369,7 +355,7 @@ def tune_churn(
     import optuna
 
     orders = read_tables(data_dir, ["orders"])["orders"]
-    cutoff = _utc(as_of, "as_of")
+    cutoff = utc(as_of, "as_of")
     val_cut = cutoff - pd.Timedelta(validation_days, "D")
     train = stacked_snapshots(orders, training_cutoffs(orders, val_cut), until=val_cut)
     val = purchase_snapshots(orders, val_cut, until=cutoff)

@@ -7,8 +7,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from cadence.contract.tables import TABLES
 from cadence.data.cdnow import build, cdnow_tables, transactions_to_tables
-from cadence.data.contract import TABLES
 from cadence.data.io import read_tables
 
 COHORTS = ("master", "sample")

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from cadence.data.io import read_tables
-from cadence.data.synthetic import ShopConfig, generate_shop, load_truth, true_churn_risk
+from cadence.synthetic import ShopConfig, generate_shop, load_truth, true_churn_risk
 
 CFG = ShopConfig(customers=3_000, days=200, seed=21)
 AS_OF = pd.Timestamp("2025-05-01", tz="UTC")  # day 120 of 200

@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 
 from cadence.data.io import read_tables
-from cadence.data.synthetic import (
+from cadence.data.validate import validate_dir
+from cadence.synthetic import (
     RandomizedLoggingPolicy,
     ShopConfig,
     generate_shop,
@@ -18,7 +19,6 @@ from cadence.data.synthetic import (
     load_truth,
     simulate_truth,
 )
-from cadence.data.validate import validate_dir
 
 CFG = ShopConfig(customers=3_000, days=240, seed=11, chunk_size=1_000)
 
@@ -55,7 +55,7 @@ def test_generated_shop_satisfies_the_contract(shop: Path) -> None:
 
 
 def test_every_table_and_stage_is_present(tables: dict[str, pd.DataFrame]) -> None:
-    from cadence.data.contract import EVENT_TYPES, STAGES, TABLE_NAMES
+    from cadence.contract.tables import EVENT_TYPES, STAGES, TABLE_NAMES
 
     assert set(TABLE_NAMES) <= set(tables)
     assert set(tables["events"]["event_type"]) == set(EVENT_TYPES)

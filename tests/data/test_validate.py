@@ -13,8 +13,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from cadence.contract.tables import TABLES
 from cadence.data import schemas, validate
-from cadence.data.contract import TABLES
 from cadence.data.io import write_tables
 from cadence.data.validate import (
     MAX_UNKNOWN_VALUES,

@@ -29,8 +29,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cadence.data.synthetic import ShopConfig, generate_shop
-from cadence.policies.logged import delay_slots
+from cadence.contract.actions import delay_slots
+from cadence.synthetic import ShopConfig, generate_shop
 
 CANARY = {
     "customer_id": "CANARY-CUST-7731",
@@ -80,7 +80,7 @@ def shop(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def policies_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from cadence.policies.registry import save_policy
+    from cadence.deployment.registry import save_policy
 
     d = tmp_path_factory.mktemp("policies")
     save_policy("slow", "rules", {"abandon_push_delay": 720, "other_delay": 600}, policies_dir=d)
@@ -99,8 +99,8 @@ class Registry:
 @pytest.fixture(scope="session")
 def registry(shop: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
     """Rules and learned policies exported (epsilon 0) and promoted to champion (first versions)."""
-    from cadence.policies.export import export_policy
-    from cadence.policies.promote import promote
+    from cadence.deployment.promote import promote
+    from cadence.workflows.export import export_policy
 
     root = tmp_path_factory.mktemp("registry")
     uri = f"sqlite:///{root}/mlflow.db"

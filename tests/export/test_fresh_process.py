@@ -15,9 +15,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cadence.policies.evaluation import load_log
-from cadence.policies.export import using_tracking
-from cadence.policies.registry import build_policy, split_customers
+from cadence.data.bandit import split_customers
+from cadence.deployment.export import using_tracking
+from cadence.deployment.registry import build_policy
+from cadence.features.logged import load_log
 from cadence.policies.rules import RulesPolicy
 
 DECISION = ["action", "channel", "delay_minutes", "incentive"]

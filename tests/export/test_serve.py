@@ -11,8 +11,8 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from cadence.policies.export import using_tracking
-from cadence.policies.serving import input_example
+from cadence.deployment.export import using_tracking
+from cadence.deployment.serving import input_example
 
 MODEL = "models:/cadence-learned@champion"
 

@@ -9,14 +9,11 @@ import pandas as pd
 import pytest
 from mlflow.exceptions import MlflowException
 
-from cadence.data.contract import CHANNELS, STAGES
-from cadence.policies.base import delay_choices
-from cadence.policies.context import context_features
-from cadence.policies.evaluation import load_log
-from cadence.policies.export import imported_packages, pickled_packages, pinned_requirements
-from cadence.policies.logged import encode_actions
-from cadence.policies.rules import RulesPolicy
-from cadence.policies.serving import (
+from cadence.contract.actions import delay_choices, encode_actions
+from cadence.contract.tables import CHANNELS, STAGES
+from cadence.contract.triggers import INCENTIVE_STAGES, TRANSACTIONAL_STAGES
+from cadence.deployment.export import imported_packages, pickled_packages, pinned_requirements
+from cadence.deployment.serving import (
     CONTEXT_COLUMNS,
     INPUT_COLUMNS,
     PolicyModel,
@@ -24,7 +21,9 @@ from cadence.policies.serving import (
     model_signature,
     valid_actions,
 )
-from cadence.triggers import INCENTIVE_STAGES, TRANSACTIONAL_STAGES
+from cadence.features.context import context_features
+from cadence.features.logged import load_log
+from cadence.policies.rules import RulesPolicy
 
 
 class EmailNow:
@@ -211,8 +210,8 @@ def test_every_stage_is_served() -> None:
 def test_requirements_are_what_the_model_imports() -> None:
     from cadence.policies.learned import UpliftPolicy
 
-    rules = imported_packages(["cadence.policies.serving", "cadence.policies.rules"])
-    learned = imported_packages(["cadence.policies.serving", "cadence.policies.learned"])
+    rules = imported_packages(["cadence.deployment.serving", "cadence.policies.rules"])
+    learned = imported_packages(["cadence.deployment.serving", "cadence.policies.learned"])
     assert "sklearn" not in rules and "sklearn" in learned
     pins = pinned_requirements(learned | pickled_packages(PolicyModel(UpliftPolicy())))
     import sklearn

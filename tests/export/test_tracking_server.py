@@ -13,9 +13,10 @@ import mlflow
 from typer.testing import CliRunner
 
 from cadence.cli import app
-from cadence.policies.export import export_policy, using_tracking
-from cadence.policies.promote import promote
-from cadence.policies.serving import input_example
+from cadence.deployment.export import using_tracking
+from cadence.deployment.promote import promote
+from cadence.deployment.serving import input_example
+from cadence.workflows.export import export_policy
 
 NAME = "shop-policy"
 

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from cadence.data.synthetic import ShopConfig, generate_shop
 from cadence.features.engine import connect
+from cadence.synthetic import ShopConfig, generate_shop
 
 
 @pytest.fixture(scope="session")

@@ -8,9 +8,9 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from cadence.data.synthetic import ShopConfig, generate_shop
 from cadence.features.customer import feature_columns
 from cadence.features.pipeline import build_features
+from cadence.synthetic import ShopConfig, generate_shop
 
 
 @pytest.fixture(scope="module")

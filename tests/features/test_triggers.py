@@ -10,11 +10,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from cadence.contract.triggers import TriggerRules
 from cadence.data.io import read_tables
-from cadence.data.synthetic import ShopConfig, generate_shop, load_truth
 from cadence.features.engine import connect, execute, register
 from cadence.features.triggers import CANDIDATE_COLUMNS, TABLES_USED, occasions, trigger_candidates
-from cadence.triggers import TriggerRules
+from cadence.synthetic import ShopConfig, generate_shop, load_truth
 
 UTC = "UTC"
 KEY = ["customer_id", "stage", "eligible_at"]

@@ -7,9 +7,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from cadence.data.synthetic import ShopConfig, generate_shop
-from cadence.models.fitting import fit_model, tune_churn
-from cadence.models.tracking import artifact_location, tracking_uri
+from cadence.deployment.tracking import artifact_location, tracking_uri
+from cadence.synthetic import ShopConfig, generate_shop
+from cadence.workflows.fitting import fit_model, tune_churn
 
 CDNOW = "data/external/cdnow/sample"
 

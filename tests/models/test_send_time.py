@@ -7,15 +7,15 @@ import pandas as pd
 import pytest
 from sklearn.base import clone
 
-from cadence.data.synthetic.send_time_study import (
+from cadence.models.send_time import SendTimeModel, send_time_data
+from cadence.policies.rules import RulesPolicy
+from cadence.policies.send_time import SendTimePolicy
+from cadence.studies.send_time import (
     best_hour_accuracy,
     oracle_best_hour_accuracy,
     send_time_gain,
     send_time_truth,
 )
-from cadence.models.send_time import SendTimeModel, send_time_data
-from cadence.policies.rules import RulesPolicy
-from cadence.policies.send_time import SendTimePolicy
 
 
 def _bandit(n_customers: int = 300, sends_each: int = 100, seed: int = 0, lift: float = 1.5) -> tuple[pd.DataFrame, np.ndarray]:
@@ -180,8 +180,8 @@ def test_against_the_world_learned_send_times_beat_fixed_delays() -> None:
 
 
 def test_accuracy_by_history_reads_the_truth(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from cadence.data.synthetic import ShopConfig, generate_shop
     from cadence.models.send_time import fit_send_time
+    from cadence.synthetic import ShopConfig, generate_shop
 
     shop = generate_shop(ShopConfig(customers=2000, days=120, seed=2), tmp_path / "s")
     acc = best_hour_accuracy(fit_send_time(shop, bandwidth=1.5), shop)
@@ -205,8 +205,8 @@ def test_where_browsing_follows_the_hour_most_customers_with_history_get_it(tmp_
     # A world variant whose customers browse at their preferred hour half of the time: with sessions
     # as evidence, the learned hour lands in the true window for most customers with 10+ sends, and
     # stays under the oracle's ceiling (which reads the same sends and sessions).
-    from cadence.data.synthetic import ShopConfig, generate_shop
     from cadence.models.send_time import fit_send_time
+    from cadence.synthetic import ShopConfig, generate_shop
 
     shop = generate_shop(ShopConfig(customers=1500, days=240, seed=5, browse_at_preferred_hour=0.5), tmp_path / "s")
     model = fit_send_time(shop, use_sessions=True)

@@ -15,10 +15,8 @@ from sklearn.utils._param_validation import InvalidParameterError
 from sklearn.utils.estimator_checks import estimator_checks_generator
 
 from cadence.data.io import read_tables
-from cadence.data.synthetic import ShopConfig, generate_shop, load_config, true_churn_risk
 from cadence.models import evaluation as ev
 from cadence.models.btyd import BetaGeoModel, rfm_summary
-from cadence.models.fitting import training_cutoffs
 from cadence.models.survival import (
     AUTO_FAMILIES,
     DEFAULT_FEATURES,
@@ -26,6 +24,8 @@ from cadence.models.survival import (
     purchase_snapshots,
     stacked_snapshots,
 )
+from cadence.synthetic import ShopConfig, generate_shop, load_config, true_churn_risk
+from cadence.workflows.fitting import training_cutoffs
 
 
 def _orders(rows: list[tuple[str, str, float]]) -> pd.DataFrame:

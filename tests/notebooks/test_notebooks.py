@@ -8,7 +8,7 @@ import nbformat
 import papermill as pm
 import pytest
 
-from cadence.data.synthetic import ShopConfig, generate_shop
+from cadence.synthetic import ShopConfig, generate_shop
 
 ROOT = Path(__file__).resolve().parents[2]
 SERIES = sorted((ROOT / "notebooks").glob("[0-9]*.ipynb"))

@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cadence.cli import app
-from cadence.data.synthetic import ShopConfig, generate_shop
+from cadence.synthetic import ShopConfig, generate_shop
 
 runner = CliRunner()
 

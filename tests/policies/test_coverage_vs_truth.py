@@ -11,8 +11,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from cadence.data.synthetic.study import coverage_summary, ope_coverage
 from cadence.policies.rules import RulesPolicy
+from cadence.studies.ope_coverage import coverage_summary, ope_coverage
 
 TARGETS = {
     "rules": lambda log: RulesPolicy(),

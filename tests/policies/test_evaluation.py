@@ -9,16 +9,12 @@ import pandas as pd
 import pytest
 
 from cadence.data.io import read_tables
-from cadence.data.synthetic import ShopConfig, generate_shop
-from cadence.policies.evaluation import (
-    evaluate,
-    load_log,
-    log_from_tables,
-    summary_table,
-    target_codes,
-)
-from cadence.policies.registry import build_policy, evaluate_named, load_policy_spec, save_policy
+from cadence.deployment.registry import build_policy, load_policy_spec, save_policy
+from cadence.evaluation.offline import evaluate, summary_table, target_codes
+from cadence.features.logged import load_log, log_from_tables
 from cadence.policies.rules import RulesPolicy
+from cadence.synthetic import ShopConfig, generate_shop
+from cadence.workflows.policies import evaluate_named
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +70,7 @@ def test_a_deterministic_log_cannot_support_evaluation(shop: Path) -> None:
 
 
 def test_stochastic_policies_are_refused(shop: Path) -> None:
-    from cadence.data.synthetic import RandomizedLoggingPolicy
+    from cadence.synthetic import RandomizedLoggingPolicy
 
     log = load_log(shop)
     with pytest.raises(ValueError, match="stochastic decisions"):

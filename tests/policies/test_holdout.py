@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 from cadence.data.io import read_table
-from cadence.data.synthetic import ShopConfig, generate_shop, load_truth
-from cadence.policies.holdout import holdout_lift
+from cadence.evaluation.holdout import holdout_lift
+from cadence.synthetic import ShopConfig, generate_shop, load_truth
 
 
 @pytest.fixture(scope="module")

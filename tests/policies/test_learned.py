@@ -8,14 +8,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from cadence.contract.actions import check_decisions
 from cadence.data.io import read_tables
-from cadence.data.synthetic import ShopConfig, generate_shop, load_truth
-from cadence.data.synthetic.study import true_values
-from cadence.policies.base import check_decisions
-from cadence.policies.evaluation import load_log
+from cadence.evaluation.uplift_report import uplift_report
+from cadence.features.logged import load_log
 from cadence.policies.learned import UpliftPolicy
 from cadence.policies.rules import RulesPolicy
-from cadence.policies.uplift_report import uplift_report
+from cadence.studies.ope_coverage import true_values
+from cadence.synthetic import ShopConfig, generate_shop, load_truth
 
 
 @pytest.fixture(scope="module")

@@ -8,18 +8,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cadence.data.contract import CHANNELS
+from cadence.contract.actions import ACTION_NAMES, decode_action, encode_actions
+from cadence.contract.tables import CHANNELS
 from cadence.data.io import read_tables
-from cadence.data.synthetic import RandomizedLoggingPolicy, ShopConfig, generate_shop
-from cadence.policies.logged import (
-    ACTION_NAMES,
-    decode_action,
-    encode_actions,
+from cadence.features.logged import (
     logged_actions,
     logged_candidates,
     logged_decisions,
     logged_rewards,
 )
+from cadence.synthetic import RandomizedLoggingPolicy, ShopConfig, generate_shop
 
 
 class Recorder:

@@ -1,4 +1,4 @@
-"""Tests of cadence.policies.ope against a contextual bandit whose truth is known.
+"""Tests of cadence.evaluation.ope against a contextual bandit whose truth is known.
 
 The synthetic bandit is built here, not imported: 40 fixed contexts (drawn
 uniformly), 4 actions, Bernoulli rewards with ``q(x, a) = sigmoid(theta_a . x +
@@ -22,14 +22,14 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import PolynomialFeatures
 from sklearn.tree import DecisionTreeRegressor
 
-from cadence.policies import ope
-from cadence.policies.ope import (
+from cadence.data.bandit import LoggedFeedback
+from cadence.evaluation import ope
+from cadence.evaluation.ope import (
     IPS,
     SNIPS,
     ClippedIPS,
     DirectMethod,
     DoublyRobust,
-    LoggedFeedback,
     OffPolicyEstimator,
     SwitchDR,
     compare,

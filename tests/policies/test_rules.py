@@ -6,10 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cadence.data.contract import STAGES
-from cadence.policies.base import Policy, check_decisions
+from cadence.contract.actions import Policy, check_decisions
+from cadence.contract.tables import STAGES
+from cadence.contract.triggers import INCENTIVE_STAGES
 from cadence.policies.rules import RulesPolicy
-from cadence.triggers import INCENTIVE_STAGES
 
 
 def _cands(stages: list[str], **opt: list[bool]) -> pd.DataFrame:

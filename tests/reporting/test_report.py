@@ -10,11 +10,12 @@ import pandas as pd
 import pytest
 
 from cadence.data.io import read_table
-from cadence.data.synthetic import ShopConfig, generate_shop
-from cadence.policies.holdout import holdout_lift
+from cadence.evaluation.holdout import holdout_lift
 from cadence.reporting import REMOTE_ASSET, ReportError, render_report
 from cadence.reporting.summary import holdout_table
-from cadence.simulation.replay import format_table, simulate_named
+from cadence.simulation.replay import format_table
+from cadence.synthetic import ShopConfig, generate_shop
+from cadence.workflows.policies import simulate_named
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -6,13 +6,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cadence.data.synthetic import ShopConfig, generate_shop
-from cadence.data.synthetic.study import replay_coverage
-from cadence.policies.evaluation import load_log
-from cadence.policies.logged import sends_before
+from cadence.features.logged import load_log, sends_before
 from cadence.policies.orchestrator import OrchestratedPolicy, OrchestratorConfig
 from cadence.policies.rules import RulesPolicy
 from cadence.simulation.replay import TABLE_METRICS, replay_decisions, simulate
+from cadence.studies.ope_coverage import replay_coverage
+from cadence.synthetic import ShopConfig, generate_shop
 
 
 def capped() -> OrchestratedPolicy:
@@ -101,7 +100,7 @@ def test_spark_and_in_process_replays_are_identical_on_the_demo_shop(demo_log) -
 
 
 def test_capped_orchestration_beats_uncapped_sending_on_true_net_revenue() -> None:
-    from cadence.data.synthetic.study import true_values
+    from cadence.studies.ope_coverage import true_values
 
     cfg = ShopConfig(customers=8000, days=365, seed=31)
     capped_value = true_values(capped(), cfg)["net_revenue"]

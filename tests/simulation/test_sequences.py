@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 
 from cadence.data.io import read_tables
-from cadence.data.synthetic import ShopConfig, generate_shop
-from cadence.data.synthetic.sequence_study import coverage_table, sequence_coverage
 from cadence.policies.sequences import CART_ABANDON
 from cadence.simulation.sequences import sequence_lift
+from cadence.studies.sequences import coverage_table, sequence_coverage
+from cadence.synthetic import ShopConfig, generate_shop
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +32,7 @@ def test_follow_ups_go_out_only_while_the_goal_has_not_happened(shop: Path) -> N
     assert (parents["action"] == "send").all() and fu["stage"].str.endswith("_abandon").all()
     # No order of the customer between the trigger and the follow-up time (12 or 24 hours later) among
     # those the world knows then: organic orders and conversions of this or earlier triggers (a later
-    # trigger's conversion is drawn in a later round; see cadence.data.synthetic.messages).
+    # trigger's conversion is drawn in a later round; see cadence.synthetic.messages).
     caused = m.dropna(subset=["converted_order_id"]).set_index("converted_order_id")
     orders = orders.assign(cause_t=orders["order_id"].map(caused["triggered_at"]),
                            cause=orders["order_id"].map(caused["message_id"]))
