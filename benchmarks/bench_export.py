@@ -52,11 +52,11 @@ def main() -> None:
 
     import mlflow
 
-    from cadence.deployment.export import using_tracking
-    from cadence.deployment.promote import promote
     from cadence.features.logged import load_log
     from cadence.synthetic import ShopConfig, generate_shop
     from cadence.workflows.export import export_policy
+    from cadence.workflows.promote import promote
+    from cadence.workflows.tracking import using_tracking
 
     root = Path(tempfile.mkdtemp(prefix="cadence-bench-export-"))
     shop = generate_shop(ShopConfig(customers=args.customers, days=args.days, seed=0), root / "shop")

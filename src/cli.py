@@ -137,8 +137,8 @@ def fit(
     import pandas as pd
 
     from cadence.data.validate import ContractError
-    from cadence.deployment.tracking import tracking_uri as resolve_uri
     from cadence.workflows.fitting import fit_model
+    from cadence.workflows.tracking import tracking_uri as resolve_uri
 
     if kind not in FIT_KINDS:
         _fail(f"fit: unknown kind {kind!r}: choose one of {', '.join(FIT_KINDS)}", 2)
@@ -168,7 +168,7 @@ def fit(
     typer.echo(f"MLflow run {result['run_id']} at {uri}; data sha256 {result['data_sha256'][:12]}")
 
 
-def _parse_value(text: str) -> object:
+def parse_value(text: str) -> object:
     """A report parameter from the command line: JSON when it parses (numbers, true, null), else text."""
     import json
 
@@ -199,7 +199,7 @@ def report(
         if flag not in ("-p", "--parameter") or len(args) < 2:
             _fail(f"report: expected -p KEY VALUE, got {flag!r}", 2)
         key, value = args.pop(0), args.pop(0)
-        params[key] = _parse_value(value)
+        params[key] = parse_value(value)
     try:
         path = render_report(name, params, out_dir=out_dir)
     except ReportError as e:
@@ -259,7 +259,7 @@ def tune(
     import json
 
     from cadence.data.validate import ContractError
-    from cadence.deployment.tuning import tune_policy
+    from cadence.workflows.tune import tune_policy
 
     try:
         result = tune_policy(data_dir, family, trials, name=name, max_weekly=max_weekly, seed=seed,
@@ -360,7 +360,7 @@ def promote(
     import json
 
     from cadence.data.validate import ContractError
-    from cadence.deployment.promote import promote as promote_version
+    from cadence.workflows.promote import promote as promote_version
 
     try:
         res = promote_version(model_name, version, data_dir=data, tracking_uri=tracking_uri)

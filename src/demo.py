@@ -96,13 +96,11 @@ def run_demo(out: Path, *, customers: int = 20_000, days: int = 365, seed: int =
     """Generate, validate and summarise a shop, run every stage, write the summary report.
 
     ``tracking_uri`` is where the churn stage logs its MLflow run (see
-    :func:`cadence.deployment.tracking.tracking_uri`: ``$MLFLOW_TRACKING_URI``,
+    :func:`cadence.workflows.tracking.tracking_uri`: ``$MLFLOW_TRACKING_URI``,
     else ``./mlflow.db``). Returns what was done.
     """
     from cadence.data.io import read_table
     from cadence.data.validate import validate_dir
-    from cadence.deployment.promote import promote
-    from cadence.deployment.tracking import tracking_uri as resolve_uri
     from cadence.evaluation.holdout import holdout_lift
     from cadence.evaluation.offline import NO_REFIT_ESTIMATORS, summary_table
     from cadence.features.pipeline import build_features
@@ -115,6 +113,8 @@ def run_demo(out: Path, *, customers: int = 20_000, days: int = 365, seed: int =
     from cadence.workflows.fitting import fit_model
     from cadence.workflows.generate import write_shop
     from cadence.workflows.policies import evaluate_named, judge_send_time, simulate_named
+    from cadence.workflows.promote import promote
+    from cadence.workflows.tracking import tracking_uri as resolve_uri
 
     summary = DemoSummary(Path(out))
     echo(f"[1/10] generating a synthetic shop: {customers:,} customers, {days} days, seed {seed}")

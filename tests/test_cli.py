@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from cadence.cli import _parse_value, app
+from cadence.cli import app, parse_value
 
 ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()
@@ -91,7 +91,7 @@ def test_features_bad_arguments(shop: Path, tmp_path: Path, args: list[str], mes
 
 
 def test_report_parameters_and_unknown_report(tmp_path: Path) -> None:
-    assert _parse_value("60") == 60 and _parse_value("null") is None and _parse_value("a/b") == "a/b"
+    assert parse_value("60") == 60 and parse_value("null") is None and parse_value("a/b") == "a/b"
     result = runner.invoke(app, ["report", "nope", "-p", "data_dir", "x", "--out-dir", str(tmp_path)])
     assert result.exit_code == 1 and "no report 'nope'" in result.output
     result = runner.invoke(app, ["report", "summary", "-p", "data_dir"])

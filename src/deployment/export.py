@@ -12,13 +12,12 @@ True
 from __future__ import annotations
 
 import ast
-import contextlib
 import importlib.util
 import pickle
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import asdict, is_dataclass
 from importlib.metadata import PackageNotFoundError, packages_distributions, version
 from pathlib import Path
@@ -209,19 +208,6 @@ def policy_params(policy: Policy) -> dict[str, Any]:
     return {}
 
 
-@contextlib.contextmanager
-def using_tracking(uri: str) -> Iterator[None]:
-    """Point MLflow's fluent API (tracking and registry) at ``uri`` for the block."""
-    import mlflow
-
-    before = (mlflow.get_tracking_uri(), mlflow.get_registry_uri())
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    try:
-        yield
-    finally:
-        mlflow.set_tracking_uri(before[0])
-        mlflow.set_registry_uri(before[1])
 
 
 # --------------------------------------------------------------------------- #

@@ -37,8 +37,8 @@ from cadence.synthetic.backbone import (
     SEGMENT_NAMES,
     TZ_NAMES,
     Backbone,
-    rank_within,
     build_backbone,
+    rank_within,
 )
 from cadence.synthetic.catalog import CATEGORY_NAMES, Catalog, make_catalog
 from cadence.synthetic.config import ShopConfig

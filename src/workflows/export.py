@@ -20,7 +20,7 @@ pyfunc model (:class:`~cadence.deployment.serving.PolicyModel`) with
 
 It registers a new version under ``model_name`` (versions are never
 overwritten) and points the alias ``challenger`` at it;
-:func:`cadence.deployment.promote.promote` moves ``champion``.
+:func:`cadence.workflows.promote.promote` moves ``champion``.
 
 Learned policies are fitted on a share of the customers and estimated on
 the others (:func:`~cadence.deployment.registry.split_customers`); the split
@@ -51,7 +51,6 @@ import pandas as pd
 
 from cadence.data.bandit import split_customers
 from cadence.data.io import PathLike
-from cadence.deployment import tracking
 from cadence.deployment.export import (
     CHALLENGER,
     EXPERIMENT,
@@ -65,11 +64,12 @@ from cadence.deployment.export import (
     pinned_requirements,
     policy_family,
     policy_params,
-    using_tracking,
 )
 from cadence.deployment.registry import POLICIES_DIR, build_policy, needs_fit
 from cadence.evaluation.ope import DoublyRobust
 from cadence.policies.sequences import DEFAULT_SEQUENCES, Sequence
+from cadence.workflows import tracking
+from cadence.workflows.tracking import using_tracking
 
 
 def _estimates_summary(df: pd.DataFrame, name: str) -> dict[str, dict[str, float]]:
@@ -115,7 +115,7 @@ def export_policy(
     model_name
         Registered model name; the new version gets alias ``challenger``.
     tracking_uri
-        Default :func:`cadence.deployment.tracking.tracking_uri` (``$MLFLOW_TRACKING_URI``
+        Default :func:`cadence.workflows.tracking.tracking_uri` (``$MLFLOW_TRACKING_URI``
         or ``sqlite:///mlflow.db`` in the current directory).
     epsilon
         Exploration probability of the served policy, in ``[0, 1)``.

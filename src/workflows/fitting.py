@@ -27,8 +27,6 @@ import plotly.graph_objects as go
 
 from cadence.contract.clock import utc
 from cadence.data.io import PathLike, fingerprint, read_tables
-from cadence.deployment.tracking import experiment_id
-from cadence.deployment.tracking import tracking_uri as resolve_uri
 from cadence.models import evaluation as ev
 from cadence.models.btyd import BetaGeoModel, GammaGammaModel, holdout_actuals, rfm_summary
 from cadence.models.repurchase import RepurchaseInterval, purchase_gaps
@@ -39,6 +37,8 @@ from cadence.models.survival import (
     purchase_snapshots,
     stacked_snapshots,
 )
+from cadence.workflows.tracking import experiment_id
+from cadence.workflows.tracking import tracking_uri as resolve_uri
 
 Kind = Literal["churn", "repurchase", "btyd"]
 #: Churn-risk horizons (days) evaluated and logged.
@@ -278,7 +278,7 @@ def fit_model(
         End of the holdout (exclusive); by default the day after the last
         order. No holdout metrics when there is no order at or after as_of.
     tracking_uri : str, optional
-        See :func:`cadence.deployment.tracking.tracking_uri`.
+        See :func:`cadence.workflows.tracking.tracking_uri`.
     experiment : str
         MLflow experiment name.
     return_figures : bool

@@ -99,8 +99,8 @@ class Registry:
 @pytest.fixture(scope="session")
 def registry(shop: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
     """Rules and learned policies exported (epsilon 0) and promoted to champion (first versions)."""
-    from cadence.deployment.promote import promote
     from cadence.workflows.export import export_policy
+    from cadence.workflows.promote import promote
 
     root = tmp_path_factory.mktemp("registry")
     uri = f"sqlite:///{root}/mlflow.db"

@@ -11,8 +11,8 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from cadence.deployment.export import using_tracking
 from cadence.deployment.serving import input_example
+from cadence.workflows.tracking import using_tracking
 
 MODEL = "models:/cadence-learned@champion"
 

@@ -13,10 +13,10 @@ import mlflow
 from typer.testing import CliRunner
 
 from cadence.cli import app
-from cadence.deployment.export import using_tracking
-from cadence.deployment.promote import promote
 from cadence.deployment.serving import input_example
 from cadence.workflows.export import export_policy
+from cadence.workflows.promote import promote
+from cadence.workflows.tracking import using_tracking
 
 NAME = "shop-policy"
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from cadence.deployment.tracking import artifact_location, tracking_uri
 from cadence.synthetic import ShopConfig, generate_shop
 from cadence.workflows.fitting import fit_model, tune_churn
+from cadence.workflows.tracking import artifact_location, tracking_uri
 
 CDNOW = "data/external/cdnow/sample"
 

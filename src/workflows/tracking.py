@@ -16,8 +16,9 @@ True
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 DEFAULT_DB = "mlflow.db"
@@ -54,3 +55,18 @@ def experiment_id(name: str, uri: str) -> str:
     if found is not None:
         return str(found.experiment_id)
     return str(client.create_experiment(name, artifact_location=artifact_location(uri)))
+
+
+@contextlib.contextmanager
+def using_tracking(uri: str) -> Iterator[None]:
+    """Point MLflow's fluent API (tracking and registry) at ``uri`` for the block."""
+    import mlflow
+
+    before = (mlflow.get_tracking_uri(), mlflow.get_registry_uri())
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(before[0])
+        mlflow.set_registry_uri(before[1])

@@ -21,18 +21,8 @@ directory may have seen some of them; the tags record both fingerprints.)
 
 Examples
 --------
-``promote("shop-policy")`` moves ``champion`` or refuses; the gate itself:
-
->>> import tempfile
->>> from cadence.synthetic import ShopConfig, generate_shop
->>> from cadence.features.logged import load_log
->>> from cadence.deployment.serving import PolicyModel
->>> from cadence.policies.rules import RulesPolicy
->>> log = load_log(generate_shop(ShopConfig(customers=300, days=60, seed=1), tempfile.mkdtemp() + "/s"))
->>> same = PolicyModel(RulesPolicy(), epsilon=0.1).action_distribution(log.candidates)
->>> est = gate(log, same, same)
->>> est["diff"], est["diff_lower"] > 0  # an equal candidate never passes
-(0.0, False)
+``promote("shop-policy")`` moves ``champion`` or refuses with both estimates;
+the gate itself is :func:`cadence.deployment.gate.gate`.
 """
 
 from __future__ import annotations
@@ -44,10 +34,10 @@ from typing import Any
 import numpy as np
 
 from cadence.data.io import PathLike
-from cadence.deployment import tracking
-from cadence.deployment.export import CHAMPION, TABLES, TAG, using_tracking
-
-METRIC = "net_revenue"
+from cadence.deployment.export import CHAMPION, TABLES, TAG
+from cadence.deployment.gate import METRIC, gate
+from cadence.workflows import tracking
+from cadence.workflows.tracking import using_tracking
 
 
 def _tags(mv: Any) -> dict[str, str]:
@@ -63,33 +53,6 @@ def _distribution(model_uri: str, candidates: Any) -> np.ndarray:
         raise ValueError(f"{model_uri}: not a cadence policy model (no action_distribution)")
     dist: np.ndarray = model.action_distribution(candidates)
     return dist
-
-
-def gate(log: Any, champion: np.ndarray, candidate: np.ndarray, *, alpha: float = 0.05,
-         seed: int = 0) -> dict[str, float]:
-    """Doubly-robust net revenue of two action distributions on ``log`` and their paired difference.
-
-    Returns ``champion, champion_lower, champion_upper, candidate,
-    candidate_lower, candidate_upper, diff, diff_lower, diff_upper`` (per
-    trigger; ``1 - alpha`` intervals clustered by customer).
-    """
-    from cadence.evaluation.ope import DoublyRobust, compare
-    from cadence.models.response import ResponseModel
-
-    n = log.n
-    q_model = ResponseModel(random_state=seed).fit(log, METRIC)
-    needed = np.flatnonzero((champion > 0).any(axis=0) | (candidate > 0).any(axis=0))
-    q = q_model.matrix([log.actions, *(np.full(n, a, np.int64) for a in needed)])
-    df = compare(log.feedback(METRIC), {"champion": champion, "candidate": candidate}, [DoublyRobust()], q,
-                 reference="champion", alpha=alpha, random_state=seed, groups=log.groups)
-    ch = df[df["policy"] == "champion"].iloc[0]
-    ca = df[df["policy"] == "candidate"].iloc[0]
-    return {
-        "champion": float(ch["value"]), "champion_lower": float(ch["lower"]), "champion_upper": float(ch["upper"]),
-        "candidate": float(ca["value"]), "candidate_lower": float(ca["lower"]),
-        "candidate_upper": float(ca["upper"]),
-        "diff": float(ca["lift"]), "diff_lower": float(ca["lift_lower"]), "diff_upper": float(ca["lift_upper"]),
-    }
 
 
 def promote(
