@@ -183,7 +183,7 @@ def parse_value(text: str) -> object:
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def report(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="Report notebook in notebooks/reports/ (e.g. summary).")],
+    name: Annotated[str, typer.Argument(help="Report notebook shipped in cadence/reporting/notebooks/ (e.g. summary).")],
     out_dir: Annotated[Path, typer.Option(help="Where the HTML goes.")] = Path("reports"),
 ) -> None:
     """Execute a report notebook with papermill and write reports/<name>-<timestamp>.html (code hidden).

@@ -47,14 +47,14 @@ def package_dir() -> Path:
 
 
 def copy_package(dest: PathLike) -> Path:
-    """Copy the ``cadence`` source into ``dest/cadence`` (links followed, caches skipped) and return it.
+    """Copy the ``cadence`` source into ``dest/cadence`` (links followed, caches and report notebooks skipped) and return it.
 
     Whatever folder the package lives in (``src/`` here), the copy imports as
     ``cadence`` once its parent is on ``sys.path``: what MLflow does with
     ``code_paths``.
     """
     target = Path(dest) / "cadence"
-    shutil.copytree(package_dir(), target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    shutil.copytree(package_dir(), target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.ipynb"))
     return target
 
 

@@ -15,6 +15,8 @@ Examples
 from __future__ import annotations
 
 import datetime as dt
+from importlib import resources
+from importlib.resources.abc import Traversable
 import re
 import tempfile
 from collections.abc import Mapping
@@ -23,8 +25,10 @@ from typing import Any
 
 from cadence.data.io import PathLike, atomic_path
 
-#: Where report notebooks live, relative to the project root.
-REPORTS_NOTEBOOKS = Path("notebooks/reports")
+#: Where report notebooks live: shipped inside the package (``cadence/reporting/notebooks``), so
+#: ``cadence report`` works from any folder.
+REPORTS_NOTEBOOKS: Traversable = resources.files("cadence.reporting") / "notebooks"
+#: Where reports are written, relative to the current folder (the CLI's and the demo's choice).
 REPORTS_DIR = Path("reports")
 
 _TEMPLATE = """{%- extends 'lab/index.html.j2' -%}
@@ -75,12 +79,17 @@ def _offline_mimebundle(self: Any, fig_dict: dict[str, Any]) -> dict[str, str]:
     return {"text/html": html}
 
 
-def report_notebook(name: str, notebooks_dir: PathLike = REPORTS_NOTEBOOKS) -> Path:
-    """The notebook behind report ``name`` (``<notebooks_dir>/<name>.ipynb``)."""
-    path = Path(notebooks_dir) / f"{name}.ipynb"
+def report_notebook(name: str, notebooks_dir: PathLike | Traversable = REPORTS_NOTEBOOKS) -> Path:
+    """The notebook behind report ``name`` (``<notebooks_dir>/<name>.ipynb``; by default the package's own).
+
+    >>> report_notebook("summary").name
+    'summary.ipynb'
+    """
+    folder = Path(str(notebooks_dir))
+    path = folder / f"{name}.ipynb"
     if not path.is_file():
-        known = sorted(p.stem for p in Path(notebooks_dir).glob("*.ipynb"))
-        raise ReportError(f"no report {name!r} in {notebooks_dir} (known: {', '.join(known) or 'none'})")
+        known = sorted(p.stem for p in folder.glob("*.ipynb"))
+        raise ReportError(f"no report {name!r} in {folder} (known: {', '.join(known) or 'none'})")
     return path
 
 
@@ -103,7 +112,7 @@ def notebook_to_html(notebook: PathLike | Any, out_html: PathLike) -> Path:  # A
 
 
 def render_report(name: str, parameters: Mapping[str, Any] | None = None, *,
-                  notebooks_dir: PathLike = REPORTS_NOTEBOOKS, out_dir: PathLike = REPORTS_DIR,
+                  notebooks_dir: PathLike | Traversable = REPORTS_NOTEBOOKS, out_dir: PathLike = REPORTS_DIR,
                   timestamp: dt.datetime | None = None, progress: bool = True) -> Path:
     """Execute report ``name`` with ``parameters`` and write ``<out_dir>/<name>-<timestamp>.html``.
 

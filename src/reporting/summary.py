@@ -1,7 +1,7 @@
 """What the summary report shows: data overview, trigger volume, the randomised-holdout readout.
 
 Each later stage (features, survival, policies, replay) adds its section here
-and to ``notebooks/reports/summary.ipynb``; the notebook only narrates and
+and to ``cadence/reporting/notebooks/summary.ipynb``; the notebook only narrates and
 calls these functions. Nothing here reads ground truth or prints customer ids.
 
 Examples

@@ -12,7 +12,8 @@ from cadence.synthetic import ShopConfig, generate_shop
 
 ROOT = Path(__file__).resolve().parents[2]
 SERIES = sorted((ROOT / "notebooks").glob("[0-9]*.ipynb"))
-ALL = sorted((ROOT / "notebooks").rglob("*.ipynb"))
+#: The series and the report notebooks shipped in the package.
+ALL = sorted([*(ROOT / "notebooks").rglob("*.ipynb"), *(ROOT / "src").rglob("*.ipynb")])
 
 
 @pytest.fixture(scope="module")
