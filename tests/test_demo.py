@@ -8,11 +8,9 @@ import pytest
 
 from cadence.demo import run_demo
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 def test_demo_runs_every_stage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(ROOT)  # report notebooks are found relative to the project root
+    monkeypatch.chdir(tmp_path)  # from a folder outside the repository: report notebooks ship with the package
     lines: list[str] = []
     summary = run_demo(tmp_path / "shop", customers=800, days=90, seed=5, reports_dir=tmp_path / "reports",
                        features_dir=tmp_path / "features", tracking_uri=f"sqlite:///{tmp_path}/mlflow.db",

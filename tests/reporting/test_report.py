@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import re
 from html.parser import HTMLParser
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from typer.testing import CliRunner
 
+from cadence.cli import app
 from cadence.data.io import read_table
 from cadence.evaluation.holdout import holdout_lift
 from cadence.reporting import REMOTE_ASSET, ReportError, render_report
@@ -22,11 +25,20 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    # Rendered through the CLI from a folder outside the repository: the notebook ships with the package.
     base = tmp_path_factory.mktemp("report")
     shop = generate_shop(ShopConfig(customers=1_500, days=120, seed=4), base / "shop")
-    html = render_report("summary", {"data_dir": str(shop)}, notebooks_dir=ROOT / "notebooks" / "reports",
-                         out_dir=base / "reports", progress=False)
-    return shop, html
+    before = Path.cwd()
+    os.chdir(base)
+    try:
+        result = CliRunner().invoke(app, ["report", "summary", "-p", "data_dir", str(shop)])
+    finally:
+        os.chdir(before)
+    assert result.exit_code == 0, result.output
+    html = Path(result.output.strip().splitlines()[-1])
+    assert not html.is_absolute() and (base / html).is_file()  # written under the current folder's reports/
+    assert ROOT not in base.parents
+    return shop, base / html
 
 
 def test_report_is_self_contained_with_figures(rendered: tuple[Path, Path]) -> None:
@@ -106,4 +118,4 @@ def _table_with(text: str, header: str, index: str = "stage") -> pd.DataFrame:
 
 def test_unknown_report_is_named(tmp_path: Path) -> None:
     with pytest.raises(ReportError, match="no report 'nope'.*known: summary"):
-        render_report("nope", notebooks_dir=ROOT / "notebooks" / "reports", out_dir=tmp_path)
+        render_report("nope", out_dir=tmp_path)
