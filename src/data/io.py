@@ -3,8 +3,12 @@
 A *data directory* holds one file per contract table, named after the table:
 ``customers.parquet`` or ``customers.csv`` (or a folder ``customers/`` of
 Parquet parts, as large exports come). Outputs are written atomically: into a
-temporary sibling first, then moved into place with :func:`os.replace`, so a
-crash never leaves a half-written table.
+temporary sibling first, then moved into place (:func:`atomic_path`), so a
+crash never leaves a half-written table. A file replaces a file with one
+:func:`os.replace`; a folder replaces a folder by rename-aside, rename-in,
+delete, and carries the :data:`OUTPUT_MARKER` that lets a later run replace it
+(:func:`check_output_dir` is the preflight every command that writes a folder
+runs first; :func:`sweep_temporaries` cleans up after killed runs).
 
 Examples
 --------
