@@ -368,19 +368,25 @@ def sweep_temporaries(parent: PathLike) -> list[Path]:
     stale = []
     for entry in sorted(base.iterdir()):
         match = _TEMP_NAME.match(entry.name) or _LEGACY_TEMP_NAME.match(entry.name)
-        if match is not None and not entry.is_symlink() and _temporary_owner_dead(entry, match, now):
-            stale.append((entry, match))
+        try:
+            if match is not None and not entry.is_symlink() and _temporary_owner_dead(entry, match, now):
+                stale.append((entry, match))
+        except FileNotFoundError:  # another run swept it meanwhile
+            continue
     # Restore set-aside outputs first, so that deleting a dead run's new copy never leaves no output.
     stale.sort(key=lambda em: em[1].re is not _TEMP_NAME or em[1]["kind"] != "old")
     swept = []
     for entry, match in stale:
         target = base / match["name"]
-        if match.re is _TEMP_NAME and match["kind"] == "old" and not target.exists() and not target.is_symlink():
-            os.rename(entry, target)
-        elif entry.is_dir():
-            shutil.rmtree(entry, ignore_errors=True)
-        else:
-            entry.unlink(missing_ok=True)
+        try:
+            if match.re is _TEMP_NAME and match["kind"] == "old" and not target.exists() and not target.is_symlink():
+                os.rename(entry, target)
+            elif entry.is_dir():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+        except OSError:  # a concurrent sweep or write got there first; the write goes on
+            continue
         swept.append(entry)
     return swept
 
