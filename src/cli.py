@@ -34,19 +34,24 @@ def _fail(message: str, code: int = 1) -> None:
 
 @app.command()
 def generate(
-    out: Annotated[Path, typer.Option("--out", help="Folder to write the shop into (replaced atomically).")],
+    out: Annotated[Path, typer.Option("--out", help="Folder to write the shop into (replaced atomically; a "
+                                                    "non-empty folder only if cadence wrote it, or --overwrite).")],
     customers: Annotated[int, typer.Option(help="Number of customers.", min=1)] = 20_000,
     days: Annotated[int, typer.Option(help="Length of the history in days.", min=1)] = 365,
     seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same bytes.")] = 0,
     start: Annotated[str, typer.Option(help="First day of the history (UTC).")] = "2025-01-01",
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT even if it is a non-empty folder that "
+                                                                "cadence did not write.")] = False,
 ) -> None:
     """Generate a synthetic shop with known ground truth (truth in OUT/_truth/)."""
+    from cadence.data.io import check_output_dir
     from cadence.synthetic import ShopConfig
     from cadence.workflows.generate import write_shop
 
     try:
         cfg = ShopConfig(customers=customers, days=days, seed=seed, start=start)
+        check_output_dir(out, overwrite=overwrite)  # an OutputError is a ValueError
     except ValueError as e:
         _fail(f"generate: {e}", 2)
     t0 = time.perf_counter()
@@ -69,15 +74,19 @@ def validate(data_dir: Annotated[Path, typer.Argument(help="Folder of <table>.pa
 def features(
     data_dir: Annotated[Path, typer.Argument(help="Data directory of contract tables.")],
     as_of: Annotated[str, typer.Option("--as-of", help="Cutoff (UTC unless an offset is given); nothing at or after it is read.")],
-    out: Annotated[Path, typer.Option("--out", help="Output folder (replaced atomically).")],
+    out: Annotated[Path, typer.Option("--out", help="Output folder (replaced atomically; a non-empty folder only "
+                                                    "if cadence wrote it, or --overwrite; never the input).")],
     engine: Annotated[str, typer.Option(help="duckdb (default) or spark.")] = "duckdb",
     since: Annotated[str | None, typer.Option(help="Only trigger candidates eligible at or after this.")] = None,
     spark_master: Annotated[str | None, typer.Option(help="Spark master URL (local[*] by default).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT even if it is a non-empty folder that "
+                                                                "cadence did not write.")] = False,
 ) -> None:
     """Write customer_features and trigger_candidates as of a cutoff."""
     import pandas as pd
 
+    from cadence.data.io import OutputError, check_output_dir
     from cadence.data.validate import ContractError
     from cadence.features.engine import ENGINES
     from cadence.features.pipeline import build_features
@@ -88,6 +97,10 @@ def features(
         cutoff = pd.Timestamp(as_of)
     except ValueError:
         _fail(f"features: --as-of {as_of!r} is not a timestamp", 2)
+    try:
+        check_output_dir(out, inputs=[data_dir], overwrite=overwrite)
+    except OutputError as e:
+        _fail(f"features: {e}", 2)
     try:
         run = build_features(data_dir, cutoff, out, engine=engine, since=since,  # type: ignore[arg-type]
                              spark_master=spark_master, progress=not quiet)
@@ -380,10 +393,18 @@ def demo(
     customers: Annotated[int, typer.Option(help="Customers in the demo shop.", min=1)] = 20_000,
     days: Annotated[int, typer.Option(help="Days of history.", min=1)] = 365,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the shop and feature folders even if "
+                                                                "they are non-empty folders cadence did not write.")] = False,
 ) -> None:
     """Run every stage that exists, end to end, on a freshly generated shop."""
-    from cadence.demo import run_demo
+    from cadence.data.io import OutputError, check_output_dir
+    from cadence.demo import DEMO_FEATURES_DIR, run_demo
 
+    try:
+        check_output_dir(out, overwrite=overwrite)
+        check_output_dir(DEMO_FEATURES_DIR, inputs=[out], overwrite=overwrite)
+    except OutputError as e:
+        _fail(f"demo: {e}", 2)
     summary = run_demo(out, customers=customers, days=days, seed=seed, echo=typer.echo)
     if summary.problems:
         _fail("demo: the generated shop failed validation:\n" + "\n".join(summary.problems))

@@ -52,6 +52,8 @@ DEMO_HOLDOUT_DAYS = 90
 DEMO_FOLLOWUP = 0.5
 #: Registered model name the demo exports the learned policy under.
 DEMO_MODEL = "cadence-demo"
+#: Where the demo writes its features (checked by ``cadence demo`` before any work).
+DEMO_FEATURES_DIR = Path("data/processed/demo-features")
 
 
 def _clock(hour: float) -> str:
@@ -91,7 +93,7 @@ def churn_table(metrics: dict[str, Any]) -> pd.DataFrame:
 
 
 def run_demo(out: Path, *, customers: int = 20_000, days: int = 365, seed: int = 0,
-             reports_dir: Path = Path("reports"), features_dir: Path = Path("data/processed/demo-features"),
+             reports_dir: Path = Path("reports"), features_dir: Path = DEMO_FEATURES_DIR,
              tracking_uri: str | None = None, echo: Callable[[str], None] = print) -> DemoSummary:
     """Generate, validate and summarise a shop, run every stage, write the summary report.
 

@@ -64,7 +64,8 @@ def test_features_writes_both_tables(shop: Path, tmp_path: Path) -> None:
     out = tmp_path / "features"
     result = runner.invoke(app, ["features", str(shop), "--as-of", "2025-03-01", "--out", str(out)])
     assert result.exit_code == 0, result.output
-    assert sorted(p.name for p in out.iterdir()) == ["customer_features.parquet", "trigger_candidates.parquet"]
+    assert sorted(p.name for p in out.iterdir()) == [".cadence-output", "customer_features.parquet",
+                                                     "trigger_candidates.parquet"]
     cands = pd.read_parquet(out / "trigger_candidates.parquet")
     assert (cands["eligible_at"] < pd.Timestamp("2025-03-01", tz="UTC")).all()
 

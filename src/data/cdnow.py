@@ -197,13 +197,15 @@ def cdnow_tables(raw_path: PathLike, cohort: Cohort) -> dict[str, pd.DataFrame]:
 def build(raw_dir: PathLike, out_dir: PathLike) -> dict[str, Path]:
     """Write ``<out_dir>/master/`` and ``<out_dir>/sample/`` as Parquet data directories.
 
-    Each folder is written atomically by :func:`cadence.data.io.write_tables`.
-    Returns the folder of each cohort.
+    Each folder is written atomically by :func:`cadence.data.io.write_tables`,
+    without the output marker: these folders are reference data kept in git
+    (inputs), not outputs a later run may replace. Returns the folder of each
+    cohort.
     """
     written: dict[str, Path] = {}
     for cohort in ("master", "sample"):
         target = Path(out_dir) / cohort
-        write_tables(cdnow_tables(raw_dir, cohort), target)
+        write_tables(cdnow_tables(raw_dir, cohort), target, mark=False)
         written[cohort] = target
     return written
 

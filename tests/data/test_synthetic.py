@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cadence.data.io import read_tables
+from cadence.data.io import OUTPUT_MARKER, read_tables
 from cadence.data.validate import validate_dir
 from cadence.synthetic import (
     RandomizedLoggingPolicy,
@@ -39,8 +39,9 @@ def truth(shop: Path) -> dict[str, pd.DataFrame]:
 
 
 def _digest(folder: Path) -> dict[str, str]:
+    # Every table and truth file; not the output marker, which records when it was written.
     return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+            for p in sorted(folder.rglob("*")) if p.is_file() and p.name != OUTPUT_MARKER}
 
 
 def test_same_seed_same_bytes_and_other_seed_differs(shop: Path, tmp_path: Path) -> None:
