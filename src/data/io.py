@@ -239,7 +239,7 @@ def is_own_output(folder: PathLike) -> bool:
         return True
     legacy = base / "_truth" / "shop.json"
     try:
-        return json.loads(legacy.read_text()).get("generator") == "cadence.data.synthetic"
+        return json.loads(legacy.read_text()).get("generator") in ("cadence.synthetic", "cadence.data.synthetic")
     except (OSError, ValueError, AttributeError):
         return False
 

@@ -15,11 +15,11 @@ Examples
 from __future__ import annotations
 
 import datetime as dt
-from importlib import resources
-from importlib.resources.abc import Traversable
 import re
 import tempfile
 from collections.abc import Mapping
+from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
