@@ -133,15 +133,21 @@ def record_warnings(make: Any, notes: list[str]) -> Any:
     >>> record_warnings(lambda: warnings.warn("3 rows", DataQualityWarning) or 1, notes), notes
     (1, ['3 rows'])
     """
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        out = make()
-    for w in caught:
-        if issubclass(w.category, (DataQualityWarning, ConvergenceWarning)):
-            notes.append(str(w.message))
-        else:
-            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-    return out
+    seen: list[warnings.WarningMessage] = []
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                return make()
+            finally:
+                seen = list(caught)
+    finally:
+        # Also when make() raises: what it warned about before failing is reported.
+        for w in seen:
+            if issubclass(w.category, (DataQualityWarning, ConvergenceWarning)):
+                notes.append(str(w.message))
+            else:
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
 
 
 def fit_btyd_models(rfm: pd.DataFrame, models: tuple[str, ...] = tuple(BTYD_MODELS)) -> BTYDFit:
