@@ -154,7 +154,7 @@ def purchase_days(orders: pd.DataFrame, until: Any) -> pd.DataFrame:
     --------
     >>> import pandas as pd
     >>> orders = pd.DataFrame({"customer_id": ["a", "a", "a"],
-    ...     "ts": pd.to_datetime(["2024-01-01 09:00", "2024-01-01 18:00", "2024-01-05"], utc=True),
+    ...     "ts": pd.to_datetime(["2024-01-01 09:00", "2024-01-01 18:00", "2024-01-05 10:00"], utc=True),
     ...     "revenue": [1.0, 2.0, 3.0]})
     >>> purchase_days(orders, "2024-02-01")["is_repeat"].tolist()
     [False, True]
