@@ -27,8 +27,9 @@ import plotly.graph_objects as go
 
 from cadence.contract.clock import utc
 from cadence.data.io import PathLike, fingerprint, read_tables
+from cadence.models import clv
 from cadence.models import evaluation as ev
-from cadence.models.btyd import BetaGeoModel, GammaGammaModel, holdout_actuals, rfm_summary
+from cadence.models.btyd import BetaGeoModel, holdout_actuals, rfm_summary
 from cadence.models.repurchase import RepurchaseInterval, purchase_gaps
 from cadence.models.survival import (
     DEFAULT_FEATURES,
@@ -89,29 +90,74 @@ def _default_until(orders: pd.DataFrame, as_of: pd.Timestamp) -> pd.Timestamp | 
 # ---------------------------------------------------------------------------
 
 
+def _parameter_metrics(prefix: str, model: Any) -> dict[str, float]:
+    """Estimate, standard error and 95 % interval of each parameter, plus the log-likelihood."""
+    out: dict[str, float] = {}
+    for name, row in model.summary_.iterrows():
+        out[f"{prefix}_{name}"] = float(row["estimate"])
+        out[f"{prefix}_{name}_se"] = float(row["std_error"])
+        out[f"{prefix}_{name}_lower_95"] = float(row["lower_95"])
+        out[f"{prefix}_{name}_upper_95"] = float(row["upper_95"])
+    out[f"{prefix}_log_likelihood"] = float(model.log_likelihood_)
+    out[f"{prefix}_converged"] = float(model.converged_)
+    return out
+
+
 def _fit_btyd(tables: dict[str, pd.DataFrame], as_of: pd.Timestamp, until: pd.Timestamp | None) -> tuple[
-    dict[str, Any], dict[str, float], dict[str, go.Figure], list[str]
+    dict[str, Any], dict[str, float], dict[str, go.Figure], list[str], dict[str, Any]
 ]:
+    """Every BTYD model that fits, each reported on its own; one failing never loses the others."""
     orders = tables["orders"]
     past = orders[orders["ts"] < as_of]
     start = past["ts"].min().floor("D")
-    rfm = rfm_summary(past, as_of, start=start, time_unit="W")
-    bg = BetaGeoModel().fit(rfm)
-    gg = GammaGammaModel().fit(rfm)
-    metrics: dict[str, float] = {**bg.params_, **gg.params_, "gamma": gg.params_["v"],
-                                 "bgnbd_log_likelihood": bg.log_likelihood_,
-                                 "n_customers": float(len(rfm))}
-    params = {"time_unit": "W", "calibration_start": str(start.date()), "as_of": str(as_of)}
+    notes: list[str] = []
+    rfm = clv.record_warnings(lambda: rfm_summary(past, as_of, start=start, time_unit="W"), notes)
+    fit = clv.fit_btyd_models(rfm)
+    notes.extend(fit.warnings)
+    fitted, failed = fit.models, dict(fit.failures)
+    metrics: dict[str, float] = {"n_customers": float(len(rfm))}
+    for key, model in fitted.items():
+        metrics.update(_parameter_metrics(key, model))
+    # The names the paper uses, kept at the top level (BG/NBD and Gamma-Gamma).
+    if "bgnbd" in fitted:
+        metrics.update(fitted["bgnbd"].params_)
+    if "gamma_gamma" in fitted:
+        gg = fitted["gamma_gamma"]
+        metrics.update({**gg.params_, "gamma": gg.params_["v"], "gamma_gamma_n_customers": float(gg.n_customers_),
+                        "gamma_gamma_n_set_aside": float(gg.n_set_aside_)})
+    params = {"time_unit": "W", "calibration_start": str(start.date()), "as_of": str(as_of),
+              "models_fitted": ",".join(fitted), "models_failed": ",".join(failed) or "none"}
     figures: dict[str, go.Figure] = {}
+    counts = fit.count_models
     if until is not None:
         weeks = (until - as_of) / pd.Timedelta(7, "D")
         actual = holdout_actuals(orders, as_of, until, rfm.index).to_numpy()
-        forecast = bg.predict(rfm, weeks)
-        metrics.update({f"holdout_{k}": v for k, v in ev.count_metrics(forecast, actual).items()})
-        table = ev.calibration_table(ev.bgnbd_churn_risk(bg, rfm, weeks), (actual == 0).astype(float))
-        metrics["holdout_churn_ece"] = ev.expected_calibration_error(table)
-        figures["calibration"] = ev.calibration_figure({"BG/NBD": table})
-    return params, metrics, figures, ["frequency", "recency", "T", "monetary_value"]
+        for key, model in counts.items():
+            metrics.update({f"{key}_holdout_{k}": v
+                            for k, v in ev.count_metrics(model.predict(rfm, weeks), actual).items()})
+        if "bgnbd" in counts:
+            bg = counts["bgnbd"]
+            metrics.update({f"holdout_{k}": v for k, v in ev.count_metrics(bg.predict(rfm, weeks), actual).items()})
+            table = ev.calibration_table(ev.bgnbd_churn_risk(bg, rfm, weeks), (actual == 0).astype(float))
+            metrics["holdout_churn_ece"] = ev.expected_calibration_error(table)
+            figures["calibration"] = ev.calibration_figure({"BG/NBD": table})
+        if counts:
+            figures["tracking"] = clv.tracking_figure(
+                {clv.BTYD_MODELS[k][0]: clv.tracking_table(m, orders, start=start, as_of=as_of, until=until)
+                 for k, m in counts.items()}, as_of)
+            figures["conditional_expectations"] = clv.conditional_expectations_figure(
+                {clv.BTYD_MODELS[k][0]: clv.conditional_expectations_table(m, rfm, actual, weeks) for k, m in counts.items()})
+    if "bgnbd" in counts and "gamma_gamma" in fitted:
+        try:
+            value = clv.clv_interval(counts["bgnbd"], fitted["gamma_gamma"], rfm, horizon=52.0, discount_rate=0.01,
+                                     period=52 / 12, n_draws=100, random_state=0)
+            metrics.update({"clv_52w_total": value.attrs["total"], "clv_52w_total_lower_95": value.attrs["total_lower"],
+                            "clv_52w_total_upper_95": value.attrs["total_upper"],
+                            "clv_52w_mean": value.attrs["total"] / len(rfm)})
+        except ValueError as e:  # a covariance that is not finite: no interval, say so
+            failed["clv_interval"] = f"ValueError: {e}"
+    extra = {"warnings": notes, "failed_models": failed}
+    return params, metrics, figures, ["frequency", "recency", "T", "monetary_value"], extra
 
 
 def _churn_model(train: pd.DataFrame, family: str, penalizer: float, features: list[str] | None,
@@ -305,8 +351,11 @@ def fit_model(
     until = utc(holdout_until, "holdout_until") if holdout_until is not None else _default_until(orders, cutoff)
     if until is not None:
         ev.time_split(orders, cutoff, until)  # refuses empty periods
+    extra: dict[str, Any] = {}
     if kind == "btyd":
-        params, metrics, figures, features = _fit_btyd(tables, cutoff, until)
+        params, metrics, figures, features, extra = _fit_btyd(tables, cutoff, until)
+        # Counts only (the warnings never name a customer); MLflow params hold up to 6,000 characters.
+        params["data_warnings"] = " | ".join(extra["warnings"])[:6000] or "none"
     elif kind == "churn":
         params, metrics, figures, features = _fit_churn(tables, cutoff, until, **options)
     else:
@@ -315,7 +364,7 @@ def fit_model(
     params["data_dir_name"] = Path(data_dir).name
     digest = fingerprint(data_dir, needed)
     run_id = _log(resolve_uri(tracking_uri), experiment, kind, params, metrics, figures, features, digest)
-    out: dict[str, Any] = {**metrics, "run_id": run_id, "data_sha256": digest}
+    out: dict[str, Any] = {**metrics, **extra, "run_id": run_id, "data_sha256": digest}
     if return_figures:
         out["figures"] = figures
     return out
@@ -388,4 +437,4 @@ def tune_churn(
             "run_id": parent.info.run_id}
 
 
-__all__ = ["fit_model", "tune_churn", "fingerprint", "churn_metrics", "training_cutoffs", "FEATURE_SETS"]
+__all__ = ["fit_model", "tune_churn", "churn_metrics", "training_cutoffs", "FEATURE_SETS"]

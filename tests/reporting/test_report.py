@@ -48,11 +48,13 @@ def test_report_is_self_contained_with_figures(rendered: tuple[Path, Path]) -> N
     assert REMOTE_ASSET.search(text) is None
     assert text.count("plotly.js v") == 1  # embedded once
     # trigger volume, holdout lift, survival curves, calibration, churn-risk distribution, Qini,
-    # off-policy estimates, replay lift, cap pressure, the sequence diagram, the send-time heatmap
-    assert text.count("Plotly.newPlot") == 11
+    # off-policy estimates, replay lift, cap pressure, the sequence diagram, the send-time heatmap,
+    # the BTYD tracking plot and conditional expectations
+    assert text.count("Plotly.newPlot") == 13
     for title in ("Trigger volume by stage and day", "Survival by purchase count", "Churn-risk calibration", "Qini curves", "Net revenue per trigger",
                   "Replay: candidate against baseline", "Frequency-cap pressure", "Sequence cart_abandon_reminders",
-                  "Shop curve: email engagement by local hour of week"):
+                  "Shop curve: email engagement by local hour of week", "Repeat purchases",
+                  "Holdout purchases by calibration frequency"):
         assert title in text, title
     assert "s.summarise(data_dir)" not in text and "setup_notebook()" not in text  # code hidden
     assert "@example.com" not in text and "C0000" not in text  # no PII, no customer ids
