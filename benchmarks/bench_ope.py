@@ -26,7 +26,9 @@ import numpy as np
 from sklearn.linear_model import Ridge
 
 from cadence.data.bandit import LoggedFeedback
-from cadence.evaluation.ope import IPS, SNIPS, DirectMethod, DoublyRobust, compare, fit_reward_model
+from cadence.evaluation.compare import compare
+from cadence.evaluation.estimators import IPS, SNIPS, DirectMethod, DoublyRobust
+from cadence.evaluation.reward_models import fit_reward_model
 
 N_ACTIONS = 4
 

@@ -278,7 +278,7 @@ class LoggedBandit:
         return len(self.actions)
 
     def feedback(self, metric: str) -> LoggedFeedback:
-        """The generic :class:`~cadence.evaluation.ope.LoggedFeedback` for one metric."""
+        """The generic :class:`LoggedFeedback` for one metric."""
         if metric not in self.rewards:
             raise ValueError(f"metric: {metric!r} is not one of {tuple(self.rewards.columns)}")
         return LoggedFeedback(action=self.actions, reward=self.rewards[metric].to_numpy(),

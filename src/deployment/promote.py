@@ -9,7 +9,7 @@ action distribution (:meth:`~cadence.deployment.serving.PolicyModel.action_distr
 exploration included) is scored with the doubly-robust estimator of net
 revenue per trigger, and the candidate's lift over the champion is a paired
 difference with a customer-clustered interval
-(:func:`cadence.evaluation.ope.compare`). ``champion`` moves only when that
+(:func:`cadence.evaluation.compare.compare`). ``champion`` moves only when that
 interval lies above zero; otherwise the promotion is refused with both
 estimates. Either way the gate's result is recorded as tags on the
 candidate version.
@@ -73,7 +73,8 @@ def gate(log: Any, champion: np.ndarray, candidate: np.ndarray, *, alpha: float 
     candidate_lower, candidate_upper, diff, diff_lower, diff_upper`` (per
     trigger; ``1 - alpha`` intervals clustered by customer).
     """
-    from cadence.evaluation.ope import DoublyRobust, compare
+    from cadence.evaluation.compare import compare
+    from cadence.evaluation.estimators import DoublyRobust
     from cadence.models.response import ResponseModel
 
     n = log.n

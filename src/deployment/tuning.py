@@ -27,8 +27,9 @@ import pandas as pd
 from cadence.data.bandit import LoggedBandit, split_customers
 from cadence.data.io import PathLike
 from cadence.deployment.registry import FAMILIES, POLICIES_DIR, save_policy
+from cadence.evaluation.compare import compare
+from cadence.evaluation.estimators import DoublyRobust
 from cadence.evaluation.offline import target_codes
-from cadence.evaluation.ope import DoublyRobust, compare
 from cadence.features.logged import load_log
 from cadence.models.response import ResponseModel
 

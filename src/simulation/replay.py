@@ -58,7 +58,8 @@ from cadence.contract.actions import N_ACTIONS, Policy, delay_choices, encode_ac
 from cadence.contract.clock import epoch_seconds
 from cadence.data.bandit import LoggedBandit
 from cadence.data.io import PathLike, table_path
-from cadence.evaluation.ope import ON_POLICY, SNIPS, DirectMethod, DoublyRobust, compare
+from cadence.evaluation.compare import compare
+from cadence.evaluation.estimators import ON_POLICY, SNIPS, DirectMethod, DoublyRobust
 from cadence.features.logged import LOG_SKIP_COLUMNS, first_steps, log_from_tables
 from cadence.models.response import ResponseModel
 

@@ -68,7 +68,7 @@ from cadence.deployment.export import (
     using_tracking,
 )
 from cadence.deployment.registry import POLICIES_DIR, build_policy, needs_fit
-from cadence.evaluation.ope import DoublyRobust
+from cadence.evaluation.estimators import DoublyRobust
 from cadence.policies.sequences import DEFAULT_SEQUENCES, Sequence
 
 

@@ -1,4 +1,4 @@
-"""Tests of cadence.evaluation.ope against a contextual bandit whose truth is known.
+"""Tests of the off-policy estimators, intervals, diagnostics and plots (cadence.evaluation) against a contextual bandit whose truth is known.
 
 The synthetic bandit is built here, not imported: 40 fixed contexts (drawn
 uniformly), 4 actions, Bernoulli rewards with ``q(x, a) = sigmoid(theta_a . x +
@@ -23,8 +23,10 @@ from sklearn.preprocessing import PolynomialFeatures
 from sklearn.tree import DecisionTreeRegressor
 
 from cadence.data.bandit import LoggedFeedback
-from cadence.evaluation import ope
-from cadence.evaluation.ope import (
+from cadence.evaluation import intervals
+from cadence.evaluation.compare import compare, estimate
+from cadence.evaluation.diagnostics import diagnose
+from cadence.evaluation.estimators import (
     IPS,
     SNIPS,
     ClippedIPS,
@@ -32,13 +34,9 @@ from cadence.evaluation.ope import (
     DoublyRobust,
     OffPolicyEstimator,
     SwitchDR,
-    compare,
-    diagnose,
-    estimate,
-    fit_reward_model,
-    plot_estimates,
-    reward_model_refit,
 )
+from cadence.evaluation.plots import plot_estimates
+from cadence.evaluation.reward_models import fit_reward_model, reward_model_refit
 
 # --------------------------------------------------------------------------- #
 # The synthetic bandit
@@ -601,7 +599,7 @@ def test_auto_interval_switches_to_normal_above_the_threshold(
     target = BANDIT.targets["uniform"][idx]
     boot = estimate(IPS(), fb, target)
     assert (boot.interval, boot.n_bootstrap) == ("bootstrap-percentile", 1000)
-    monkeypatch.setattr(ope, "AUTO_BOOTSTRAP_MAX_ROWS", 100)
+    monkeypatch.setattr(intervals, "AUTO_BOOTSTRAP_MAX_ROWS", 100)
     normal = estimate(IPS(), fb, target)
     assert (normal.interval, normal.n_bootstrap) == ("normal", None)
     assert estimate(SNIPS(), fb, target).interval == "normal-delta"
