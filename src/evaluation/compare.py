@@ -7,19 +7,6 @@ interval, or resamples that refit the reward model, clustered by customer
 when ``groups`` are given. :func:`compare` adds lifts over a reference policy
 (paired: every policy shares the resamples) and the overlap diagnostics
 (:mod:`cadence.evaluation.diagnostics`) of each policy.
-
-Examples
---------
->>> import numpy as np
->>> from cadence.evaluation.estimators import IPS
->>> rng = np.random.default_rng(0)
->>> n = 2_000
->>> action = rng.integers(0, 2, n)                     # uniform logging over 2 actions
->>> reward = rng.binomial(1, np.where(action == 1, 0.3, 0.1)).astype(float)
->>> fb = LoggedFeedback(action=action, reward=reward, pscore=np.full(n, 0.5), n_actions=2)
->>> est = estimate(IPS(), fb, np.tile([0.0, 1.0], (n, 1)))   # target: always action 1
->>> est.lower < 0.3 < est.upper
-True
 """
 
 from __future__ import annotations
@@ -32,7 +19,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
 
-from cadence.data.bandit import FloatArray, LoggedFeedback
+from cadence.data.bandit import FloatArray, LoggedBandit
 from cadence.evaluation.diagnostics import OverlapDiagnostics, check_thresholds, diagnose_inputs
 from cadence.evaluation.estimators import (
     IPS,
@@ -105,7 +92,7 @@ class Estimate:
 
 def estimate(
     estimator: OffPolicyEstimator,
-    feedback: LoggedFeedback,
+    feedback: LoggedBandit,
     action_dist: ArrayLike,
     estimated_rewards: ArrayLike | None = None,
     *,
@@ -122,7 +109,7 @@ def estimate(
     Parameters
     ----------
     estimator : OffPolicyEstimator
-    feedback : LoggedFeedback
+    feedback : LoggedBandit
     action_dist : (n, n_actions) array
         Target policy, rows summing to 1.
     estimated_rewards : (n, n_actions) array, optional
@@ -163,8 +150,8 @@ def estimate(
     --------
     >>> import numpy as np
     >>> rng = np.random.default_rng(1)
-    >>> fb = LoggedFeedback(action=rng.integers(0, 3, 600), reward=rng.random(600),
-    ...                     pscore=np.full(600, 1 / 3), n_actions=3)
+    >>> fb = LoggedBandit(action=rng.integers(0, 3, 600), reward=rng.random(600),
+    ...                   pscore=np.full(600, 1 / 3), n_actions=3)
     >>> uniform = np.full((600, 3), 1 / 3)
     >>> e = estimate(SNIPS(), fb, uniform, interval="normal")
     >>> e.interval, round(e.value, 3) == round(float(fb.reward.mean()), 3)
@@ -202,7 +189,7 @@ def estimate(
 
 
 def compare(
-    feedback: LoggedFeedback,
+    feedback: LoggedBandit,
     policies: Mapping[str, ArrayLike | OnPolicy],
     estimators: Sequence[OffPolicyEstimator] | None = None,
     estimated_rewards: ArrayLike | None = None,
@@ -228,7 +215,7 @@ def compare(
 
     Parameters
     ----------
-    feedback : LoggedFeedback
+    feedback : LoggedBandit
     policies : mapping of name -> (n, n_actions) array or :data:`~cadence.evaluation.estimators.ON_POLICY`
         Target policies. Arrays are read one at a time, so a lazy mapping that
         builds each on access keeps memory at one policy for normal intervals.
@@ -267,8 +254,8 @@ def compare(
     >>> rng = np.random.default_rng(0)
     >>> n = 1_000
     >>> a = rng.integers(0, 2, n)
-    >>> fb = LoggedFeedback(action=a, reward=rng.binomial(1, 0.2 + 0.2 * a).astype(float),
-    ...                     pscore=np.full(n, 0.5), n_actions=2)
+    >>> fb = LoggedBandit(action=a, reward=rng.binomial(1, 0.2 + 0.2 * a).astype(float),
+    ...                   pscore=np.full(n, 0.5), n_actions=2)
     >>> pols = {"always_0": np.tile([1.0, 0.0], (n, 1)), "always_1": np.tile([0.0, 1.0], (n, 1))}
     >>> df = compare(fb, pols, n_bootstrap=200)
     >>> df[["policy", "estimator"]].values.tolist()

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike
 
-from cadence.data.bandit import LoggedFeedback
+from cadence.data.bandit import LoggedBandit
 from cadence.evaluation.estimators import OnPolicyInputs, PolicyInputs
 
 
@@ -147,7 +147,7 @@ def check_thresholds(min_ess: float, max_unsupported_mass: float) -> None:
 
 
 def diagnose(
-    feedback: LoggedFeedback,
+    feedback: LoggedBandit,
     action_dist: ArrayLike,
     *,
     min_ess: float = 100.0,
@@ -157,7 +157,7 @@ def diagnose(
 
     Parameters
     ----------
-    feedback : LoggedFeedback
+    feedback : LoggedBandit
     action_dist : (n, n_actions) array
         Target policy.
     min_ess : float
@@ -174,8 +174,8 @@ def diagnose(
     Examples
     --------
     >>> import numpy as np
-    >>> fb = LoggedFeedback(action=np.zeros(500, dtype=int), reward=np.ones(500),
-    ...                     pscore=np.ones(500), n_actions=2)   # always action 0, deterministically
+    >>> fb = LoggedBandit(action=np.zeros(500, dtype=int), reward=np.ones(500),
+    ...                   pscore=np.ones(500), n_actions=2)   # always action 0, deterministically
     >>> d = diagnose(fb, np.tile([0.0, 1.0], (500, 1)))          # target: always action 1
     >>> d.supported, d.unsupported_mass
     (False, 1.0)

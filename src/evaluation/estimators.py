@@ -1,6 +1,6 @@
 """Off-policy estimators: each writes one method returning a value per logged row.
 
-A *log* (:class:`~cadence.data.bandit.LoggedFeedback`) is one row per
+A *log* (:class:`~cadence.data.bandit.LoggedBandit`) is one row per
 decision: the context the logging policy saw, the action it took, the
 probability it had of taking that action (``pscore``, the
 ``messages.propensity`` column) and the reward that followed. A *target
@@ -42,7 +42,7 @@ Examples
 >>> n = 2_000
 >>> action = rng.integers(0, 2, n)                     # uniform logging over 2 actions
 >>> reward = rng.binomial(1, np.where(action == 1, 0.3, 0.1)).astype(float)
->>> fb = LoggedFeedback(action=action, reward=reward, pscore=np.full(n, 0.5), n_actions=2)
+>>> fb = LoggedBandit(action=action, reward=reward, pscore=np.full(n, 0.5), n_actions=2)
 >>> always_1 = np.tile([0.0, 1.0], (n, 1))           # target: always action 1
 >>> est = estimate(IPS(), fb, always_1)
 >>> est.lower < 0.3 < est.upper
@@ -59,14 +59,14 @@ from typing import Any, ClassVar
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from cadence.data.bandit import FloatArray, LoggedFeedback, is_real, readonly
+from cadence.data.bandit import FloatArray, LoggedBandit, is_real, readonly
 
 # --------------------------------------------------------------------------- #
 # Target-policy inputs shared by all estimators
 # --------------------------------------------------------------------------- #
 
 
-def check_action_dist(feedback: LoggedFeedback, action_dist: ArrayLike) -> NDArray[Any]:
+def check_action_dist(feedback: LoggedBandit, action_dist: ArrayLike) -> NDArray[Any]:
     arr = np.asarray(action_dist)
     if arr.ndim == 3:
         # OBP's (n, n_actions, len_list) layout; only single-slot lists are bandits.
@@ -94,7 +94,7 @@ def check_action_dist(feedback: LoggedFeedback, action_dist: ArrayLike) -> NDArr
     return readonly(arr)
 
 
-def check_estimated_rewards(feedback: LoggedFeedback, estimated_rewards: ArrayLike) -> FloatArray:
+def check_estimated_rewards(feedback: LoggedBandit, estimated_rewards: ArrayLike) -> FloatArray:
     arr = np.asarray(estimated_rewards)
     expected = (feedback.n, feedback.n_actions)
     if arr.shape != expected:
@@ -126,7 +126,7 @@ class PolicyInputs:
 
     Parameters
     ----------
-    feedback : LoggedFeedback
+    feedback : LoggedBandit
     action_dist : (n, n_actions) array
         The target policy; rows are non-negative and sum to 1. OBP's
         ``(n, n_actions, 1)`` is accepted too.
@@ -135,18 +135,22 @@ class PolicyInputs:
         DR family (see :func:`~cadence.evaluation.reward_models.fit_reward_model`).
     """
 
-    feedback: LoggedFeedback
+    feedback: LoggedBandit
     action_dist: NDArray[Any]
     estimated_rewards: FloatArray | None = None
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "action_dist", check_action_dist(self.feedback, self.action_dist))
+        object.__setattr__(self, "action_dist", self.checked_action_dist())
         if self.estimated_rewards is not None:
             object.__setattr__(
                 self,
                 "estimated_rewards",
                 check_estimated_rewards(self.feedback, self.estimated_rewards),
             )
+
+    def checked_action_dist(self) -> NDArray[Any]:
+        """The validated ``action_dist`` (:func:`check_action_dist`)."""
+        return check_action_dist(self.feedback, self.action_dist)
 
     @cached_property
     def target_prob(self) -> FloatArray:
@@ -207,13 +211,9 @@ ON_POLICY = OnPolicy()
 class OnPolicyInputs(PolicyInputs):
     """The logging policy evaluated on its own log (see :data:`ON_POLICY`)."""
 
-    def __post_init__(self) -> None:
-        if self.estimated_rewards is not None:
-            object.__setattr__(
-                self,
-                "estimated_rewards",
-                check_estimated_rewards(self.feedback, self.estimated_rewards),
-            )
+    def checked_action_dist(self) -> NDArray[Any]:
+        # Only the logged action's probability is known: there is no action_dist to check.
+        return self.action_dist
 
     @cached_property
     def target_prob(self) -> FloatArray:
@@ -229,7 +229,7 @@ class OnPolicyInputs(PolicyInputs):
 
 
 def policy_inputs(
-    feedback: LoggedFeedback, policy: ArrayLike | OnPolicy, q: FloatArray | None
+    feedback: LoggedBandit, policy: ArrayLike | OnPolicy, q: FloatArray | None
 ) -> PolicyInputs:
     if isinstance(policy, OnPolicy):
         return OnPolicyInputs(feedback, np.empty((0, 0)), q)
@@ -276,7 +276,7 @@ class OffPolicyEstimator(ABC):
 
     def values(
         self,
-        feedback: LoggedFeedback,
+        feedback: LoggedBandit,
         action_dist: ArrayLike,
         estimated_rewards: ArrayLike | None = None,
     ) -> FloatArray:
@@ -295,8 +295,8 @@ class IPS(OffPolicyEstimator):
     Examples
     --------
     >>> import numpy as np
-    >>> fb = LoggedFeedback(action=np.array([0, 1]), reward=np.array([1.0, 0.0]),
-    ...                     pscore=np.array([0.5, 0.5]), n_actions=2)
+    >>> fb = LoggedBandit(action=np.array([0, 1]), reward=np.array([1.0, 0.0]),
+    ...                   pscore=np.array([0.5, 0.5]), n_actions=2)
     >>> IPS().values(fb, np.array([[1.0, 0.0], [1.0, 0.0]])).tolist()
     [2.0, 0.0]
     """
@@ -319,8 +319,8 @@ class SNIPS(OffPolicyEstimator):
     Examples
     --------
     >>> import numpy as np
-    >>> fb = LoggedFeedback(action=np.array([0, 1]), reward=np.array([1.0, 0.0]),
-    ...                     pscore=np.array([0.5, 0.5]), n_actions=2)
+    >>> fb = LoggedBandit(action=np.array([0, 1]), reward=np.array([1.0, 0.0]),
+    ...                   pscore=np.array([0.5, 0.5]), n_actions=2)
     >>> float(SNIPS().values(fb, np.array([[1.0, 0.0], [1.0, 0.0]])).mean())
     1.0
     """
@@ -363,8 +363,8 @@ class DirectMethod(OffPolicyEstimator):
     Examples
     --------
     >>> import numpy as np
-    >>> fb = LoggedFeedback(action=np.array([0, 1]), reward=np.array([1.0, 0.0]),
-    ...                     pscore=np.array([0.5, 0.5]), n_actions=2)
+    >>> fb = LoggedBandit(action=np.array([0, 1]), reward=np.array([1.0, 0.0]),
+    ...                   pscore=np.array([0.5, 0.5]), n_actions=2)
     >>> q = np.array([[0.8, 0.1], [0.6, 0.2]])
     >>> DirectMethod().values(fb, np.array([[1.0, 0.0], [0.5, 0.5]]), q).tolist()
     [0.8, 0.4]
@@ -388,8 +388,8 @@ class DoublyRobust(OffPolicyEstimator):
     Examples
     --------
     >>> import numpy as np
-    >>> fb = LoggedFeedback(action=np.array([0, 1]), reward=np.array([1.0, 0.0]),
-    ...                     pscore=np.array([0.5, 0.5]), n_actions=2)
+    >>> fb = LoggedBandit(action=np.array([0, 1]), reward=np.array([1.0, 0.0]),
+    ...                   pscore=np.array([0.5, 0.5]), n_actions=2)
     >>> q = np.array([[0.8, 0.1], [0.6, 0.2]])
     >>> DoublyRobust().values(fb, np.array([[1.0, 0.0], [1.0, 0.0]]), q).round(3).tolist()
     [1.2, 0.6]
@@ -447,8 +447,8 @@ class ClippedIPS(OffPolicyEstimator):
     Examples
     --------
     >>> import numpy as np
-    >>> fb = LoggedFeedback(action=np.array([0, 1]), reward=np.array([1.0, 1.0]),
-    ...                     pscore=np.array([0.1, 0.9]), n_actions=2)
+    >>> fb = LoggedBandit(action=np.array([0, 1]), reward=np.array([1.0, 1.0]),
+    ...                   pscore=np.array([0.1, 0.9]), n_actions=2)
     >>> ClippedIPS(max_weight=5).values(fb, np.array([[1.0, 0.0], [1.0, 0.0]])).tolist()
     [5.0, 0.0]
     """

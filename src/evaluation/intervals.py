@@ -45,7 +45,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy import stats
 
-from cadence.data.bandit import FloatArray, LoggedFeedback
+from cadence.data.bandit import FloatArray, LoggedBandit
 from cadence.evaluation.estimators import (
     OffPolicyEstimator,
     OnPolicy,
@@ -240,7 +240,7 @@ def check_refit_args(refit: RewardRefit | None, n_refit: int) -> None:
 
 
 def refit_replicates(
-    feedback: LoggedFeedback,
+    feedback: LoggedBandit,
     policies: Sequence[ArrayLike | OnPolicy],
     estimators: Sequence[OffPolicyEstimator],
     refit: RewardRefit,

@@ -151,7 +151,7 @@ def evaluate(
     for metric in metrics:
         q = None
         refit = None
-        code_sets = [log.actions, *codes.values()]
+        code_sets = [log.action, *codes.values()]
         if reward_model:
             model = ResponseModel(random_state=seed).fit(log, metric)
             q = model.matrix(code_sets)
@@ -159,7 +159,7 @@ def evaluate(
                 refit = _refit(log, metric, code_sets, seed)
         dists: dict[str, Any] = {LOGGING: ON_POLICY, **{k: _LazyOneHot(v) for k, v in codes.items()}}
         refit_args = {} if refit is None else {"refit": refit, "n_refit": n_refit}
-        df = compare(log.feedback(metric), dists, est, q, reference=LOGGING, alpha=alpha,
+        df = compare(log.for_metric(metric), dists, est, q, reference=LOGGING, alpha=alpha,
                      min_ess=min_ess, random_state=seed, groups=log.groups, **refit_args)
         frames.append(df.assign(metric=metric))
     out = pd.concat(frames, ignore_index=True)

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from cadence.data.bandit import FloatArray, LoggedFeedback
+from cadence.data.bandit import FloatArray, LoggedBandit
 
 #: A reward model refitted on a resample: given each row's multiplicity in the
 #: resample (``(n,)`` non-negative integers; 0 = left out), return the
@@ -28,7 +28,7 @@ RewardRefit = Callable[[NDArray[np.int64]], ArrayLike]
 
 
 def fit_reward_model(
-    feedback: LoggedFeedback,
+    feedback: LoggedBandit,
     estimator: Any | None = None,
     cv: int = 2,
     random_state: int | None = 0,
@@ -43,7 +43,7 @@ def fit_reward_model(
 
     Parameters
     ----------
-    feedback : LoggedFeedback
+    feedback : LoggedBandit
         ``context`` is optional; without it the model learns per-action means.
     estimator : scikit-learn regressor or classifier, optional
         Default ``HistGradientBoostingRegressor(random_state=random_state)``.
@@ -70,8 +70,8 @@ def fit_reward_model(
     >>> from sklearn.linear_model import LinearRegression
     >>> rng = np.random.default_rng(0)
     >>> x = rng.normal(size=(400, 2)); a = rng.integers(0, 2, 400)
-    >>> fb = LoggedFeedback(action=a, reward=x[:, 0] + a, pscore=np.full(400, 0.5),
-    ...                     n_actions=2, context=x)
+    >>> fb = LoggedBandit(action=a, reward=x[:, 0] + a, pscore=np.full(400, 0.5),
+    ...                   n_actions=2, context=x)
     >>> q = fit_reward_model(fb, LinearRegression())
     >>> q.shape, bool(np.allclose(q[:, 1] - q[:, 0], 1.0))
     ((400, 2), True)
@@ -126,7 +126,7 @@ def fit_reward_model(
 
 
 def reward_model_refit(
-    feedback: LoggedFeedback,
+    feedback: LoggedBandit,
     estimator: Any | None = None,
     cv: int = 2,
     random_state: int | None = 0,
@@ -142,8 +142,8 @@ def reward_model_refit(
     >>> from sklearn.linear_model import LinearRegression
     >>> rng = np.random.default_rng(0)
     >>> x = rng.normal(size=(400, 1)); a = rng.integers(0, 2, 400)
-    >>> fb = LoggedFeedback(action=a, reward=x[:, 0] + a + rng.normal(size=400),
-    ...                     pscore=np.full(400, 0.5), n_actions=2, context=x)
+    >>> fb = LoggedBandit(action=a, reward=x[:, 0] + a + rng.normal(size=400),
+    ...                   pscore=np.full(400, 0.5), n_actions=2, context=x)
     >>> from cadence.evaluation.compare import estimate
     >>> from cadence.evaluation.estimators import DirectMethod
     >>> q = fit_reward_model(fb, LinearRegression())
