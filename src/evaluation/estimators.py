@@ -66,6 +66,17 @@ from cadence.data.bandit import FloatArray, LoggedBandit, is_real, readonly
 # --------------------------------------------------------------------------- #
 
 
+def _matrix(name: str, feedback: LoggedBandit, value: ArrayLike) -> NDArray[Any]:
+    """``value`` as an ``(n, n_actions)`` array of numbers, or a ValueError naming ``name``."""
+    arr = np.asarray(value)
+    expected = (feedback.n, feedback.n_actions)
+    if arr.shape != expected:
+        raise ValueError(f"{name}: expected shape (n, n_actions) = {expected}, got {arr.shape}")
+    if not is_real(arr):
+        raise ValueError(f"{name}: expected numbers, got dtype {arr.dtype}")
+    return arr
+
+
 def check_action_dist(feedback: LoggedBandit, action_dist: ArrayLike) -> NDArray[Any]:
     arr = np.asarray(action_dist)
     if arr.ndim == 3:
@@ -75,13 +86,7 @@ def check_action_dist(feedback: LoggedBandit, action_dist: ArrayLike) -> NDArray
                 f"action_dist: len_list must be 1 (slates are not supported), got {arr.shape[2]}"
             )
         arr = arr[:, :, 0]
-    expected = (feedback.n, feedback.n_actions)
-    if arr.shape != expected:
-        raise ValueError(
-            f"action_dist: expected shape (n, n_actions) = {expected}, got {arr.shape}"
-        )
-    if not is_real(arr):
-        raise ValueError(f"action_dist: expected numbers, got dtype {arr.dtype}")
+    arr = _matrix("action_dist", feedback, arr)
     bad = int(np.count_nonzero(~(np.isfinite(arr) & (arr >= 0)).all(axis=1)))
     if bad:
         raise ValueError(f"action_dist: {bad} rows have negative or non-finite entries")
@@ -95,15 +100,7 @@ def check_action_dist(feedback: LoggedBandit, action_dist: ArrayLike) -> NDArray
 
 
 def check_estimated_rewards(feedback: LoggedBandit, estimated_rewards: ArrayLike) -> FloatArray:
-    arr = np.asarray(estimated_rewards)
-    expected = (feedback.n, feedback.n_actions)
-    if arr.shape != expected:
-        raise ValueError(
-            f"estimated_rewards: expected shape (n, n_actions) = {expected}, got {arr.shape}"
-        )
-    if not is_real(arr):
-        raise ValueError(f"estimated_rewards: expected numbers, got dtype {arr.dtype}")
-    arr = arr.astype(np.float64, copy=False)
+    arr = _matrix("estimated_rewards", feedback, estimated_rewards).astype(np.float64, copy=False)
     bad = int(np.count_nonzero(~np.isfinite(arr).all(axis=1)))
     if bad:
         raise ValueError(f"estimated_rewards: {bad} rows are not finite")
