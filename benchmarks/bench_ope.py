@@ -25,8 +25,10 @@ from collections.abc import Callable, Iterator, Mapping
 import numpy as np
 from sklearn.linear_model import Ridge
 
-from cadence.data.bandit import LoggedFeedback
-from cadence.evaluation.ope import IPS, SNIPS, DirectMethod, DoublyRobust, compare, fit_reward_model
+from cadence.data.bandit import LoggedBandit
+from cadence.evaluation.compare import compare
+from cadence.evaluation.estimators import IPS, SNIPS, DirectMethod, DoublyRobust
+from cadence.evaluation.reward_models import fit_reward_model
 
 N_ACTIONS = 4
 
@@ -54,7 +56,7 @@ class LazyPolicies(Mapping[str, np.ndarray]):
         return len(self._makers)
 
 
-def make_log(n: int, seed: int) -> tuple[LoggedFeedback, np.ndarray]:
+def make_log(n: int, seed: int) -> tuple[LoggedBandit, np.ndarray]:
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(n, 2))
     coef = np.array([[0.5, -0.3], [-0.2, 0.4], [0.1, 0.1], [-0.4, -0.2]])
@@ -67,7 +69,7 @@ def make_log(n: int, seed: int) -> tuple[LoggedFeedback, np.ndarray]:
     base = np.array([-1.0, -1.2, -0.9, -1.5])
     logit = np.einsum("nd,nd->n", x, theta[action]) + base[action]
     reward = (rng.random(n) < 1.0 / (1.0 + np.exp(-logit))).astype(np.float64)
-    fb = LoggedFeedback(action=action, reward=reward, pscore=pscore, n_actions=N_ACTIONS, context=x)
+    fb = LoggedBandit(action=action, reward=reward, pscore=pscore, n_actions=N_ACTIONS, context=x)
     return fb, x
 
 

@@ -56,7 +56,7 @@ def test_the_package_keeps_every_contract(clean: subprocess.CompletedProcess[str
     ("cadence.features.customer", "cadence.policies.rules", "Data flows one way"),
     ("cadence.contract.clock", "cadence.data.io", "Data flows one way"),
     ("cadence.synthetic.world", "cadence.features.logged", "The synthetic world imports only the contract"),
-    ("cadence.evaluation.ope", "cadence.synthetic.world", "Estimators never read the truth"),
+    ("cadence.evaluation.estimators", "cadence.synthetic.world", "Estimators never read the truth"),
 ])
 def test_a_deliberate_back_edge_fails(tmp_path: Path, module: str, target: str, contract: str) -> None:
     out = _lint(tmp_path, (module, target))

@@ -41,14 +41,15 @@ def gate(log: Any, champion: np.ndarray, candidate: np.ndarray, *, alpha: float 
     candidate_lower, candidate_upper, diff, diff_lower, diff_upper`` (per
     trigger; ``1 - alpha`` intervals clustered by customer).
     """
-    from cadence.evaluation.ope import DoublyRobust, compare
+    from cadence.evaluation.compare import compare
+    from cadence.evaluation.estimators import DoublyRobust
     from cadence.models.response import ResponseModel
 
     n = log.n
     q_model = ResponseModel(random_state=seed).fit(log, METRIC)
     needed = np.flatnonzero((champion > 0).any(axis=0) | (candidate > 0).any(axis=0))
-    q = q_model.matrix([log.actions, *(np.full(n, a, np.int64) for a in needed)])
-    df = compare(log.feedback(METRIC), {"champion": champion, "candidate": candidate}, [DoublyRobust()], q,
+    q = q_model.matrix([log.action, *(np.full(n, a, np.int64) for a in needed)])
+    df = compare(log.for_metric(METRIC), {"champion": champion, "candidate": candidate}, [DoublyRobust()], q,
                  reference="champion", alpha=alpha, random_state=seed, groups=log.groups)
     ch = df[df["policy"] == "champion"].iloc[0]
     ca = df[df["policy"] == "candidate"].iloc[0]

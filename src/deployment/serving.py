@@ -488,7 +488,7 @@ class PolicyModel(PythonModel):
         """``(n, N_ACTIONS)`` probability of each action of :data:`~cadence.features.logged.ACTION_NAMES` per row.
 
         What the served model draws from: ready for
-        :func:`cadence.evaluation.ope.compare`.
+        :func:`cadence.evaluation.compare.compare`.
         """
         g = self._greedy(candidates)
         return exploration_distribution(g.codes, g.valid, self.epsilon, g.explores)

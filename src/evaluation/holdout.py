@@ -9,7 +9,9 @@ their arm (Hajek estimator) and rows whose logged action was certain
 (propensity 1) are left out: they carry no randomisation.
 
 Interval: normal approximation with the delta-method variance of each Hajek
-mean, ``sum(w_i^2 (y_i - mean)^2) / (sum w_i)^2``, the two arms independent.
+mean, ``sum(w_i^2 (y_i - mean)^2) / (sum w_i)^2``, the two arms independent
+(:func:`~cadence.evaluation.intervals.hajek_mean` and
+:func:`~cadence.evaluation.intervals.z_interval`, the interval engine's).
 
 Examples
 --------
@@ -24,17 +26,9 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy.stats import norm
 
+from cadence.evaluation.intervals import hajek_mean, z_interval
 from cadence.features.logged import first_steps
-
-
-def _hajek(y: np.ndarray, w: np.ndarray) -> tuple[float, float]:
-    if len(y) == 0 or w.sum() == 0:
-        return float("nan"), float("nan")
-    mean = float(np.sum(w * y) / np.sum(w))
-    var = float(np.sum(w**2 * (y - mean) ** 2) / np.sum(w) ** 2)
-    return mean, var
 
 
 def holdout_lift(messages: pd.DataFrame, *, outcome: str = "converted_order_id", alpha: float = 0.05) -> pd.DataFrame:
@@ -67,16 +61,16 @@ def holdout_lift(messages: pd.DataFrame, *, outcome: str = "converted_order_id",
     y_raw = df[outcome]
     y = (y_raw.notna() if y_raw.dtype == object or str(y_raw.dtype).startswith("datetime") else y_raw.fillna(0) > 0)
     df = df.assign(_y=y.to_numpy(dtype=float), _w=1.0 / df["propensity"].to_numpy(dtype=float))
-    z = norm.ppf(1 - alpha / 2)
     rows = []
     groups = [(str(s), g) for s, g in df.groupby("stage", observed=True)] + [("all", df)]
     for stage, g in groups:
         send = g["action"].to_numpy() == "send"
-        m1, v1 = _hajek(g["_y"].to_numpy()[send], g["_w"].to_numpy()[send])
-        m0, v0 = _hajek(g["_y"].to_numpy()[~send], g["_w"].to_numpy()[~send])
-        lift, se = m1 - m0, float(np.sqrt(v1 + v0))
+        m1, v1 = hajek_mean(g["_y"].to_numpy()[send], g["_w"].to_numpy()[send])
+        m0, v0 = hajek_mean(g["_y"].to_numpy()[~send], g["_w"].to_numpy()[~send])
+        lift = m1 - m0
+        lower, upper, _ = z_interval(lift, float(np.sqrt(v1 + v0)), alpha)
         note = "" if send.any() and (~send).any() else "no randomised rows in one arm"
         rows.append({"stage": stage, "sent": int(send.sum()), "held": int((~send).sum()),
                      "rate_send": m1, "rate_hold": m0, "lift": lift,
-                     "lift_lower": lift - z * se, "lift_upper": lift + z * se, "note": note})
+                     "lift_lower": lower, "lift_upper": upper, "note": note})
     return pd.DataFrame(rows)

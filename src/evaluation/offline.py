@@ -1,7 +1,7 @@
 """Compare send policies on a shop's messages log: values, lifts, intervals, diagnostics.
 
 This is the shop-specific layer over the generic estimators of
-:mod:`cadence.evaluation.ope`: it reads ``messages`` and ``customers``,
+:mod:`cadence.evaluation.estimators`: it reads ``messages`` and ``customers``,
 rebuilds each logged decision's candidate (:func:`~cadence.features.logged.logged_candidates`),
 asks every target policy what it would have decided there, and runs the
 estimators for every metric (open, click, conversion, net revenue per
@@ -17,7 +17,7 @@ policy's), which keeps the ``(n, n_actions)`` matrix cheap to fill.
 The direct method's error is mostly the reward model's own, so its interval
 refits :class:`ResponseModel` on ``n_refit`` customer-clustered Poisson
 resamples (``interval == "refit-bootstrap"``, see
-:class:`~cadence.evaluation.ope.DirectMethod`); the other estimators resample
+:class:`~cadence.evaluation.estimators.DirectMethod`); the other estimators resample
 their per-row vectors.
 
 Examples
@@ -43,7 +43,8 @@ import pandas as pd
 
 from cadence.contract.actions import LOGGING, Policy, check_decisions, encode_actions
 from cadence.data.bandit import LoggedBandit
-from cadence.evaluation.ope import (
+from cadence.evaluation.compare import compare
+from cadence.evaluation.estimators import (
     IPS,
     ON_POLICY,
     SNIPS,
@@ -51,7 +52,6 @@ from cadence.evaluation.ope import (
     DoublyRobust,
     OffPolicyEstimator,
     SwitchDR,
-    compare,
 )
 from cadence.features.logged import METRICS, one_hot
 from cadence.models.response import ResponseModel
@@ -151,7 +151,7 @@ def evaluate(
     for metric in metrics:
         q = None
         refit = None
-        code_sets = [log.actions, *codes.values()]
+        code_sets = [log.action, *codes.values()]
         if reward_model:
             model = ResponseModel(random_state=seed).fit(log, metric)
             q = model.matrix(code_sets)
@@ -159,7 +159,7 @@ def evaluate(
                 refit = _refit(log, metric, code_sets, seed)
         dists: dict[str, Any] = {LOGGING: ON_POLICY, **{k: _LazyOneHot(v) for k, v in codes.items()}}
         refit_args = {} if refit is None else {"refit": refit, "n_refit": n_refit}
-        df = compare(log.feedback(metric), dists, est, q, reference=LOGGING, alpha=alpha,
+        df = compare(log.for_metric(metric), dists, est, q, reference=LOGGING, alpha=alpha,
                      min_ess=min_ess, random_state=seed, groups=log.groups, **refit_args)
         frames.append(df.assign(metric=metric))
     out = pd.concat(frames, ignore_index=True)
@@ -168,7 +168,7 @@ def evaluate(
 
 
 def _refit(log: LoggedBandit, metric: str, code_sets: Sequence[np.ndarray], seed: int) -> Any:
-    """A :data:`~cadence.evaluation.ope.RewardRefit` of :class:`ResponseModel` on this log."""
+    """A :data:`~cadence.evaluation.reward_models.RewardRefit` of :class:`ResponseModel` on this log."""
 
     def refit(multiplicity: np.ndarray) -> np.ndarray:
         return ResponseModel(random_state=seed).fit(log, metric, resample=multiplicity).matrix(code_sets)

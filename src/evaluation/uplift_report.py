@@ -37,8 +37,8 @@ from cadence.policies.learned import Learner, make_learner
 
 def treatment_rows(log: LoggedBandit, treatment: Literal["send", "incentive"]) -> tuple[np.ndarray, np.ndarray]:
     """(rows used, 0/1 treatment) for send-vs-hold or incentive-vs-none, randomised rows only."""
-    inc = np.array([(decode_action(int(a)) or ("", 0, ""))[2] for a in log.actions], dtype=object)
-    send = log.actions > 0
+    inc = np.array([(decode_action(int(a)) or ("", 0, ""))[2] for a in log.action], dtype=object)
+    send = log.action > 0
     randomised = log.pscore < 1
     if treatment == "send":
         rows = randomised & (~send | (inc == "none"))

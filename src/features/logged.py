@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cadence.contract.actions import N_ACTIONS, encode_actions
+from cadence.contract.actions import ACTION_NAMES, N_ACTIONS, encode_actions
 from cadence.contract.clock import epoch_seconds
 from cadence.contract.tables import CHANNELS
 from cadence.contract.triggers import INCENTIVE_COST_FIXED, INCENTIVE_PERCENT
@@ -243,9 +243,17 @@ def load_log(data_dir: PathLike) -> LoggedBandit:
 
 def log_from_tables(messages: pd.DataFrame, customers: pd.DataFrame,
                     orders: pd.DataFrame | None = None) -> LoggedBandit:
-    """A :class:`LoggedBandit` from in-memory ``messages``, ``customers`` (and ``orders``) tables."""
+    """A :class:`LoggedBandit` from in-memory ``messages``, ``customers`` (and ``orders``) tables.
+
+    One row per trigger's first message: the action codes, ``pscore`` (the
+    propensity), every metric of :data:`METRICS` as ``rewards`` (``reward``
+    is the first, ``open``; pick one with :meth:`~LoggedBandit.for_metric`),
+    the customers as ``groups`` and the decision contexts as ``candidates``.
+    """
     history = messages.reset_index(drop=True)
     messages = first_steps(history).reset_index(drop=True)  # follow-ups are judged by sequence estimators
     groups = pd.Categorical(messages["customer_id"]).codes.astype(np.int64)
-    return LoggedBandit(logged_candidates(messages, customers, orders, history), logged_actions(messages),
-                        messages["propensity"].to_numpy(float), logged_rewards(messages), groups)
+    return LoggedBandit(action=logged_actions(messages), pscore=messages["propensity"].to_numpy(float),
+                        n_actions=N_ACTIONS, action_names=ACTION_NAMES, groups=groups,
+                        candidates=logged_candidates(messages, customers, orders, history),
+                        rewards=logged_rewards(messages))

@@ -60,7 +60,7 @@ class ResponseModel:
                 train = np.flatnonzero(self.fold_ != f)
                 if resample is not None:
                     train = np.repeat(train, np.asarray(resample)[train])
-                self.models_.append(self._model().fit(with_actions(x[train], log.actions[train]), y[train]))
+                self.models_.append(self._model().fit(with_actions(x[train], log.action[train]), y[train]))
         return self
 
     def predict_at(self, candidates: pd.DataFrame, codes: np.ndarray) -> np.ndarray:

@@ -118,8 +118,8 @@ class UpliftPolicy:
         net = log.rewards["net_revenue"].to_numpy()
         x_all = context_features(log.candidates).to_numpy()
         stage = log.candidates["stage"].astype(str).to_numpy()
-        decoded = [decode_action(int(a)) for a in log.actions]
-        send = log.actions > 0
+        decoded = [decode_action(int(a)) for a in log.action]
+        send = log.action > 0
         ch = np.array([CHANNELS.index(d[0]) if d else -1 for d in decoded])
         slot = np.array([d[1] if d else -1 for d in decoded])
         inc = np.array([d[2] if d else "" for d in decoded], dtype=object)

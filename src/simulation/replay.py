@@ -58,7 +58,8 @@ from cadence.contract.actions import N_ACTIONS, Policy, delay_choices, encode_ac
 from cadence.contract.clock import epoch_seconds
 from cadence.data.bandit import LoggedBandit
 from cadence.data.io import PathLike, table_path
-from cadence.evaluation.ope import ON_POLICY, SNIPS, DirectMethod, DoublyRobust, compare
+from cadence.evaluation.compare import compare
+from cadence.evaluation.estimators import ON_POLICY, SNIPS, DirectMethod, DoublyRobust
 from cadence.features.logged import LOG_SKIP_COLUMNS, first_steps, log_from_tables
 from cadence.models.response import ResponseModel
 
@@ -355,7 +356,7 @@ def simulate(log: LoggedBandit, candidate: Policy, baseline: Policy | None = Non
     frames = []
     for metric in metrics:
         model = ResponseModel(random_state=seed).fit(log, metric)
-        q = model.matrix([log.actions])
+        q = model.matrix([log.action])
         dists: dict[str, Any] = {}
         for k, c in codes.items():
             q[np.arange(log.n), c] = model.predict_at(contexts[k], c)
@@ -364,14 +365,14 @@ def simulate(log: LoggedBandit, candidate: Policy, baseline: Policy | None = Non
             dists[k] = dist
         if baseline is None:
             dists = {"baseline": ON_POLICY, **dists}
-        df = compare(log.feedback(metric), dists, list(ESTIMATORS.values()), q, reference="baseline", alpha=alpha,
+        df = compare(log.for_metric(metric), dists, list(ESTIMATORS.values()), q, reference="baseline", alpha=alpha,
                      random_state=seed, groups=log.groups)
         df["estimator"] = df["estimator"].map({v.name: k for k, v in ESTIMATORS.items()})
         frames.append(df.assign(metric=metric))
     est = pd.concat(frames, ignore_index=True)
     sends = {k: float((c > 0).mean()) for k, c in codes.items()}
     if baseline is None:
-        sends["baseline"] = float((log.actions > 0).mean())
+        sends["baseline"] = float((log.action > 0).mean())
     triggers_per_customer = log.n / max(len(np.unique(log.groups)), 1)
     return {"table": before_after(est, sends, triggers_per_customer), "estimates": est,
             "by_stage": _by_stage(log, codes, seed, baseline is None) if by_stage else pd.DataFrame(),
@@ -428,7 +429,7 @@ def _by_stage(log: LoggedBandit, codes: dict[str, np.ndarray], seed: int, on_pol
                 dist[np.arange(len(rows)), c[rows]] = 1.0
                 dists[k] = dist
             try:
-                df = compare(sub.feedback(metric), dists, [SNIPS()], reference="baseline", random_state=seed,
+                df = compare(sub.for_metric(metric), dists, [SNIPS()], reference="baseline", random_state=seed,
                              groups=sub.groups, min_ess=10)
             except ValueError:  # no logged decision of the stage matches the replayed ones
                 out.append({"stage": s, "metric": metric, "triggers": len(rows), "baseline": np.nan,

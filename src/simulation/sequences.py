@@ -46,10 +46,7 @@ import pandas as pd
 
 from cadence.contract.actions import Policy
 from cadence.data.io import read_tables
-from cadence.evaluation.ope import (  # the same clusters and intervals as the estimators
-    _Clusters,
-    _percentile,
-)
+from cadence.evaluation.intervals import Clusters, percentile_interval
 from cadence.features.logged import METRICS, first_steps, logged_candidates, logged_rewards
 from cadence.policies.sequences import Exit, Sequence, SequencePolicy, step_counts, walk_many
 
@@ -135,7 +132,7 @@ def sequence_lift(data_dir: Any, seq: Sequence, *, metrics: tuple[str, ...] = ("
     for m in metrics:
         if m not in METRICS:
             raise ValueError(f"metric {m!r} is not one of {METRICS}")
-    clusters = _Clusters(w["customer_id"].to_numpy(), len(w))
+    clusters = Clusters(w["customer_id"].to_numpy(), len(w))
     # Poisson bootstrap by customer: each customer's rows share one multiplicity.
     boot = np.random.default_rng(seed).poisson(1.0, size=(n_boot, clusters.n_clusters)).astype(float)
     n_b = boot @ clusters.sizes
@@ -152,7 +149,7 @@ def sequence_lift(data_dir: Any, seq: Sequence, *, metrics: tuple[str, ...] = ("
             est = float(np.mean(d * (y - base)))
             base_b = (boot @ clusters.sum(y)) / n_b
             reps = (boot @ clusters.sum(d * y) - base_b * (boot @ clusters.sum(d))) / n_b
-            lo, hi, _ = _percentile(reps, alpha)
+            lo, hi, _ = percentile_interval(reps, alpha)
             rec.update({f"{m}": est, f"{m}_lower": lo, f"{m}_upper": hi,
                         f"{m}_{a}": base + float(np.mean(w[a].to_numpy() * (y - base))),
                         f"{m}_{b}": base + float(np.mean(w[b].to_numpy() * (y - base)))})

@@ -66,7 +66,7 @@ from cadence.deployment.export import (
     policy_params,
 )
 from cadence.deployment.registry import POLICIES_DIR, build_policy, needs_fit
-from cadence.evaluation.ope import DoublyRobust
+from cadence.evaluation.estimators import DoublyRobust
 from cadence.policies.sequences import DEFAULT_SEQUENCES, Sequence
 from cadence.workflows import tracking
 from cadence.workflows.tracking import using_tracking

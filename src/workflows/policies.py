@@ -12,7 +12,7 @@ from cadence.contract.actions import LOGGING, Policy
 from cadence.data.bandit import split_customers
 from cadence.data.io import PathLike
 from cadence.deployment.registry import POLICIES_DIR, build_policy, needs_fit
-from cadence.evaluation.ope import OffPolicyEstimator
+from cadence.evaluation.estimators import OffPolicyEstimator
 from cadence.models.send_time import SendTimeModel
 from cadence.policies.orchestrator import OrchestratedPolicy, OrchestratorConfig
 from cadence.policies.send_time import SendTimePolicy

@@ -9,7 +9,7 @@ action distribution (:meth:`~cadence.deployment.serving.PolicyModel.action_distr
 exploration included) is scored with the doubly-robust estimator of net
 revenue per trigger, and the candidate's lift over the champion is a paired
 difference with a customer-clustered interval
-(:func:`cadence.evaluation.ope.compare`). ``champion`` moves only when that
+(:func:`cadence.evaluation.compare.compare`). ``champion`` moves only when that
 interval lies above zero; otherwise the promotion is refused with both
 estimates. Either way the gate's result is recorded as tags on the
 candidate version.

@@ -23,8 +23,9 @@ from cadence.data.bandit import split_customers
 from cadence.data.io import PathLike
 from cadence.deployment.registry import FAMILIES, POLICIES_DIR, save_policy
 from cadence.deployment.tuning import SPACES, weekly_sends
+from cadence.evaluation.compare import compare
+from cadence.evaluation.estimators import DoublyRobust
 from cadence.evaluation.offline import target_codes
-from cadence.evaluation.ope import DoublyRobust, compare
 from cadence.features.logged import load_log
 from cadence.models.response import ResponseModel
 
@@ -66,7 +67,7 @@ def tune_policy(
     log = load_log(data_dir)
     fit_rows, eval_rows = split_customers(log, 0.5, seed)
     train, test = log.subset(fit_rows), log.subset(eval_rows)
-    feedback = test.feedback("net_revenue")
+    feedback = test.for_metric("net_revenue")
     model = ResponseModel(random_state=seed).fit(test, "net_revenue")
     uri = resolve_uri(tracking_uri)
     mlflow.set_tracking_uri(uri)
@@ -79,7 +80,7 @@ def tune_policy(
             policy = policy.fit(train)
         codes = target_codes(policy, test.candidates, seed)
         volume = weekly_sends(test, codes)
-        q = model.matrix([test.actions, codes])
+        q = model.matrix([test.action, codes])
         dist = np.zeros((test.n, q.shape[1]), np.float32)
         dist[np.arange(test.n), codes] = 1.0
         row = compare(feedback, {"trial": dist}, [DoublyRobust()], q, groups=test.groups,

@@ -24,7 +24,7 @@ def shop(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def results(shop: Path) -> pd.DataFrame:
-    # Few refits: the direct method's refit interval is tested in tests/policies/test_ope.py.
+    # Few refits: the direct method's refit interval is tested in tests/evaluation/test_ope.py.
     return evaluate(load_log(shop), {"rules": RulesPolicy(), "no-incentive": RulesPolicy(incentive="none")},
                     n_refit=3)
 

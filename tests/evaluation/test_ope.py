@@ -1,4 +1,4 @@
-"""Tests of cadence.evaluation.ope against a contextual bandit whose truth is known.
+"""Tests of the off-policy estimators, intervals, diagnostics and plots (cadence.evaluation) against a contextual bandit whose truth is known.
 
 The synthetic bandit is built here, not imported: 40 fixed contexts (drawn
 uniformly), 4 actions, Bernoulli rewards with ``q(x, a) = sigmoid(theta_a . x +
@@ -22,9 +22,11 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import PolynomialFeatures
 from sklearn.tree import DecisionTreeRegressor
 
-from cadence.data.bandit import LoggedFeedback
-from cadence.evaluation import ope
-from cadence.evaluation.ope import (
+from cadence.data.bandit import LoggedBandit
+from cadence.evaluation import intervals
+from cadence.evaluation.compare import compare, estimate
+from cadence.evaluation.diagnostics import diagnose
+from cadence.evaluation.estimators import (
     IPS,
     SNIPS,
     ClippedIPS,
@@ -32,13 +34,9 @@ from cadence.evaluation.ope import (
     DoublyRobust,
     OffPolicyEstimator,
     SwitchDR,
-    compare,
-    diagnose,
-    estimate,
-    fit_reward_model,
-    plot_estimates,
-    reward_model_refit,
 )
+from cadence.evaluation.plots import plot_estimates
+from cadence.evaluation.reward_models import fit_reward_model, reward_model_refit
 
 # --------------------------------------------------------------------------- #
 # The synthetic bandit
@@ -65,7 +63,7 @@ class Bandit:
 
     def log(
         self, n: int, seed: int, logging: np.ndarray | None = None
-    ) -> tuple[LoggedFeedback, np.ndarray]:
+    ) -> tuple[LoggedBandit, np.ndarray]:
         """A logged sample and the pool index of each row."""
         probs = self.logging if logging is None else logging
         rng = np.random.default_rng(seed)
@@ -73,7 +71,7 @@ class Bandit:
         p = probs[idx]
         a = np.minimum((rng.random(n)[:, None] > p.cumsum(axis=1)).sum(axis=1), K - 1)
         r = rng.binomial(1, self.q[idx, a]).astype(float)
-        fb = LoggedFeedback(
+        fb = LoggedBandit(
             action=a, reward=r, pscore=p[np.arange(n), a], n_actions=K, context=self.pool[idx]
         )
         return fb, idx
@@ -155,14 +153,14 @@ FEEDBACK_CASES = [
 @pytest.mark.parametrize(("change", "message"), FEEDBACK_CASES)
 def test_feedback_rejects_bad_input(change: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError) as err:
-        LoggedFeedback(**{**GOOD, **change})
+        LoggedBandit(**{**GOOD, **change})
     assert str(err.value) == message
 
 
 UNIFORM3 = np.full((4, 3), 1 / 3)
 Q3 = np.zeros((4, 3))
 
-POLICY_CASES: list[tuple[Callable[[LoggedFeedback], object], str]] = [
+POLICY_CASES: list[tuple[Callable[[LoggedBandit], object], str]] = [
     (
         lambda fb: estimate(IPS(), fb, np.full((4, 2), 0.5)),
         "action_dist: expected shape (n, n_actions) = (4, 3), got (4, 2)",
@@ -244,9 +242,9 @@ POLICY_CASES: list[tuple[Callable[[LoggedFeedback], object], str]] = [
 
 @pytest.mark.parametrize(("call", "message"), POLICY_CASES)
 def test_policy_inputs_reject_bad_input(
-    call: Callable[[LoggedFeedback], object], message: str
+    call: Callable[[LoggedBandit], object], message: str
 ) -> None:
-    fb = LoggedFeedback(**GOOD)
+    fb = LoggedBandit(**GOOD)
     with pytest.raises(ValueError) as err:
         call(fb)
     assert str(err.value) == message
@@ -281,32 +279,32 @@ FRAME_CASES: list[tuple[dict[str, Any], str]] = [
 def test_from_frame_rejects_bad_input(change: dict[str, Any], message: str) -> None:
     kwargs: dict[str, Any] = {"action": "act", "reward": "y", "pscore": "p", **change}
     with pytest.raises(ValueError) as err:
-        LoggedFeedback.from_frame(FRAME, **kwargs)
+        LoggedBandit.from_frame(FRAME, **kwargs)
     assert str(err.value) == message
 
 
 def test_from_frame_missing_action_and_reward_values() -> None:
     df = FRAME.assign(act=np.array(["send", None, "send", None]), y=[1.0, np.nan, 0.0, 1.0])
     with pytest.raises(ValueError) as err:
-        LoggedFeedback.from_frame(df, action="act", reward="y", pscore="p")
+        LoggedBandit.from_frame(df, action="act", reward="y", pscore="p")
     assert str(err.value) == "action: 2 rows missing"
     with pytest.raises(ValueError) as err:
-        LoggedFeedback.from_frame(df.assign(act=FRAME["act"]), action="act", reward="y", pscore="p")
+        LoggedBandit.from_frame(df.assign(act=FRAME["act"]), action="act", reward="y", pscore="p")
     assert str(err.value) == "reward: 1 rows are not finite"
 
 
 def test_from_frame_maps_any_labels_to_codes() -> None:
-    fb = LoggedFeedback.from_frame(FRAME, action="act", reward="y", pscore="p", context=["x"])
+    fb = LoggedBandit.from_frame(FRAME, action="act", reward="y", pscore="p", context=["x"])
     assert fb.action_names == ("hold", "send")  # sorted by default
     assert fb.action.tolist() == [1, 0, 1, 0]
     assert fb.context is not None and fb.context.shape == (4, 1)
     # An explicit vocabulary may include actions the log never took.
-    fb3 = LoggedFeedback.from_frame(
+    fb3 = LoggedBandit.from_frame(
         FRAME, action="act", reward="y", pscore="p", actions=["send", "hold", "sms"]
     )
     assert (fb3.n_actions, fb3.action.tolist()) == (3, [0, 1, 0, 1])
     cat = FRAME.assign(act=pd.Categorical(FRAME["act"], categories=["send", "hold"]))
-    assert LoggedFeedback.from_frame(cat, action="act", reward="y", pscore="p").action.tolist() == [
+    assert LoggedBandit.from_frame(cat, action="act", reward="y", pscore="p").action.tolist() == [
         0,
         1,
         0,
@@ -461,7 +459,7 @@ def test_dr_with_a_perfect_model_has_no_weighted_variance() -> None:
     q = BANDIT.q[idx]
     target = BANDIT.targets["deterministic"][idx]
     # Noise-free rewards: the residual r - q is zero, so DR is DM row for row.
-    exact = LoggedFeedback(
+    exact = LoggedBandit(
         action=fb.action, reward=q[np.arange(fb.n), fb.action], pscore=fb.pscore, n_actions=K
     )
     dr = DoublyRobust().values(exact, target, q)
@@ -514,10 +512,10 @@ def test_diagnostics_flag_a_tiny_effective_sample() -> None:
 
 
 def test_actions_absent_from_the_log_count_as_unsupported() -> None:
-    fb = LoggedFeedback(**GOOD)
+    fb = LoggedBandit(**GOOD)
     d = diagnose(fb, np.array([[0.5, 0.5, 0], [0, 0, 1], [0, 1, 0], [0, 1, 0.0]]))
     assert d.unsupported_mass == 0.0  # action 2 appears once, so it is observed support
-    fb2 = LoggedFeedback(**{**GOOD, "action": np.array([0, 1, 1, 1])})
+    fb2 = LoggedBandit(**{**GOOD, "action": np.array([0, 1, 1, 1])})
     d2 = diagnose(fb2, np.tile([0.5, 0.0, 0.5], (4, 1)))
     assert d2.unsupported_mass == 0.5 and not d2.supported
 
@@ -549,7 +547,7 @@ def test_estimators_do_not_mutate_inputs() -> None:
         estimate(est, fb, target, q, interval="bootstrap", n_bootstrap=50)
     compare(fb, {"a": target, "b": BANDIT.targets["uniform"][idx]}, ALL_ESTIMATORS, q)
     fit_reward_model(fb, model)
-    LoggedFeedback.from_frame(frame, action="act", reward="y", pscore="p", context=["x"])
+    LoggedBandit.from_frame(frame, action="act", reward="y", pscore="p", context=["x"])
     np.testing.assert_array_equal(target, snapshot[0])
     np.testing.assert_array_equal(q, snapshot[1])
     for mine, theirs in ((action, fb.action), (reward, fb.reward), (pscore, fb.pscore)):
@@ -558,7 +556,7 @@ def test_estimators_do_not_mutate_inputs() -> None:
     assert not hasattr(model, "n_features_in_") and model.get_params().keys() == params.keys()
     # Stored arrays are read-only views; the caller's own array stays writeable.
     caller = np.array([0, 1, 2, 1])
-    stored = LoggedFeedback(**{**GOOD, "action": caller})
+    stored = LoggedBandit(**{**GOOD, "action": caller})
     assert caller.flags.writeable and not stored.action.flags.writeable
 
 
@@ -584,7 +582,7 @@ def test_snips_bootstrap_renormalises_each_resample() -> None:
     # sum of weights; a fixed normaliser would move the interval by c * mean(w_b)/mean(w).
     fb, idx = BANDIT.log(800, seed=6)
     target = BANDIT.targets["deterministic"][idx]
-    shifted = LoggedFeedback(
+    shifted = LoggedBandit(
         action=fb.action, reward=fb.reward + 10.0, pscore=fb.pscore, n_actions=K
     )
     a = estimate(SNIPS(), fb, target, interval="bootstrap", n_bootstrap=300)
@@ -601,7 +599,7 @@ def test_auto_interval_switches_to_normal_above_the_threshold(
     target = BANDIT.targets["uniform"][idx]
     boot = estimate(IPS(), fb, target)
     assert (boot.interval, boot.n_bootstrap) == ("bootstrap-percentile", 1000)
-    monkeypatch.setattr(ope, "AUTO_BOOTSTRAP_MAX_ROWS", 100)
+    monkeypatch.setattr(intervals, "AUTO_BOOTSTRAP_MAX_ROWS", 100)
     normal = estimate(IPS(), fb, target)
     assert (normal.interval, normal.n_bootstrap) == ("normal", None)
     assert estimate(SNIPS(), fb, target).interval == "normal-delta"
