@@ -39,6 +39,7 @@ from cadence.models.survival import (
     purchase_snapshots,
     stacked_snapshots,
 )
+from cadence.workflows.splits import holdout_cutoff
 
 Kind = Literal["churn", "repurchase", "btyd"]
 #: Churn-risk horizons (days) evaluated and logged.
@@ -325,8 +326,7 @@ def default_as_of(data_dir: PathLike, holdout_days: int = 90) -> pd.Timestamp:
     """The cutoff that leaves the last ``holdout_days`` of orders (at most a third of them) as a holdout."""
     orders = read_tables(data_dir, ["orders"])["orders"]
     first, end = orders["ts"].min().floor("D"), orders["ts"].max().floor("D") + pd.Timedelta(1, "D")
-    days = min(holdout_days, max((end - first).days // 3, 1))
-    return end - pd.Timedelta(days, "D")
+    return holdout_cutoff(first, end, holdout_days, whole_days=True)
 
 
 def tune_churn(
