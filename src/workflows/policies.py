@@ -17,6 +17,7 @@ from cadence.models.send_time import SendTimeModel
 from cadence.policies.orchestrator import OrchestratedPolicy, OrchestratorConfig
 from cadence.policies.send_time import SendTimePolicy
 from cadence.simulation.replay import Engine, simulate
+from cadence.workflows.send_time import fit_send_time
 from cadence.workflows.splits import holdout_cutoff
 
 
@@ -114,7 +115,6 @@ def judge_send_time(data_dir: PathLike, *, holdout_days: float = 90.0, seed: int
     """
     from cadence.evaluation.offline import evaluate
     from cadence.features.logged import load_log
-    from cadence.models.send_time import fit_send_time
     from cadence.policies.rules import RulesPolicy
 
     log = load_log(data_dir)
