@@ -91,9 +91,7 @@ def purchase_days(tables: Tables, as_of: Any, *, since: Any = None) -> ibis.Tabl
     Examples
     --------
     >>> import pandas as pd
-    >>> from cadence.features.engine import connect, register
-    >>> con = connect()
-    >>> t = register(con, {"orders": pd.DataFrame({"customer_id": ["a", "a"], "revenue": [1.0, 2.0],
+    >>> con, t = duckdb_tables({"orders": pd.DataFrame({"customer_id": ["a", "a"], "revenue": [1.0, 2.0],
     ...     "ts": pd.to_datetime(["2024-01-01 08:00", "2024-01-01 20:00"], utc=True)})})
     >>> fetch_frame(con, purchase_days(t, "2024-02-01"), ["day"]).values.tolist()
     [['a', 19723, 3.0]]
@@ -145,11 +143,10 @@ def rfm_summary(tables: Tables, as_of: Any, *, start: Any = None, time_unit: Tim
 
     Examples
     --------
-    >>> import pandas as pd
-    >>> from cadence.features.engine import connect, register
-    >>> con = connect()
-    >>> t = register(con, {"orders": pd.DataFrame({"customer_id": ["a", "a"], "revenue": [4.0, 6.0],
-    ...     "ts": pd.to_datetime(["2024-01-01", "2024-01-15"], utc=True)})})
+    >>> from pandas import DataFrame, to_datetime
+    >>> orders = DataFrame({"customer_id": ["a", "a"], "revenue": [4.0, 6.0],
+    ...                     "ts": to_datetime(["2024-01-01", "2024-01-15"], utc=True)})
+    >>> con, t = duckdb_tables({"orders": orders})
     >>> fetch_frame(con, rfm_summary(t, "2024-01-29"), ["customer_id"]).values.tolist()
     [['a', 1, 2.0, 4.0, 6.0]]
     """

@@ -10,17 +10,6 @@ import pytest
 from cadence.features import purchases as P
 
 
-def _orders(rows: list[tuple[str, str, float]]) -> pd.DataFrame:
-    return pd.DataFrame(
-        {
-            "order_id": [f"o{i}" for i in range(len(rows))],
-            "customer_id": [r[0] for r in rows],
-            "ts": pd.to_datetime([r[1] for r in rows], utc=True, format="ISO8601"),
-            "revenue": [r[2] for r in rows],
-        }
-    )
-
-
 def snapshots(orders: pd.DataFrame, as_of: Any, **follow_up: Any) -> pd.DataFrame:
     con, t = P.duckdb_tables({"orders": orders})
     return P.fetch_frame(con, P.purchase_snapshots(t, as_of, **follow_up), ["customer_id"])
@@ -31,20 +20,16 @@ def stacked(orders: pd.DataFrame, cutoffs: list[Any], until: Any) -> pd.DataFram
     return P.fetch_frame(con, P.stacked_snapshots(t, cutoffs, until), ["as_of", "customer_id"])
 
 
-TOY = _orders(
-    [
-        ("a", "2024-01-01 09:00", 10.0),
-        ("a", "2024-01-01 18:00", 5.0),  # same day: one purchase of 15
-        ("a", "2024-01-21 12:00", 25.0),
-        ("a", "2024-02-01 00:00", 7.0),  # exactly at as_of: the next purchase, not history
-        ("b", "2024-01-10", 8.0),
-        ("b", "2024-03-15", 8.0),  # after the follow-up ends: censored
-        ("c", "2024-02-10", 3.0),  # first purchase after as_of: no row
-        ("d", "2024-01-05", 4.0),
-        ("d", "2024-01-25", 6.0),
-        ("d", "2024-02-20", 6.0),
-    ]
-)
+#: a: Jan 1 twice (one purchase of 15), Jan 21, and exactly at as_of (the next purchase, not history);
+#: b: Jan 10, then after the follow-up ends (censored); c: first purchase after as_of (no row); d: three.
+TOY = pd.DataFrame({
+    "order_id": [f"o{i}" for i in range(10)],
+    "customer_id": ["a", "a", "a", "a", "b", "b", "c", "d", "d", "d"],
+    "ts": pd.to_datetime(["2024-01-01 09:00", "2024-01-01 18:00", "2024-01-21 12:00", "2024-02-01 00:00",
+                          "2024-01-10", "2024-03-15", "2024-02-10", "2024-01-05", "2024-01-25", "2024-02-20"],
+                         utc=True, format="ISO8601"),
+    "revenue": [10.0, 5.0, 25.0, 7.0, 8.0, 8.0, 3.0, 4.0, 6.0, 6.0],
+})
 AS_OF = "2024-02-01"
 
 
@@ -75,7 +60,8 @@ def test_snapshot_target_and_censoring_by_hand() -> None:
 def test_snapshot_reads_no_covariate_at_or_after_as_of() -> None:
     covariates = ["customer_id", "frequency", "recency_days", "tenure_days", "mean_gap_days", "monetary"]
     base = snapshots(TOY, AS_OF, until="2024-03-01")
-    later = _orders([("a", "2024-02-01 00:00", 999.0), ("b", "2024-02-02", 999.0), ("zz", "2024-02-01", 1.0)])
+    later = pd.DataFrame({"order_id": ["x1", "x2", "x3"], "customer_id": ["a", "b", "zz"], "revenue": [999.0, 999.0, 1.0],
+                          "ts": pd.to_datetime(["2024-02-01", "2024-02-02", "2024-02-01"], utc=True)})
     more = snapshots(pd.concat([TOY, later], ignore_index=True), AS_OF, until="2024-03-01")
     pd.testing.assert_frame_equal(base[covariates], more[covariates])
     # The target does see the follow-up: b now buys on Feb 2.
@@ -85,7 +71,7 @@ def test_snapshot_reads_no_covariate_at_or_after_as_of() -> None:
 def test_stacked_snapshots_never_read_past_until() -> None:
     until = pd.Timestamp("2024-02-15", tz="UTC")
     before = stacked(TOY, ["2024-01-15", "2024-02-01"], until)
-    extra = _orders([("d", "2024-02-15", 1.0), ("b", "2024-02-16", 1.0)])
+    extra = TOY.iloc[[4, 7]].assign(order_id=["x1", "x2"], ts=pd.to_datetime(["2024-02-16", "2024-02-15"], utc=True))
     again = stacked(pd.concat([TOY, extra], ignore_index=True), ["2024-01-15", "2024-02-01"], until)
     pd.testing.assert_frame_equal(before, again)
     assert before["as_of"].nunique() == 2
@@ -114,35 +100,22 @@ def test_snapshot_before_any_order_is_empty() -> None:
 
 
 # ---------------------------------------------------------------- gaps
-GAP_ORDERS = pd.DataFrame(
-    {
-        "order_id": ["1", "2", "3", "4", "5", "6", "7"],
-        "customer_id": ["a", "a", "a", "a", "b", "b", "b"],
-        "ts": pd.to_datetime(
-            ["2024-01-01 08:00", "2024-01-01 20:00", "2024-01-31", "2024-03-01",
-             "2024-01-10", "2024-02-20", "2024-04-01"], utc=True, format="ISO8601"),
-        "revenue": [1.0] * 7,
-    }
-)
-GAP_ITEMS = pd.DataFrame({"order_id": ["1", "2", "3", "3", "4", "5", "6", "7"],
-                          "product_id": ["p", "p", "p", "q", "p", "p", "p", "p"]})
+#: Products of TOY's orders: p in every order, q beside p in a's Jan 21 order.
+ITEMS = pd.DataFrame({"order_id": [*TOY["order_id"], "o2"], "product_id": ["p"] * 10 + ["q"]})
 
 
-def gaps(orders: pd.DataFrame, items: pd.DataFrame, as_of: Any) -> pd.DataFrame:
-    con, t = P.duckdb_tables({"orders": orders, "order_items": items})
+def gaps(orders: pd.DataFrame, as_of: Any) -> pd.DataFrame:
+    con, t = P.duckdb_tables({"orders": orders, "order_items": ITEMS})
     return P.fetch_frame(con, P.purchase_gaps(t, as_of), ["customer_id", "product_id", "day"])
 
 
 def test_purchase_gaps_merge_days_and_stop_at_as_of() -> None:
-    got = gaps(GAP_ORDERS, GAP_ITEMS, "2024-03-15")
-    # a buys p on Jan 1 (twice, one day), Jan 31, Mar 1; q once; b on Jan 10 and Feb 20 (Apr 1 is later).
-    assert got[["customer_id", "product_id", "gap_days"]].values.tolist() == [
-        ["a", "p", 30.0], ["a", "p", 30.0], ["b", "p", 41.0]]
-    later = pd.concat([GAP_ORDERS, pd.DataFrame({"order_id": ["8"], "customer_id": ["a"],
-                                                   "ts": pd.to_datetime(["2024-03-15"], utc=True),
-                                                   "revenue": [1.0]})], ignore_index=True)
-    items = pd.concat([GAP_ITEMS, pd.DataFrame({"order_id": ["8"], "product_id": ["p"]})], ignore_index=True)
-    pd.testing.assert_frame_equal(gaps(later, items, "2024-03-15"), got)
+    got = gaps(TOY, AS_OF)
+    # a buys p on Jan 1 (twice, one purchase) and Jan 21, q once; b once before as_of; d on Jan 5 and 25.
+    assert got[["customer_id", "product_id", "gap_days"]].values.tolist() == [["a", "p", 20.0], ["d", "p", 20.0]]
+    assert got["day"].tolist() == [19743, 19747]  # 2024-01-21 and 2024-01-25, in epoch days
+    # Orders at or after as_of (a's Feb 1, d's Feb 20, ...) are not read.
+    pd.testing.assert_frame_equal(gaps(TOY[TOY["ts"] < pd.Timestamp(AS_OF, tz="UTC")], AS_OF), got)
 
 
 # ---------------------------------------------------------------- RFM summary
