@@ -18,8 +18,11 @@ A purchase happens on its UTC day: orders of one customer on the same day
 are one purchase whose value is their sum. Days are whole epoch days
 (``epoch seconds // 86400``), so both engines compare the same integers,
 and every "days" value is computed from integers with the same floating
-operations the pandas code used, so results are bit-for-bit those of the
-former pandas functions (``tests/features/test_model_inputs.py``).
+operations the pandas code used. Revenue totals are summed exactly (in
+millionths of the currency unit), so they are the same on every engine and
+in every row order; the former pandas sums could differ from them in the
+last bit (a relative 1e-16), everything else is bit-for-bit the same
+(``tests/features/test_model_inputs.py``).
 
 Only orders strictly before ``as_of`` feed a covariate; a target reads
 ``[as_of, until)`` and nothing at or after ``until``.
@@ -74,6 +77,17 @@ def _day(ts: ibis.Value) -> ibis.Value:
     return secs(ts) // DAY_S
 
 
+#: Revenue is summed in whole millionths of the currency unit: integer sums are exact, so a total
+#: does not depend on the order the engine (or its threads) adds the rows in.
+_MICRO = 1_000_000
+
+
+def _exact_sum(revenue: ibis.Value, where: ibis.Value | None = None) -> ibis.Value:
+    """The sum of ``revenue`` (float), the same whatever the order of the rows or the engine."""
+    micro = (revenue.cast("float64") * _MICRO).round().cast("int64")
+    return micro.sum(where=where).cast("float64") / _MICRO
+
+
 def _epoch_day(ts: pd.Timestamp) -> int:
     return int(ts.value // (DAY_S * 10**9))
 
@@ -86,7 +100,8 @@ def _epoch_s(ts: pd.Timestamp) -> float:
 def purchase_days(tables: Tables, as_of: Any, *, since: Any = None) -> ibis.Table:
     """One row per customer and UTC purchase day in ``[since, as_of)``: ``customer_id``, ``day``, ``revenue``.
 
-    ``day`` is the whole epoch day (int64), ``revenue`` the day's total.
+    ``day`` is the whole epoch day (int64), ``revenue`` the day's total
+    (summed exactly in millionths, so it does not depend on the row order).
 
     Examples
     --------
@@ -102,7 +117,7 @@ def purchase_days(tables: Tables, as_of: Any, *, since: Any = None) -> ibis.Tabl
         keep &= o.ts >= as_of_literal(utc(since, "since"))
     o = o.filter(keep)
     o = o.mutate(day=_day(o.ts))
-    return o.group_by(["customer_id", "day"]).aggregate(revenue=o.revenue.cast("float64").sum())
+    return o.group_by(["customer_id", "day"]).aggregate(revenue=_exact_sum(o.revenue))
 
 
 def rfm_summary(tables: Tables, as_of: Any, *, start: Any = None, time_unit: TimeUnit = "W",
@@ -160,7 +175,7 @@ def rfm_summary(tables: Tables, as_of: Any, *, start: Any = None, time_unit: Tim
         o = o.filter(first_ts >= as_of_literal(utc(start, "start")))
     o = o.mutate(day=_day(o.ts), revenue=o.revenue.cast("float64"))
     if merge_same_day:
-        p = o.group_by(["customer_id", "day"]).aggregate(revenue=o.revenue.sum())
+        p = o.group_by(["customer_id", "day"]).aggregate(revenue=_exact_sum(o.revenue))
         is_repeat = p.day > p.day.min().over(group_by=p.customer_id)
     else:
         p = o
@@ -172,13 +187,13 @@ def rfm_summary(tables: Tables, as_of: Any, *, start: Any = None, time_unit: Tim
     unit = DAYS_PER_UNIT[time_unit]
     agg = p.group_by("customer_id").aggregate(
         frequency=p.count() - 1, first=p.day.min(), last=p.day.max(),
-        monetary_value=p.revenue.mean(where=p.repeat))
+        repeat_revenue=_exact_sum(p.revenue, where=p.repeat))
     return agg.select(
         "customer_id",
         frequency=agg.frequency.cast("int64"),
         recency=(agg["last"] - agg["first"]).cast("float64") / unit,
         T=(ibis.literal(end_day, "int64") - agg["first"]).cast("float64") / unit,
-        monetary_value=agg.monetary_value.fill_null(0.0).cast("float64"),
+        monetary_value=ibis.ifelse(agg.frequency > 0, agg.repeat_revenue / agg.frequency.cast("float64"), 0.0),
     )
 
 
@@ -248,7 +263,7 @@ def purchase_snapshots(tables: Tables, as_of: Any, *, until: Any = None,
     per_day = purchase_days(tables, cutoff)
     g = per_day.group_by("customer_id").aggregate(
         n_days=per_day.count(), first=per_day.day.min(), last=per_day.day.max(),
-        revenue=per_day.revenue.sum())
+        revenue=_exact_sum(per_day.revenue))
     nxt = purchase_days(tables, end, since=cutoff)
     # The next purchase day after the last one before the cutoff, within the follow-up.
     lasts = g.select(k=g.customer_id, last_before=g["last"])
