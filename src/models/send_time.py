@@ -175,7 +175,7 @@ class SendTimeModel(BaseEstimator):
     def fit(self, sends: pd.DataFrame, sessions: pd.DataFrame | None = None) -> SendTimeModel:
         """Fit on sends (:data:`SEND_COLUMNS`) and optional session starts (:data:`SESSION_COLUMNS`).
 
-        Build both with :func:`send_time_data`.
+        Build both with :func:`cadence.features.engagement.send_time_frames`.
         """
         self._validate_params()
         _require(sends, SEND_COLUMNS, "sends")
