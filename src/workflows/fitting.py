@@ -75,9 +75,8 @@ def training_cutoffs(orders: pd.DataFrame, as_of: pd.Timestamp, n: int = 6,
     return [as_of - pd.Timedelta(step * k, "D") for k in range(n, 0, -1)]
 
 
-def _snapshots(tables: dict[str, pd.DataFrame], cutoffs: list[pd.Timestamp], until: pd.Timestamp) -> pd.DataFrame:
+def _snapshots(con: Any, t: dict[str, Any], cutoffs: list[pd.Timestamp], until: pd.Timestamp) -> pd.DataFrame:
     """The feature layer's snapshots at ``cutoffs`` (stacked), followed up to ``until``."""
-    con, t = purchases.duckdb_tables(tables)
     return purchases.fetch_frame(con, purchases.stacked_snapshots(t, cutoffs, until), ["as_of", "customer_id"])
 
 
@@ -155,7 +154,9 @@ def _fit_churn(tables: dict[str, pd.DataFrame], as_of: pd.Timestamp, until: pd.T
                ) -> tuple[dict[str, Any], dict[str, float], dict[str, go.Figure], list[str]]:
     orders = tables["orders"]
     cutoffs = training_cutoffs(orders, as_of)
-    train = _snapshots(tables, cutoffs, until=as_of)
+    # The orders are uploaded once; every snapshot below is a query on them.
+    con, t = purchases.duckdb_tables({"orders": orders})
+    train = _snapshots(con, t, cutoffs, until=as_of)
     model = _churn_model(train, family, penalizer, features, random_state, max_samples)
     params = {"family": family, "family_chosen": model.family_, "penalizer": penalizer, "max_samples": max_samples,
               "as_of": str(as_of), "training_cutoffs": ",".join(str(c.date()) for c in cutoffs),
@@ -163,8 +164,8 @@ def _fit_churn(tables: dict[str, pd.DataFrame], as_of: pd.Timestamp, until: pd.T
     metrics: dict[str, float] = {"train_concordance": model.concordance_}
     metrics.update({f"cv_loglik_{k}": v for k, v in getattr(model, "cv_log_likelihood_", {}).items()})
     # Scoring rows: nothing at or after as_of exists yet, so every follow-up is censored at the horizon.
-    con, t = purchases.duckdb_tables({"orders": orders[orders["ts"] < as_of]})
-    now = purchases.fetch_frame(con, purchases.purchase_snapshots(t, as_of, horizon_days=max(HORIZONS)),
+    past = {"orders": t["orders"].filter(t["orders"].ts < as_of)}
+    now = purchases.fetch_frame(con, purchases.purchase_snapshots(past, as_of, horizon_days=max(HORIZONS)),
                                 ["customer_id"])
     risks = {f"{h} days": model.churn_risk(now, h) for h in HORIZONS}
     figures: dict[str, go.Figure] = {"churn_risk_distribution": ev.risk_distribution_figure(risks)}
@@ -173,7 +174,7 @@ def _fit_churn(tables: dict[str, pd.DataFrame], as_of: pd.Timestamp, until: pd.T
     by_seg = curves.T.groupby(seg.to_numpy(), observed=True).mean().T
     figures["survival_by_segment"] = ev.survival_curves_figure(by_seg, "Survival by purchase count")
     if until is not None:
-        snap = _snapshots(tables, [as_of], until)
+        snap = _snapshots(con, t, [as_of], until)
         metrics.update(churn_metrics(model, snap))
         # Counts side by side with BG/NBD on the same customers (days as the unit).
         h = int((until - as_of) / pd.Timedelta(1, "D"))
@@ -367,8 +368,9 @@ def tune_churn(
     orders = read_tables(data_dir, ["orders"])["orders"]
     cutoff = utc(as_of, "as_of")
     val_cut = cutoff - pd.Timedelta(validation_days, "D")
-    train = _snapshots({"orders": orders}, training_cutoffs(orders, val_cut), until=val_cut)
-    val = _snapshots({"orders": orders}, [val_cut], until=cutoff)
+    con, t = purchases.duckdb_tables({"orders": orders})
+    train = _snapshots(con, t, training_cutoffs(orders, val_cut), until=val_cut)
+    val = _snapshots(con, t, [val_cut], until=cutoff)
     uri = resolve_uri(tracking_uri)
     mlflow.set_tracking_uri(uri)
     exp = experiment_id(experiment, uri)
