@@ -7,8 +7,8 @@ is drawn here directly from the BG/NBD-like process the shop uses (Poisson
 purchases with Gamma rates, dropout after each purchase with a Beta
 probability) over 365 days: ~3-4M orders. The timed steps are
 
-1. :func:`stacked_snapshots` at three cutoffs before ``as_of`` (training rows),
-   and :func:`purchase_snapshots` at ``as_of`` (scoring rows);
+1. :func:`cadence.features.purchases.stacked_snapshots` at three cutoffs before ``as_of`` (training rows),
+   and :func:`~cadence.features.purchases.purchase_snapshots` at ``as_of`` (scoring rows);
 2. ``TimeToNextPurchase(family=...).fit`` -- lifelines on a seeded
    ``max_samples`` subsample (200,000 rows by default; see the estimator);
 3. ``churn_risk`` at 30/60/90 days and ``expected_next_order`` for every
@@ -29,7 +29,8 @@ import time
 import numpy as np
 import pandas as pd
 
-from cadence.models.survival import TimeToNextPurchase, purchase_snapshots, stacked_snapshots
+from cadence.features import purchases
+from cadence.models.survival import TimeToNextPurchase
 
 
 def synthetic_orders(n: int, days: int, seed: int) -> pd.DataFrame:
@@ -75,8 +76,11 @@ def main() -> None:
     cutoffs = [as_of - pd.Timedelta(d, "D") for d in (180, 120, 60)]
 
     t0 = time.perf_counter()
-    train = stacked_snapshots(orders, cutoffs, until=as_of)
-    now = purchase_snapshots(orders[orders["ts"] < as_of], as_of, horizon_days=90)
+    con, t = purchases.duckdb_tables({"orders": orders})
+    train = purchases.fetch_frame(con, purchases.stacked_snapshots(t, cutoffs, until=as_of), ["as_of", "customer_id"])
+    # Scoring rows see only the past: their follow-up is censored at the horizon.
+    t = {"orders": t["orders"].filter(t["orders"].ts < as_of)}
+    now = purchases.fetch_frame(con, purchases.purchase_snapshots(t, as_of, horizon_days=90), ["customer_id"])
     t_snap = time.perf_counter() - t0
 
     t0 = time.perf_counter()

@@ -22,9 +22,10 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from cadence.data.io import read_tables
+from cadence.features import purchases
 from cadence.models import evaluation as ev
 from cadence.models.btyd import BetaGeoModel, rfm_summary
-from cadence.models.survival import TimeToNextPurchase, purchase_snapshots, stacked_snapshots
+from cadence.models.survival import TimeToNextPurchase
 from cadence.synthetic import ShopConfig, generate_shop, load_config, true_churn_risk
 from cadence.workflows.fitting import training_cutoffs
 
@@ -34,8 +35,10 @@ HORIZONS = (30, 60, 90)
 def churn_ece(shop: Path, as_of: pd.Timestamp) -> dict[tuple[str, int], float]:
     """ECE against the truth of the survival model ('auto') and BG/NBD at each horizon."""
     orders = read_tables(shop, ["orders"])["orders"]
-    train = stacked_snapshots(orders, training_cutoffs(orders, as_of), as_of)
-    now = purchase_snapshots(orders, as_of, horizon_days=90)
+    con, t = purchases.duckdb_tables({"orders": orders})
+    train = purchases.fetch_frame(con, purchases.stacked_snapshots(t, training_cutoffs(orders, as_of), as_of),
+                                  ["as_of", "customer_id"])
+    now = purchases.fetch_frame(con, purchases.purchase_snapshots(t, as_of, horizon_days=90), ["customer_id"])
     truth = true_churn_risk(load_config(shop), as_of).reindex(now["customer_id"])
     rfm = rfm_summary(orders, as_of, time_unit="D").reindex(now["customer_id"])
     bg = BetaGeoModel().fit(rfm)

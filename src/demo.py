@@ -116,6 +116,7 @@ def run_demo(out: Path, *, customers: int = 20_000, days: int = 365, seed: int =
     from cadence.workflows.generate import write_shop
     from cadence.workflows.policies import evaluate_named, judge_send_time, simulate_named
     from cadence.workflows.promote import promote
+    from cadence.workflows.splits import holdout_cutoff
     from cadence.workflows.tracking import tracking_uri as resolve_uri
 
     summary = DemoSummary(Path(out))
@@ -166,8 +167,8 @@ def run_demo(out: Path, *, customers: int = 20_000, days: int = 365, seed: int =
     })
     echo(table.to_string(index=False))
     echo("")
-    holdout_days = min(DEMO_HOLDOUT_DAYS, cfg.days // 3)
-    fit_as_of = as_of - pd.Timedelta(days=holdout_days)
+    fit_as_of = holdout_cutoff(as_of - pd.Timedelta(days=cfg.days), as_of, DEMO_HOLDOUT_DAYS, whole_days=True)
+    holdout_days = (as_of - fit_as_of).days
     uri = resolve_uri(tracking_uri)
     echo(f"[5/10] fitting the churn model (time to the next purchase) and a BG/NBD baseline on orders before "
          f"{fit_as_of:%Y-%m-%d}; evaluating both on the last {holdout_days} days (MLflow: {uri})")

@@ -52,42 +52,7 @@ from sklearn.utils import Tags
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from cadence.contract.clock import utc
-from cadence.models.btyd import _order_days
-
 GAP_COLUMNS: tuple[str, str, str] = ("customer_id", "product_id", "gap_days")
-
-
-def purchase_gaps(orders: pd.DataFrame, order_items: pd.DataFrame, as_of: Any) -> pd.DataFrame:
-    """Days between consecutive purchase days of one product by one customer, before ``as_of``.
-
-    Several orders of a product on one UTC day are one purchase.
-
-    Returns
-    -------
-    DataFrame
-        Columns ``customer_id``, ``product_id``, ``gap_days`` (float, >= 1).
-
-    Examples
-    --------
-    >>> import pandas as pd
-    >>> orders = pd.DataFrame({"order_id": ["1", "2", "3"], "customer_id": ["a"] * 3,
-    ...     "ts": pd.to_datetime(["2024-01-01", "2024-01-31", "2024-03-01"], utc=True),
-    ...     "revenue": [1.0, 1.0, 1.0]})
-    >>> items = pd.DataFrame({"order_id": ["1", "2", "3"], "product_id": ["p"] * 3})
-    >>> purchase_gaps(orders, items, "2024-03-01")["gap_days"].tolist()
-    [30.0]
-    """
-    cutoff = utc(as_of, "as_of")
-    days = _order_days(orders).assign(order_id=orders["order_id"].to_numpy())
-    days = days[days["ts"] < cutoff]
-    lines = order_items[["order_id", "product_id"]].merge(days[["order_id", "customer_id", "day"]], on="order_id")
-    lines = lines.drop_duplicates(["customer_id", "product_id", "day"]).sort_values(
-        ["customer_id", "product_id", "day"], kind="stable"
-    )
-    gap = lines.groupby(["customer_id", "product_id"], sort=False)["day"].diff().dt.total_seconds() / 86_400.0
-    out = lines.assign(gap_days=gap).dropna(subset=["gap_days"])
-    return out[list(GAP_COLUMNS)].reset_index(drop=True).astype({"gap_days": "float64"})
 
 
 class RepurchaseInterval(BaseEstimator):
@@ -154,7 +119,7 @@ class RepurchaseInterval(BaseEstimator):
         return pd.DataFrame(arr[:, :n_cols], columns=list(GAP_COLUMNS[:n_cols]))
 
     def fit(self, X: Any, y: None = None) -> RepurchaseInterval:
-        """Fit on a gap table (see :func:`purchase_gaps`) or an (n, 3) array of the same."""
+        """Fit on a gap table (see :func:`cadence.features.purchases.purchase_gaps`) or an (n, 3) array of the same."""
         self._validate_params()
         df = self._frame(X, 3)
         gap = validate_data(self, df[["gap_days"]].to_numpy(dtype="float64"), reset=True)[:, 0]

@@ -66,8 +66,12 @@ from sklearn.base import BaseEstimator
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted
 
-from cadence.contract.clock import circular_hours, local_clock
+from cadence.contract.clock import circular_hours
 from cadence.contract.tables import CHANNELS
+from cadence.features.engagement import (  # the model reads what the features write
+    SEND_COLUMNS,
+    SESSION_COLUMNS,
+)
 
 #: Candidate peak hours: the local day on a half-hour grid.
 PEAKS: np.ndarray = np.arange(48) / 2.0
@@ -80,73 +84,9 @@ _FINE = np.arange(96) / 4.0
 _LIFT_PRIOR_SD = 2.0
 #: Cap on the prior's EM steps between two updates of the lifts.
 _PRIOR_STEPS = 2000
-SEND_COLUMNS: tuple[str, ...] = ("customer_id", "channel", "local_hour", "weekday", "engaged")
-SESSION_COLUMNS: tuple[str, ...] = ("customer_id", "local_hour")
 #: Customer ids as the predict methods accept them (anything ``pd.Series`` takes).
 CustomerIds: TypeAlias = Sequence[Any] | pd.Series | pd.Index | np.ndarray
 WEEKDAYS: tuple[str, ...] = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
-
-
-def send_time_data(messages: pd.DataFrame, customers: pd.DataFrame, events: pd.DataFrame | None = None,
-                   as_of: Any = None, *, session_gap_minutes: float = 30.0) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The model's inputs from contract tables, reading only what happened before ``as_of``.
-
-    Returns ``(sends, sessions)``: one row per message sent before ``as_of``
-    (local hour and weekday of the send, engaged = opened or clicked before
-    ``as_of``) and one per session started before it (``session_id`` where
-    given, else events split at ``session_gap_minutes`` of inactivity).
-
-    >>> m = pd.DataFrame({"customer_id": ["a"], "channel": ["email"], "action": ["send"],
-    ...                   "sent_at": pd.to_datetime(["2024-01-01 08:00"], utc=True),
-    ...                   "opened_at": pd.to_datetime(["2024-01-01 09:00"], utc=True)})
-    >>> sends, _ = send_time_data(m, pd.DataFrame({"customer_id": ["a"], "timezone": ["UTC"]}))
-    >>> sends[["local_hour", "engaged"]].values.tolist()
-    [[8.0, True]]
-    """
-    cutoff = pd.Timestamp.max.tz_localize("UTC") if as_of is None else pd.Timestamp(as_of)
-    if cutoff.tzinfo is None:
-        cutoff = cutoff.tz_localize("UTC")
-    for col in ("customer_id", "action", "sent_at", "channel"):
-        if col not in messages.columns:
-            raise ValueError(f"messages.{col}: column missing; the send-time model needs it")
-    tz = customers.set_index(customers["customer_id"].astype(str))["timezone"] if "timezone" in customers else None
-    messages = messages.reset_index(drop=True)
-    sent_at = pd.to_datetime(messages["sent_at"], utc=True)
-    keep = (messages["action"] == "send").to_numpy() & (sent_at < cutoff).to_numpy()
-    m, sent_at = messages[keep], sent_at[keep]
-    engaged = np.zeros(len(m), bool)
-    for col in ("opened_at", "clicked_at"):
-        if col in m:
-            at = pd.to_datetime(m[col], utc=True)
-            engaged |= (at.notna() & (at < cutoff)).to_numpy()
-    ids = m["customer_id"].astype(str)
-    hour, wd = local_clock(sent_at, None if tz is None else ids.map(tz))
-    sends = pd.DataFrame({"customer_id": ids.to_numpy(), "channel": m["channel"].astype(str).to_numpy(),
-                          "local_hour": hour, "weekday": wd, "engaged": engaged})
-    sessions = pd.DataFrame({"customer_id": pd.Series([], dtype=object), "local_hour": pd.Series([], dtype=float)})
-    if events is not None and len(events):
-        ev = events.reset_index(drop=True)
-        ev = ev[(pd.to_datetime(ev["ts"], utc=True) < cutoff).to_numpy()]
-        ev = ev.assign(ts=pd.to_datetime(ev["ts"], utc=True), customer_id=ev["customer_id"].astype(str))
-        ev = ev.sort_values(["customer_id", "ts"], kind="stable")
-        if "session_id" in ev and ev["session_id"].notna().all():
-            first = ~ev.duplicated(["customer_id", "session_id"])
-        else:
-            gap = ev.groupby("customer_id", sort=False)["ts"].diff()
-            first = gap.isna() | (gap > pd.Timedelta(minutes=session_gap_minutes))
-        starts = ev[first.to_numpy()]
-        h, _ = local_clock(starts["ts"], None if tz is None else starts["customer_id"].map(tz))
-        sessions = pd.DataFrame({"customer_id": starts["customer_id"].to_numpy(), "local_hour": h})
-    return sends, sessions
-
-
-def fit_send_time(data_dir: Any, as_of: Any = None, **params: Any) -> SendTimeModel:
-    """A :class:`SendTimeModel` fitted on a data directory's messages (and events) before ``as_of``."""
-    from cadence.data.io import read_tables
-
-    t = read_tables(data_dir, ["messages", "customers", "events"])  # a missing table raises, naming it
-    sends, sessions = send_time_data(t["messages"], t["customers"], t["events"], as_of)
-    return SendTimeModel(**params).fit(sends, sessions)
 
 
 #: An id no customer has: its posterior is the shop's curve.
@@ -235,7 +175,7 @@ class SendTimeModel(BaseEstimator):
     def fit(self, sends: pd.DataFrame, sessions: pd.DataFrame | None = None) -> SendTimeModel:
         """Fit on sends (:data:`SEND_COLUMNS`) and optional session starts (:data:`SESSION_COLUMNS`).
 
-        Build both with :func:`send_time_data`.
+        Build both with :func:`cadence.features.engagement.send_time_frames`.
         """
         self._validate_params()
         _require(sends, SEND_COLUMNS, "sends")

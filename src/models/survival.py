@@ -1,8 +1,8 @@
 """Time to the next purchase: as-of snapshots and a survival estimator on lifelines.
 
 Churn risk and repurchase timing are one question asked two ways: how long
-after their last purchase does a customer buy again, if ever? This module
-turns an order history into *as-of snapshots* (one row per customer, features
+after their last purchase does a customer buy again, if ever? The feature layer
+(:mod:`cadence.features.purchases`) turns an order history into *as-of snapshots* (one row per customer, features
 from the past only, the target from the future) and fits parametric
 accelerated-failure-time models or a Cox model on them with ``lifelines``.
 
@@ -27,7 +27,7 @@ next ``h`` days for a customer who has not bought for ``e`` days:
     \\operatorname{risk}_h = P(T > e + h \\mid T > e) = S(e + h) / S(e) .
 
 Time grid. Orders of one customer on the same UTC day are one purchase (as
-in :func:`cadence.models.btyd.rfm_summary`), and a purchase day counts at its
+in :func:`cadence.features.purchases.rfm_summary`), and a purchase day counts at its
 midpoint: the last purchase on day ``L`` is at ``L + 0.5``, so with a
 midnight cutoff ``recency_days = as_of - L - 0.5`` and an event on day ``N``
 has ``duration_days = N - L``.
@@ -53,14 +53,21 @@ References
 
 Examples
 --------
+The snapshots are the feature layer's
+(:func:`cadence.features.purchases.purchase_snapshots`):
+
 >>> import pandas as pd
+>>> from cadence.features.engine import connect, register
+>>> from cadence.features.purchases import fetch_frame, purchase_snapshots
 >>> orders = pd.DataFrame({
 ...     "customer_id": ["a", "a", "a", "b", "b"],
 ...     "ts": pd.to_datetime(["2024-01-01", "2024-01-11", "2024-02-05",
 ...                           "2024-01-20", "2024-03-01"], utc=True),
 ...     "revenue": [10.0, 20.0, 15.0, 8.0, 9.0],
 ... })
->>> snap = purchase_snapshots(orders, "2024-02-01", until="2024-03-01")
+>>> con = connect()
+>>> snap = fetch_frame(con, purchase_snapshots(register(con, {"orders": orders}), "2024-02-01",
+...                                            until="2024-03-01"), ["customer_id"])
 >>> snap[["customer_id", "frequency", "recency_days", "duration_days", "event"]]
   customer_id  frequency  recency_days  duration_days  event
 0           a          1          20.5           25.0      1
@@ -83,12 +90,11 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from cadence.contract.clock import utc
-from cadence.models.btyd import _order_days
 
 Family = Literal["auto", "weibull", "loglogistic", "lognormal", "weibull_cure", "loglogistic_cure",
                  "lognormal_cure", "cox"]
 
-#: Covariates of :func:`purchase_snapshots` the model uses unless told otherwise.
+#: Covariates of :func:`cadence.features.purchases.purchase_snapshots` the model uses unless told otherwise.
 DEFAULT_FEATURES: tuple[str, ...] = (
     "frequency",
     "recency_days",
@@ -102,161 +108,6 @@ CURE_FAMILIES: tuple[str, ...] = ("weibull_cure", "loglogistic_cure", "lognormal
 PARAMETRIC_FAMILIES: tuple[str, ...] = ("weibull", "loglogistic", "lognormal", *CURE_FAMILIES)
 #: Families 'auto' chooses among: the cure families, which contain the plain ones as pi -> 0.
 AUTO_FAMILIES: tuple[str, ...] = CURE_FAMILIES
-_DAY = pd.Timedelta(1, "D")
-
-
-def _days(delta: Any) -> Any:
-    """Timedeltas (scalar, Series or array) as float days."""
-    if isinstance(delta, pd.Series):
-        return delta.dt.total_seconds() / 86_400.0
-    return pd.to_timedelta(delta).total_seconds() / 86_400.0
-
-
-# ---------------------------------------------------------------------------
-# Snapshots: orders -> one row per customer at a cutoff
-# ---------------------------------------------------------------------------
-
-
-def purchase_snapshots(
-    orders: pd.DataFrame,
-    as_of: Any,
-    *,
-    horizon_days: float | None = None,
-    until: Any = None,
-) -> pd.DataFrame:
-    """One row per customer with a purchase before ``as_of``: covariates and target.
-
-    Covariates read only orders with ``ts < as_of``; the target reads orders
-    in ``[as_of, end)``, where the follow-up ends at ``end = min(until,
-    as_of + horizon_days)``. With neither given the follow-up ends with the
-    day of the latest order in ``orders`` (the data's end, as far as the
-    orders tell; pass ``until`` when the export is known to run longer).
-
-    Parameters
-    ----------
-    orders : DataFrame
-        Contract ``orders`` (``customer_id``, ``ts`` tz-aware, ``revenue``).
-    as_of : timestamp-like
-        Exclusive cutoff of the history; naive values are UTC.
-    horizon_days : float, optional
-        Length of the follow-up in days.
-    until : timestamp-like, optional
-        Exclusive end of the observed follow-up.
-
-    Returns
-    -------
-    DataFrame
-        Sorted by ``customer_id``; columns
-
-        * ``customer_id``, ``as_of`` (the cutoff), ``last_purchase_at``
-          (midnight UTC of the last purchase day);
-        * ``frequency`` -- repeat purchase days before ``as_of``;
-        * ``recency_days`` -- days since the last purchase (its day's
-          midpoint); the left-truncation time of the row;
-        * ``tenure_days`` -- days since the first purchase's midpoint;
-        * ``mean_gap_days`` -- (last - first purchase day) / frequency, 0 for
-          one-time buyers;
-        * ``monetary`` -- mean revenue per purchase day;
-        * ``duration_days`` -- days from the last purchase before ``as_of`` to
-          the next one after it (``event = 1``), or to the end of the
-          follow-up (``event = 0``, censored).
-
-    Examples
-    --------
-    >>> import pandas as pd
-    >>> orders = pd.DataFrame({
-    ...     "customer_id": ["a", "a"],
-    ...     "ts": pd.to_datetime(["2024-01-01", "2024-01-21"], utc=True),
-    ...     "revenue": [1.0, 3.0],
-    ... })
-    >>> s = purchase_snapshots(orders, "2024-01-11", horizon_days=30)
-    >>> s[["recency_days", "tenure_days", "duration_days", "event"]].iloc[0].tolist()
-    [9.5, 9.5, 20.0, 1.0]
-    """
-    cutoff = utc(as_of, "as_of")
-    days = _order_days(orders)
-    if until is None and horizon_days is None:
-        if len(days) == 0:
-            raise ValueError("orders is empty: pass until= to say where the follow-up ends")
-        end = days["day"].max() + _DAY
-    else:
-        if horizon_days is not None and horizon_days <= 0:
-            raise ValueError(f"horizon_days must be > 0, got {horizon_days}")
-        ends = [] if until is None else [utc(until, "until")]
-        if horizon_days is not None:
-            ends.append(cutoff + pd.Timedelta(float(horizon_days), "D"))
-        end = min(ends)
-    if end <= cutoff:
-        raise ValueError(f"the follow-up must end after as_of ({cutoff}), got {end}")
-
-    past = days[days["ts"] < cutoff]
-    if past.empty:
-        raise ValueError(f"no orders before as_of={cutoff}: an empty snapshot")
-    per_day = past.groupby(["customer_id", "day"], sort=True)["revenue"].sum().reset_index()
-    g = per_day.groupby("customer_id", sort=True)
-    first, last = g["day"].min(), g["day"].max()
-    n_days = g.size()
-    frequency = (n_days - 1).astype("int64")
-    span = _days(last - first)
-    recency = (_days(cutoff - last) - 0.5).clip(lower=0.0)
-
-    # The next purchase day after the last one before the cutoff, within the follow-up.
-    future = days[(days["ts"] >= cutoff) & (days["ts"] < end)]
-    future = future[future["customer_id"].isin(last.index)]
-    future = future[future["day"] > last.reindex(future["customer_id"]).to_numpy()]
-    next_day = future.groupby("customer_id")["day"].min().reindex(last.index)
-    event = next_day.notna()
-    duration = np.where(
-        event,
-        _days(next_day - last),
-        _days(end - last) - 0.5,
-    ).astype("float64")
-    # Only reachable with a cutoff inside a day: keep the entry strictly before the event.
-    recency = np.minimum(recency.to_numpy(), duration - 0.5 * event.to_numpy())
-
-    out = pd.DataFrame(
-        {
-            "customer_id": last.index.to_numpy(),
-            "as_of": cutoff,
-            "last_purchase_at": last.to_numpy(),
-            "frequency": frequency.to_numpy(),
-            "recency_days": recency,
-            "tenure_days": (_days(cutoff - first) - 0.5).clip(lower=0.0).to_numpy(),
-            "mean_gap_days": np.where(frequency > 0, span / frequency.clip(lower=1), 0.0),
-            "monetary": (g["revenue"].sum() / n_days).to_numpy(),
-            "duration_days": duration,
-            "event": event.to_numpy().astype("int64"),
-        }
-    )
-    return out
-
-
-def stacked_snapshots(
-    orders: pd.DataFrame, cutoffs: list[Any], until: Any
-) -> pd.DataFrame:
-    """Snapshots at several cutoffs, all followed up to ``until``, stacked.
-
-    The training set for a model used at ``until``: every cutoff sees only
-    its past, every follow-up stops at ``until``, so nothing at or after
-    ``until`` is read. A customer appears once per cutoff with a different
-    left-truncation time; the stacked likelihood is a pseudo-likelihood whose
-    point estimates stay consistent.
-
-    Examples
-    --------
-    >>> import pandas as pd
-    >>> orders = pd.DataFrame({
-    ...     "customer_id": ["a", "a", "a"],
-    ...     "ts": pd.to_datetime(["2024-01-01", "2024-02-01", "2024-03-01"], utc=True),
-    ...     "revenue": [1.0, 1.0, 1.0],
-    ... })
-    >>> stacked_snapshots(orders, ["2024-01-15", "2024-02-15"], "2024-03-10")["event"].tolist()
-    [1, 1]
-    """
-    parts = [purchase_snapshots(orders, c, until=until) for c in cutoffs]
-    return pd.concat(parts, ignore_index=True)
-
-
 # ---------------------------------------------------------------------------
 # Families: log S(t) and its inverse from fitted parameters (closed forms)
 # ---------------------------------------------------------------------------
@@ -615,7 +466,7 @@ class TimeToNextPurchase(BaseEstimator):
         Parameters
         ----------
         X : DataFrame or array of shape (n_rows, n_features)
-            Covariates (e.g. :func:`purchase_snapshots`).
+            Covariates (e.g. :func:`cadence.features.purchases.purchase_snapshots`).
         y : DataFrame with ``duration_days`` and ``event``, array (n_rows, 2) or (n_rows,)
             Durations in days (> 0) and event flags; 1-d means all observed.
         entry : array-like of shape (n_rows,), optional

@@ -34,13 +34,14 @@ from tqdm.auto import tqdm
 from cadence.contract.actions import Policy
 from cadence.contract.clock import circular_hours
 from cadence.data.io import PathLike
-from cadence.models.send_time import SendTimeModel, fit_send_time
+from cadence.models.send_time import SendTimeModel
 from cadence.policies.rules import RulesPolicy
 from cadence.policies.send_time import SEND_TIME_STAGES, SendTimePolicy
 from cadence.synthetic.backbone import PREFERRED_HOUR_PEAKS, PREFERRED_HOUR_SD
 from cadence.synthetic.config import ShopConfig
 from cadence.synthetic.messages import OPEN_SEND_TIME_EFFECT, send_time_match
 from cadence.synthetic.world import TRUTH_DIR, generate_shop, load_config, simulate_truth
+from cadence.workflows.send_time import fit_send_time
 
 #: Half-width (hours) of a customer's true best window.
 WINDOW_HALF_WIDTH = 1.5

@@ -333,7 +333,7 @@ def true_churn_risk(cfg: ShopConfig, as_of: Any, horizons: Sequence[float] = (30
     module docstring for the derivation): alive or not, purchase rate,
     replenishment schedule, browsing rate and the rest of the latent traits,
     the history before ``as_of`` and the messages already sent. The window
-    follows :func:`cadence.models.survival.purchase_snapshots`: orders before
+    follows :func:`cadence.features.purchases.purchase_snapshots`: orders before
     ``as_of`` are history, an order exactly at ``as_of`` is the first of the
     follow-up.
 

@@ -27,17 +27,13 @@ import plotly.graph_objects as go
 
 from cadence.contract.clock import utc
 from cadence.data.io import PathLike, fingerprint, read_tables
+from cadence.features import purchases
 from cadence.models import clv
 from cadence.models import evaluation as ev
 from cadence.models.btyd import BetaGeoModel, holdout_actuals, rfm_summary
-from cadence.models.repurchase import RepurchaseInterval, purchase_gaps
-from cadence.models.survival import (
-    DEFAULT_FEATURES,
-    PARAMETRIC_FAMILIES,
-    TimeToNextPurchase,
-    purchase_snapshots,
-    stacked_snapshots,
-)
+from cadence.models.repurchase import GAP_COLUMNS, RepurchaseInterval
+from cadence.models.survival import DEFAULT_FEATURES, PARAMETRIC_FAMILIES, TimeToNextPurchase
+from cadence.workflows.splits import holdout_cutoff
 from cadence.workflows.tracking import experiment_id
 from cadence.workflows.tracking import tracking_uri as resolve_uri
 
@@ -78,6 +74,18 @@ def training_cutoffs(orders: pd.DataFrame, as_of: pd.Timestamp, n: int = 6,
     first = orders["ts"].min().floor("D")
     step = max(int((as_of - first).days * recent) // (n + 1), 1)
     return [as_of - pd.Timedelta(step * k, "D") for k in range(n, 0, -1)]
+
+
+def _snapshots(con: Any, t: dict[str, Any], cutoffs: list[pd.Timestamp], until: pd.Timestamp) -> pd.DataFrame:
+    """The feature layer's snapshots at ``cutoffs`` (stacked), followed up to ``until``."""
+    return purchases.fetch_frame(con, purchases.stacked_snapshots(t, cutoffs, until), ["as_of", "customer_id"])
+
+
+def _gaps(tables: dict[str, pd.DataFrame], as_of: pd.Timestamp) -> pd.DataFrame:
+    """The feature layer's repurchase gaps before ``as_of``, in purchase order within each pair."""
+    con, t = purchases.duckdb_tables(tables)
+    gaps = purchases.fetch_frame(con, purchases.purchase_gaps(t, as_of), ["customer_id", "product_id", "day"])
+    return gaps[list(GAP_COLUMNS)]
 
 
 def _default_until(orders: pd.DataFrame, as_of: pd.Timestamp) -> pd.Timestamp | None:
@@ -192,14 +200,19 @@ def _fit_churn(tables: dict[str, pd.DataFrame], as_of: pd.Timestamp, until: pd.T
                ) -> tuple[dict[str, Any], dict[str, float], dict[str, go.Figure], list[str]]:
     orders = tables["orders"]
     cutoffs = training_cutoffs(orders, as_of)
-    train = stacked_snapshots(orders, cutoffs, until=as_of)
+    # The orders are uploaded once; every snapshot below is a query on them.
+    con, t = purchases.duckdb_tables({"orders": orders})
+    train = _snapshots(con, t, cutoffs, until=as_of)
     model = _churn_model(train, family, penalizer, features, random_state, max_samples)
     params = {"family": family, "family_chosen": model.family_, "penalizer": penalizer, "max_samples": max_samples,
               "as_of": str(as_of), "training_cutoffs": ",".join(str(c.date()) for c in cutoffs),
               "n_training_rows": model.n_rows_}
     metrics: dict[str, float] = {"train_concordance": model.concordance_}
     metrics.update({f"cv_loglik_{k}": v for k, v in getattr(model, "cv_log_likelihood_", {}).items()})
-    now = purchase_snapshots(orders[orders["ts"] < as_of], as_of, horizon_days=max(HORIZONS))
+    # Scoring rows: nothing at or after as_of exists yet, so every follow-up is censored at the horizon.
+    past = {"orders": t["orders"].filter(t["orders"].ts < as_of)}
+    now = purchases.fetch_frame(con, purchases.purchase_snapshots(past, as_of, horizon_days=max(HORIZONS)),
+                                ["customer_id"])
     risks = {f"{h} days": model.churn_risk(now, h) for h in HORIZONS}
     figures: dict[str, go.Figure] = {"churn_risk_distribution": ev.risk_distribution_figure(risks)}
     seg = pd.cut(now["frequency"], [-1, 0, 2, 5, np.inf], labels=["1 purchase", "2-3", "4-6", "7+"])
@@ -207,7 +220,7 @@ def _fit_churn(tables: dict[str, pd.DataFrame], as_of: pd.Timestamp, until: pd.T
     by_seg = curves.T.groupby(seg.to_numpy(), observed=True).mean().T
     figures["survival_by_segment"] = ev.survival_curves_figure(by_seg, "Survival by purchase count")
     if until is not None:
-        snap = purchase_snapshots(orders, as_of, until=until)
+        snap = _snapshots(con, t, [as_of], until)
         metrics.update(churn_metrics(model, snap))
         # Counts side by side with BG/NBD on the same customers (days as the unit).
         h = int((until - as_of) / pd.Timedelta(1, "D"))
@@ -241,8 +254,7 @@ def _fit_repurchase(tables: dict[str, pd.DataFrame], as_of: pd.Timestamp, until:
 ]:
     if "order_items" not in tables:
         raise ValueError("the repurchase model needs order_items")
-    orders, items = tables["orders"], tables["order_items"]
-    gaps = purchase_gaps(orders, items, as_of)
+    gaps = _gaps(tables, as_of)
     if gaps.empty:
         raise ValueError(f"no repeat purchase of a product before {as_of}: nothing to fit")
     model = RepurchaseInterval().fit(gaps)
@@ -258,7 +270,7 @@ def _fit_repurchase(tables: dict[str, pd.DataFrame], as_of: pd.Timestamp, until:
     fig.update_layout(title="Repurchase interval per product", xaxis_title="days", yaxis_title="products")
     if until is not None:
         # The first gap that closes in the holdout for pairs bought before as_of.
-        later = purchase_gaps(orders[orders["ts"] < until], items, until)
+        later = _gaps(tables, until)
         seen = set(map(tuple, gaps[["customer_id", "product_id"]].drop_duplicates().to_numpy()))
         keys = list(map(tuple, later[["customer_id", "product_id"]].to_numpy()))
         n_before = gaps.groupby(["customer_id", "product_id"]).size()
@@ -374,8 +386,7 @@ def default_as_of(data_dir: PathLike, holdout_days: int = 90) -> pd.Timestamp:
     """The cutoff that leaves the last ``holdout_days`` of orders (at most a third of them) as a holdout."""
     orders = read_tables(data_dir, ["orders"])["orders"]
     first, end = orders["ts"].min().floor("D"), orders["ts"].max().floor("D") + pd.Timedelta(1, "D")
-    days = min(holdout_days, max((end - first).days // 3, 1))
-    return end - pd.Timedelta(days, "D")
+    return holdout_cutoff(first, end, holdout_days, whole_days=True)
 
 
 def tune_churn(
@@ -406,8 +417,9 @@ def tune_churn(
     orders = read_tables(data_dir, ["orders"])["orders"]
     cutoff = utc(as_of, "as_of")
     val_cut = cutoff - pd.Timedelta(validation_days, "D")
-    train = stacked_snapshots(orders, training_cutoffs(orders, val_cut), until=val_cut)
-    val = purchase_snapshots(orders, val_cut, until=cutoff)
+    con, t = purchases.duckdb_tables({"orders": orders})
+    train = _snapshots(con, t, training_cutoffs(orders, val_cut), until=val_cut)
+    val = _snapshots(con, t, [val_cut], until=cutoff)
     uri = resolve_uri(tracking_uri)
     mlflow.set_tracking_uri(uri)
     exp = experiment_id(experiment, uri)

@@ -17,6 +17,8 @@ from cadence.models.send_time import SendTimeModel
 from cadence.policies.orchestrator import OrchestratedPolicy, OrchestratorConfig
 from cadence.policies.send_time import SendTimePolicy
 from cadence.simulation.replay import Engine, simulate
+from cadence.workflows.send_time import fit_send_time
+from cadence.workflows.splits import holdout_cutoff
 
 
 def evaluate_named(data_dir: PathLike, names: list[str], *, metrics: tuple[str, ...] | None = None,
@@ -113,14 +115,12 @@ def judge_send_time(data_dir: PathLike, *, holdout_days: float = 90.0, seed: int
     """
     from cadence.evaluation.offline import evaluate
     from cadence.features.logged import load_log
-    from cadence.models.send_time import fit_send_time
     from cadence.policies.rules import RulesPolicy
 
     log = load_log(data_dir)
     t = pd.to_datetime(log.candidates["triggered_at"], utc=True)
     # A short history keeps two thirds for learning.
-    span_days = (t.max() - t.min()) / pd.Timedelta(days=1) if len(t) else 0.0
-    as_of = t.max() - pd.Timedelta(days=min(holdout_days, span_days / 3))
+    as_of = holdout_cutoff(t.min(), t.max(), holdout_days)
     later = np.flatnonzero((t >= as_of).to_numpy())
     if len(later) == 0:
         raise ValueError(f"{data_dir}: no triggers in the last {holdout_days:g} days to judge send times on")

@@ -8,7 +8,8 @@ import pytest
 from sklearn.base import clone
 from sklearn.utils.estimator_checks import estimator_checks_generator
 
-from cadence.models.repurchase import RepurchaseInterval, purchase_gaps
+from cadence.features import purchases
+from cadence.models.repurchase import GAP_COLUMNS, RepurchaseInterval
 
 ORDERS = pd.DataFrame(
     {
@@ -26,18 +27,6 @@ ITEMS = pd.DataFrame(
         "product_id": ["p", "p", "p", "q", "p", "p", "p", "p"],
     }
 )
-
-
-def test_purchase_gaps_merge_days_and_stop_at_as_of() -> None:
-    gaps = purchase_gaps(ORDERS, ITEMS, "2024-03-15")
-    got = {(c, p): sorted(g["gap_days"]) for (c, p), g in gaps.groupby(["customer_id", "product_id"])}
-    # a buys p on Jan 1 (twice, one day), Jan 31, Mar 1; q once; b on Jan 10 and Feb 20 (Apr 1 is later).
-    assert got == {("a", "p"): [30.0, 30.0], ("b", "p"): [41.0]}
-    later = pd.concat([ORDERS, pd.DataFrame({"order_id": ["8"], "customer_id": ["a"],
-                                               "ts": pd.to_datetime(["2024-03-15"], utc=True),
-                                               "revenue": [1.0]})], ignore_index=True)
-    items = pd.concat([ITEMS, pd.DataFrame({"order_id": ["8"], "product_id": ["p"]})], ignore_index=True)
-    pd.testing.assert_frame_equal(purchase_gaps(later, items, "2024-03-15"), gaps)
 
 
 def test_empirical_bayes_by_hand() -> None:
@@ -160,7 +149,9 @@ def test_expected_failures_still_fail() -> None:
 
 
 def test_contract_on_valid_input() -> None:
-    gaps = purchase_gaps(ORDERS, ITEMS, "2024-05-01")
+    con, t = purchases.duckdb_tables({"orders": ORDERS, "order_items": ITEMS})
+    gaps = purchases.fetch_frame(con, purchases.purchase_gaps(t, "2024-05-01"), ["customer_id", "product_id", "day"])
+    gaps = gaps[list(GAP_COLUMNS)]
     est = RepurchaseInterval(min_history=1)
     params = est.get_params()
     assert est.fit(gaps) is est and est.get_params() == params

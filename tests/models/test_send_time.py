@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from sklearn.base import clone
 
-from cadence.models.send_time import SendTimeModel, send_time_data
+from cadence.models.send_time import SendTimeModel
 from cadence.policies.rules import RulesPolicy
 from cadence.policies.send_time import SendTimePolicy
 from cadence.studies.send_time import (
@@ -16,6 +16,9 @@ from cadence.studies.send_time import (
     send_time_gain,
     send_time_truth,
 )
+
+#: A cutoff after every record of the test shops: the fits read their whole history.
+AFTER_THE_DATA = pd.Timestamp("2100-01-01", tz="UTC")
 
 
 def _bandit(n_customers: int = 300, sends_each: int = 100, seed: int = 0, lift: float = 1.5) -> tuple[pd.DataFrame, np.ndarray]:
@@ -91,9 +94,6 @@ def test_bad_input_is_refused_with_the_column() -> None:
         SendTimeModel().fit(sends.assign(local_hour=25.0))
     with pytest.raises(ValueError, match="sends: no sent messages"):
         SendTimeModel().fit(sends.iloc[:0])
-    with pytest.raises(ValueError, match="messages.sent_at: column missing"):
-        send_time_data(pd.DataFrame({"customer_id": ["a"], "action": ["send"], "channel": ["email"]}),
-                       pd.DataFrame({"customer_id": ["a"]}))
 
 
 def test_sklearn_contract() -> None:
@@ -101,28 +101,6 @@ def test_sklearn_contract() -> None:
     assert clone(model).get_params() == model.get_params()
     fresh = SendTimeModel()
     assert fresh.fit(_bandit(20, 20)[0]) is fresh
-
-
-MESSAGES = pd.DataFrame({
-    "customer_id": ["a", "a", "b"], "channel": ["email", "push", "email"], "action": ["send", "send", "send"],
-    "sent_at": pd.to_datetime(["2024-01-01 08:00", "2024-01-05 21:00", "2024-01-02 12:00"], utc=True),
-    "opened_at": pd.to_datetime(["2024-01-01 09:00", None, "2024-01-09 12:00"], utc=True),
-})
-CUSTOMERS = pd.DataFrame({"customer_id": ["a", "b"], "timezone": ["Europe/Berlin", "America/New_York"]})
-EVENTS = pd.DataFrame({"customer_id": ["a", "a", "a"], "event_type": ["page_view"] * 3,
-                       "ts": pd.to_datetime(["2024-01-01 07:00", "2024-01-01 07:10", "2024-01-03 18:00"], utc=True)})
-
-
-def test_inputs_are_point_in_time_and_local() -> None:
-    sends, sessions = send_time_data(MESSAGES, CUSTOMERS, EVENTS, "2024-01-06")
-    assert sends["local_hour"].tolist() == [9.0, 22.0, 7.0]  # Berlin +1, New York -5 in January
-    assert sends["engaged"].tolist() == [True, False, False]  # b's open comes after the cutoff
-    assert sessions["local_hour"].tolist() == [8.0, 19.0]  # two sessions (30-minute gap)
-    later_msg = pd.concat([MESSAGES, MESSAGES.assign(sent_at=pd.Timestamp("2024-01-06", tz="UTC"))])
-    later_ev = pd.concat([EVENTS, EVENTS.assign(ts=pd.Timestamp("2024-01-07", tz="UTC"))])
-    s2, e2 = send_time_data(later_msg, CUSTOMERS, later_ev, "2024-01-06")
-    pd.testing.assert_frame_equal(s2, sends)
-    pd.testing.assert_frame_equal(e2, sessions)
 
 
 def _candidates(stage: str, when: str = "2024-03-01 10:00") -> pd.DataFrame:
@@ -180,11 +158,11 @@ def test_against_the_world_learned_send_times_beat_fixed_delays() -> None:
 
 
 def test_accuracy_by_history_reads_the_truth(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from cadence.models.send_time import fit_send_time
     from cadence.synthetic import ShopConfig, generate_shop
+    from cadence.workflows.send_time import fit_send_time
 
     shop = generate_shop(ShopConfig(customers=2000, days=120, seed=2), tmp_path / "s")
-    acc = best_hour_accuracy(fit_send_time(shop, bandwidth=1.5), shop)
+    acc = best_hour_accuracy(fit_send_time(shop, AFTER_THE_DATA, bandwidth=1.5), shop)
     assert acc["history"].tolist() == ["0", "1-4", "5-9", "10-19", "20-49", "50+", "all"]
     assert acc.loc[acc["history"] != "all", "customers"].sum() == 2000
     assert acc.set_index("history").loc["all", "share"] > 0.125
@@ -205,11 +183,11 @@ def test_where_browsing_follows_the_hour_most_customers_with_history_get_it(tmp_
     # A world variant whose customers browse at their preferred hour half of the time: with sessions
     # as evidence, the learned hour lands in the true window for most customers with 10+ sends, and
     # stays under the oracle's ceiling (which reads the same sends and sessions).
-    from cadence.models.send_time import fit_send_time
     from cadence.synthetic import ShopConfig, generate_shop
+    from cadence.workflows.send_time import fit_send_time
 
     shop = generate_shop(ShopConfig(customers=1500, days=240, seed=5, browse_at_preferred_hour=0.5), tmp_path / "s")
-    model = fit_send_time(shop, use_sessions=True)
+    model = fit_send_time(shop, AFTER_THE_DATA, use_sessions=True)
     acc = best_hour_accuracy(model, shop, bins=(0, 10)).set_index("history")
     oracle = oracle_best_hour_accuracy(shop, bins=(0, 10)).set_index("history")
     print("\n" + acc.round(3).to_string() + "\n" + oracle.round(3).to_string())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pickle
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -15,106 +16,18 @@ from sklearn.utils._param_validation import InvalidParameterError
 from sklearn.utils.estimator_checks import estimator_checks_generator
 
 from cadence.data.io import read_tables
+from cadence.features import purchases
 from cadence.models import evaluation as ev
 from cadence.models.btyd import BetaGeoModel, rfm_summary
-from cadence.models.survival import (
-    AUTO_FAMILIES,
-    DEFAULT_FEATURES,
-    TimeToNextPurchase,
-    purchase_snapshots,
-    stacked_snapshots,
-)
+from cadence.models.survival import AUTO_FAMILIES, DEFAULT_FEATURES, TimeToNextPurchase
 from cadence.synthetic import ShopConfig, generate_shop, load_config, true_churn_risk
 from cadence.workflows.fitting import training_cutoffs
 
 
-def _orders(rows: list[tuple[str, str, float]]) -> pd.DataFrame:
-    return pd.DataFrame(
-        {
-            "order_id": [f"o{i}" for i in range(len(rows))],
-            "customer_id": [r[0] for r in rows],
-            "ts": pd.to_datetime([r[1] for r in rows], utc=True, format="ISO8601"),
-            "revenue": [r[2] for r in rows],
-        }
-    )
-
-
-TOY = _orders(
-    [
-        ("a", "2024-01-01 09:00", 10.0),
-        ("a", "2024-01-01 18:00", 5.0),  # same day: one purchase of 15
-        ("a", "2024-01-21 12:00", 25.0),
-        ("a", "2024-02-01 00:00", 7.0),  # exactly at as_of: the next purchase, not history
-        ("b", "2024-01-10", 8.0),
-        ("b", "2024-03-15", 8.0),  # after the follow-up ends: censored
-        ("c", "2024-02-10", 3.0),  # first purchase after as_of: no row
-        ("d", "2024-01-05", 4.0),
-        ("d", "2024-01-25", 6.0),
-        ("d", "2024-02-20", 6.0),
-    ]
-)
-AS_OF = "2024-02-01"
-
-
-def test_snapshot_target_and_censoring_by_hand() -> None:
-    snap = purchase_snapshots(TOY, AS_OF, until="2024-03-01").set_index("customer_id")
-    assert list(snap.index) == ["a", "b", "d"]
-    # a: purchases on Jan 1 and Jan 21 (+ midday convention), next on Feb 1.
-    assert snap.loc["a", "frequency"] == 1
-    assert snap.loc["a", "recency_days"] == 11 - 0.5
-    assert snap.loc["a", "tenure_days"] == 31 - 0.5
-    assert snap.loc["a", "mean_gap_days"] == 20.0
-    assert snap.loc["a", "monetary"] == 20.0  # (15 + 25) / 2 purchase days
-    assert (snap.loc["a", "duration_days"], snap.loc["a", "event"]) == (11.0, 1)
-    # b: no purchase in [Feb 1, Mar 1): censored at Mar 1, from Jan 10 midday.
-    assert (snap.loc["b", "duration_days"], snap.loc["b", "event"]) == (51 - 0.5, 0)
-    assert snap.loc["b", "mean_gap_days"] == 0.0
-    # d: next purchase Feb 20, 26 days after Jan 25.
-    assert (snap.loc["d", "duration_days"], snap.loc["d", "event"]) == (26.0, 1)
-    assert (snap["duration_days"] > snap["recency_days"]).all()
-    # A 10-day horizon censors d (and b) at Feb 11.
-    short = purchase_snapshots(TOY, AS_OF, horizon_days=10).set_index("customer_id")
-    assert short["event"].to_dict() == {"a": 1, "b": 0, "d": 0}
-    assert short.loc["d", "duration_days"] == (pd.Timestamp("2024-02-11") - pd.Timestamp("2024-01-25")).days - 0.5
-
-
-def test_snapshot_reads_no_covariate_at_or_after_as_of() -> None:
-    covariates = ["customer_id", "frequency", "recency_days", "tenure_days", "mean_gap_days", "monetary"]
-    base = purchase_snapshots(TOY, AS_OF, until="2024-03-01")
-    later = _orders(
-        [
-            ("a", "2024-02-01 00:00", 999.0),
-            ("b", "2024-02-02", 999.0),
-            ("zz", "2024-02-01", 1.0),
-        ]
-    )
-    more = purchase_snapshots(pd.concat([TOY, later], ignore_index=True), AS_OF, until="2024-03-01")
-    pd.testing.assert_frame_equal(base[covariates], more[covariates])
-    # The target does see the future: b now buys on Feb 2.
-    assert more.set_index("customer_id").loc["b", "event"] == 1
-
-
-def test_stacked_snapshots_never_read_past_until() -> None:
-    until = pd.Timestamp("2024-02-15", tz="UTC")
-    stacked = stacked_snapshots(TOY, ["2024-01-15", "2024-02-01"], until)
-    extra = _orders([("d", "2024-02-15", 1.0), ("b", "2024-02-16", 1.0)])
-    again = stacked_snapshots(pd.concat([TOY, extra], ignore_index=True), ["2024-01-15", "2024-02-01"], until)
-    pd.testing.assert_frame_equal(stacked, again)
-    assert stacked["as_of"].nunique() == 2
-
-
-@pytest.mark.parametrize(
-    ("call", "message"),
-    [
-        (lambda: purchase_snapshots(TOY, "2023-01-01", until="2024-01-01"), "no orders before as_of"),
-        (lambda: purchase_snapshots(TOY, AS_OF, until="2024-01-01"), "must end after as_of"),
-        (lambda: purchase_snapshots(TOY, AS_OF, horizon_days=-1), "horizon_days must be > 0"),
-        (lambda: purchase_snapshots(TOY.drop(columns="revenue"), AS_OF), r"lack column\(s\)"),
-    ],
-)
-def test_snapshot_bad_inputs(call, message: str) -> None:  # type: ignore[no-untyped-def]
-    with pytest.raises(ValueError, match=message):
-        call()
+def snapshots(orders: pd.DataFrame, cutoffs: list[Any], until: Any) -> pd.DataFrame:
+    """The feature layer's snapshots at ``cutoffs``, stacked, as the model reads them."""
+    con, t = purchases.duckdb_tables({"orders": orders})
+    return purchases.fetch_frame(con, purchases.stacked_snapshots(t, cutoffs, until), ["as_of", "customer_id"])
 
 
 # ---------------------------------------------------------------------------
@@ -131,12 +44,12 @@ def cdnow_orders(pytestconfig: pytest.Config) -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def cdnow_train(cdnow_orders: pd.DataFrame) -> pd.DataFrame:
-    return stacked_snapshots(cdnow_orders, training_cutoffs(cdnow_orders, CDNOW_AS_OF), CDNOW_AS_OF)
+    return snapshots(cdnow_orders, training_cutoffs(cdnow_orders, CDNOW_AS_OF), CDNOW_AS_OF)
 
 
 @pytest.fixture(scope="module")
 def cdnow_now(cdnow_orders: pd.DataFrame) -> pd.DataFrame:
-    return purchase_snapshots(cdnow_orders, CDNOW_AS_OF, until="1998-07-01")
+    return snapshots(cdnow_orders, [CDNOW_AS_OF], "1998-07-01")
 
 
 @pytest.fixture(scope="module", params=["weibull", "loglogistic", "lognormal", "cox"])
@@ -220,8 +133,8 @@ def shop(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def calibration(shop: Path) -> dict[str, dict[str, dict[int, float]]]:
     """ECE of churn risk per model and horizon, against the truth and against what happened."""
     orders = read_tables(shop, ["orders"])["orders"]
-    train = stacked_snapshots(orders, training_cutoffs(orders, SHOP_AS_OF), SHOP_AS_OF)
-    now = purchase_snapshots(orders, SHOP_AS_OF, horizon_days=90)
+    train = snapshots(orders, training_cutoffs(orders, SHOP_AS_OF), SHOP_AS_OF)
+    now = snapshots(orders, [SHOP_AS_OF], SHOP_AS_OF + pd.Timedelta(90, "D"))
     # P(no order of any kind in [as_of, as_of + h)) from the world's state at as_of.
     truth = true_churn_risk(load_config(shop), SHOP_AS_OF).reindex(now["customer_id"])
     rfm = rfm_summary(orders, SHOP_AS_OF, time_unit="D").reindex(now["customer_id"])

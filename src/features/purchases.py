@@ -1,0 +1,415 @@
+"""Purchase-history inputs of the models, point in time: RFM summary, survival snapshots, repurchase gaps.
+
+Ibis expressions that run unchanged on DuckDB and Spark
+(:mod:`cadence.features.engine`), defined once here so a model fitted on them
+reads exactly what the feature layer writes:
+
+* :func:`rfm_summary` -- BG/NBD and Gamma-Gamma inputs (frequency, recency,
+  T, monetary value) before ``as_of``;
+* :func:`purchase_snapshots` / :func:`stacked_snapshots` -- one row per
+  customer at a cutoff: covariates from the past, time to the next purchase
+  from an explicit follow-up window ``[as_of, until)``;
+* :func:`purchase_gaps` -- days between consecutive purchase days of one
+  product by one customer.
+
+Time grid
+---------
+A purchase happens on its UTC day: orders of one customer on the same day
+are one purchase whose value is their sum. Days are whole epoch days
+(``epoch seconds // 86400``), so both engines compare the same integers,
+and every "days" value is computed from integers with the same floating
+operations the pandas code used. Revenue totals are summed exactly (in
+millionths of the currency unit), so they are the same on every engine and
+in every row order; the former pandas sums could differ from them in the
+last bit (a relative 1e-16), everything else is bit-for-bit the same
+(``tests/features/test_model_inputs.py``).
+
+Only orders strictly before ``as_of`` feed a covariate; a target reads
+``[as_of, until)`` and nothing at or after ``until``.
+
+Examples
+--------
+>>> import pandas as pd
+>>> from cadence.features.engine import connect, register
+>>> con = connect()
+>>> t = register(con, {"orders": pd.DataFrame({
+...     "customer_id": ["a", "a", "a", "b"],
+...     "ts": pd.to_datetime(["2024-01-01", "2024-01-01", "2024-01-15", "2024-01-08"], utc=True),
+...     "revenue": [10.0, 5.0, 20.0, 7.0]})})
+>>> fetch_frame(con, rfm_summary(t, "2024-01-29", time_unit="D"), ["customer_id"]).values.tolist()
+[['a', 1, 14.0, 27.0, 20.0], ['b', 0, 0.0, 20.0, 0.0]]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+import ibis
+import pandas as pd
+
+from cadence.contract.clock import DAY_S, utc
+from cadence.features.customer import require_columns, secs
+from cadence.features.engine import as_of_literal, connect, fetch_arrow, register
+
+TimeUnit = Literal["D", "W"]
+#: Days in each time unit of :func:`rfm_summary`.
+DAYS_PER_UNIT: dict[str, float] = {"D": 1.0, "W": 7.0}
+#: Columns of :func:`rfm_summary`, in order.
+RFM_COLUMNS: tuple[str, ...] = ("customer_id", "frequency", "recency", "T", "monetary_value")
+#: Columns of :func:`purchase_snapshots`, in order.
+SNAPSHOT_COLUMNS: tuple[str, ...] = ("customer_id", "as_of", "last_purchase_at", "frequency", "recency_days",
+                                     "tenure_days", "mean_gap_days", "monetary", "duration_days", "event")
+#: Columns of :func:`purchase_gaps`, in order (``day``: the purchase day that closes the gap).
+GAP_COLUMNS: tuple[str, ...] = ("customer_id", "product_id", "day", "gap_days")
+Tables = Mapping[str, ibis.Table]
+
+
+def _orders(tables: Tables) -> ibis.Table:
+    orders = require_columns(tables, "orders")
+    if orders is None:
+        raise ValueError("orders: missing table (purchase features need it)")
+    return orders
+
+
+def _day(ts: ibis.Value) -> ibis.Value:
+    """The whole UTC epoch day of a timestamp."""
+    return secs(ts) // DAY_S
+
+
+#: Revenue is summed in whole millionths of the currency unit: integer sums are exact, so a total
+#: does not depend on the order the engine (or its threads) adds the rows in.
+_MICRO = 1_000_000
+
+
+def _exact_sum(revenue: ibis.Value, where: ibis.Value | None = None) -> ibis.Value:
+    """The sum of ``revenue`` (float), the same whatever the order of the rows or the engine."""
+    micro = (revenue.cast("float64") * _MICRO).round().cast("int64")
+    return micro.sum(where=where).cast("float64") / _MICRO
+
+
+def _epoch_day(ts: pd.Timestamp) -> int:
+    return int(ts.value // (DAY_S * 10**9))
+
+
+def _epoch_s(ts: pd.Timestamp) -> float:
+    """A cutoff in epoch seconds (fractions kept, as the pandas code's timedeltas did)."""
+    return ts.value / 10**9
+
+
+def purchase_days(tables: Tables, as_of: Any, *, since: Any = None) -> ibis.Table:
+    """One row per customer and UTC purchase day in ``[since, as_of)``: ``customer_id``, ``day``, ``revenue``.
+
+    ``day`` is the whole epoch day (int64), ``revenue`` the day's total
+    (summed exactly in millionths, so it does not depend on the row order).
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> con, t = duckdb_tables({"orders": pd.DataFrame({"customer_id": ["a", "a"], "revenue": [1.0, 2.0],
+    ...     "ts": pd.to_datetime(["2024-01-01 08:00", "2024-01-01 20:00"], utc=True)})})
+    >>> fetch_frame(con, purchase_days(t, "2024-02-01"), ["day"]).values.tolist()
+    [['a', 19723, 3.0]]
+    """
+    o = _orders(tables)
+    keep = o.ts < as_of_literal(utc(as_of, "as_of"))
+    if since is not None:
+        keep &= o.ts >= as_of_literal(utc(since, "since"))
+    o = o.filter(keep)
+    o = o.mutate(day=_day(o.ts))
+    return o.group_by(["customer_id", "day"]).aggregate(revenue=_exact_sum(o.revenue))
+
+
+def rfm_summary(tables: Tables, as_of: Any, *, start: Any = None, time_unit: TimeUnit = "W",
+                merge_same_day: bool = True) -> ibis.Table:
+    """BG/NBD and Gamma-Gamma inputs from the orders before ``as_of``, one row per customer.
+
+    The definitions of :func:`cadence.models.btyd.rfm_summary`: time in whole
+    UTC days, a purchase on its day, the last observed day the day of the
+    last instant before ``as_of`` (with ``as_of = 1997-10-01`` a customer who
+    first bought on 1997-01-01 has ``T = 272 / 7 = 38.86`` weeks, as in Fader,
+    Hardie & Lee 2005).
+
+    Parameters
+    ----------
+    tables : mapping of str to ibis.Table
+        Needs ``orders`` (``customer_id``, ``ts``, ``revenue``).
+    as_of : timestamp-like
+        Exclusive cutoff, required; naive values are UTC.
+    start : timestamp-like, optional
+        Keep only customers whose first order before ``as_of`` is at or after
+        ``start`` (the calibration cohort).
+    time_unit : {'W', 'D'}
+        Unit of ``recency`` and ``T``.
+    merge_same_day : bool
+        One purchase per customer and day, valued at the day's total (the
+        convention of Fader, Hardie & Lee). If False every order counts, and
+        the first purchase is the earliest order (ties: the smallest
+        ``order_id``).
+
+    Returns
+    -------
+    ibis.Table
+        :data:`RFM_COLUMNS`: ``customer_id``; ``frequency`` (int64, repeat
+        purchases); ``recency`` (first to last purchase) and ``T`` (first
+        purchase to the last observed day), floats in ``time_unit``;
+        ``monetary_value``, the mean value of the repeat purchases (the first
+        is excluded), 0 when ``frequency == 0``.
+
+    Examples
+    --------
+    >>> from pandas import DataFrame, to_datetime
+    >>> orders = DataFrame({"customer_id": ["a", "a"], "revenue": [4.0, 6.0],
+    ...                     "ts": to_datetime(["2024-01-01", "2024-01-15"], utc=True)})
+    >>> con, t = duckdb_tables({"orders": orders})
+    >>> fetch_frame(con, rfm_summary(t, "2024-01-30"), ["customer_id"]).values.tolist()
+    [['a', 1, 2.0, 4.0, 6.0]]
+    """
+    if time_unit not in DAYS_PER_UNIT:
+        raise ValueError(f"time_unit must be one of {sorted(DAYS_PER_UNIT)}, got {time_unit!r}")
+    cutoff = utc(as_of, "as_of")
+    o = _orders(tables)
+    o = o.filter(o.ts < as_of_literal(cutoff))
+    if start is not None:
+        first_ts = o.ts.min().over(group_by=o.customer_id)
+        o = o.filter(first_ts >= as_of_literal(utc(start, "start")))
+    o = o.mutate(day=_day(o.ts), revenue=o.revenue.cast("float64"))
+    if merge_same_day:
+        p = o.group_by(["customer_id", "day"]).aggregate(revenue=_exact_sum(o.revenue))
+        is_repeat = p.day > p.day.min().over(group_by=p.customer_id)
+    else:
+        p = o
+        rank = ibis.row_number().over(group_by=p.customer_id, order_by=[p.ts, p.order_id])
+        is_repeat = rank > 0
+    p = p.mutate(repeat=is_repeat)
+    # The day of the last instant before as_of (as_of itself when it is not midnight).
+    end_day = _epoch_day(cutoff - pd.Timedelta(1, "ns"))
+    unit = DAYS_PER_UNIT[time_unit]
+    agg = p.group_by("customer_id").aggregate(
+        frequency=p.count() - 1, first=p.day.min(), last=p.day.max(),
+        repeat_revenue=_exact_sum(p.revenue, where=p.repeat))
+    return agg.select(
+        "customer_id",
+        frequency=agg.frequency.cast("int64"),
+        recency=(agg["last"] - agg["first"]).cast("float64") / unit,
+        T=(ibis.literal(end_day, "int64") - agg["first"]).cast("float64") / unit,
+        monetary_value=ibis.ifelse(agg.frequency > 0, agg.repeat_revenue / agg.frequency.cast("float64"), 0.0),
+    )
+
+
+def purchase_snapshots(tables: Tables, as_of: Any, *, until: Any = None,
+                       horizon_days: float | None = None) -> ibis.Table:
+    """One row per customer with a purchase before ``as_of``: covariates and time to the next purchase.
+
+    Covariates read orders with ``ts < as_of``; the target reads the
+    follow-up ``[as_of, end)`` with ``end = min(until, as_of + horizon_days)``
+    (at least one is required: the follow-up is explicit, never "the rest of
+    the data"). A purchase day counts at its midpoint, so with a midnight
+    cutoff ``recency_days = as_of - L - 0.5`` for a last purchase on day
+    ``L``, and an event on day ``N`` has ``duration_days = N - L``.
+
+    ``recency_days`` here is the survival model's left-truncation time on
+    this day grid; :func:`cadence.features.customer.customer_features`'
+    ``recency_days`` is the exact time since the last order. They differ by
+    ``0.5 - (seconds into the last purchase day) / 86400`` days (see the
+    tests), so they are kept as the two definitions they are.
+
+    Parameters
+    ----------
+    tables : mapping of str to ibis.Table
+        Needs ``orders`` (``customer_id``, ``ts``, ``revenue``).
+    as_of : timestamp-like
+        Exclusive cutoff of the history; naive values are UTC.
+    until : timestamp-like, optional
+        Exclusive end of the observed follow-up.
+    horizon_days : float, optional
+        Length of the follow-up in days.
+
+    Returns
+    -------
+    ibis.Table
+        :data:`SNAPSHOT_COLUMNS`: ``customer_id``, ``as_of``,
+        ``last_purchase_at`` (midnight UTC of the last purchase day),
+        ``frequency`` (repeat purchase days), ``recency_days``,
+        ``tenure_days`` (since the first purchase day's midpoint),
+        ``mean_gap_days`` ((last - first day) / frequency, 0 for one-time
+        buyers), ``monetary`` (mean revenue per purchase day),
+        ``duration_days`` (last purchase to the next one, ``event = 1``, or
+        to the end of the follow-up, ``event = 0``).
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from cadence.features.engine import connect, register
+    >>> con = connect()
+    >>> t = register(con, {"orders": pd.DataFrame({"customer_id": ["a", "a"], "revenue": [1.0, 3.0],
+    ...     "ts": pd.to_datetime(["2024-01-01", "2024-01-21"], utc=True)})})
+    >>> s = fetch_frame(con, purchase_snapshots(t, "2024-01-11", horizon_days=30), ["customer_id"])
+    >>> s[["recency_days", "tenure_days", "duration_days", "event"]].iloc[0].tolist()
+    [9.5, 9.5, 20.0, 1.0]
+    """
+    cutoff = utc(as_of, "as_of")
+    if until is None and horizon_days is None:
+        raise ValueError("pass until= or horizon_days=: the follow-up window [as_of, until) must be explicit")
+    if horizon_days is not None and horizon_days <= 0:
+        raise ValueError(f"horizon_days must be > 0, got {horizon_days}")
+    ends = [] if until is None else [utc(until, "until")]
+    if horizon_days is not None:
+        ends.append(cutoff + pd.Timedelta(float(horizon_days), "D"))
+    end = min(ends)
+    if end <= cutoff:
+        raise ValueError(f"the follow-up must end after as_of ({cutoff}), got {end}")
+
+    per_day = purchase_days(tables, cutoff)
+    g = per_day.group_by("customer_id").aggregate(
+        n_days=per_day.count(), first=per_day.day.min(), last=per_day.day.max(),
+        revenue=_exact_sum(per_day.revenue))
+    nxt = purchase_days(tables, end, since=cutoff)
+    # The next purchase day after the last one before the cutoff, within the follow-up.
+    lasts = g.select(k=g.customer_id, last_before=g["last"])
+    later = nxt.inner_join(lasts, nxt.customer_id == lasts.k)
+    later = later.filter(later.day > later.last_before)
+    later = later.group_by("k").aggregate(next_day=later.day.min())
+    s = g.left_join(later, g.customer_id == later.k)
+
+    # The pandas code's arithmetic, step for step: days from integer seconds, float division.
+    c_s, e_s = _epoch_s(cutoff), _epoch_s(end)
+    last_s = (s["last"] * DAY_S).cast("float64")
+    first_s = (s["first"] * DAY_S).cast("float64")
+    frequency = (s.n_days - 1).cast("int64")
+    event = s.next_day.notnull()
+    duration = ibis.ifelse(event, ((s.next_day - s["last"]) * DAY_S).cast("float64") / DAY_S,
+                           (e_s - last_s) / DAY_S - 0.5)
+    recency = ibis.greatest((c_s - last_s) / DAY_S - 0.5, 0.0)
+    # Only reachable with a cutoff inside a day: keep the entry strictly before the event.
+    recency = ibis.least(recency, duration - ibis.ifelse(event, 0.5, 0.0))
+    span = ((s["last"] - s["first"]) * DAY_S).cast("float64") / DAY_S
+    return s.select(
+        customer_id=s.customer_id,
+        as_of=as_of_literal(cutoff),
+        last_purchase_at=(s["last"] * DAY_S).as_timestamp("s").cast("timestamp('UTC')"),
+        frequency=frequency,
+        recency_days=recency,
+        tenure_days=ibis.greatest((c_s - first_s) / DAY_S - 0.5, 0.0),
+        mean_gap_days=ibis.ifelse(frequency > 0, span / ibis.greatest(frequency, 1).cast("float64"), 0.0),
+        monetary=s.revenue / s.n_days.cast("float64"),
+        duration_days=duration.cast("float64"),
+        event=event.cast("int64"),
+    )
+
+
+def stacked_snapshots(tables: Tables, cutoffs: Sequence[Any], until: Any) -> ibis.Table:
+    """:func:`purchase_snapshots` at several cutoffs, all followed up to ``until``, stacked.
+
+    The training set for a model used at ``until``: every cutoff sees only
+    its past, every follow-up stops at ``until``, so nothing at or after
+    ``until`` is read. Rows come cutoff by cutoff (sort by ``as_of``,
+    ``customer_id``).
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from cadence.features.engine import connect, register
+    >>> con = connect()
+    >>> t = register(con, {"orders": pd.DataFrame({"customer_id": ["a"] * 3, "revenue": [1.0] * 3,
+    ...     "ts": pd.to_datetime(["2024-01-01", "2024-02-01", "2024-03-01"], utc=True)})})
+    >>> s = stacked_snapshots(t, ["2024-01-15", "2024-02-15"], "2024-03-10")
+    >>> fetch_frame(con, s, ["as_of", "customer_id"])["event"].tolist()
+    [1, 1]
+    """
+    if not cutoffs:
+        raise ValueError("stacked_snapshots: no cutoffs")
+    return ibis.union(*(purchase_snapshots(tables, c, until=until) for c in cutoffs), distinct=False)
+
+
+def purchase_gaps(tables: Tables, as_of: Any) -> ibis.Table:
+    """Days between consecutive purchase days of one product by one customer, before ``as_of``.
+
+    Several orders of a product on one UTC day are one purchase.
+
+    Parameters
+    ----------
+    tables : mapping of str to ibis.Table
+        Needs ``orders`` (with ``order_id``) and ``order_items``
+        (``order_id``, ``product_id``).
+    as_of : timestamp-like
+        Exclusive cutoff.
+
+    Returns
+    -------
+    ibis.Table
+        :data:`GAP_COLUMNS`: ``customer_id``, ``product_id``, ``day`` (the
+        epoch day of the purchase that closes the gap; sort by customer,
+        product and day for the order of the purchases), ``gap_days``
+        (float, >= 1).
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from cadence.features.engine import connect, register
+    >>> con = connect()
+    >>> t = register(con, {"orders": pd.DataFrame({"order_id": ["1", "2", "3"], "customer_id": ["a"] * 3,
+    ...     "ts": pd.to_datetime(["2024-01-01", "2024-01-31", "2024-03-01"], utc=True), "revenue": [1.0] * 3}),
+    ...     "order_items": pd.DataFrame({"order_id": ["1", "2", "3"], "product_id": ["p"] * 3})})
+    >>> fetch_frame(con, purchase_gaps(t, "2024-03-01"), ["day"])["gap_days"].tolist()
+    [30.0]
+    """
+    o = _orders(tables)
+    items = require_columns(tables, "order_items")
+    if items is None:
+        raise ValueError("order_items: missing table (repurchase gaps need it)")
+    o = o.filter(o.ts < as_of_literal(utc(as_of, "as_of")))
+    o = o.select(o_id=o.order_id, customer_id=o.customer_id, day=_day(o.ts))
+    lines = items.select("order_id", "product_id").join(o, items.order_id == o.o_id)
+    lines = lines.select("customer_id", "product_id", "day").distinct()
+    prev = lines.day.lag().over(group_by=[lines.customer_id, lines.product_id], order_by=lines.day)
+    lines = lines.mutate(gap_days=((lines.day - prev) * DAY_S).cast("float64") / DAY_S)
+    return lines.filter(lines.gap_days.notnull()).select(*GAP_COLUMNS)
+
+
+def duckdb_tables(frames: Mapping[str, pd.DataFrame]) -> tuple[Any, dict[str, ibis.Table]]:
+    """In-memory tables on a new embedded DuckDB: ``(backend, tables)`` for the functions above.
+
+    For tables already in pandas (a fit, a test); data directories are read
+    in place with :func:`cadence.features.engine.load_tables`.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> con, t = duckdb_tables({"orders": pd.DataFrame({"customer_id": ["a"], "revenue": [2.0],
+    ...     "ts": pd.to_datetime(["2024-01-01"], utc=True)})})
+    >>> fetch_frame(con, rfm_summary(t, "2024-01-08", time_unit="D"), ["customer_id"])["T"].tolist()
+    [6.0]
+    """
+    con = connect("duckdb")
+    return con, register(con, frames)
+
+
+def fetch_frame(con: Any, expr: ibis.Table, sort_by: Sequence[str]) -> pd.DataFrame:
+    """``expr`` as a pandas frame sorted by ``sort_by``, values exactly as computed.
+
+    Unlike :func:`cadence.features.engine.execute`, floats are not rounded:
+    a model fits on the very numbers the feature layer computed. Timestamps
+    are nanosecond UTC (pandas' default, what the models were fitted on), strings Python objects, whatever the engine.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from cadence.features.engine import connect
+    >>> con = connect()
+    >>> t = con.create_table("t", pd.DataFrame({"k": ["b", "a"], "v": [1 / 3, 2.0]}))
+    >>> fetch_frame(con, t, ["k"])["v"].tolist()
+    [2.0, 0.3333333333333333]
+    """
+    df = fetch_arrow(con, expr.order_by(list(sort_by))).to_pandas()
+    for col in df.columns:
+        s = df[col]
+        if pd.api.types.is_datetime64_any_dtype(s):
+            s = s.dt.tz_localize("UTC") if s.dt.tz is None else s.dt.tz_convert("UTC")
+            df[col] = s.astype("datetime64[ns, UTC]")
+    # Spark does not promise the order of a sorted result once it reaches pandas; sort again (stable).
+    return df.sort_values(list(sort_by), kind="stable").reset_index(drop=True)
+
+
+__all__ = ["rfm_summary", "purchase_snapshots", "stacked_snapshots", "purchase_gaps", "purchase_days",
+           "fetch_frame", "duckdb_tables", "DAYS_PER_UNIT", "RFM_COLUMNS", "SNAPSHOT_COLUMNS", "GAP_COLUMNS", "TimeUnit"]
