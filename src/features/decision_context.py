@@ -51,6 +51,7 @@ from collections.abc import Mapping
 
 import ibis
 import pandas as pd
+import pyarrow as pa
 
 from cadence.contract.tables import CHANNELS
 from cadence.features.customer import secs
@@ -203,14 +204,18 @@ def with_decision_context(triggers: ibis.Table, tables: Mapping[str, ibis.Table]
 
 
 def fetch_context(con: object, expr: ibis.Table) -> pd.DataFrame:
-    """Run ``expr`` and return it as pandas with the context's exact values and dtypes.
+    """Run ``expr`` and return it as pandas with the context's exact values and dtypes (see :func:`context_frame`)."""
+    return context_frame(fetch_arrow(con, expr))
+
+
+def context_frame(table: pa.Table) -> pd.DataFrame:
+    """A result with context columns as pandas, exact: counts int64, opt-ins bool, ``days_since_order`` float64
+    with NaN, ``timezone`` object with None.
 
     Unlike :func:`cadence.features.engine.execute`, floats are not rounded
-    (``days_since_order`` is exact), so the logged path keeps its numbers:
-    counts int64, opt-ins bool, ``days_since_order`` float64 with NaN,
-    ``timezone`` object with None.
+    (``days_since_order`` is exact), so the logged path keeps its numbers.
     """
-    df = fetch_arrow(con, expr).to_pandas(date_as_object=False)
+    df = table.to_pandas(date_as_object=False)
     for col in OPT_IN_COLUMNS:
         if col in df:
             df[col] = df[col].astype(bool)
@@ -224,5 +229,5 @@ def fetch_context(con: object, expr: ibis.Table) -> pd.DataFrame:
     return df
 
 
-__all__ = ["context_at", "with_decision_context", "fetch_context", "CONTEXT_COLUMNS", "MESSAGE_CONTEXT",
+__all__ = ["context_at", "with_decision_context", "fetch_context", "context_frame", "CONTEXT_COLUMNS", "MESSAGE_CONTEXT",
            "ORDER_CONTEXT", "OPT_IN_COLUMNS", "SENDS_WINDOW_DAYS", "ORDERS_WINDOW_DAYS"]

@@ -28,6 +28,7 @@ True
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,7 @@ from cadence.features.decision_context import (
     MESSAGE_CONTEXT,
     OPT_IN_COLUMNS,
     ORDER_CONTEXT,
+    context_frame,
     fetch_context,
     with_decision_context,
 )
@@ -113,7 +115,7 @@ def logged_candidates(messages: pd.DataFrame, customers: pd.DataFrame,
     >>> logged_candidates(m, c)[["opt_in_email", "sends_7d"]].values.tolist()
     [[True, 0], [True, 1]]
     """
-    from cadence.features.engine import connect, register
+    from cadence.features.engine import connect, engine_name
 
     for col in ("customer_id", "stage", "triggered_at", "sent_at", "channel", "unsubscribed_at"):
         if col not in messages.columns:
@@ -141,11 +143,13 @@ def logged_candidates(messages: pd.DataFrame, customers: pd.DataFrame,
         frames["_log_orders"] = pd.DataFrame({"customer_id": code(orders["customer_id"]),
                                               "ts": orders["ts"].reset_index(drop=True)})
     con = con or connect("duckdb")
-    t = register(con, frames)
-    tables = {"customers": t["_log_customers"], "messages": t["_log_messages"], "orders": t.get("_log_orders")}
-    expr = with_decision_context(t["_log_triggers"], {k: v for k, v in tables.items() if v is not None},
-                                 at="triggered_at", orders=orders is not None)
-    ctx = fetch_context(con, expr.order_by("_row"))
+    t = _upload(con, frames)
+    schemas = tuple((name, tuple(table.schema().items())) for name, table in t.items())
+    if engine_name(con) == "duckdb":
+        # The query depends only on the tables' names and types: compiled once per process.
+        ctx = context_frame(con.raw_sql(_context_sql(schemas)).fetch_arrow_table())
+    else:
+        ctx = fetch_context(con, _context_expr(t))
     out = pd.DataFrame({
         "customer_id": messages["customer_id"].to_numpy(),
         "stage": messages["stage"].astype(str).to_numpy(),
@@ -159,6 +163,38 @@ def logged_candidates(messages: pd.DataFrame, customers: pd.DataFrame,
     for col in context:
         out[col] = ctx[col].to_numpy()
     return out
+
+
+def _upload(con: Any, frames: dict[str, pd.DataFrame]) -> dict[str, Any]:
+    """The frames as tables on ``con``; on DuckDB as Arrow views, not copies (a third of the time at 20,000 customers)."""
+    from cadence.features.engine import engine_name, register
+
+    if engine_name(con) != "duckdb":
+        return register(con, frames)
+    import pyarrow as pa
+
+    for name, df in frames.items():
+        con.con.register(name, pa.Table.from_pandas(df, preserve_index=False))
+    return {name: con.table(name) for name in frames}
+
+
+def _context_expr(t: dict[str, Any]) -> Any:
+    """The decision context of ``_log_triggers`` from the other ``_log_*`` tables, in trigger order."""
+    tables = {"customers": t["_log_customers"], "messages": t["_log_messages"]}
+    if "_log_orders" in t:
+        tables["orders"] = t["_log_orders"]
+    expr = with_decision_context(t["_log_triggers"], tables, at="triggered_at", orders="_log_orders" in t)
+    return expr.order_by("_row")
+
+
+@functools.lru_cache(maxsize=32)
+def _context_sql(schemas: tuple[tuple[str, tuple[Any, ...]], ...]) -> str:
+    """:func:`_context_expr`'s DuckDB SQL for tables of these names and types (compiling takes ~0.3 s)."""
+    import ibis
+
+    from cadence.features.engine import duckdb_sql
+
+    return duckdb_sql(_context_expr({name: ibis.table(dict(schema), name=name) for name, schema in schemas}))
 
 
 def net_revenue(revenue: np.ndarray, incentive: np.ndarray) -> np.ndarray:
