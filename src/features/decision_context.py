@@ -131,9 +131,10 @@ def context_at(points: ibis.Table, tables: Mapping[str, ibis.Table], *, orders: 
     # marks is the count; likewise orders over 90 days. (Range frames give the same numbers at about
     # twice the cost on DuckDB; two counts instead of one sum cost a third more.)
     w = ibis.cumulative_window(group_by=st.customer_id, order_by=[st.s, st.k])
-    # Cast back: DuckDB sums BIGINTs to a 128-bit HUGEINT.
-    ctx = st.mutate(sends_7d=st.sends.sum().over(w).cast("int64"),
-                    orders_90d=st.orders.sum().over(w).cast("int64"),
+    # Summed as floats (exact below 2**53) and cast back: DuckDB sums BIGINTs to a 128-bit HUGEINT, which
+    # Ibis still calls int64 (so would not cast) and Parquet stores as a double.
+    ctx = st.mutate(sends_7d=st.sends.cast("float64").sum().over(w).cast("int64"),
+                    orders_90d=st.orders.cast("float64").sum().over(w).cast("int64"),
                     last_order_s=st.order_s.max().over(w))
     ctx = ctx.filter(ctx.k == 0)
     # Exact: both operands are whole seconds, divided once, as a float (the same IEEE result on every engine).
