@@ -7,8 +7,11 @@ evaluation judges:
 
 * :func:`logged_candidates`: the candidate each decision was taken for, as a
   policy would have seen it then (stage, trigger time, time zone, the
-  channel opt-ins at that moment, messages sent in the 7 days before), so a
-  target policy can be asked what *it* would have done;
+  channel opt-ins at that moment, messages sent in the 7 days before, orders
+  in the 90 days before, days since the last order), so a target policy can
+  be asked what *it* would have done. The context is
+  :mod:`cadence.features.decision_context`'s, run on DuckDB: the same
+  definition ``cadence features`` writes into the trigger candidates;
 * :func:`logged_actions`: one integer code per decision in the action
   vocabulary :data:`~cadence.contract.actions.ACTION_NAMES`;
 * :func:`logged_rewards`: the outcome of each row per metric
