@@ -4,6 +4,12 @@ Validates the input against the data contract first (so bad data stops with
 the validation message, not an error deep in SQL), runs the feature
 expressions on the chosen engine and writes ``customer_features.parquet``
 and ``trigger_candidates.parquet`` into the output folder in one atomic swap.
+Each trigger candidate carries its decision context as of its own
+``eligible_at`` (:mod:`cadence.features.decision_context`: time zone,
+opt-ins, ``sends_7d``, ``orders_90d``, ``days_since_order``), the same
+definition the logged messages get, so a policy scores the file as written.
+(Like every float the pipeline writes, ``days_since_order`` is rounded to
+:data:`cadence.features.engine.FLOAT_DECIMALS` places in the file.)
 
 On DuckDB a large shop is run in customer buckets: contiguous customer-id
 ranges of about :data:`EVENTS_PER_BUCKET` events each, one after another,
@@ -99,6 +105,7 @@ def build_features(data_dir: PathLike, as_of: str | pd.Timestamp, out_dir: PathL
 
     from cadence.data.validate import check_dir
     from cadence.features.customer import customer_features
+    from cadence.features.decision_context import with_decision_context
     from cadence.features.engine import load_tables
     from cadence.features.triggers import trigger_candidates, typical_repurchase_days
 
@@ -140,9 +147,10 @@ def build_features(data_dir: PathLike, as_of: str | pd.Timestamp, out_dir: PathL
             atomic_path(out_dir) as tmp:
         tmp.mkdir()
         write("customer_features", lambda t: customer_features(t, cutoff, rules=rules), ["customer_id"])
-        write("trigger_candidates", lambda t: trigger_candidates(
+        # Each candidate carries its decision context as of its own eligible_at (what a policy scores).
+        write("trigger_candidates", lambda t: with_decision_context(trigger_candidates(
             con, t, cutoff, rules=rules, since=since, repurchase_days=repurchase_days, typical_days=typical),
-            ["customer_id", "eligible_at", "stage"])
+            t, at="eligible_at"), ["customer_id", "eligible_at", "stage"])
     return run
 
 

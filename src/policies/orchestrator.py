@@ -61,6 +61,7 @@ from cadence.contract.actions import Policy, check_decisions
 from cadence.contract.clock import epoch_seconds
 from cadence.contract.tables import CHANNELS, STAGES
 from cadence.contract.triggers import ABANDON_STAGES, TRANSACTIONAL_STAGES
+from cadence.features.send_history import SendHistory
 
 #: Default priority when the policy gives none: later in this tuple = lower.
 STAGE_PRIORITY: tuple[str, ...] = (
@@ -68,7 +69,6 @@ STAGE_PRIORITY: tuple[str, ...] = (
     "search_abandon", "browse_abandon", "birthday", "win_back", "follow_up", "anniversary", "new_arrivals",
 )
 _DAY = 86_400
-_RING = 32
 _NEVER = np.iinfo(np.int64).min // 2
 _ACTIONS = np.array(["hold", "send"], dtype=object)  # shared strings: one object per value, not per row
 #: Default priority of each of STAGES (by STAGE_PRIORITY).
@@ -144,9 +144,8 @@ class _State:
     """Per-customer memory, indexed by the order customers were first seen."""
 
     index: dict[str, int] = field(default_factory=dict)
-    ring: np.ndarray = field(default_factory=lambda: np.full((0, _RING), _NEVER, np.int64))
-    ring_ch: np.ndarray = field(default_factory=lambda: np.full((0, _RING), -1, np.int64))
-    pos: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    #: Sends by customer code, time and channel code (the feature layer's counter; its last 32 each).
+    sends: SendHistory = field(default_factory=SendHistory)
     last_stage: np.ndarray = field(default_factory=lambda: np.full((0, len(STAGES)), _NEVER, np.int64))
 
     def codes(self, ids: np.ndarray) -> np.ndarray:
@@ -160,11 +159,8 @@ class _State:
             self.index.update(zip(fresh, range(len(self.index), len(self.index) + len(fresh)), strict=True))
             self._known = known.append(pd.Index(fresh, dtype=object))
             out[new] = self._known.get_indexer(pd.Index(ids[new]))
-        grow = len(self.index) - len(self.pos)
+        grow = len(self.index) - len(self.last_stage)
         if grow > 0:
-            self.ring = np.vstack([self.ring, np.full((grow, _RING), _NEVER, np.int64)])
-            self.ring_ch = np.vstack([self.ring_ch, np.full((grow, _RING), -1, np.int64)])
-            self.pos = np.concatenate([self.pos, np.zeros(grow, np.int64)])
             self.last_stage = np.vstack([self.last_stage, np.full((grow, len(STAGES)), _NEVER, np.int64)])
         return out
 
@@ -287,13 +283,16 @@ class Orchestrator:
                 (mk & once[rows] & seen, once_why, si),
                 (mk & seen & (ts - last < np.nan_to_num(wait_days[rows], nan=-1) * _DAY), reentry_why, si),
             ]
-            # Sends already scheduled after this one count too (a delayed reminder holds its slot).
-            recent = np.abs(st.ring[c] - ts[:, None]) < 7 * _DAY
+            # Sends already scheduled after this one count too (a delayed reminder holds its slot): the
+            # caps look 7 days either side of the send, open at both ends, i.e. [ts - 7 days + 1 s, ts + 7 days)
+            # in whole seconds. (The decision context's sends_7d looks back only: [t - 7 days, t).)
+            lo, hi = ts - 7 * _DAY + 1, ts + 7 * _DAY
             if cfg.max_per_7d is not None:
-                checks.append((mk & (recent.sum(axis=1) >= cfg.max_per_7d), cap_why, np.zeros(len(rows), np.int64)))
+                checks.append((mk & (st.sends.count(c, lo, hi) >= cfg.max_per_7d), cap_why,
+                               np.zeros(len(rows), np.int64)))
             ch = channel[rows]
             cap = cap_of[np.maximum(ch, 0)]
-            on_ch = (recent & (st.ring_ch[c] == ch[:, None])).sum(axis=1)
+            on_ch = st.sends.count(c, lo, hi, channel=ch)
             checks.append((mk & (ch >= 0) & (cap >= 0) & (on_ch >= cap), channel_why, np.maximum(ch, 0)))
             ok = np.ones(len(rows), bool)
             for mask, why, which in checks:
@@ -302,9 +301,7 @@ class Orchestrator:
                 ok &= ~mask
             send[rows[~ok]] = False
             rows, c, ts = rows[ok], c[ok], ts[ok]
-            k = st.pos[c] % _RING
-            st.ring[c, k], st.ring_ch[c, k] = ts, channel[rows]
-            st.pos[c] += 1
+            st.sends.record(c, ts, channel=channel[rows])
             st.last_stage[c, stage_idx[rows]] = ts
 
         rules(np.flatnonzero(single))

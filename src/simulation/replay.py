@@ -60,13 +60,14 @@ from cadence.data.bandit import LoggedBandit
 from cadence.data.io import PathLike, table_path
 from cadence.evaluation.compare import compare
 from cadence.evaluation.estimators import ON_POLICY, SNIPS, DirectMethod, DoublyRobust
+from cadence.features.decision_context import SENDS_WINDOW_DAYS
 from cadence.features.logged import LOG_SKIP_COLUMNS, first_steps, log_from_tables
+from cadence.features.send_history import SendHistory
 from cadence.models.response import ResponseModel
 
 Engine = Literal["process", "spark"]
 ESTIMATORS = {"replay": SNIPS(), "model": DirectMethod(), "doubly robust": DoublyRobust()}
 _DAY = 86_400
-_RING = 32  # replayed sends remembered per customer (more than 32 in 7 days would undercount)
 #: Rounds with fewer triggers than this are decided from a table precomputed in one call (for row-wise
 #: policies): a live call's fixed cost (tens of ms for a learned policy) would dominate them.
 _TABLE_ROUND = 1_000
@@ -96,21 +97,19 @@ def _walk(candidates: pd.DataFrame, policy: Policy, seed: int) -> pd.DataFrame:
         small = np.flatnonzero(sizes < _TABLE_ROUND)
         if small.size:  # the small rounds are the last ones (a round is never larger than the one before)
             policy.precompute(c.iloc[np.sort(order[bounds[small[0]]:])])
-    # The replayed sends of each customer (the last _RING), as in the world's own memory.
-    ring = np.full((int(cust.max()) + 1 if len(c) else 0, _RING), np.iinfo(np.int64).min // 2)
-    pos = np.zeros(len(ring), np.int64)
+    # The replayed sends of each customer, counted as the decision context counts the logged ones:
+    # sends_7d is the sends in [t - 7 days, t) (the feature layer's counter, its last 32 sends each).
+    history = SendHistory()
     parts = []
     for k in range(len(sizes)):
         rows = order[bounds[k]:bounds[k + 1]]
         who, when = cust[rows], t[rows]
-        sends_7d = ((ring[who] >= (when - 7 * _DAY)[:, None]) & (ring[who] < when[:, None])).sum(axis=1)
+        sends_7d = history.sends_before(who, when, SENDS_WINDOW_DAYS * _DAY)
         frame = c.iloc[rows].assign(sends_7d=sends_7d)
         dec = policy.decide(frame, rng)
         dec.index = frame.index
         send = (dec["action"] == "send").to_numpy()
-        sc = who[send]
-        ring[sc, pos[sc] % _RING] = when[send] + dec["delay_minutes"].to_numpy(np.int64)[send] * 60
-        pos[sc] += 1
+        history.record(who[send], when[send] + dec["delay_minutes"].to_numpy(np.int64)[send] * 60)
         dec["sends_7d"] = sends_7d
         parts.append(dec)
     if not parts:

@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cadence.features.logged import load_log, sends_before
+from cadence.features.logged import load_log
+from cadence.features.send_history import SendHistory
 from cadence.policies.orchestrator import OrchestratedPolicy, OrchestratorConfig
 from cadence.policies.rules import RulesPolicy
 from cadence.simulation.replay import TABLE_METRICS, replay_decisions, simulate
@@ -35,7 +36,9 @@ def test_replayed_fatigue_is_the_replayed_policys(log) -> None:  # type: ignore[
     send = (d["action"] == "send").to_numpy()
     t = log.candidates["triggered_at"].astype("int64").to_numpy() // 10**9
     when = d["send_at"].astype("int64").to_numpy() // 10**9
-    recount = sends_before(log.groups[send], when[send], t, log.groups)
+    history = SendHistory(memory=int(send.sum()) or 1)  # remembers every send: a batch recount
+    history.record(log.groups[send], when[send])
+    recount = history.sends_before(log.groups, t, 7 * 86_400)
     np.testing.assert_array_equal(d["sends_7d"].to_numpy(), recount)
     assert not np.array_equal(recount, log.candidates["sends_7d"].to_numpy())
     assert (d.loc[d["reason"].str.startswith("frequency cap"), "action"] == "hold").all()
