@@ -359,6 +359,7 @@ def _summary(runs: pd.DataFrame) -> pd.DataFrame:
     ).sort_index()
 
 
+@pytest.mark.slow
 def test_intervals_cover_the_truth(coverage_runs: pd.DataFrame) -> None:
     summary = _summary(coverage_runs)
     with pd.option_context(
@@ -379,6 +380,7 @@ def test_intervals_cover_the_truth(coverage_runs: pd.DataFrame) -> None:
             assert abs(bias) < 3 * mc_se + 1e-3, f"{name} {policy}: bias {bias:.4f}"
 
 
+@pytest.mark.slow
 def test_dr_beats_ips_and_dm_is_accurate_with_a_good_model(coverage_runs: pd.DataFrame) -> None:
     s = _summary(coverage_runs).to_dict("index")
     for policy in BANDIT.targets:
@@ -392,6 +394,7 @@ def test_dr_beats_ips_and_dm_is_accurate_with_a_good_model(coverage_runs: pd.Dat
         assert dm["width"] < 0.5 * dr["width"]
 
 
+@pytest.mark.slow
 def test_dm_interval_that_refits_the_model_covers_the_truth() -> None:
     # Without a refit DM's interval only reflects the sampling of contexts and
     # under-covers (above). Refitting the model in each resample adds its own

@@ -21,6 +21,9 @@ TARGETS = {
 }
 
 
+pytestmark = pytest.mark.slow  # 20 seeds of 3,000-customer shops
+
+
 @pytest.fixture(scope="module")
 def summary() -> pd.DataFrame:
     runs = ope_coverage(range(20), TARGETS, customers=3000, days=180, n_refit=None)

@@ -76,6 +76,7 @@ def test_before_after_table(log) -> None:  # type: ignore[no-untyped-def]
     assert res2["table"].iloc[-1]["lift"] < 0  # the cap sends fewer messages than the uncapped rules
 
 
+@pytest.mark.slow
 def test_replay_lift_covers_the_true_lift_over_20_seeds() -> None:
     runs = replay_coverage(range(20), lambda log: capped(), customers=3000, days=180)
     err = runs["lift"] - runs["true_lift"]

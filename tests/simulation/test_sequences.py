@@ -65,6 +65,7 @@ def test_a_log_without_follow_ups_is_refused_plainly(tmp_path: Path) -> None:
         sequence_lift(plain, CART_ABANDON)
 
 
+@pytest.mark.slow
 def test_sequence_step_lifts_cover_the_truth_over_20_seeds() -> None:
     runs = sequence_coverage(CART_ABANDON, range(101, 121), customers=2500, days=120, n_boot=300)
     table = coverage_table(runs)
