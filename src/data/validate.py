@@ -398,7 +398,7 @@ _STORED_AS_TEXT = {"int": "numbers", "float": "numbers", "bool": "booleans", "ti
 def _storage_warnings(raw: Mapping[str, pd.DataFrame], frames: Mapping[str, pd.DataFrame]) -> list[Problem]:
     """Columns that conformed but were stored unusually: text for numbers, other time zones."""
     warned = []
-    for name, frame in frames.items():
+    for name in frames:
         df = raw[name]
         for col in TABLES[name].columns:
             if col.name not in df.columns or not len(df):
