@@ -42,7 +42,8 @@ class _OneLineErrors(TyperGroup):
                 KeyboardInterrupt):
             raise
         except Exception as e:
-            if ctx.params.get("debug"):
+            # Usage errors of the option parser (click's or typer's own) keep their exit code 2 and text.
+            if ctx.params.get("debug") or type(e).__module__.split(".")[0] in ("click", "typer"):
                 raise
             text = " ".join(str(e).split()) or "no message"
             text = text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 3] + "..."
@@ -314,7 +315,7 @@ def report(
     Parameters are given as ``-p KEY VALUE`` (repeatable), e.g.
     ``cadence report summary -p data_dir data/raw/demo-shop -p horizon_days 60``.
     """
-    from cadence.reporting import ReportError, render_report
+    from cadence.reporting import ReportError, render_report, report_notebook
 
     args, params = list(ctx.args), {}
     while args:
@@ -323,6 +324,10 @@ def report(
             _fail(f"report: expected -p KEY VALUE, got {flag!r}", 2)
         key, value = args.pop(0), args.pop(0)
         params[key] = parse_value(value)
+    try:
+        report_notebook(name)  # an unknown report is named before its data is checked
+    except ReportError as e:
+        _fail(f"report: {e}")
     data = params.get("data_dir")
     gate = _gated("report", Path(str(data))) if data is not None else contextlib.nullcontext()
     with gate as g:

@@ -34,6 +34,7 @@ orders.revenue: value out of range, must be >= 0 (1 row)
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import warnings
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
@@ -363,7 +364,9 @@ def _customer_problems(customers: pd.DataFrame | None, untrusted: Collection[tup
     return _when("customers", "timezone", unknown, "unknown IANA time zone")
 
 
+@functools.cache
 def _known_zones() -> frozenset[str]:
+    # Cached: listing the zone database walks the file system (a third of a check).
     import zoneinfo
 
     return frozenset(zoneinfo.available_timezones()) | {"UTC"}
@@ -376,7 +379,9 @@ def _message_problems(frames: Mapping[str, pd.DataFrame], untrusted: Collection[
     ok = {c for c in m.columns if ("messages", c) not in untrusted}
     problems = []
     if "propensity" in ok:
-        problems += _when("messages", "propensity", m["propensity"] < PROPENSITY_FLOOR,
+        # Zero and below are out of range already (reported once, there).
+        p = m["propensity"]
+        problems += _when("messages", "propensity", (p > 0) & (p < PROPENSITY_FLOOR),
                           f"propensity below {PROPENSITY_FLOOR:g}, too small to weight by")
     for later, earlier in _MESSAGE_ORDER:
         if {later, earlier} <= ok:
@@ -387,6 +392,10 @@ def _message_problems(frames: Mapping[str, pd.DataFrame], untrusted: Collection[
         owner = orders.drop_duplicates("order_id").set_index("order_id")["customer_id"]
         credited = m["converted_order_id"].map(owner)
         other = credited.notna() & m["converted_order_id"].notna() & credited.ne(m["customer_id"])
+        customers = frames.get("customers")
+        if customers is not None and "customer_id" in customers.columns:
+            # A message of an unknown customer is reported as that, not again here.
+            other &= m["customer_id"].isin(customers["customer_id"])
         problems += _when("messages", "converted_order_id", other, "an order of another customer")
     return problems
 
