@@ -9,12 +9,49 @@ Examples
 
 from __future__ import annotations
 
+import contextlib
+import re
 import sys
 import time
+from collections.abc import Collection, Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
+import click
 import typer
+from typer.core import TyperGroup
+
+if TYPE_CHECKING:
+    from cadence.data.gate import Gate
+
+#: Longest message shown for an unexpected error (without --debug).
+MAX_ERROR_CHARS = 300
+
+
+class _OneLineErrors(TyperGroup):
+    """Turns an unexpected exception into one line on stderr (exit 1); ``--debug`` shows the traceback.
+
+    Expected errors are handled where they arise (one line per problem); this
+    is the net under them, so a user never sees a traceback by default.
+    """
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except (typer.Exit, typer.Abort, click.exceptions.Exit, click.ClickException, click.exceptions.Abort,
+                KeyboardInterrupt):
+            raise
+        except Exception as e:
+            # Usage errors of the option parser (click's or typer's own) keep their exit code 2 and text.
+            if ctx.params.get("debug") or type(e).__module__.split(".")[0] in ("click", "typer"):
+                raise
+            text = " ".join(str(e).split()) or "no message"
+            text = text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 3] + "..."
+            name = ctx.invoked_subcommand or "cadence"
+            typer.secho(f"{name}: {type(e).__name__}: {text} (run with --debug for the traceback)",
+                        fg=typer.colors.RED, err=True)
+            raise typer.Exit(1) from None
+
 
 app = typer.Typer(
     name="cadence",
@@ -22,14 +59,73 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    cls=_OneLineErrors,
 )
 
 DEMO_DIR = Path("data/raw/demo-shop")
 
 
+@app.callback()
+def _options(
+    debug: Annotated[bool, typer.Option("--debug", help="Show the full traceback of an unexpected error.")] = False,
+) -> None:
+    """Lifecycle-marketing workbench: features, survival models, offline policy comparison, export, replay."""
+
+
 def _fail(message: str, code: int = 1) -> None:
     typer.secho(message, fg=typer.colors.RED, err=True)
     raise typer.Exit(code)
+
+
+@contextlib.contextmanager
+def _gated(command: str, data_dir: Path, *, needs: Collection[str] = (), as_of: str | None = None) -> Iterator[Gate]:
+    """Run the contract gate on ``data_dir`` before any work; one line per problem, exit 1.
+
+    Warnings (valid but unusual data) go to stderr and the command goes on.
+    The command reads ``gate.data_dir``: the conformed tables.
+    """
+    from cadence.data.gate import open_gate, parse_timestamp
+    from cadence.data.validate import ContractError
+
+    try:
+        cutoff = None if as_of is None else parse_timestamp(as_of, "--as-of")
+    except ValueError as e:
+        _fail(f"{command}: {e}", 2)
+    try:
+        with open_gate(data_dir, needs=needs, as_of=cutoff) as gate:
+            for w in gate.warnings:
+                typer.secho(f"{command}: warning: {w}", fg=typer.colors.YELLOW, err=True)
+            yield gate
+    except ContractError as e:
+        _fail("\n".join(f"{command}: {p}" for p in e.problems))
+
+
+#: What a registered model name may be: it goes into MLflow's registry filter
+#: (``name = '...'``), so a quote would rewrite the query.
+MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+
+def _check_model_name(command: str, name: str) -> None:
+    if not MODEL_NAME.match(name):
+        _fail(f"{command}: --model-name must be 1-100 letters, digits, '.', '_' or '-', "
+              f"starting with a letter or digit", 2)
+
+
+def _check_tracking(command: str, uri: str) -> None:
+    """Refuse an unreachable MLflow server before any work (MLflow itself retries for minutes after it)."""
+    import urllib.error
+    import urllib.request
+
+    if not uri.startswith(("http://", "https://")):
+        return
+    try:
+        urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=5).close()  # noqa: S310 - http(s) only
+    except urllib.error.HTTPError:
+        return  # it answered: reachable (older servers have no /health)
+    except (OSError, ValueError) as e:
+        reason = getattr(e, "reason", e)
+        _fail(f"{command}: cannot reach the MLflow tracking server at {uri} ({reason}); "
+              f"start it or pass another --tracking-uri", 2)
 
 
 @app.command()
@@ -62,12 +158,14 @@ def generate(
 @app.command()
 def validate(data_dir: Annotated[Path, typer.Argument(help="Folder of <table>.parquet or <table>.csv files.")]) -> None:
     """Check a data folder against the data contract; list every problem at once."""
-    from cadence.data.validate import format_problems, validate_dir
+    from cadence.data.validate import format_problems, inspect_dir
 
-    problems = validate_dir(data_dir)
-    if problems:
-        _fail(format_problems(problems))
-    typer.echo(f"{data_dir}: no problems found")
+    found = inspect_dir(data_dir)
+    for w in found.warnings:
+        typer.secho(f"warning: {w}", fg=typer.colors.YELLOW, err=True)
+    if found.problems:
+        _fail(format_problems(found.problems))
+    typer.echo(f"{data_dir}: no problems found" + (f" ({len(found.warnings)} warnings)" if found.warnings else ""))
 
 
 @app.command()
@@ -86,6 +184,7 @@ def features(
     """Write customer_features and trigger_candidates as of a cutoff."""
     import pandas as pd
 
+    from cadence.data.gate import parse_timestamp
     from cadence.data.io import OutputError, check_output_dir
     from cadence.data.validate import ContractError
     from cadence.features.engine import ENGINES
@@ -95,19 +194,24 @@ def features(
         _fail(f"features: unknown engine {engine!r}: choose one of {', '.join(ENGINES)}", 2)
     try:
         cutoff = pd.Timestamp(as_of)
-    except ValueError:
-        _fail(f"features: --as-of {as_of!r} is not a timestamp", 2)
+        parse_timestamp(as_of, "--as-of")
+        if since is not None:
+            parse_timestamp(since, "--since")
+    except ValueError as e:
+        msg = str(e) if str(e).startswith("--") else f"--as-of {as_of!r} is not a timestamp"
+        _fail(f"features: {msg}", 2)
     try:
         check_output_dir(out, inputs=[data_dir], overwrite=overwrite)
     except OutputError as e:
         _fail(f"features: {e}", 2)
-    try:
-        run = build_features(data_dir, cutoff, out, engine=engine, since=since,  # type: ignore[arg-type]
-                             spark_master=spark_master, progress=not quiet)
-    except ContractError as e:
-        _fail(f"features: {e}")
-    except FileNotFoundError as e:
-        _fail(f"features: {e}")
+    with _gated("features", data_dir, needs=("customers",), as_of=as_of) as gate:
+        try:
+            run = build_features(gate.data_dir, cutoff, out, engine=engine, since=since,  # type: ignore[arg-type]
+                                 spark_master=spark_master, progress=not quiet)
+        except ContractError as e:
+            _fail(f"features: {e}")
+        except FileNotFoundError as e:
+            _fail(f"features: {e}")
     parts = ", ".join(f"{k}: {v:,} rows" for k, v in run.rows.items())
     typer.echo(f"wrote {out} ({parts}) as of {run.as_of} on {run.engine} in {sum(run.seconds.values()):.1f} s")
 
@@ -143,34 +247,41 @@ def fit(
     product repurchase intervals. Example:
     ``cadence fit btyd data/external/cdnow/sample --as-of 1997-10-01 --json``.
     """
-    import contextlib
     import json
     import math
 
     import pandas as pd
 
     from cadence.data.validate import ContractError
-    from cadence.workflows.fitting import fit_model
     from cadence.workflows.tracking import tracking_uri as resolve_uri
 
     if kind not in FIT_KINDS:
         _fail(f"fit: unknown kind {kind!r}: choose one of {', '.join(FIT_KINDS)}", 2)
+    from cadence.data.gate import parse_timestamp
+
     for flag, value in (("--as-of", as_of), ("--until", until)):
         try:
             if value is not None:
                 pd.Timestamp(value)
+                parse_timestamp(value, flag)
         except ValueError:
             _fail(f"fit: {flag} {value!r} is not a timestamp", 2)
     if not data_dir.is_dir():
         _fail(f"fit: data directory {str(data_dir)!r} does not exist or is not a folder")
     uri = resolve_uri(tracking_uri)
+    _check_tracking("fit", uri)
+    needs = ("orders", "order_items") if kind == "repurchase" else ("orders",)
     # Libraries may print progress; with --json stdout carries the JSON object only.
     quiet = contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext()
-    try:
-        with quiet:
-            result = fit_model(kind, data_dir, as_of, holdout_until=until, tracking_uri=uri)  # type: ignore[arg-type]
-    except (ValueError, FileNotFoundError, ContractError) as e:
-        _fail(f"fit: {e}")
+    with _gated("fit", data_dir, needs=needs, as_of=as_of) as gate:
+        from cadence.workflows.fitting import fit_model  # heavy (lifelines, mlflow): after the gate
+
+        try:
+            with quiet:
+                result = fit_model(kind, gate.data_dir, as_of, holdout_until=until,  # type: ignore[arg-type]
+                                   tracking_uri=uri)
+        except (ValueError, FileNotFoundError, ContractError) as e:
+            _fail(f"fit: {e}")
     if as_json:
         clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in result.items()}
         typer.echo(json.dumps(clean, default=float))
@@ -204,7 +315,7 @@ def report(
     Parameters are given as ``-p KEY VALUE`` (repeatable), e.g.
     ``cadence report summary -p data_dir data/raw/demo-shop -p horizon_days 60``.
     """
-    from cadence.reporting import ReportError, render_report
+    from cadence.reporting import ReportError, render_report, report_notebook
 
     args, params = list(ctx.args), {}
     while args:
@@ -214,9 +325,18 @@ def report(
         key, value = args.pop(0), args.pop(0)
         params[key] = parse_value(value)
     try:
-        path = render_report(name, params, out_dir=out_dir)
+        report_notebook(name)  # an unknown report is named before its data is checked
     except ReportError as e:
         _fail(f"report: {e}")
+    data = params.get("data_dir")
+    gate = _gated("report", Path(str(data))) if data is not None else contextlib.nullcontext()
+    with gate as g:
+        if g is not None:
+            params["data_dir"] = str(g.data_dir)
+        try:
+            path = render_report(name, params, out_dir=out_dir)
+        except ReportError as e:
+            _fail(f"report: {e}")
     typer.echo(str(path))
 
 
@@ -235,12 +355,14 @@ def evaluate(
 
     from cadence.data.validate import ContractError
     from cadence.evaluation.offline import summary_table
-    from cadence.workflows.policies import evaluate_named
 
-    try:
-        df = evaluate_named(data_dir, list(policy), seed=seed, n_refit=refits or None)
-    except (ValueError, FileNotFoundError, ContractError) as e:
-        _fail(f"evaluate: {e}")
+    with _gated("evaluate", data_dir, needs=("customers", "messages")) as gate:
+        from cadence.workflows.policies import evaluate_named  # heavy: after the gate
+
+        try:
+            df = evaluate_named(gate.data_dir, list(policy), seed=seed, n_refit=refits or None)
+        except (ValueError, FileNotFoundError, ContractError) as e:
+            _fail(f"evaluate: {e}")
     if as_json:
         typer.echo(json.dumps({"rows_evaluated": df.attrs["rows_evaluated"], "rows_fitted": df.attrs["rows_fitted"],
                                "estimates": df.to_dict("records")}, default=float))
@@ -272,13 +394,17 @@ def tune(
     import json
 
     from cadence.data.validate import ContractError
-    from cadence.workflows.tune import tune_policy
+    from cadence.workflows.tracking import tracking_uri as resolve_uri
 
-    try:
-        result = tune_policy(data_dir, family, trials, name=name, max_weekly=max_weekly, seed=seed,
-                             progress=not as_json)
-    except (ValueError, FileNotFoundError, ContractError) as e:
-        _fail(f"tune: {e}")
+    _check_tracking("tune", resolve_uri(None))
+    with _gated("tune", data_dir, needs=("customers", "messages")) as gate:
+        from cadence.workflows.tune import tune_policy  # heavy: after the gate
+
+        try:
+            result = tune_policy(gate.data_dir, family, trials, name=name, max_weekly=max_weekly, seed=seed,
+                                 progress=not as_json)
+        except (ValueError, FileNotFoundError, ContractError) as e:
+            _fail(f"tune: {e}")
     if as_json:
         typer.echo(json.dumps(result, default=str))
         return
@@ -305,15 +431,17 @@ def simulate(
     from cadence.data.validate import ContractError
     from cadence.policies.orchestrator import OrchestratorConfig
     from cadence.simulation.replay import format_table
-    from cadence.workflows.policies import simulate_named
 
     if engine not in ("process", "spark"):
         _fail(f"simulate: unknown engine {engine!r}: choose process or spark", 2)
-    try:
-        res = simulate_named(data_dir, policy, baseline, engine=engine, seed=seed, progress=not as_json,  # type: ignore[arg-type]
-                             config=OrchestratorConfig(max_per_7d=max_per_7d or None))
-    except (ValueError, FileNotFoundError, ContractError) as e:
-        _fail(f"simulate: {e}")
+    with _gated("simulate", data_dir, needs=("customers", "messages")) as gate:
+        from cadence.workflows.policies import simulate_named  # heavy: after the gate
+
+        try:
+            res = simulate_named(gate.data_dir, policy, baseline, engine=engine, seed=seed,  # type: ignore[arg-type]
+                                 progress=not as_json, config=OrchestratorConfig(max_per_7d=max_per_7d or None))
+        except (ValueError, FileNotFoundError, ContractError) as e:
+            _fail(f"simulate: {e}")
     if as_json:
         typer.echo(json.dumps({"meta": res["meta"], "table": res["table"].to_dict("records"),
                                "estimates": res["estimates"].to_dict("records")}, default=str))
@@ -341,13 +469,18 @@ def export(
     import json
 
     from cadence.data.validate import ContractError
-    from cadence.workflows.export import export_policy
+    from cadence.workflows.tracking import tracking_uri as resolve_uri
 
-    try:
-        res = export_policy(data_dir, policy, model_name, tracking_uri=tracking_uri, epsilon=epsilon, seed=seed,
-                            replay=replay)
-    except (ValueError, FileNotFoundError, ContractError) as e:
-        _fail(f"export: {e}")
+    _check_model_name("export", model_name)
+    _check_tracking("export", resolve_uri(tracking_uri))
+    with _gated("export", data_dir, needs=("customers", "messages")) as gate:
+        from cadence.workflows.export import export_policy  # heavy: after the gate
+
+        try:
+            res = export_policy(gate.data_dir, policy, model_name, tracking_uri=tracking_uri, epsilon=epsilon,
+                                seed=seed, replay=replay)
+        except (ValueError, FileNotFoundError, ContractError) as e:
+            _fail(f"export: {e}")
     if as_json:
         typer.echo(json.dumps(res, default=str))
         return
@@ -374,11 +507,17 @@ def promote(
 
     from cadence.data.validate import ContractError
     from cadence.workflows.promote import promote as promote_version
+    from cadence.workflows.tracking import tracking_uri as resolve_uri
 
-    try:
-        res = promote_version(model_name, version, data_dir=data, tracking_uri=tracking_uri)
-    except (ValueError, FileNotFoundError, ContractError) as e:
-        _fail(f"promote: {e}")
+    _check_model_name("promote", model_name)
+    _check_tracking("promote", resolve_uri(tracking_uri))
+    gate = _gated("promote", data, needs=("customers", "messages")) if data is not None else contextlib.nullcontext()
+    with gate as g:
+        try:
+            res = promote_version(model_name, version, data_dir=None if g is None else g.data_dir,
+                                  tracking_uri=tracking_uri)
+        except (ValueError, FileNotFoundError, ContractError) as e:
+            _fail(f"promote: {e}")
     if as_json:
         typer.echo(json.dumps(res, default=str))
     elif res["promoted"]:

@@ -76,9 +76,31 @@ def list_tables(data_dir: PathLike) -> dict[str, Path]:
     return found
 
 
+def _check_separator(path: Path, table: Table) -> None:
+    """Refuse a CSV whose header is split by another separator than a comma, with a hint.
+
+    Without this, a semicolon CSV (what spreadsheets write where the decimal
+    mark is a comma) reads as one column and is reported as "missing columns".
+    It is refused rather than read, because such files often write 12,5 for
+    12.5 too.
+    """
+    with path.open(encoding="utf-8", errors="replace") as f:
+        header = f.readline()
+    names = {c.name for c in table.columns}
+    if any(n in header.split(",") for n in names):
+        return
+    for sep, called in ((";", "semicolon"), ("\t", "tab"), ("|", "pipe")):
+        if sum(n.strip().strip('"') in names for n in header.split(sep)) >= 2:
+            raise DataDirError(
+                f"{path.name} is {called}-separated; cadence reads comma-separated CSV "
+                f"(decimal point '.'): re-save it with ',' as the separator, or as Parquet"
+            )
+
+
 def _read_csv(path: Path, table: Table) -> pd.DataFrame:
     # Read everything as text first; schemas coerce and report type problems
     # per column instead of pandas guessing (and silently dropping zeros).
+    _check_separator(path, table)
     df = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
     for col in table.columns:
         if col.name not in df.columns:

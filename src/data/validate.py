@@ -33,8 +33,10 @@ orders.revenue: value out of range, must be >= 0 (1 row)
 
 from __future__ import annotations
 
+import datetime as dt
+import functools
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -126,7 +128,8 @@ def validate_tables(tables: Mapping[str, pd.DataFrame]) -> list[Problem]:
     Only the tables given are checked: a foreign key into a table that is
     not in ``tables`` is skipped, and a missing ``customers`` table is a
     problem of a data directory (:func:`validate_dir`), not of a subset of
-    tables handed over by a pipeline stage.
+    tables handed over by a pipeline stage. Plausibility across tables
+    (:func:`plausibility_problems`) is included.
 
     Parameters
     ----------
@@ -144,6 +147,37 @@ def validate_tables(tables: Mapping[str, pd.DataFrame]) -> list[Problem]:
     >>> validate_tables({"customers": pd.DataFrame({"customer_id": ["c1"]})})
     [Problem(table='customers', column='signup_at', problem='missing required column', rows=1)]
     """
+    return inspect_tables(tables).problems
+
+
+@dataclass(frozen=True)
+class Inspection:
+    """What checking tables found: problems, warnings, and the conformed frames.
+
+    ``frames`` are the tables brought to contract dtypes (UTC timestamps, real
+    booleans, numbers); they are what a command should read once there are
+    no ``problems``. ``warnings`` are valid but unusual data.
+    """
+
+    problems: list[Problem]
+    warnings: list[Problem]
+    frames: dict[str, pd.DataFrame]
+
+
+def inspect_tables(tables: Mapping[str, pd.DataFrame], *, now: pd.Timestamp | None = None) -> Inspection:
+    """Check ``tables`` like :func:`validate_tables` and keep the conformed frames and warnings.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> customers = pd.DataFrame({"customer_id": ["c1"], "opt_in_email": ["false"],
+    ...                           "signup_at": pd.to_datetime(["2024-01-01"], utc=True)})
+    >>> found = inspect_tables({"customers": customers})
+    >>> found.problems, [str(w) for w in found.warnings]
+    ([], ['customers.opt_in_email: booleans stored as text, read as booleans (1 row)'])
+    >>> bool(found.frames["customers"]["opt_in_email"].iloc[0])
+    False
+    """
     problems: list[Problem] = []
     conformed: dict[str, Conformed] = {}
     for name, df in tables.items():
@@ -160,7 +194,12 @@ def validate_tables(tables: Mapping[str, pd.DataFrame]) -> list[Problem]:
             orphans = _orphan_problems(name, frames, untrusted)
             found = _table_problems(name, conformed[name]) + orphans
             problems.extend(_in_column_order(name, found))
-    return problems
+    # Plausibility only on columns that conformed cleanly: a value already
+    # reported as a wrong type is null in the frame and not reported twice.
+    errors, warned = plausibility_problems(frames, untrusted, now=now)
+    problems.extend(errors)
+    warned = [*_storage_warnings(tables, frames), *warned]
+    return Inspection(problems, warned, frames)
 
 
 def _table_problems(name: str, conformed: Conformed) -> list[Problem]:
@@ -239,6 +278,149 @@ def _in_column_order(name: str, problems: list[Problem]) -> list[Problem]:
     return sorted(problems, key=lambda p: -1 if p.column is None else position.get(p.column, -1))
 
 
+# --------------------------------------------------------------------------- plausibility
+
+#: Earliest plausible timestamp: 1970-01-01 is what a zero epoch becomes, and
+#: 1900 a spreadsheet's zero; neither is a real send or order.
+EARLIEST = pd.Timestamp("1970-01-02", tz="UTC")
+#: Timestamps later than now by more than this are in the future (clock skew allowed).
+FUTURE_SLACK = pd.Timedelta(days=1)
+#: Earliest plausible birth date.
+EARLIEST_BIRTH = dt.date(1900, 1, 1)
+#: Smallest logged propensity accepted: below it one row's weight 1/p swamps
+#: every estimate (1e-12 gave "unsupported" in evaluate but a registered export).
+PROPENSITY_FLOOR = 1e-6
+# Ordered message timestamps: (later, earlier) — a later one may not precede the earlier.
+_MESSAGE_ORDER = (("sent_at", "triggered_at"), ("opened_at", "sent_at"), ("clicked_at", "sent_at"))
+
+
+def _rows(mask: pd.Series | np.ndarray) -> int:
+    return int(np.asarray(mask, dtype=bool).sum())
+
+
+def plausibility_problems(
+    frames: Mapping[str, pd.DataFrame],
+    untrusted: Collection[tuple[str, str]] = (),
+    *,
+    now: pd.Timestamp | None = None,
+) -> tuple[list[Problem], list[Problem]]:
+    """Values of the right type that cannot be true, and values that are merely unusual.
+
+    ``frames`` are conformed tables (:func:`cadence.data.schemas.conform_table`);
+    columns in ``untrusted`` (already reported) are skipped. Problems name the
+    table, column and row count, never a value (ids and birth dates are personal).
+
+    Returns
+    -------
+    (problems, warnings)
+        Problems reject the data; warnings accept it.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> orders = pd.DataFrame({"order_id": ["o1"], "customer_id": ["c1"],
+    ...                        "ts": pd.to_datetime(["2200-01-01"], utc=True), "revenue": [float("inf")]})
+    >>> [str(p) for p in plausibility_problems({"orders": orders})[0]]
+    ['orders.ts: timestamp in the future (1 row)', 'orders.revenue: value not finite (1 row)']
+    """
+    now = pd.Timestamp.now(tz="UTC") if now is None else now
+    problems: list[Problem] = []
+    warned: list[Problem] = []
+    for name, frame in frames.items():
+        if name not in TABLES:
+            continue
+        for col in TABLES[name].columns:
+            if col.name not in frame.columns or (name, col.name) in untrusted:
+                continue
+            s = frame[col.name]
+            if col.kind == "timestamp":
+                problems += _when(name, col.name, s < EARLIEST, f"timestamp before {EARLIEST:%Y-%m-%d}, implausible")
+                problems += _when(name, col.name, s > now + FUTURE_SLACK, "timestamp in the future")
+            elif col.kind == "date":
+                d = pd.to_datetime(s, errors="coerce")
+                problems += _when(name, col.name, d > now.tz_localize(None), "date in the future")
+                problems += _when(name, col.name, d < pd.Timestamp(EARLIEST_BIRTH), f"date before {EARLIEST_BIRTH}")
+            elif col.kind == "float":
+                problems += _when(name, col.name, np.isinf(s.astype("float64")), "value not finite")
+    problems += _customer_problems(frames.get("customers"), untrusted)
+    problems += _message_problems(frames, untrusted)
+    for name, frame in frames.items():
+        if name in TABLES and len(frame) == 0:
+            warned.append(Problem(name, None, "empty table", 0))
+    return problems, warned
+
+
+def _when(table: str, column: str, mask: pd.Series, problem: str) -> list[Problem]:
+    n = _rows(mask.fillna(False) if hasattr(mask, "fillna") else mask)
+    return [Problem(table, column, problem, n)] if n else []
+
+
+def _customer_problems(customers: pd.DataFrame | None, untrusted: Collection[tuple[str, str]]) -> list[Problem]:
+    if customers is None or "timezone" not in customers.columns or ("customers", "timezone") in untrusted:
+        return []
+    zones = customers["timezone"]
+    unknown = zones.notna() & ~zones.isin(_known_zones())
+    # The zone name is not shown: with few customers per zone it narrows down who.
+    return _when("customers", "timezone", unknown, "unknown IANA time zone")
+
+
+@functools.cache
+def _known_zones() -> frozenset[str]:
+    # Cached: listing the zone database walks the file system (a third of a check).
+    import zoneinfo
+
+    return frozenset(zoneinfo.available_timezones()) | {"UTC"}
+
+
+def _message_problems(frames: Mapping[str, pd.DataFrame], untrusted: Collection[tuple[str, str]]) -> list[Problem]:
+    m = frames.get("messages")
+    if m is None:
+        return []
+    ok = {c for c in m.columns if ("messages", c) not in untrusted}
+    problems = []
+    if "propensity" in ok:
+        # Zero and below are out of range already (reported once, there).
+        p = m["propensity"]
+        problems += _when("messages", "propensity", (p > 0) & (p < PROPENSITY_FLOOR),
+                          f"propensity below {PROPENSITY_FLOOR:g}, too small to weight by")
+    for later, earlier in _MESSAGE_ORDER:
+        if {later, earlier} <= ok:
+            problems += _when("messages", later, m[later] < m[earlier], f"before {earlier}")
+    orders = frames.get("orders")
+    if (orders is not None and {"converted_order_id", "customer_id"} <= ok
+            and {"order_id", "customer_id"} <= set(orders.columns)):
+        owner = orders.drop_duplicates("order_id").set_index("order_id")["customer_id"]
+        credited = m["converted_order_id"].map(owner)
+        other = credited.notna() & m["converted_order_id"].notna() & credited.ne(m["customer_id"])
+        customers = frames.get("customers")
+        if customers is not None and "customer_id" in customers.columns:
+            # A message of an unknown customer is reported as that, not again here.
+            other &= m["customer_id"].isin(customers["customer_id"])
+        problems += _when("messages", "converted_order_id", other, "an order of another customer")
+    return problems
+
+
+#: What a text-stored value of each kind is called in a warning.
+_STORED_AS_TEXT = {"int": "numbers", "float": "numbers", "bool": "booleans", "timestamp": "timestamps"}
+
+
+def _storage_warnings(raw: Mapping[str, pd.DataFrame], frames: Mapping[str, pd.DataFrame]) -> list[Problem]:
+    """Columns that conformed but were stored unusually: text for numbers, other time zones."""
+    warned = []
+    for name in frames:
+        df = raw[name]
+        for col in TABLES[name].columns:
+            if col.name not in df.columns or not len(df):
+                continue
+            s = df[col.name]
+            if col.kind in _STORED_AS_TEXT and s.dtype == object and s.map(type, na_action="ignore").eq(str).any():
+                what = f"{_STORED_AS_TEXT[col.kind]} stored as text, read as {_STORED_AS_TEXT[col.kind]}"
+                warned.append(Problem(name, col.name, what, _rows(s.notna())))
+            elif isinstance(s.dtype, pd.DatetimeTZDtype) and str(s.dtype.tz) != "UTC":
+                warned.append(Problem(name, col.name, f"time zone {s.dtype.tz}, converted to UTC", _rows(s.notna())))
+    return warned
+
+
 # --------------------------------------------------------------------------- directories
 
 
@@ -259,11 +441,23 @@ def validate_dir(data_dir: PathLike) -> list[Problem]:
     >>> print(format_problems(validate_dir(d)))
     customers.signup_at: timestamp without time zone (1 row)
     """
+    return inspect_dir(data_dir).problems
+
+
+def inspect_dir(data_dir: PathLike, *, now: pd.Timestamp | None = None) -> Inspection:
+    """Read a data directory and check it like :func:`validate_dir`, keeping the conformed frames.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> [str(p) for p in inspect_dir(tempfile.mkdtemp()).problems]  # doctest: +ELLIPSIS
+    ['customers: missing required table (looked for ...)']
+    """
     base = Path(data_dir)
     try:
         found = list_tables(base)
     except DataDirError as err:
-        return [Problem(str(base), None, str(err), 0)]
+        return Inspection([Problem(str(base), None, str(err), 0)], [], {})
     problems = [
         Problem(t, None, f"missing required table (looked for {t}.parquet, {t}/ and {t}.csv)", 0)
         for t in REQUIRED_TABLES
@@ -278,7 +472,8 @@ def validate_dir(data_dir: PathLike) -> list[Problem]:
         # problem of the data to report, not a crash of the validator.
         except Exception as err:  # noqa: BLE001
             problems.append(Problem(name, None, f"unreadable file {path.name}: {err}", 0))
-    return problems + validate_tables(tables)
+    inspection = inspect_tables(tables, now=now)
+    return Inspection(problems + inspection.problems, inspection.warnings, inspection.frames)
 
 
 def _read(base: Path, name: str) -> pd.DataFrame:
