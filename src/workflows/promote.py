@@ -22,7 +22,7 @@ directory may have seen some of them; the tags record both fingerprints.)
 Examples
 --------
 ``promote("shop-policy")`` moves ``champion`` or refuses with both estimates;
-the gate itself is :func:`cadence.deployment.gate.gate`.
+the gate itself is :func:`cadence.deployment.promotion.gate`.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ import numpy as np
 
 from cadence.data.io import PathLike
 from cadence.deployment.export import CHAMPION, TABLES, TAG
-from cadence.deployment.gate import METRIC, gate
+from cadence.deployment.promotion import METRIC, gate
 from cadence.workflows import tracking
 from cadence.workflows.tracking import using_tracking
 
