@@ -60,6 +60,12 @@ def plant(src: Path, dest: Path) -> Path:
     messages["revenue"] = np.where(fast, ORDER_VALUE, np.nan)
     orders = pd.read_parquet(src / "orders.parquet")
     orders["customer_id"] = orders["customer_id"].replace(victim, CANARY["customer_id"])
+    # The planted conversions are real orders of the messaged customer, so the shop passes the contract gate.
+    planted = messages.loc[fast, ["converted_order_id", "customer_id", "sent_at"]]
+    orders = pd.concat([orders, pd.DataFrame({
+        "order_id": planted["converted_order_id"].to_numpy(), "customer_id": planted["customer_id"].to_numpy(),
+        "ts": (planted["sent_at"] + pd.Timedelta(minutes=1)).astype(orders["ts"].dtype).to_numpy(),
+        "revenue": np.full(len(planted), ORDER_VALUE, dtype=orders["revenue"].dtype)})], ignore_index=True)
     messages.to_parquet(dest / "messages.parquet", index=False)
     customers.to_parquet(dest / "customers.parquet", index=False)
     orders.to_parquet(dest / "orders.parquet", index=False)
