@@ -35,8 +35,11 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     finally:
         os.chdir(before)
     assert result.exit_code == 0, result.output
-    html = Path(result.output.strip().splitlines()[-1])
-    assert not html.is_absolute() and (base / html).is_file()  # written under the current folder's reports/
+    # The path is printed relative to the current folder (papermill's progress bar shares the output).
+    found = re.search(r"(?<![\w/])reports/summary-\d{8}T\d{6}Z\.html", result.output)
+    assert found is not None, result.output
+    html = Path(found.group(0))
+    assert (base / html).is_file()  # written under the current folder's reports/
     assert ROOT not in base.parents
     return shop, base / html
 
