@@ -41,14 +41,15 @@ the generic :class:`~cadence.policies.learner.PolicyLearner`
   must beat holding by ``threshold`` (the learner's ``action_costs``).
 
 Why ``"t"`` stays the default: on a 5,000-customer x 180-day shop (seed 3,
-fitted on half the customers) both designs' offline DR estimates agree
-(net revenue per trigger 2.704 and 2.691), but re-running the world of a
-held-out seed under each gives 2.765 for the uplift design and 2.589-2.605
-for the policy learner (rules: 2.334). In today's world the observable
-context carries little of the customers' heterogeneity, and the learner's
-context-by-action interactions (delay and channel choices that vary with the
-hour or recency) cost more in noise than they find; with the stage as its
-only context it reaches 2.756. See ``benchmarks/RESULTS.md``.
+fitted on half the customers, judged on the other half) the offline DR
+estimate of net revenue per trigger is 2.704 [1.904, 3.725] for the uplift
+design and 2.585 [1.831, 3.625] for the policy learner; re-running the world
+of a held-out seed under each gives 2.765 and 2.605 (rules: 2.334). In
+today's world the observable context carries little of the customers'
+heterogeneity, and the learner's context-by-action interactions (delays and
+channels that vary with the hour or recency) cost more in noise than they
+find: with the stage as its only context it reached 2.756, with
+``scores="dm"`` 2.654. See ``benchmarks/RESULTS.md``.
 
 In both designs stages with too few randomised rows, and transactional ones,
 follow :class:`~cadence.policies.rules.RulesPolicy`; every parameter is a
