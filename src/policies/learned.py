@@ -212,9 +212,11 @@ class UpliftPolicy:
 
     def fit(self, log: LoggedBandit) -> UpliftPolicy:
         """Fit on the randomised rows of a messages log: the policy learner, or the per-stage uplift models."""
+        if log.candidates is None or log.rewards is None or "net_revenue" not in log.rewards:
+            raise ValueError("log: UpliftPolicy needs a messages log (candidates and a net_revenue reward, load_log)")
         if self.learner == "dr":
             return self._fit_learner(log)
-        self.learner_ = None
+        self.learner_: PolicyLearner | None = None
         conv = log.rewards["conversion"].to_numpy()
         net = log.rewards["net_revenue"].to_numpy()
         x_all = context_features(log.candidates).to_numpy()
@@ -225,7 +227,7 @@ class UpliftPolicy:
         slot = np.array([d[1] if d else -1 for d in decoded])
         inc = np.array([d[2] if d else "" for d in decoded], dtype=object)
         randomised = log.pscore < 1
-        self.stages_: dict[str, _StageModel] = {}
+        self.stages_: dict[str, _StageModel | None] = {}
         for s in np.unique(stage):
             rows = (stage == s) & randomised
             if s in TRANSACTIONAL_STAGES or (rows & send).sum() < self.min_rows or (rows & ~send).sum() < 50:
@@ -257,8 +259,7 @@ class UpliftPolicy:
         return self
 
     def _fit_learner(self, log: LoggedBandit) -> UpliftPolicy:
-        if log.candidates is None or log.rewards is None or "net_revenue" not in log.rewards:
-            raise ValueError("log: UpliftPolicy needs a messages log (candidates and a net_revenue reward, load_log)")
+        assert log.candidates is not None and log.rewards is not None  # checked by fit
         stage = log.candidates["stage"].astype(str).to_numpy()
         randomised = log.pscore < 1
         send = log.action > 0
@@ -330,7 +331,7 @@ class UpliftPolicy:
         modelled = np.zeros(n, bool)
         for s, m in self.stages_.items():
             rows = np.flatnonzero(stage == s)
-            if rows.size == 0:
+            if rows.size == 0 or m is None:  # None: a stage of the policy learner's (learner="dr")
                 continue
             modelled[rows] = True
             mu0, mu1 = self._outcomes(m.send, x[rows], m.hold_rate)

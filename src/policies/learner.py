@@ -451,7 +451,8 @@ class PolicyLearner(BaseEstimator):
             base, n_cat = np.asarray(X, dtype=np.float64), 0
         # The action as one more categorical column (codes fit HGB's 255 bins up to 254 actions),
         # then its features, through which the trees can share what actions have in common.
-        actions = np.arange(k)[:, None] if phi is None else np.column_stack([np.arange(k), phi[:, 1:]])
+        codes_k = np.arange(k, dtype=np.float64)
+        actions = codes_k[:, None] if phi is None else np.column_stack([codes_k, phi[:, 1:]])
         categorical_mask = np.r_[np.arange(base.shape[1]) < n_cat, k <= 254, np.zeros(actions.shape[1] - 1, bool)]
         q = np.zeros((n, k))
         # One thread: OpenMP's spinning threads slow to a crawl on a shared machine, and the folds are small.

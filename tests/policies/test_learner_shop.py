@@ -79,6 +79,8 @@ def test_log_without_candidates_is_refused() -> None:
                         n_actions=N_ACTIONS)
     with pytest.raises(ValueError, match="log: UpliftPolicy needs a messages log"):
         UpliftPolicy(learner="dr").fit(bare)
+    with pytest.raises(ValueError, match="log: UpliftPolicy needs a messages log"):
+        UpliftPolicy(learner="t").fit(bare)
 
 
 def test_shop_context_keeps_never_ordered_missing(tmp_path: Path) -> None:
