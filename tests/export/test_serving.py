@@ -1,4 +1,4 @@
-"""The served policy in-process: fallbacks, wrong types, exploration, reproducibility (no MLflow store)."""
+"""The served policy in-process: holds, fallbacks, bounds, exploration, reproducibility (no MLflow store)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,10 @@ from cadence.deployment.export import imported_packages, pickled_packages, pinne
 from cadence.deployment.serving import (
     CONTEXT_COLUMNS,
     INPUT_COLUMNS,
+    MAX_COLUMNS,
+    MAX_ROWS,
     PolicyModel,
+    ServingInputError,
     input_example,
     model_signature,
     valid_actions,
@@ -58,10 +61,6 @@ DROP = object()
 
 @pytest.mark.parametrize(("policy", "change", "reason"), [
     ("rules", {}, ""),
-    ("rules", {"stage": "teleport"}, "rules fallback: unknown stage 'teleport'"),
-    ("rules", {"stage": None}, "rules fallback: missing stage"),
-    ("rules", {"triggered_at": None}, "rules fallback: missing triggered_at"),
-    ("rules", {"timezone": "Mars/Olympus"}, "rules fallback: unknown timezone 'Mars/Olympus'"),
     ("rules", {"timezone": None}, ""),  # the rules do not read the time zone
     ("rules", {"opt_in_fax": True}, "rules fallback: unknown channel 'fax'"),
     ("rules", {"opt_in_fax": False}, ""),
@@ -73,8 +72,6 @@ DROP = object()
     ("email", {"days_since_order": None}, ""),  # null = never ordered
     ("email", {"orders_90d": DROP, "days_since_order": DROP},
      "rules fallback: missing column(s) orders_90d, days_since_order"),
-    ("email", {"stage": "teleport", "timezone": "Nowhere/Land"},
-     "rules fallback: unknown stage 'teleport'; unknown timezone 'Nowhere/Land'"),
 ])
 def test_fallback_reasons(policy: str, change: dict[str, object], reason: str) -> None:
     pol = RulesPolicy() if policy == "rules" else EmailNow()
@@ -82,7 +79,7 @@ def test_fallback_reasons(policy: str, change: dict[str, object], reason: str) -
     out = PolicyModel(pol, epsilon=0.0).predict(None, frame)
     assert out["reason"].tolist() == [reason]
     if reason:  # the row gets the rules' decision for it, deterministically
-        expected = RulesPolicy().decide(frame.assign(stage=frame["stage"].fillna("")), np.random.default_rng(0))
+        expected = RulesPolicy().decide(frame, np.random.default_rng(0))
         assert out[["action", "channel", "delay_minutes"]].values.tolist() == \
             expected[["action", "channel", "delay_minutes"]].values.tolist()
         assert out["propensity"].tolist() == [1.0]
@@ -90,27 +87,105 @@ def test_fallback_reasons(policy: str, change: dict[str, object], reason: str) -
         assert out["channel"].tolist() == ["email"]
 
 
-@pytest.mark.parametrize(("column", "value", "message"), [
-    ("triggered_at", 12345, "triggered_at: expected a timestamp or ISO-8601 text"),
-    ("triggered_at", "yesterday", "triggered_at: 'yesterday' is not an ISO-8601 timestamp"),
-    ("stage", 7, "stage: expected text"),
-    ("timezone", 1.5, "timezone: expected text"),
-    ("opt_in_email", "false", "opt_in_email: expected true, false or null"),
-    ("opt_in_push", 1, "opt_in_push: expected true, false or null"),
-    ("sends_7d", "many", "sends_7d: expected a whole number or null"),
-    ("sends_7d", 1.5, "sends_7d: expected a whole number or null"),
-    ("orders_90d", True, "orders_90d: expected a whole number or null"),
-    ("days_since_order", "long ago", "days_since_order: expected a number or null"),
+SECRET = "CUST-SECRET-4411"
+#: One bad value each: (column, value, the hold reason after "hold (invalid input): ").
+BAD_ROWS = [
+    ("stage", "teleport", "stage: unknown value"),
+    ("stage", "Cart_Abandon", "stage: unknown value"),  # misspelt (case)
+    ("stage", "cart_abandn", "stage: unknown value"),
+    ("stage", None, "stage: missing"),
+    ("stage", DROP, "stage: missing"),
+    ("stage", 7, "stage: not text"),
+    ("stage", SECRET, "stage: unknown value"),  # an id in the wrong column is not echoed
+    ("triggered_at", None, "triggered_at: missing"),
+    ("triggered_at", DROP, "triggered_at: missing"),
+    ("triggered_at", 12345, "triggered_at: not a timestamp"),
+    ("triggered_at", "yesterday", "triggered_at: not an ISO-8601 timestamp"),
+    ("triggered_at", "2025-03-01T09:30:00", "triggered_at: no time zone"),
+    ("triggered_at", "2025-03-01", "triggered_at: no time zone"),
+    ("triggered_at", pd.Timestamp("2025-03-01 09:30"), "triggered_at: no time zone"),
+    ("triggered_at", "1900-01-01T00:00:00Z", "triggered_at: before 1970-01-02"),
+    ("triggered_at", "1970-01-01T00:00:00Z", "triggered_at: before 1970-01-02"),
+    ("triggered_at", "2200-01-01T00:00:00Z", "triggered_at: more than 7 days in the future"),
+    ("triggered_at", "2300-01-01T00:00:00Z", "triggered_at: more than 7 days in the future"),  # past pandas' range
+    ("sends_7d", -1, "sends_7d: negative"),
+    ("sends_7d", 1_001, "sends_7d: above 1,000, implausible"),
+    ("sends_7d", 10**30, "sends_7d: above 1,000, implausible"),
+    ("sends_7d", 1.5, "sends_7d: not a whole number"),
+    ("sends_7d", "many", "sends_7d: not a number"),
+    ("sends_7d", float("inf"), "sends_7d: not finite"),
+    ("orders_90d", True, "orders_90d: not a number"),
+    ("orders_90d", -3, "orders_90d: negative"),
+    ("orders_90d", 10_001, "orders_90d: above 10,000, implausible"),
+    ("days_since_order", -0.5, "days_since_order: negative"),
+    ("days_since_order", 1e9, "days_since_order: before 1970-01-02"),
+    ("days_since_order", "long ago", "days_since_order: not a number"),
+    ("opt_in_email", "false", "opt_in_email: not true, false or null"),
+    ("opt_in_push", 1, "opt_in_push: not true, false or null"),
+    ("timezone", "Mars/Olympus", "timezone: unknown IANA time zone"),
+    ("timezone", 1.5, "timezone: not text"),
+    ("customer_id", 1.5, "customer_id: not text"),
+    ("customer_id", "x" * 5_000, "customer_id: longer than 4,096 characters"),
+    ("products", "P|" * 3_000, "products: longer than 4,096 characters"),
+]
+
+
+@pytest.mark.parametrize("policy", ["rules", "email"])
+@pytest.mark.parametrize(("column", "value", "reason"), BAD_ROWS, ids=[f"{c}-{str(v)[:20]}" for c, v, _ in BAD_ROWS])
+def test_invalid_values_are_held_naming_the_column(policy: str, column: str, value: object, reason: str) -> None:
+    pol = RulesPolicy() if policy == "rules" else EmailNow()
+    frame = row(**{column: value}).assign(customer_id=SECRET) if column != "customer_id" else row(**{column: value})
+    good = row().assign(customer_id="x-2")
+    # In a batch with a good row (which is still decided), with heavy exploration: never a send.
+    out = PolicyModel(pol, epsilon=0.9, seed=1).predict(None, pd.concat([frame, good], ignore_index=True))
+    assert out["action"].iloc[0] == "hold" and not out["reason"].iloc[1].startswith("hold")
+    assert out["reason"].iloc[0] == "hold (invalid input): " + reason
+    assert out["propensity"].iloc[0] == 1.0 and out["channel"].isna().iloc[0] and out["send_at"].isna().iloc[0]
+    assert SECRET not in out.to_json()  # nothing in the answer repeats the caller's id
+    # The served distribution (what export estimates and the gate judges) holds it too.
+    dist = PolicyModel(pol, epsilon=0.9, seed=1).action_distribution(frame)
+    assert dist[0, 0] == 1.0
+
+
+def test_reasons_never_echo_values() -> None:
+    frame = pd.concat([row(stage=SECRET), row(timezone=SECRET), row(triggered_at=SECRET), row(sends_7d=SECRET),
+                       row(opt_in_sms=SECRET), row(customer_id=SECRET * 500)], ignore_index=True)
+    out = PolicyModel(RulesPolicy(), epsilon=0.5).predict(None, frame)
+    assert (out["action"] == "hold").all()
+    assert not out["reason"].str.contains("CUST-SECRET").any(), out["reason"].tolist()
+
+
+def test_future_is_relative_to_the_clock() -> None:
+    soon = (pd.Timestamp.now(tz="UTC") + pd.Timedelta(days=6)).isoformat()
+    late = (pd.Timestamp.now(tz="UTC") + pd.Timedelta(days=8)).isoformat()
+    out = PolicyModel(RulesPolicy(), epsilon=0.0).predict(None, pd.concat([row(triggered_at=soon),
+                                                                           row(triggered_at=late)]))
+    assert out["action"].tolist() == ["send", "hold"]
+
+
+@pytest.mark.parametrize(("frame", "message"), [
+    (pd.concat([input_example()] * (MAX_ROWS // 3 + 1), ignore_index=True), f"at most {MAX_ROWS:,} per request"),
+    (pd.concat([input_example(), pd.DataFrame(0, index=range(3), columns=[f"x{i}" for i in range(MAX_COLUMNS)])],
+               axis=1), f"columns, at most {MAX_COLUMNS}"),
 ])
-def test_wrong_types_raise_naming_the_column(column: str, value: object, message: str) -> None:
-    with pytest.raises(MlflowException, match=message) as err:
-        PolicyModel(RulesPolicy()).predict(None, row(**{column: value}))
-    assert err.value.error_code == "INVALID_PARAMETER_VALUE"  # HTTP 400 from the scoring server
+def test_requests_are_bounded(frame: pd.DataFrame, message: str) -> None:
+    with pytest.raises(ServingInputError, match=message) as err:
+        PolicyModel(RulesPolicy()).predict(None, frame.assign(customer_id=SECRET))
+    assert not isinstance(err.value, MlflowException)  # MLflow would prefix its message with the request
+    assert SECRET not in str(err.value)
+
+
+def test_a_bound_sized_request_is_served() -> None:
+    frame = pd.concat([input_example()] * (MAX_ROWS // 3 + 1), ignore_index=True).head(MAX_ROWS).astype(object)
+    out = PolicyModel(RulesPolicy()).predict(None, frame)
+    assert len(out) == MAX_ROWS and (out["reason"].str.startswith("hold") == False).all()  # noqa: E712
 
 
 def test_signature_lists_every_input_and_context_column() -> None:
     sig = model_signature()
     assert sig.inputs.input_names() == [c.name for c in INPUT_COLUMNS]
+    # MLflow enforces nothing (its errors echo the request): the model checks and holds.
+    assert sig.inputs.required_input_names() == []
     assert set(CONTEXT_COLUMNS) <= set(sig.inputs.input_names())
     assert "customer_id" not in input_example()
 
@@ -203,7 +278,7 @@ def test_empty_input() -> None:
 def test_every_stage_is_served() -> None:
     frame = pd.concat([input_example().iloc[[0]]] * len(STAGES), ignore_index=True).assign(stage=list(STAGES))
     out = PolicyModel(RulesPolicy(), epsilon=0.5).predict(None, frame)
-    assert (out["reason"].str.startswith("rules fallback") == False).all()  # noqa: E712
+    assert not out["reason"].str.startswith(("rules fallback", "hold")).any()
     assert out["send_at"].notna().sum() == (out["action"] == "send").sum()
 
 
