@@ -756,7 +756,7 @@ class PolicyModel(PythonModel):
         return pd.DataFrame({
             "action": action,
             "channel": channel,
-            "send_at": send_at,
+            "send_at": pd.Series(send_at, dtype=object),  # object: the constructor would infer NaT for None
             "delay_minutes": delay,
             "incentive": incentive,
             "items": items,
