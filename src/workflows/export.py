@@ -44,9 +44,14 @@ Examples
 >>> from cadence.synthetic import ShopConfig, generate_shop
 >>> d = tempfile.mkdtemp()
 >>> shop = generate_shop(ShopConfig(customers=300, days=60, seed=1), d + "/shop")
->>> res = export_policy(shop, "rules", "doc-policy", tracking_uri=f"sqlite:///{d}/mlflow.db")
->>> res["version"], res["alias"]
-('1', 'challenger')
+>>> uri = f"sqlite:///{d}/mlflow.db"
+>>> export_policy(shop, "rules", "doc-policy", tracking_uri=uri)  # doctest: +ELLIPSIS
+Traceback (most recent call last):
+...
+ValueError: policy 'rules' served with epsilon 0.05: the log does not support its estimate (unsupported: effective sample size ...
+>>> res = export_policy(shop, "rules", "doc-policy", tracking_uri=uri, force=True)  # 300 customers are too few
+>>> res["version"], res["alias"], res["supported"]
+('1', 'challenger', False)
 """
 
 from __future__ import annotations
