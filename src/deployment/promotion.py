@@ -35,6 +35,9 @@ Examples
 >>> res = gate(log, same, same)
 >>> res.diff, res.passed  # an equal candidate never passes
 (0.0, False)
+>>> df = estimate_served(log, same, "rules", metrics=["conversion"])
+>>> df[["metric", "policy"]].values.tolist()
+[['conversion', 'logging'], ['conversion', 'rules']]
 """
 
 from __future__ import annotations
@@ -151,16 +154,7 @@ def estimate_served(log: Any, dist: np.ndarray, name: str, *, metrics: Sequence[
 
     Examples
     --------
-    >>> import tempfile
-    >>> from cadence.synthetic import ShopConfig, generate_shop
-    >>> from cadence.features.logged import load_log
-    >>> from cadence.deployment.serving import PolicyModel
-    >>> from cadence.policies.rules import RulesPolicy
-    >>> log = load_log(generate_shop(ShopConfig(customers=300, days=60, seed=1), tempfile.mkdtemp() + "/s"))
-    >>> dist = PolicyModel(RulesPolicy(), epsilon=0.1).action_distribution(log.candidates)
-    >>> df = estimate_served(log, dist, "rules", metrics=["conversion"])
-    >>> df[["metric", "policy"]].values.tolist()
-    [['conversion', 'logging'], ['conversion', 'rules']]
+    See the module docstring.
     """
     from cadence.features.logged import METRICS
 

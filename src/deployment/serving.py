@@ -334,14 +334,21 @@ class _Problems:
     """Per-row problems, in the order found: ``column: problem``, never a value."""
 
     def __init__(self, n: int) -> None:
-        self.parts: list[list[str]] = [[] for _ in range(n)]
+        self.n = n
+        self.parts: dict[int, list[str]] = {}  # only the rows with problems: most have none
 
     def add(self, mask: Any, column: str, problem: str) -> None:
+        self.add_text(mask, f"{column}: {problem}")
+
+    def add_text(self, mask: Any, text: str) -> None:
         for i in np.flatnonzero(np.asarray(mask, bool)):
-            self.parts[i].append(f"{column}: {problem}")
+            self.parts.setdefault(int(i), []).append(text)
 
     def reasons(self) -> np.ndarray:
-        return np.array(["; ".join(p) for p in self.parts], dtype=object)
+        out = np.full(self.n, "", dtype=object)
+        for i, p in self.parts.items():
+            out[i] = "; ".join(p)
+        return out
 
 
 def _is(values: pd.Series, kinds: tuple[type, ...]) -> np.ndarray:
@@ -355,14 +362,13 @@ def _text(frame: pd.DataFrame, col: str, found: _Problems, *, ids: bool = False)
     if col not in frame:
         return None
     s = frame[col]
-    if pd.api.types.infer_dtype(s, skipna=True) in ("string", "empty"):
-        ok = np.ones(len(s), bool)
+    if pd.api.types.infer_dtype(s, skipna=True) in ("string", "empty"):  # the usual case: no per-value work
+        text = s.astype(object).where(s.notna(), None)
     else:  # numeric ids are fine: they are only hashed
         ok = _is(s, (str, int, np.integer) if ids else (str,)) & ~_is(s, (bool, np.bool_)) | s.isna().to_numpy()
-    found.add(~ok, col, "not text")
-    text = s.where(ok & s.notna().to_numpy(), None).astype(object)
-    text = text.map(lambda v: v if v is None else str(v))
-    long = text.map(lambda v: v is not None and len(v) > MAX_TEXT_CHARS).to_numpy(bool)
+        found.add(~ok, col, "not text")
+        text = s.where(ok & s.notna().to_numpy(), None).astype(object).map(lambda v: v if v is None else str(v))
+    long = (text.str.len() > MAX_TEXT_CHARS).to_numpy(bool)
     found.add(long, col, f"longer than {MAX_TEXT_CHARS:,} characters")
     return text.where(~long, None)
 
@@ -567,12 +573,8 @@ def fallback_reasons(frame: pd.DataFrame, policy: Policy) -> np.ndarray:
     ['missing column(s) opt_in_push, opt_in_sms, opt_in_whatsapp', "unknown channel 'fax'; missing column(s) opt_in_push, opt_in_sms, opt_in_whatsapp"]
     """
     n = len(frame)
-    parts: list[list[str]] = [[] for _ in range(n)]
-
-    def add(mask: np.ndarray, why: str) -> None:
-        for i in np.flatnonzero(mask):
-            parts[i].append(why)
-
+    found = _Problems(n)
+    add = found.add_text
     reads, no_default = needed_columns(policy)
     for col in no_default:
         if col in frame:
@@ -585,7 +587,7 @@ def fallback_reasons(frame: pd.DataFrame, policy: Policy) -> np.ndarray:
     absent = [c for c in reads if c not in frame]
     if absent:
         add(np.ones(n, bool), f"missing column(s) {', '.join(absent)}")
-    return np.array(["; ".join(p) for p in parts], dtype=object)
+    return found.reasons()
 
 
 def stage_priority(stage: np.ndarray) -> np.ndarray:

@@ -260,3 +260,21 @@ def test_requirements_are_what_the_model_imports() -> None:
 
     assert f"scikit-learn=={sklearn.__version__}" in pins
     assert any(p.startswith("mlflow==") for p in pins) and not any(p.startswith("cadence") for p in pins)
+
+
+def test_timestamp_objects_and_nullable_dtypes() -> None:
+    """In-process callers pass timestamps as objects or datetime columns, and pandas' nullable dtypes."""
+    naive = input_example().assign(triggered_at=pd.to_datetime(input_example()["triggered_at"]).dt.tz_localize(None))
+    out = PolicyModel(RulesPolicy(), epsilon=0.0).predict(None, naive)
+    assert (out["reason"] == "hold (invalid input): triggered_at: no time zone").all()
+    objects = input_example().astype(object)
+    objects["triggered_at"] = [pd.Timestamp("2025-03-01 09:30", tz="Europe/Berlin"),
+                               pd.Timestamp("2025-03-01 09:30"), pd.Timestamp("1960-01-01", tz="UTC")]
+    out = PolicyModel(RulesPolicy(), epsilon=0.0).predict(None, objects)
+    assert out["reason"].tolist() == ["", "hold (invalid input): triggered_at: no time zone",
+                                      "hold (invalid input): triggered_at: before 1970-01-02"]
+    assert out["send_at"].iloc[0] == pd.Timestamp("2025-03-01 08:50", tz="UTC")  # 09:30 Berlin + 20 min
+    nullable = input_example().astype({"stage": "string", "sends_7d": "Int64", "opt_in_email": "boolean"})
+    nullable.loc[1, ["stage", "sends_7d", "opt_in_email"]] = pd.NA
+    out = PolicyModel(RulesPolicy(), epsilon=0.0).predict(None, nullable)
+    assert out["reason"].tolist() == ["", "hold (invalid input): stage: missing", ""]
