@@ -13,6 +13,7 @@ import contextlib
 import re
 import sys
 import time
+import types
 from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -24,15 +25,54 @@ from typer.core import TyperGroup
 if TYPE_CHECKING:
     from cadence.data.gate import Gate
 
-#: Longest message shown for an unexpected error (without --debug).
-MAX_ERROR_CHARS = 300
+def _short_path(filename: str) -> str:
+    """A source file as ``package/module.py`` (from the package root or site-packages), never a home folder."""
+    parts = Path(filename).parts
+    for anchor in ("site-packages", "dist-packages"):
+        if anchor in parts:
+            return "/".join(parts[parts.index(anchor) + 1:])
+    if "cadence" in parts:
+        return "/".join(parts[len(parts) - 1 - parts[::-1].index("cadence"):])
+    return "/".join(parts[-2:])
+
+
+def error_location(error: BaseException) -> str:
+    """Where an exception was raised, and the innermost cadence frame on the way, without its message.
+
+    The message of an unexpected error may carry row values (a pandas
+    ``KeyError`` names the key, a ``ValueError`` may quote a cell), so the
+    one-liner shows the exception's type and location only.
+
+    >>> try:
+    ...     int("CUSTOMER-42")
+    ... except ValueError as e:
+    ...     where = error_location(e)
+    >>> where.endswith("in <module>"), "CUSTOMER" in where
+    (True, False)
+    """
+    import traceback
+
+    frames = list(traceback.walk_tb(error.__traceback__))
+    if not frames:
+        return "unknown location"
+
+    def place(frame: types.FrameType, line: int) -> str:
+        return f"{_short_path(frame.f_code.co_filename)}:{line} in {frame.f_code.co_name}"
+
+    where = place(*frames[-1])
+    ours = [f for f in frames if str(f[0].f_globals.get("__name__", "")).split(".")[0] == "cadence"]
+    if ours and ours[-1] is not frames[-1]:
+        where += f" (from {place(*ours[-1])})"
+    return where
 
 
 class _OneLineErrors(TyperGroup):
     """Turns an unexpected exception into one line on stderr (exit 1); ``--debug`` shows the traceback.
 
     Expected errors are handled where they arise (one line per problem); this
-    is the net under them, so a user never sees a traceback by default.
+    is the net under them, so a user never sees a traceback by default. The
+    line names the exception's type and where it was raised, not its
+    message, which may quote the data (customer ids, cell values).
     """
 
     def invoke(self, ctx: click.Context) -> object:
@@ -45,11 +85,9 @@ class _OneLineErrors(TyperGroup):
             # Usage errors of the option parser (click's or typer's own) keep their exit code 2 and text.
             if ctx.params.get("debug") or type(e).__module__.split(".")[0] in ("click", "typer"):
                 raise
-            text = " ".join(str(e).split()) or "no message"
-            text = text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 3] + "..."
             name = ctx.invoked_subcommand or "cadence"
-            typer.secho(f"{name}: {type(e).__name__}: {text} (run with --debug for the traceback)",
-                        fg=typer.colors.RED, err=True)
+            typer.secho(f"{name}: unexpected {type(e).__name__} at {error_location(e)}; run with --debug for "
+                        "the message and traceback", fg=typer.colors.RED, err=True)
             raise typer.Exit(1) from None
 
 
@@ -463,9 +501,16 @@ def export(
                                                           "else ./mlflow.db).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the split, bootstrap and exploration hash.")] = 0,
     replay: Annotated[bool, typer.Option("--replay", help="Also record the replay lift over the logged policy.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Register even when the log does not support the served "
+                                                        "model's estimate (the version is tagged so).")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
-    """Fit, estimate and register a policy as an MLflow pyfunc model with alias 'challenger'."""
+    """Fit, estimate and register a policy as an MLflow pyfunc model with alias 'challenger'.
+
+    The estimates recorded are those of the model as served (exploration
+    included); an estimate the overlap diagnostics call unsupported stops the
+    export unless --force.
+    """
     import json
 
     from cadence.data.validate import ContractError
@@ -478,7 +523,7 @@ def export(
 
         try:
             res = export_policy(gate.data_dir, policy, model_name, tracking_uri=tracking_uri, epsilon=epsilon,
-                                seed=seed, replay=replay)
+                                seed=seed, replay=replay, source=gate.source, force=force)
         except (ValueError, FileNotFoundError, ContractError) as e:
             _fail(f"export: {e}")
     if as_json:
@@ -486,8 +531,12 @@ def export(
         return
     nr = res["estimates"]["net_revenue"]
     typer.echo(f"registered {res['model_name']} version {res['version']} (alias {res['alias']}) at {res['tracking_uri']}")
-    typer.echo(f"DR net revenue per trigger {nr['value']:.3f} [{nr['lower']:.3f}, {nr['upper']:.3f}], "
-               f"lift over logging {nr['lift']:+.3f} [{nr['lift_lower']:+.3f}, {nr['lift_upper']:+.3f}]")
+    typer.echo(f"DR net revenue per trigger as served (epsilon {epsilon:g}) {nr['value']:.3f} "
+               f"[{nr['lower']:.3f}, {nr['upper']:.3f}], lift over logging {nr['lift']:+.3f} "
+               f"[{nr['lift_lower']:+.3f}, {nr['lift_upper']:+.3f}]")
+    if not res["supported"]:
+        typer.secho(f"export: warning: registered with --force although {res['support_reason']} (tagged "
+                    "cadence.estimate_supported = false)", fg=typer.colors.YELLOW, err=True)
     typer.echo(f"load it: mlflow.pyfunc.load_model('models:/{res['model_name']}@{res['alias']}'); "
                f"promote it: cadence promote {res['model_name']}")
 
@@ -497,25 +546,41 @@ def promote(
     model_name: Annotated[str, typer.Argument(help="Registered model name.")],
     version: Annotated[str | None, typer.Option(help="Version to promote (default: the newest).")] = None,
     data: Annotated[Path | None, typer.Option("--data", help="Evaluation data (default: the one recorded "
-                                                             "on the version).")] = None,
+                                                             "on the version); its fingerprint must match "
+                                                             "the one recorded at export.")] = None,
     tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI (default $MLFLOW_TRACKING_URI, "
                                                           "else ./mlflow.db).")] = None,
+    no_gate: Annotated[bool, typer.Option("--no-gate", help="Promote without judging the version (tagged "
+                                                            "cadence.gate = skipped).")] = False,
+    allow_other_data: Annotated[bool, typer.Option("--allow-other-data", help="Judge on evaluation data whose "
+                                                   "fingerprint differs from the one recorded at export (both "
+                                                   "are tagged).")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
-    """Move alias 'champion' to a version if its net revenue beats the champion's (paired DR interval > 0)."""
+    """Move alias 'champion' to a version if its net revenue beats the champion's (paired DR interval > 0).
+
+    A name without a champion is judged against the logging policy: the
+    first version must beat what wrote the log, or pass --no-gate.
+    """
     import json
 
     from cadence.data.validate import ContractError
     from cadence.workflows.promote import promote as promote_version
+    from cadence.workflows.promote import recorded_data_dir
     from cadence.workflows.tracking import tracking_uri as resolve_uri
 
     _check_model_name("promote", model_name)
     _check_tracking("promote", resolve_uri(tracking_uri))
-    gate = _gated("promote", data, needs=("customers", "messages")) if data is not None else contextlib.nullcontext()
+    # The data the gate reads passes the contract gate first, named or recorded on the version.
+    where = None if no_gate else data if data is not None else recorded_data_dir(model_name, version,
+                                                                                  tracking_uri=tracking_uri)
+    gate = (_gated("promote", where, needs=("customers", "messages"))
+            if where is not None and (data is not None or where.exists()) else contextlib.nullcontext())
     with gate as g:
         try:
             res = promote_version(model_name, version, data_dir=None if g is None else g.data_dir,
-                                  tracking_uri=tracking_uri)
+                                  source=None if g is None else g.source, tracking_uri=tracking_uri,
+                                  no_gate=no_gate, allow_other_data=allow_other_data)
         except (ValueError, FileNotFoundError, ContractError) as e:
             _fail(f"promote: {e}")
     if as_json:

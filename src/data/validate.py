@@ -313,7 +313,8 @@ def plausibility_problems(
     Returns
     -------
     (problems, warnings)
-        Problems reject the data; warnings accept it.
+        Problems reject the data; warnings accept it (orders or events
+        dated before the customer's ``signup_at``, empty tables).
 
     Examples
     --------
@@ -344,6 +345,7 @@ def plausibility_problems(
                 problems += _when(name, col.name, np.isinf(s.astype("float64")), "value not finite")
     problems += _customer_problems(frames.get("customers"), untrusted)
     problems += _message_problems(frames, untrusted)
+    warned += _before_signup(frames, untrusted)
     for name, frame in frames.items():
         if name in TABLES and len(frame) == 0:
             warned.append(Problem(name, None, "empty table", 0))
@@ -398,6 +400,34 @@ def _message_problems(frames: Mapping[str, pd.DataFrame], untrusted: Collection[
             other &= m["customer_id"].isin(customers["customer_id"])
         problems += _when("messages", "converted_order_id", other, "an order of another customer")
     return problems
+
+
+#: Tables whose rows a customer does, timed by ``ts``: checked against the customer's ``signup_at``.
+_ACTIVITY = ("orders", "events")
+
+
+def _before_signup(frames: Mapping[str, pd.DataFrame], untrusted: Collection[tuple[str, str]]) -> list[Problem]:
+    """Warnings: orders and events dated before their customer's ``signup_at``.
+
+    A warning, not a problem: it can be true (a guest checkout or anonymous
+    browsing linked to the account created later), but it is also what a
+    shifted clock or a swapped column looks like, and tenure features then
+    start before the customer exists.
+    """
+    customers = frames.get("customers")
+    if (customers is None or not {"customer_id", "signup_at"} <= set(customers.columns)
+            or {("customers", "customer_id"), ("customers", "signup_at")} & set(untrusted)):
+        return []
+    signup = customers.drop_duplicates("customer_id").set_index("customer_id")["signup_at"]
+    warned = []
+    for name in _ACTIVITY:
+        frame = frames.get(name)
+        if (frame is None or not {"customer_id", "ts"} <= set(frame.columns)
+                or {(name, "customer_id"), (name, "ts")} & set(untrusted)):
+            continue
+        since = frame["customer_id"].map(signup)
+        warned += _when(name, "ts", frame["ts"] < since, "before the customer's signup_at")
+    return warned
 
 
 #: What a text-stored value of each kind is called in a warning.

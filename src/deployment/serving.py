@@ -20,19 +20,36 @@ probability with which it was chosen:
   fields (``customer_id``, ``stage``, ``triggered_at``, ``products``) and
   the model's ``seed``, so the same row gets the same decision in any batch,
   process or server;
-* **fallback, never an exception for a row**: an unknown stage, time zone or
-  channel, a row without ``stage``/``triggered_at``, or a column the policy
-  reads being absent (or null where no default exists) gets
+* **fails closed**: a row with a value that cannot be true is answered
+  ``hold`` with propensity 1 and a ``reason`` starting ``hold (invalid
+  input):`` that names each column and problem, never the value (a caller
+  may put a customer id in any column): ``stage`` missing, not text or not
+  a contract stage (misspellings included); ``triggered_at`` missing, not
+  an ISO-8601 timestamp, without a time zone, before 1970-01-02 or more than
+  7 days after the server's clock; ``sends_7d`` / ``orders_90d`` not whole
+  numbers, negative or above :data:`MAX_COUNTS`; ``days_since_order`` not a
+  number, negative or reaching back before 1970-01-02; an opt-in that is not
+  true, false or null (the text ``"false"`` is not consent, nor a refusal);
+  an unknown IANA ``timezone``; text longer than :data:`MAX_TEXT_CHARS`
+  (:func:`check_rows`). Such a row never explores and never sends;
+* **rules fallback where information is absent**: a column the policy
+  reads missing from the request, a null where the policy has no default,
+  or an opt-in to a channel the model does not know gets
   :class:`~cadence.policies.rules.RulesPolicy`'s decision for that row, no
-  exploration, and a ``reason`` saying why. Values of the wrong *type* are
-  a caller's bug and raise an ``MlflowException`` naming the column (HTTP
-  400 from the scoring server).
+  exploration, and a ``reason`` starting ``rules fallback:``;
+* **bounded requests**: more than :data:`MAX_ROWS` rows or
+  :data:`MAX_COLUMNS` columns, or an input that is not a table, raise
+  :class:`ServingInputError`: HTTP 400 from the scoring server, with the
+  limit (never a value) in the response's ``stack_trace``. It is not an
+  ``MlflowException`` on purpose: the scoring server prefixes those
+  messages with the whole request.
 
-The signature types ``triggered_at``, the opt-ins and the counts
-(``sends_7d``, ``orders_90d``, ``days_since_order``) as ``Any`` and the
-model checks them itself: MLflow's own casts would reject
-timezone-aware timestamps, reject an integer column holding a null, and
-turn the JSON text ``"false"`` into an opt-in (``bool("false")``).
+The signature lists every input column but types them ``Any`` and marks
+none required, so MLflow's own schema enforcement never fails a request:
+its errors are ``MlflowException`` messages the scoring server prefixes with
+the whole request (customer ids included). The model checks every column
+itself, as above; MLflow's casts would also turn the JSON text ``"false"``
+into an opt-in (``bool("false")``).
 
 A null opt-in means no known consent and counts as not opted in; a null
 ``products`` means the trigger has no items.
@@ -52,8 +69,8 @@ Examples
 >>> out = model.predict(None, input_example())
 >>> out[["action", "channel", "delay_minutes", "incentive", "propensity"]].values.tolist()[:2]
 [['send', 'push', 20, 'none', 1.0], ['send', 'email', 0, 'free_shipping', 1.0]]
->>> model.predict(None, input_example().assign(stage="unknown"))["reason"].iloc[0]
-"rules fallback: unknown stage 'unknown'"
+>>> model.predict(None, input_example().assign(stage="unknown"))[["action", "reason"]].iloc[0].tolist()
+['hold', 'hold (invalid input): stage: unknown value']
 """
 
 from __future__ import annotations
@@ -64,7 +81,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
 from mlflow.pyfunc import PythonModel
 from mlflow.types.schema import AnyType, ColSpec, DataType, Schema
@@ -101,19 +117,22 @@ NUMBER_COLUMNS: tuple[str, ...] = ("days_since_order",)
 
 #: The model's input: one row per trigger candidate.
 INPUT_COLUMNS: tuple[Column, ...] = (
-    Column("customer_id", "string", False, "the customer's id; only hashed for reproducible exploration"),
-    Column("stage", "string", True, f"one of {', '.join(STAGES)}"),
+    Column("customer_id", "any", False, "the customer's id (text or a whole number); only hashed for "
+                                        "reproducible exploration"),
+    Column("stage", "any", True, f"one of {', '.join(STAGES)}"),
     Column("triggered_at", "any", True,
-           "when the trigger fired: a timestamp or ISO-8601 text; naive values are UTC"),
-    Column("timezone", "string", False, "the customer's IANA time zone, e.g. Europe/Berlin"),
+           "when the trigger fired: an ISO-8601 timestamp with its zone (e.g. 2025-03-01T09:30:00Z); "
+           "from 1970-01-02 to 7 days after the server's clock"),
+    Column("timezone", "any", False, "the customer's IANA time zone, e.g. Europe/Berlin"),
     *(Column(c, "any", False, f"true/false: the customer takes {c.removeprefix('opt_in_')} now (null = no)")
       for c in OPT_IN_COLUMNS),
-    Column("sends_7d", "any", False, "a whole number: messages sent to the customer in the 7 days before "
-                                     "the trigger"),
-    Column("orders_90d", "any", False, "a whole number: the customer's orders in the 90 days before the trigger"),
-    Column("days_since_order", "any", False, "a number: days since the customer's last order before the "
-                                             "trigger (null = never ordered)"),
-    Column("products", "string", False, "the trigger's product ids, '|'-separated (null = none)"),
+    Column("sends_7d", "any", False, "a whole number, 0 to 1,000: messages sent to the customer in the "
+                                     "7 days before the trigger"),
+    Column("orders_90d", "any", False, "a whole number, 0 to 10,000: the customer's orders in the 90 days "
+                                       "before the trigger"),
+    Column("days_since_order", "any", False, "a number >= 0: days since the customer's last order before the "
+                                             "trigger, not before 1970-01-02 (null = never ordered)"),
+    Column("products", "any", False, "the trigger's product ids, '|'-separated (null = none)"),
 )
 
 #: The model's output: one decision per input row, in input order.
@@ -126,22 +145,28 @@ OUTPUT_COLUMNS: tuple[Column, ...] = (
     Column("items", "string", False, "the items to show, '|'-separated (the trigger's products)"),
     Column("priority", "double", True, "rank among one customer's competing sends, higher first"),
     Column("propensity", "double", True, "probability with which this decision was chosen"),
-    Column("reason", "string", True, "why the decision is not the policy's ('' when it is)"),
+    Column("reason", "string", True, "why the decision is not the policy's ('' when it is): 'hold (invalid "
+                                     "input): COLUMN: PROBLEM', 'rules fallback: ...' or 'exploration ...'"),
 )
 
 
-def _colspec(c: Column) -> ColSpec:
+def _colspec(c: Column, *, enforce: bool = True) -> ColSpec:
     kind: Any = AnyType() if c.type == "any" else DataType[c.type]
-    return ColSpec(kind, c.name, required=c.required)
+    return ColSpec(kind, c.name, required=c.required and enforce)
 
 
 def model_signature() -> ModelSignature:
-    """The MLflow signature: :data:`INPUT_COLUMNS` in, :data:`OUTPUT_COLUMNS` out.
+    """The MLflow signature: :data:`INPUT_COLUMNS` in (all ``Any``, none required), :data:`OUTPUT_COLUMNS` out.
 
-    >>> model_signature().inputs.required_input_names()
-    ['stage', 'triggered_at']
+    The inputs are checked by the model (rows with invalid values are held),
+    not by MLflow, whose errors would echo the request; ``required`` in
+    :data:`INPUT_COLUMNS` documents what a row needs to be decided.
+
+    >>> sig = model_signature()
+    >>> sig.inputs.required_input_names(), sig.inputs.input_names()[:3]
+    ([], ['customer_id', 'stage', 'triggered_at'])
     """
-    return ModelSignature(inputs=Schema([_colspec(c) for c in INPUT_COLUMNS]),
+    return ModelSignature(inputs=Schema([_colspec(c, enforce=False) for c in INPUT_COLUMNS]),
                           outputs=Schema([_colspec(c) for c in OUTPUT_COLUMNS]))
 
 
@@ -257,70 +282,256 @@ def row_uniforms(candidates: pd.DataFrame, triggered_ns: np.ndarray, seed: int) 
 
 
 # --------------------------------------------------------------------------- #
-# Input checks and fallback reasons
+# Input checks: holds, fallbacks and request bounds
 # --------------------------------------------------------------------------- #
 
+#: Most rows one request may carry: a bigger request is refused (HTTP 400) before any work, so a
+#: request cannot hold a worker past the scoring server's timeout (60 s by default).
+MAX_ROWS = 10_000
+#: Most columns one request may carry (the model reads 11).
+MAX_COLUMNS = 100
+#: Longest text value of any input column; a longer one holds its row.
+MAX_TEXT_CHARS = 4_096
+#: Plausible counts; a larger value holds its row (the data gate's idea of plausible, for one customer).
+#: 1,000 messages in 7 days is one every 10 minutes; 10,000 orders in 90 days over 100 a day.
+MAX_COUNTS: dict[str, int] = {"sends_7d": 1_000, "orders_90d": 10_000}
+#: Earliest plausible trigger (and last order): 1970-01-01 is what a zero epoch becomes.
+EARLIEST = pd.Timestamp("1970-01-02", tz="UTC")
+#: A trigger later than the server's clock by more than this is in the future (scheduled triggers and
+#: clock skew allowed).
+FUTURE_SLACK = pd.Timedelta(days=7)
+#: A zone designator after a time of day: ``Z``, ``+01``, ``+0100`` or ``+01:00`` (a date alone has none).
+_OFFSET = r"[T ]\d{2}(?::?\d{2}(?::?\d{2}(?:[.,]\d+)?)?)?\s*(?:[Zz]|[+-]\d{2}(?::?\d{2})?)$"
 
-def _bad_type(column: str, problem: str) -> MlflowException:
-    return MlflowException.invalid_parameter_value(f"{column}: {problem}")
+
+class ServingInputError(ValueError):
+    """A request the model refuses as a whole (too many rows or columns, not a table).
+
+    Deliberately not an ``MlflowException``: the scoring server answers HTTP
+    400 either way, but it prefixes an ``MlflowException``'s message with the
+    whole request (``Failed to predict data '...'``), customer ids included.
+    The message names the limit, never a value.
+    """
 
 
-def _timestamps(values: pd.Series) -> pd.Series:
-    """UTC timestamps from datetimes or ISO-8601 text; raises naming ``triggered_at`` otherwise."""
+def _frame_of(model_input: Any) -> pd.DataFrame:
+    """The request as a frame, within :data:`MAX_COLUMNS`; raises :class:`ServingInputError` otherwise."""
+    if isinstance(model_input, pd.DataFrame):
+        frame = model_input
+    else:
+        try:
+            frame = pd.DataFrame(model_input)
+        except (ValueError, TypeError):
+            raise ServingInputError("input: expected a table of trigger candidates (one row each)") from None
+    if frame.shape[1] > MAX_COLUMNS:
+        raise ServingInputError(f"input: {frame.shape[1]} columns, at most {MAX_COLUMNS}")
+    if not frame.columns.is_unique:
+        raise ServingInputError("input: duplicate column names")
+    return frame.reset_index(drop=True)
+
+
+class _Problems:
+    """Per-row problems, in the order found: ``column: problem``, never a value."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.parts: dict[int, list[str]] = {}  # only the rows with problems: most have none
+
+    def add(self, mask: Any, column: str, problem: str) -> None:
+        self.add_text(mask, f"{column}: {problem}")
+
+    def add_text(self, mask: Any, text: str) -> None:
+        for i in np.flatnonzero(np.asarray(mask, bool)):
+            self.parts.setdefault(int(i), []).append(text)
+
+    def reasons(self) -> np.ndarray:
+        out = np.full(self.n, "", dtype=object)
+        for i, p in self.parts.items():
+            out[i] = "; ".join(p)
+        return out
+
+
+def _is(values: pd.Series, kinds: tuple[type, ...]) -> np.ndarray:
+    """Per value: an instance of ``kinds`` (nulls count as True: they are checked separately)."""
+    return values.map(lambda v: v is None or v is pd.NaT or isinstance(v, kinds)
+                      or (isinstance(v, float) and np.isnan(v))).to_numpy(bool)
+
+
+def _text(frame: pd.DataFrame, col: str, found: _Problems, *, ids: bool = False) -> pd.Series | None:
+    """Column ``col`` as text or None per row; wrong types and over-long values are problems."""
+    if col not in frame:
+        return None
+    s = frame[col]
+    if pd.api.types.infer_dtype(s, skipna=True) in ("string", "empty"):  # the usual case: no per-value work
+        text = s.astype(object).where(s.notna(), None)
+    else:  # numeric ids are fine: they are only hashed
+        ok = _is(s, (str, int, np.integer) if ids else (str,)) & ~_is(s, (bool, np.bool_)) | s.isna().to_numpy()
+        found.add(~ok, col, "not text")
+        text = s.where(ok & s.notna().to_numpy(), None).astype(object).map(lambda v: v if v is None else str(v))
+    long = (text.str.len() > MAX_TEXT_CHARS).to_numpy(bool)
+    found.add(long, col, f"longer than {MAX_TEXT_CHARS:,} characters")
+    return text.where(~long, None)
+
+
+def _stamp(v: Any) -> pd.Timestamp | None:
+    """A timestamp-like object as a Timestamp, or None when pandas cannot hold it (e.g. the year 3000)."""
+    try:
+        return pd.Timestamp(v)
+    except (ValueError, TypeError, OverflowError):
+        return None
+
+
+def _timestamps(values: pd.Series, found: _Problems, now: pd.Timestamp) -> pd.Series:
+    """UTC timestamps of ``triggered_at`` (NaT where missing or wrong); problems for the impossible ones."""
+    col = "triggered_at"
+    n = len(values)
+    out = pd.Series(pd.NaT, index=values.index, dtype="datetime64[ns, UTC]")
     if pd.api.types.is_datetime64_any_dtype(values):
         ts = pd.to_datetime(values)
-        return ts.dt.tz_localize("UTC") if ts.dt.tz is None else ts.dt.tz_convert("UTC")
-    present = values.notna()
-    wrong = present & ~values.map(lambda v: isinstance(v, (str, pd.Timestamp, np.datetime64))
-                                  or hasattr(v, "isoformat"))
-    if wrong.any():
-        raise _bad_type("triggered_at", f"expected a timestamp or ISO-8601 text, got "
-                                        f"{type(values[wrong].iloc[0]).__name__} {values[wrong].iloc[0]!r}")
-    parsed = pd.Series(pd.NaT, index=values.index, dtype="datetime64[ns, UTC]")
-    if present.any():
-        text = values[present].map(lambda v: v if isinstance(v, str) else pd.Timestamp(v).isoformat())
-        got = pd.to_datetime(text, utc=True, errors="coerce", format="ISO8601")
-        if got.isna().any():
-            raise _bad_type("triggered_at", f"{text[got.isna()].iloc[0]!r} is not an ISO-8601 timestamp")
-        parsed[present] = got.dt.as_unit("ns")
-    return parsed
+        if ts.dt.tz is None:
+            found.add(ts.notna().to_numpy(), col, "no time zone")
+            return out
+        out = ts.dt.tz_convert("UTC").dt.as_unit("ns")
+    else:
+        present = values.notna().to_numpy()
+        is_text = _is(values, (str,)) & present
+        is_time = present & ~is_text & values.map(
+            lambda v: isinstance(v, np.datetime64) or (hasattr(v, "isoformat") and hasattr(v, "tzinfo"))
+        ).to_numpy(bool)
+        found.add(present & ~is_text & ~is_time, col, "not a timestamp")
+        naive = np.zeros(n, bool)
+        if is_text.any():
+            text = values[is_text].astype(str).str.strip()
+            # Parsed to UTC in one pass; whether a zone was given is read from the text.
+            got = pd.to_datetime(text.where(text.str.len() <= 64), utc=True, errors="coerce", format="ISO8601")
+            bad = got.isna().to_numpy()
+            # pandas holds the years 1678-2261 only: say why a well-formed year outside them is wrong.
+            year = pd.to_numeric(text.str.extract(r"^(\d{4})-\d{2}", expand=False), errors="coerce").to_numpy()
+            found.add(_at(is_text, bad & (year < EARLIEST.year)), col, f"before {EARLIEST:%Y-%m-%d}")
+            found.add(_at(is_text, bad & (year > now.year)), col, f"more than {FUTURE_SLACK.days} days in the future")
+            found.add(_at(is_text, bad & ~(year < EARLIEST.year) & ~(year > now.year)), col,
+                      "not an ISO-8601 timestamp")
+            naive[is_text] = ~bad & ~text.str.contains(_OFFSET, regex=True).to_numpy(bool)
+            out[is_text] = got.dt.as_unit("ns")
+        if is_time.any():
+            stamps = values[is_time].map(_stamp)
+            bad = stamps.isna().to_numpy()
+            found.add(_at(is_time, bad), col, "not a timestamp pandas can hold")
+            naive[is_time] = ~bad & stamps.map(lambda t: t is not None and t.tzinfo is None).to_numpy(bool)
+            aware = stamps.map(lambda t: pd.NaT if t is None or t.tzinfo is None else t.tz_convert("UTC"))
+            out[is_time] = pd.to_datetime(aware.astype(object), utc=True).dt.as_unit("ns")
+        found.add(naive, col, "no time zone")
+        out[naive] = pd.NaT
+    found.add((out < EARLIEST).to_numpy(bool), col, f"before {EARLIEST:%Y-%m-%d}")
+    found.add((out > now + FUTURE_SLACK).to_numpy(bool), col, f"more than {FUTURE_SLACK.days} days in the future")
+    return out.where((out >= EARLIEST) & (out <= now + FUTURE_SLACK))
 
 
-def _first_wrong(values: pd.Series, ok: Any) -> Any:
-    """The first non-null value failing ``ok`` (a per-value predicate), or None; vectorised when the dtype says so."""
-    present = values.dropna()
-    bad = present[~present.map(ok).astype(bool)]
-    return None if bad.empty else bad.iloc[0]
+def _at(mask: np.ndarray, sub: np.ndarray) -> np.ndarray:
+    """``sub`` (one value per True of ``mask``) spread back to the length of ``mask``."""
+    full = np.zeros(len(mask), bool)
+    full[np.flatnonzero(mask)] = sub
+    return full
 
 
-def _check_types(frame: pd.DataFrame) -> None:
-    """Raise an ``MlflowException`` naming the first column whose values have the wrong type."""
-    for col in ("stage", "timezone", "customer_id", "products"):
-        if col in frame and pd.api.types.infer_dtype(frame[col], skipna=True) not in ("string", "empty"):
-            ok = (lambda x: isinstance(x, (str, int, np.integer))) if col == "customer_id" \
-                else (lambda x: isinstance(x, str))  # numeric ids are fine: they are only hashed
-            bad = _first_wrong(frame[col], ok)
-            if bad is not None:
-                raise _bad_type(col, f"expected text, got {type(bad).__name__} {bad!r}")
+def _number(frame: pd.DataFrame, col: str, found: _Problems, *, whole: bool, upper: float | None) -> pd.Series | None:
+    """Column ``col`` as floats (NaN where missing or wrong); problems for wrong types and implausible values."""
+    if col not in frame:
+        return None
+    s = frame[col]
+    if pd.api.types.is_bool_dtype(s):
+        ok = s.isna().to_numpy()
+    elif pd.api.types.is_numeric_dtype(s):
+        ok = np.ones(len(s), bool)
+    else:
+        ok = _is(s, (int, float, np.integer, np.floating)) & ~_is(s, (bool, np.bool_)) | s.isna().to_numpy()
+    found.add(~ok, col, "not a number")
+    v = pd.to_numeric(s.where(ok, None).astype(object), errors="coerce").astype(float).to_numpy()
+    present = ~np.isnan(v)
+    finite = np.isfinite(np.where(present, v, 0.0))
+    found.add(present & ~finite, col, "not finite")
+    v = np.where(finite, v, np.nan)
+    if whole:
+        found.add(np.isfinite(v) & (v != np.round(np.where(np.isfinite(v), v, 0))), col, "not a whole number")
+    found.add(v < 0, col, "negative")
+    if upper is not None:
+        found.add(v > upper, col, f"above {upper:,g}, implausible")
+    return pd.Series(v, index=frame.index)
+
+
+def check_rows(frame: pd.DataFrame, now: pd.Timestamp | None = None) -> tuple[np.ndarray, pd.Series, pd.DataFrame]:
+    """Per row, why it must be held ('' when it need not), its UTC trigger time, and the cleaned input.
+
+    A row is held when a value cannot be true: ``stage`` missing, not text
+    or not one of the contract's stages (a misspelling included);
+    ``triggered_at`` missing, not a timestamp, without a time zone, before
+    :data:`EARLIEST` or more than :data:`FUTURE_SLACK` after ``now``;
+    ``sends_7d``/``orders_90d`` not whole numbers, negative or above
+    :data:`MAX_COUNTS`; ``days_since_order`` not a number, negative or
+    reaching back before :data:`EARLIEST`; an opt-in not true, false or null;
+    a ``timezone`` that is not a known IANA zone; any text longer than
+    :data:`MAX_TEXT_CHARS`. Reasons name the column and the problem, never
+    the value (a caller may put a customer id anywhere). The cleaned frame
+    has every wrong value replaced by null and the counts as floats.
+
+    >>> c = pd.DataFrame({"stage": ["birthday", "birthdya", None], "sends_7d": [1, -2, 10**9],
+    ...                   "triggered_at": ["2025-01-01T00:00:00Z", "2025-01-01", "1900-01-01T00:00:00Z"]})
+    >>> check_rows(c)[0].tolist()
+    ['', 'stage: unknown value; triggered_at: no time zone; sends_7d: negative', 'stage: missing; triggered_at: before 1970-01-02; sends_7d: above 1,000, implausible']
+    """
+    now = pd.Timestamp.now(tz="UTC") if now is None else now
+    n = len(frame)
+    found = _Problems(n)
+    clean = pd.DataFrame(index=frame.index)
+    stage = _text(frame, "stage", found)
+    if stage is None:
+        stage = pd.Series([None] * n, index=frame.index, dtype=object)
+    found.add(stage.isna().to_numpy() & (frame["stage"].isna().to_numpy() if "stage" in frame else True),
+              "stage", "missing")
+    found.add(stage.notna().to_numpy() & ~stage.isin(STAGES).to_numpy(), "stage", "unknown value")
+    clean["stage"] = stage.where(stage.isin(STAGES), None)
+    if "triggered_at" in frame:
+        triggered = _timestamps(frame["triggered_at"], found, now)
+        found.add(frame["triggered_at"].isna().to_numpy(), "triggered_at", "missing")
+    else:
+        triggered = pd.Series(pd.NaT, index=frame.index, dtype="datetime64[ns, UTC]")
+        found.add(np.ones(n, bool), "triggered_at", "missing")
+    clean["triggered_at"] = triggered
+    for col in ("customer_id", "timezone", "products"):
+        text = _text(frame, col, found, ids=col == "customer_id")
+        if text is not None:
+            clean[col] = text
+    if "timezone" in clean:
+        zones = clean["timezone"]
+        unknown = {z for z in zones.dropna().unique() if not _known_zone(z)}
+        found.add(zones.isin(unknown).to_numpy(), "timezone", "unknown IANA time zone")
+        clean["timezone"] = zones.where(~zones.isin(unknown), None)
     for col in frame.columns:
-        if str(col).startswith("opt_in_") and not pd.api.types.is_bool_dtype(frame[col]):
-            bad = _first_wrong(frame[col], lambda x: isinstance(x, (bool, np.bool_)))
-            if bad is not None:
-                raise _bad_type(str(col), f"expected true, false or null, got {bad!r}")
-    for col in WHOLE_COLUMNS + NUMBER_COLUMNS:
-        if col not in frame:
+        name = str(col)
+        if not name.startswith("opt_in_"):
             continue
-        raw = frame[col]
-        what = "a whole number" if col in WHOLE_COLUMNS else "a number"
-        if not (pd.api.types.is_numeric_dtype(raw) and not pd.api.types.is_bool_dtype(raw)):
-            bad = _first_wrong(raw, lambda x: isinstance(x, (int, float, np.integer, np.floating))
-                               and not isinstance(x, (bool, np.bool_)))
-            if bad is not None:
-                raise _bad_type(col, f"expected {what} or null, got {bad!r}")
-        v = pd.to_numeric(raw).astype(float)
-        wrong = v.notna() & (~np.isfinite(v.fillna(0)) | ((v != v.round()) if col in WHOLE_COLUMNS else False))
-        if wrong.any():
-            raise _bad_type(col, f"expected {what} or null, got {raw[wrong].iloc[0]!r}")
+        s = frame[col]
+        ok = (np.ones(len(s), bool) if pd.api.types.is_bool_dtype(s)
+              else _is(s, (bool, np.bool_)) | s.isna().to_numpy())
+        if name in OPT_IN_COLUMNS:
+            found.add(~ok, name, "not true, false or null")
+        clean[name] = s if pd.api.types.is_bool_dtype(s) else pd.array(
+            s.where(ok & s.notna().to_numpy(), None).astype(object), dtype="boolean")
+    for col in WHOLE_COLUMNS:
+        v = _number(frame, col, found, whole=True, upper=MAX_COUNTS[col])
+        if v is not None:
+            clean[col] = v
+    v = _number(frame, "days_since_order", found, whole=False, upper=None)
+    if v is not None:
+        # The last order cannot predate the earliest plausible timestamp.
+        span = (triggered - EARLIEST).dt.total_seconds().to_numpy(float) / 86_400.0
+        found.add(v > np.where(np.isnan(span), np.inf, span), "days_since_order", f"before {EARLIEST:%Y-%m-%d}")
+        clean["days_since_order"] = v
+    for col in frame.columns:  # columns the model does not read pass through unchecked
+        if col not in clean:
+            clean[col] = frame[col]
+    reasons = found.reasons()
+    return reasons, triggered, clean
 
 
 _ZONES: dict[str, bool] = {}
@@ -331,7 +542,7 @@ def _known_zone(name: str) -> bool:
         try:
             zoneinfo.ZoneInfo(name)
             _ZONES[name] = True
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError, TypeError):
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError, TypeError, OSError):
             _ZONES[name] = False
     return _ZONES[name]
 
@@ -350,45 +561,33 @@ def needed_columns(policy: Policy) -> tuple[tuple[str, ...], tuple[str, ...]]:
     return CONTEXT_COLUMNS, ("timezone", "sends_7d", "orders_90d")
 
 
-def fallback_reasons(frame: pd.DataFrame, triggered: pd.Series, policy: Policy) -> np.ndarray:
-    """Per row, why it falls back to the rules ('' when it does not).
+def fallback_reasons(frame: pd.DataFrame, policy: Policy) -> np.ndarray:
+    """Per row of a checked frame (:func:`check_rows`), why it falls back to the rules ('' when it does not).
 
-    >>> c = pd.DataFrame({"stage": ["birthday", "nope"], "opt_in_email": [True, True]})
-    >>> t = pd.Series(pd.to_datetime(["2025-01-01", None], utc=True))
-    >>> fallback_reasons(c, t, RulesPolicy()).tolist()
-    ['missing column(s) opt_in_push, opt_in_sms, opt_in_whatsapp', "unknown stage 'nope'; missing triggered_at; missing column(s) opt_in_push, opt_in_sms, opt_in_whatsapp"]
+    Information the policy reads is absent (a column, or a null where the
+    policy has no default), or a channel the model does not know is opted
+    in: the rules decide such a row from what there is.
+
+    >>> c = pd.DataFrame({"stage": ["birthday", "birthday"], "opt_in_email": [True, True], "opt_in_fax": [False, True]})
+    >>> fallback_reasons(c, RulesPolicy()).tolist()
+    ['missing column(s) opt_in_push, opt_in_sms, opt_in_whatsapp', "unknown channel 'fax'; missing column(s) opt_in_push, opt_in_sms, opt_in_whatsapp"]
     """
     n = len(frame)
-    parts: list[list[str]] = [[] for _ in range(n)]
-
-    def add(mask: np.ndarray, why: Any) -> None:
-        """Append ``why`` (text, or a function of the row number) to the reasons of the rows in ``mask``."""
-        for i in np.flatnonzero(mask):
-            parts[i].append(why(i) if callable(why) else why)
-
-    stage = frame["stage"] if "stage" in frame else pd.Series([None] * n, dtype=object)
-    known = stage.isin(STAGES).to_numpy()
-    add(stage.isna().to_numpy(), "missing stage")
-    add(~known & stage.notna().to_numpy(), lambda i: f"unknown stage {stage.iloc[i]!r}")
-    add(triggered.isna().to_numpy(), "missing triggered_at")
+    found = _Problems(n)
+    add = found.add_text
     reads, no_default = needed_columns(policy)
-    if "timezone" in frame:
-        tz = frame["timezone"]
-        zones = tz.dropna().astype(str)
-        unknown = {z for z in zones.unique() if not _known_zone(z)}
-        if unknown:
-            add(tz.isin(unknown).to_numpy(), lambda i: f"unknown timezone {tz.iloc[i]!r}")
     for col in no_default:
         if col in frame:
             add(frame[col].isna().to_numpy(), f"missing {col}")
     for col in frame.columns:
         name = str(col)
         if name.startswith("opt_in_") and name not in OPT_IN_COLUMNS:
-            add(frame[col].eq(True).to_numpy(bool), f"unknown channel {name.removeprefix('opt_in_')!r}")
+            # The column's name is the caller's schema, not a row's value.
+            add(frame[col].eq(True).to_numpy(bool), f"unknown channel {name.removeprefix('opt_in_')[:40]!r}")
     absent = [c for c in reads if c not in frame]
     if absent:
         add(np.ones(n, bool), f"missing column(s) {', '.join(absent)}")
-    return np.array(["; ".join(p) for p in parts], dtype=object)
+    return found.reasons()
 
 
 def stage_priority(stage: np.ndarray) -> np.ndarray:
@@ -409,13 +608,17 @@ def stage_priority(stage: np.ndarray) -> np.ndarray:
 # The pyfunc model
 # --------------------------------------------------------------------------- #
 
+#: How the ``reason`` of a row held for an invalid value starts.
+HOLD_REASON = "hold (invalid input): "
+
 
 @dataclass
 class _Greedy:
-    frame: pd.DataFrame  # the input, index 0..n-1
-    triggered: pd.Series  # UTC timestamps (NaT where missing)
-    decisions: pd.DataFrame  # the greedy (or rules fallback) decision per row, index 0..n-1
+    frame: pd.DataFrame  # the checked input (wrong values nulled), index 0..n-1
+    triggered: pd.Series  # UTC timestamps (NaT where missing or invalid)
+    decisions: pd.DataFrame  # the greedy (or rules fallback, or hold) decision per row, index 0..n-1
     codes: np.ndarray  # their action codes
+    held: np.ndarray  # why a row is held for an invalid value ('' when it is not)
     reason: np.ndarray  # fallback reason per row ('' when the policy decided)
     explores: np.ndarray  # rows that may explore
     valid: np.ndarray  # (n, N_ACTIONS)
@@ -443,28 +646,22 @@ class PolicyModel(PythonModel):
     def _fallback(self) -> Policy:
         return self.policy if isinstance(self.policy, RulesPolicy) else RulesPolicy()
 
-    def _greedy(self, model_input: Any) -> _Greedy:
+    def _greedy(self, frame: pd.DataFrame) -> _Greedy:
         if not 0.0 <= self.epsilon < 1.0:
             raise ValueError(f"epsilon: expected a probability in [0, 1), got {self.epsilon}")
-        frame = (model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input))
-        frame = frame.reset_index(drop=True)
         n = len(frame)
-        _check_types(frame)
-        triggered = (_timestamps(frame["triggered_at"]) if "triggered_at" in frame
-                     else pd.Series(pd.NaT, index=frame.index, dtype="datetime64[ns, UTC]"))
-        reason = fallback_reasons(frame, triggered, self.policy)
-        ok = reason == ""
-        work = frame.assign(triggered_at=triggered)
-        if "stage" not in work:
-            work["stage"] = None
-        for col in WHOLE_COLUMNS + NUMBER_COLUMNS:
+        held, triggered, work = check_rows(frame)
+        hold = held != ""
+        reason = np.where(hold, "", fallback_reasons(work, self.policy)).astype(object)
+        ok = ~hold & (reason == "")
+        for col in WHOLE_COLUMNS:
             if col in work:
-                values = pd.to_numeric(work[col]).astype(float)
-                work[col] = values.fillna(0).astype(np.int64) if col in WHOLE_COLUMNS else values
+                work[col] = work[col].fillna(0).astype(np.int64)
         decisions = pd.DataFrame({"action": ["hold"] * n, "channel": [None] * n, "delay_minutes": [0] * n,
-                                  "incentive": [None] * n, "propensity": [1.0] * n}, dtype=object)
+                                  "incentive": [None] * n, "propensity": [1.0] * n,
+                                  "priority": [np.nan] * n}, dtype=object)
         rng = np.random.default_rng(self.seed)
-        for rows, policy in ((ok, self.policy), (~ok, self._fallback())):
+        for rows, policy in ((ok, self.policy), (~hold & ~ok, self._fallback())):
             if rows.any():
                 part = work[rows].reset_index(drop=True)
                 d = policy.decide(part, rng).reset_index(drop=True)
@@ -473,24 +670,26 @@ class PolicyModel(PythonModel):
                     raise ValueError(f"policy {policy.policy_id!r} is stochastic; PolicyModel explores itself "
                                      "and needs a deterministic policy")
                 idx = np.flatnonzero(rows)
-                for col in decisions.columns:
+                for col in ("action", "channel", "delay_minutes", "incentive", "propensity"):
                     decisions.loc[idx, col] = d[col].to_numpy(object)
                 if "priority" in d:
                     decisions.loc[idx, "priority"] = d["priority"].to_numpy(float)
         decisions["delay_minutes"] = decisions["delay_minutes"].astype(np.int64)
+        decisions["priority"] = decisions["priority"].astype(float)
         stage = work["stage"].astype(object).where(work["stage"].notna(), "").astype(str)
         codes = encode_actions(stage, decisions)
         opt = opt_in_matrix(work)
         explores = ok & ~np.isin(stage.to_numpy(), list(TRANSACTIONAL_STAGES))
-        return _Greedy(work, triggered, decisions, codes, reason, explores, valid_actions(stage.to_numpy(), opt))
+        return _Greedy(work, triggered, decisions, codes, held, reason, explores,
+                       valid_actions(stage.to_numpy(), opt))
 
     def action_distribution(self, candidates: pd.DataFrame) -> np.ndarray:
         """``(n, N_ACTIONS)`` probability of each action of :data:`~cadence.features.logged.ACTION_NAMES` per row.
 
-        What the served model draws from: ready for
-        :func:`cadence.evaluation.compare.compare`.
+        What the served model draws from (a held row: all mass on hold):
+        ready for :func:`cadence.evaluation.compare.compare`. No row limit.
         """
-        g = self._greedy(candidates)
+        g = self._greedy(_frame_of(candidates))
         return exploration_distribution(g.codes, g.valid, self.epsilon, g.explores)
 
     def predict(self, context: Any, model_input: pd.DataFrame,
@@ -498,13 +697,20 @@ class PolicyModel(PythonModel):
         """One decision per input row (:data:`OUTPUT_COLUMNS`), in input order.
 
         ``context`` and ``params`` are unused (MLflow's calling convention).
+        More than :data:`MAX_ROWS` rows, more than :data:`MAX_COLUMNS`
+        columns or an input that is not a table raise
+        :class:`ServingInputError` (HTTP 400 from the scoring server).
         """
         index = model_input.index if isinstance(model_input, pd.DataFrame) else None
-        g = self._greedy(model_input)
+        frame = _frame_of(model_input)
+        if len(frame) > MAX_ROWS:
+            raise ServingInputError(f"input: {len(frame):,} rows, at most {MAX_ROWS:,} per request")
+        g = self._greedy(frame)
         n = len(g.frame)
         code = g.codes.copy()
         propensity = np.ones(n)
-        reason = np.array([f"rules fallback: {r}" if r else "" for r in g.reason], dtype=object)
+        reason = np.array([HOLD_REASON + h if h else (f"rules fallback: {r}" if r else "")
+                           for h, r in zip(g.held, g.reason, strict=True)], dtype=object)
         if self.epsilon > 0 and n:
             dist = exploration_distribution(g.codes, g.valid, self.epsilon, g.explores)
             u_explore, u_pick = row_uniforms(g.frame, g.triggered.astype("int64").to_numpy(), self.seed)
@@ -538,10 +744,10 @@ class PolicyModel(PythonModel):
                 delay[i] = delay_choices(str(stage[i]))[picked[1]]
         send = code > 0
         channel[~send], incentive[~send], delay[~send] = None, None, 0
-        if "priority" in g.decisions and g.decisions["priority"].notna().all():
-            priority = g.decisions["priority"].to_numpy(float)
-        else:
-            priority = stage_priority(stage)
+        # The policy's own priority where it gives one, else the stage's: per row, so a row's
+        # priority does not depend on the rest of the batch.
+        own = g.decisions["priority"].to_numpy(float)
+        priority = np.where(np.isnan(own), stage_priority(stage), own)
         items = (g.frame["products"].astype(object).to_numpy().copy() if "products" in g.frame
                  else np.full(n, None, dtype=object))
         items[~send] = None
@@ -552,7 +758,7 @@ class PolicyModel(PythonModel):
         return pd.DataFrame({
             "action": action,
             "channel": channel,
-            "send_at": send_at,
+            "send_at": pd.Series(send_at, dtype=object),  # object: the constructor would infer NaT for None
             "delay_minutes": delay,
             "incentive": incentive,
             "items": items,

@@ -23,9 +23,20 @@ overwritten) and points the alias ``challenger`` at it;
 :func:`cadence.workflows.promote.promote` moves ``champion``.
 
 Learned policies are fitted on a share of the customers and estimated on
-the others (:func:`~cadence.deployment.registry.split_customers`); the split
+the others (:func:`~cadence.data.bandit.split_customers`); the split
 is recorded, so the promotion gate can judge on the same held-out rows.
-The estimates are those of the greedy policy (``epsilon = 0``).
+The estimates are those of the model *as served*: its full action
+distribution, exploration (``epsilon``) and rules fallbacks included
+(:func:`cadence.deployment.promotion.estimate_served`), so what is recorded
+is what the promotion gate judges. When the overlap diagnostics call that
+estimate unsupported (the log never explored what the model would do), the
+export is refused unless ``force`` (``--force``), and a forced version is
+tagged ``estimate_supported = false`` with the reason.
+
+The data directory and fingerprint recorded are those of the user's data:
+pass ``source`` when ``data_dir`` is the contract gate's conformed copy
+(:class:`cadence.data.gate.Gate`), so a later ``promote`` finds the data and
+compares fingerprints with the same files.
 
 Examples
 --------
@@ -33,9 +44,14 @@ Examples
 >>> from cadence.synthetic import ShopConfig, generate_shop
 >>> d = tempfile.mkdtemp()
 >>> shop = generate_shop(ShopConfig(customers=300, days=60, seed=1), d + "/shop")
->>> res = export_policy(shop, "rules", "doc-policy", tracking_uri=f"sqlite:///{d}/mlflow.db")
->>> res["version"], res["alias"]
-('1', 'challenger')
+>>> uri = f"sqlite:///{d}/mlflow.db"
+>>> export_policy(shop, "rules", "doc-policy", tracking_uri=uri)  # doctest: +ELLIPSIS
+Traceback (most recent call last):
+...
+ValueError: policy 'rules' served with epsilon 0.05: the log does not support its estimate (unsupported: effective sample size ...
+>>> res = export_policy(shop, "rules", "doc-policy", tracking_uri=uri, force=True)  # 300 customers are too few
+>>> res["version"], res["alias"], res["supported"]
+('1', 'challenger', False)
 """
 
 from __future__ import annotations
@@ -66,7 +82,6 @@ from cadence.deployment.export import (
     policy_params,
 )
 from cadence.deployment.registry import POLICIES_DIR, build_policy, needs_fit
-from cadence.evaluation.estimators import DoublyRobust
 from cadence.policies.sequences import DEFAULT_SEQUENCES, Sequence
 from cadence.workflows import tracking
 from cadence.workflows.tracking import using_tracking
@@ -103,6 +118,8 @@ def export_policy(
     replay: bool = False,
     sequences: Mapping[str, Sequence] | None = None,
     send_time: Any = None,
+    source: PathLike | None = None,
+    force: bool = False,
 ) -> dict[str, Any]:
     """Fit, estimate and log ``policy_name`` as a new version of registered model ``model_name``.
 
@@ -143,18 +160,26 @@ def export_policy(
         ``send_time.json`` and in the metadata, for the sending system to
         time the sends. Per-customer profiles are keyed by customer id and
         stay out of the registry.
+    source
+        The user's data directory when ``data_dir`` is the contract gate's
+        conformed copy of it (:attr:`cadence.data.gate.Gate.source`): its
+        path and fingerprint are recorded (default: ``data_dir``'s).
+    force
+        Register even when the estimate is unsupported (tagged so).
 
     Returns
     -------
     dict
         ``model_name, version, alias, model_uri, run_id, data_sha256,
         as_of, git_commit, estimates`` (DR per metric with intervals, and
-        the logging policy's value), ``requirements``.
+        the logging policy's value, of the model as served), ``supported``
+        and ``support_reason`` (the overlap diagnostics), ``requirements``.
     """
     import mlflow
 
     from cadence.contract.actions import LOGGING
     from cadence.data.io import fingerprint
+    from cadence.deployment.promotion import estimate_served
     from cadence.deployment.serving import (
         INPUT_COLUMNS,
         OUTPUT_COLUMNS,
@@ -162,7 +187,6 @@ def export_policy(
         input_example,
         model_signature,
     )
-    from cadence.evaluation.offline import evaluate
     from cadence.features.logged import load_log
 
     if not 0.0 <= epsilon < 1.0:
@@ -184,9 +208,20 @@ def export_policy(
     if getattr(policy, "row_wise", True) is False:
         raise ValueError(f"policy {policy_name!r} decides rows jointly; the served model decides (and "
                          "falls back) row by row, so it needs a row-wise policy")
-    # The gate reads the doubly-robust rows only.
-    estimates = evaluate(test, {policy_name: policy}, estimators=[DoublyRobust()], seed=seed)
+    model = PolicyModel(policy, epsilon=epsilon, seed=seed)
+    example = input_example()
+    model.predict(None, example)  # fail here, not in the registry, if the policy cannot serve
+    # What is recorded is what the gate judges: the served distribution, exploration included.
+    assert test.candidates is not None  # a log of the messages table always has its candidates
+    estimates = estimate_served(test, model.action_distribution(test.candidates), policy_name, seed=seed)
     summary = _estimates_summary(estimates, policy_name)
+    mine = estimates[estimates["policy"] == policy_name]
+    supported = bool(mine["supported"].all())
+    support_reason = str(mine.loc[~mine["supported"], "reason"].iloc[0] if not supported else mine["reason"].iloc[0])
+    if not supported and not force:
+        raise ValueError(f"policy {policy_name!r} served with epsilon {epsilon:g}: the log does not support its "
+                         f"estimate ({support_reason}); nothing registered. Pass --force to register it anyway, "
+                         "tagged estimate_supported = false")
     replay_table = None
     if replay:
         from cadence.workflows.policies import simulate_named
@@ -194,9 +229,6 @@ def export_policy(
         replay_table = simulate_named(data_dir, policy_name, LOGGING, seed=seed,
                                       policies_dir=policies_dir)["table"]
 
-    model = PolicyModel(policy, epsilon=epsilon, seed=seed)
-    example = input_example()
-    model.predict(None, example)  # fail here, not in the registry, if the policy cannot serve
     requirements = pinned_requirements(
         imported_packages(["cadence.deployment.serving", type(policy).__module__]) | pickled_packages(model))
     as_of = pd.Timestamp(log.candidates["triggered_at"].max()).isoformat()
@@ -206,15 +238,18 @@ def export_policy(
     orchestrator = orchestrator_settings()
     seqs = [q.to_dict() for q in (DEFAULT_SEQUENCES if sequences is None else sequences).values()]
     st_summary = None if send_time is None else send_time.summary()
-    digest = fingerprint(data_dir, list(TABLES))
+    theirs = Path(data_dir if source is None else source)
+    digest = fingerprint(theirs, list(TABLES))
     tags = {
         "kind": "export-policy", "policy": policy_name, "policy_family": family, "policy_id": policy.policy_id,
         "data_sha256": digest, "as_of": as_of, "git_commit": commit, "git_dirty": str(dirty).lower(),
         "epsilon": f"{epsilon:g}", "seed": str(seed), "fit_share": f"{share:g}",
-        "data_dir": str(Path(data_dir).resolve()), "rows_fitted": str(0 if train is None else train.n),
+        "data_dir": str(theirs.resolve()), "rows_fitted": str(0 if train is None else train.n),
         "rows_evaluated": str(test.n),
         "orchestrator": "orchestrator.json" if orchestrator is not None else "unavailable",
         "dr_net_revenue": "{value:.4f} [{lower:.4f}, {upper:.4f}]".format(**summary["net_revenue"]),
+        "estimate_of": "served", "estimate_supported": str(supported).lower(),
+        **({} if supported else {"estimate_warning": support_reason, "forced": "true"}),
     }
     tags = {TAG + k: v for k, v in tags.items()}
     metadata = {
@@ -222,8 +257,9 @@ def export_policy(
             "policy": policy_name, "family": family, "params": {k: _scalar(v) for k, v in params.items()},
             "data_sha256": digest, "as_of": as_of, "git_commit": commit, "git_dirty": dirty,
             "epsilon": epsilon, "seed": seed, "fit_share": share, "estimates": summary,
-            "estimates_of": "the greedy policy (epsilon = 0), doubly robust, per trigger, "
-                            "95% intervals clustered by customer",
+            "estimates_of": f"the model as served (epsilon = {epsilon:g}, exploration and rules fallbacks "
+                            "included), doubly robust, per trigger, 95% intervals clustered by customer",
+            "estimate_supported": supported, "estimate_support": support_reason,
             "orchestrator": orchestrator,
             "sequences": seqs,
             "send_time": st_summary,
@@ -249,8 +285,8 @@ def export_policy(
                                "fit_share": share, **{f"policy.{k}": _scalar(v) for k, v in params.items()}})
             mlflow.log_metrics(metrics)
             mlflow.log_dict({"rows_evaluated": test.n, "rows_fitted": 0 if train is None else train.n,
-                             "fit_share": share, "seed": seed,
-                             "estimates": json.loads(estimates.to_json(orient="records"))},
+                             "fit_share": share, "seed": seed, "epsilon": epsilon, "estimates_of": "served",
+                             "supported": supported, "estimates": json.loads(estimates.to_json(orient="records"))},
                             "ope_estimates.json")
             if orchestrator is not None:
                 mlflow.log_dict({"applied_by_model": False, "settings": orchestrator}, "orchestrator.json")
@@ -275,6 +311,6 @@ def export_policy(
         "model_name": model_name, "version": ver, "alias": CHALLENGER,
         "model_uri": f"models:/{model_name}/{ver}", "run_id": run.info.run_id, "tracking_uri": uri,
         "data_sha256": digest, "as_of": as_of, "git_commit": commit, "estimates": summary,
-        "requirements": requirements,
+        "supported": supported, "support_reason": support_reason, "requirements": requirements,
         "replay": None if replay_table is None else replay_table.to_dict("records"),
     }

@@ -77,6 +77,64 @@ def canary() -> dict[str, str]:
     return dict(CANARY)
 
 
+#: A customer id the serving tests send with every bad row; no answer may repeat it.
+SECRET = "CUST-SECRET-4411"
+#: A value that stands for "the column is left out of the row".
+ABSENT = "<absent>"
+#: One bad value per row: (column, value, the hold reason after "hold (invalid input): ").
+#: Used in-process (tests/export/test_serving.py) and against a served model (test_serve.py).
+BAD_ROWS: list[tuple[str, object, str]] = [
+    ("stage", "teleport", "stage: unknown value"),
+    ("stage", "Cart_Abandon", "stage: unknown value"),  # misspelt (case)
+    ("stage", "cart_abandn", "stage: unknown value"),
+    ("stage", "", "stage: unknown value"),
+    ("stage", None, "stage: missing"),
+    ("stage", ABSENT, "stage: missing"),
+    ("stage", 7, "stage: not text"),
+    ("stage", {"nested": {"deep": [1, 2]}}, "stage: not text"),
+    ("stage", SECRET, "stage: unknown value"),  # an id in the wrong column is not echoed
+    ("triggered_at", None, "triggered_at: missing"),
+    ("triggered_at", ABSENT, "triggered_at: missing"),
+    ("triggered_at", 12345, "triggered_at: not a timestamp"),
+    ("triggered_at", "yesterday", "triggered_at: not an ISO-8601 timestamp"),
+    ("triggered_at", "2025-03-01T09:30:00", "triggered_at: no time zone"),
+    ("triggered_at", "2025-03-01", "triggered_at: no time zone"),
+    ("triggered_at", "1900-01-01T00:00:00Z", "triggered_at: before 1970-01-02"),
+    ("triggered_at", "1970-01-01T00:00:00Z", "triggered_at: before 1970-01-02"),
+    ("triggered_at", "2200-01-01T00:00:00Z", "triggered_at: more than 7 days in the future"),
+    ("triggered_at", "2300-01-01T00:00:00Z", "triggered_at: more than 7 days in the future"),  # past pandas' range
+    ("sends_7d", -1, "sends_7d: negative"),
+    ("sends_7d", 1_001, "sends_7d: above 1,000, implausible"),
+    ("sends_7d", 10**30, "sends_7d: above 1,000, implausible"),
+    ("sends_7d", 1.5, "sends_7d: not a whole number"),
+    ("sends_7d", "many", "sends_7d: not a number"),
+    ("sends_7d", float("inf"), "sends_7d: not finite"),
+    ("orders_90d", True, "orders_90d: not a number"),
+    ("orders_90d", -3, "orders_90d: negative"),
+    ("orders_90d", 10_001, "orders_90d: above 10,000, implausible"),
+    ("days_since_order", -0.5, "days_since_order: negative"),
+    ("days_since_order", 1e9, "days_since_order: before 1970-01-02"),
+    ("days_since_order", "long ago", "days_since_order: not a number"),
+    ("opt_in_email", "false", "opt_in_email: not true, false or null"),
+    ("opt_in_push", 1, "opt_in_push: not true, false or null"),
+    ("timezone", "Mars/Olympus", "timezone: unknown IANA time zone"),
+    ("timezone", 1.5, "timezone: not text"),
+    ("customer_id", 1.5, "customer_id: not text"),
+    ("customer_id", "x" * 5_000, "customer_id: longer than 4,096 characters"),
+    ("products", "P|" * 3_000, "products: longer than 4,096 characters"),
+]
+
+
+@pytest.fixture(scope="session")
+def secret() -> str:
+    return SECRET
+
+
+@pytest.fixture(scope="session")
+def bad_rows() -> list[tuple[str, object, str]]:
+    return list(BAD_ROWS)
+
+
 @pytest.fixture(scope="session")
 def shop(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("export-shop")

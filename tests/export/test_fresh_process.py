@@ -113,7 +113,11 @@ def test_export_metadata(registry, policy: str) -> None:
     tags = mv.tags
     assert len(tags["cadence.data_sha256"]) == 64 and tags["cadence.as_of"].startswith("20")
     assert tags["cadence.git_commit"] == "unknown" or re.fullmatch(r"[0-9a-f]{40}", tags["cadence.git_commit"])
-    assert tags["cadence.policy_family"] == policy and tags["cadence.gate"] == "not needed"
+    assert tags["cadence.policy_family"] == policy
+    # The first version of the name was judged against the logging policy, and beat it.
+    assert tags["cadence.gate"] == "passed" and tags["cadence.gate_champion_version"] == "logging"
+    assert float(tags["cadence.gate_diff_lower"]) > 0 and tags["cadence.gate_data_matches_export"] == "true"
+    assert tags["cadence.estimate_of"] == "served" and tags["cadence.estimate_supported"] == "true"
     assert set(mv.aliases) == {"challenger", "champion"}
     run = client.get_run(res["run_id"])
     for metric in ("open", "click", "conversion", "net_revenue"):
@@ -121,8 +125,9 @@ def test_export_metadata(registry, policy: str) -> None:
         assert lo <= v <= hi
     with using_tracking(registry.uri):
         model = mlflow.models.get_model_info(f"models:/cadence-{policy}/{res['version']}")
-    assert model.signature.inputs.required_input_names() == ["stage", "triggered_at"]
+    assert model.signature.inputs.required_input_names() == []  # the model checks its inputs itself
     meta = model.metadata["cadence"]
+    assert meta["estimates_of"].startswith("the model as served (epsilon = 0,") and meta["estimate_supported"]
     assert meta["estimates"]["net_revenue"]["lower"] <= meta["estimates"]["net_revenue"]["value"]
     assert meta["orchestrator"]["max_per_7d"] == 3
     from cadence.policies.sequences import CART_ABANDON, from_dict

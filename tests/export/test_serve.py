@@ -1,4 +1,8 @@
-"""``mlflow models serve --env-manager local`` on loopback: decisions, 4xx naming the column, 5xx without a payload."""
+"""``mlflow models serve --env-manager local`` on loopback: decisions, bad rows held (never sent, never echoed), bounds.
+
+One server for the module (each start costs seconds); every bad row of the
+shared table (``conftest.BAD_ROWS``) goes in one request.
+"""
 
 from __future__ import annotations
 
@@ -74,36 +78,76 @@ def test_good_rows_get_the_in_process_decisions(served: str, registry) -> None:
     assert post(served, records(rows)) == (status, body)  # same request, same answer
 
 
-def test_unknown_categories_fall_back_with_a_reason(served: str) -> None:
-    rows = input_example().assign(stage=["teleport", "birthday", "cart_abandon"],
-                                  timezone=["Europe/Berlin", "Mars/Olympus", "Europe/Berlin"])
+def bad_records(bad_rows: list[tuple[str, object, str]], secret: str) -> list[dict[str, Any]]:
+    """One JSON record per bad value (the column left out for ``<absent>``), each with its own customer id."""
+    base = json.loads(input_example().iloc[[0]].to_json(orient="records", date_format="iso"))[0]
+    out = []
+    for i, (column, value, _) in enumerate(bad_rows):
+        rec = {**base, "customer_id": f"{secret}-{i}"}
+        if value == "<absent>":
+            rec.pop(column)
+        else:
+            rec[column] = value
+        out.append(rec)
+    return out
+
+
+def test_bad_rows_are_held_never_sent(served: str, bad_rows: list[tuple[str, object, str]], secret: str) -> None:
+    # One request: every bad row of the table (json writes inf as Infinity, which the server reads back),
+    # then the good rows, which are still decided.
+    good = json.loads(good_rows().to_json(orient="records", date_format="iso"))
+    body = json.dumps({"dataframe_records": bad_records(bad_rows, secret) + good}).encode()
+    status, answer = post(served, body)
+    assert status == 200, answer
+    got = pd.DataFrame(answer["predictions"])
+    held, decided = got.iloc[:len(bad_rows)], got.iloc[len(bad_rows):]
+    wrong = [(c, str(v)[:30], r, g) for (c, v, r), g in zip(bad_rows, held["reason"], strict=True)
+             if g != "hold (invalid input): " + r]
+    assert not wrong, wrong
+    assert (held["action"] == "hold").all() and held["channel"].isna().all() and held["send_at"].isna().all()
+    assert (held["propensity"] == 1.0).all()
+    assert not decided["reason"].str.startswith("hold").any() and (decided["action"] == "send").any()
+    assert secret not in json.dumps(answer)
+
+
+def test_a_request_without_stage_or_time_holds_every_row(served: str, secret: str) -> None:
+    # MLflow's own schema check would answer a missing column with an error quoting the request; the model
+    # holds each row instead, naming the columns.
+    rows = input_example().drop(columns=["stage", "triggered_at"]).assign(customer_id=secret)
     status, body = post(served, records(rows))
     assert status == 200, body
-    reasons = [p["reason"] for p in body["predictions"]]
-    assert reasons[0] == "rules fallback: unknown stage 'teleport'"
-    assert reasons[1] == "rules fallback: unknown timezone 'Mars/Olympus'"
-    assert not reasons[2].startswith("rules fallback")
-    optional = input_example().drop(columns=["timezone", "orders_90d"])
-    status, body = post(served, records(optional))
-    assert status == 200 and all("missing column(s) timezone, orders_90d" in p["reason"] for p in body["predictions"])
+    assert {p["reason"] for p in body["predictions"]} == {"hold (invalid input): stage: missing; triggered_at: missing"}
+    assert secret not in json.dumps(body)
 
 
-@pytest.mark.parametrize("column", ["stage", "triggered_at"])
-def test_missing_required_column_is_4xx_naming_it(served: str, column: str) -> None:
-    status, body = post(served, records(input_example().drop(columns=column)))
-    assert 400 <= status < 500
-    assert f"'{column}'" in body["message"]
+def test_too_many_rows_is_4xx_naming_the_limit(served: str, secret: str) -> None:
+    from cadence.deployment.serving import MAX_ROWS
 
-
-@pytest.mark.parametrize(("column", "value"), [
-    ("sends_7d", "many"), ("opt_in_email", "false"), ("triggered_at", 12345), ("stage", 7), ("orders_90d", 1.5),
-])
-def test_wrong_type_is_4xx_naming_the_column(served: str, column: str, value: Any) -> None:
-    rows = input_example().astype(object)
-    rows[column] = [value] * len(rows)
+    rows = pd.concat([input_example()] * (MAX_ROWS // 3 + 1), ignore_index=True).assign(customer_id=secret)
     status, body = post(served, records(rows))
     assert 400 <= status < 500, body
-    assert column in body["message"]
+    assert f"at most {MAX_ROWS:,} per request" in body["stack_trace"]
+    assert secret not in json.dumps(body)
+
+
+def test_deeply_nested_body_is_5xx_without_echo_and_the_server_goes_on(served: str, secret: str) -> None:
+    # MLflow parses the body before the model sees it; Python's parser gives up on 5,000 levels (a 500).
+    deep = ('{"dataframe_records": [{"customer_id": "' + secret + '", "stage": ' + "[" * 5000 + "]" * 5000 + "}]}")
+    status, body = post(served, deep.encode())
+    assert 500 <= status < 600 and secret not in json.dumps(body)
+    status, body = post(served, records(good_rows()))
+    assert status == 200, body
+
+
+def test_mlflow_echoes_malformed_json(served: str, secret: str) -> None:
+    """MLflow's scoring server quotes a request it cannot parse as JSON (the README says so).
+
+    Not the model's doing and not fixable from it: a proxy in front should
+    replace the server's 4xx bodies when they may reach logs. If this test
+    fails, MLflow stopped echoing and the README's warning can go.
+    """
+    status, body = post(served, ('{"dataframe_records": [{"customer_id": "' + secret + '",').encode())
+    assert status == 400 and secret in body["message"]
 
 
 def test_no_payload_is_5xx(served: str) -> None:

@@ -2,7 +2,9 @@
 
 The shop's planted outcomes make the seed rules certainly better than the
 ``slow`` policy (which always waits longest), so the gate's answers are known:
-a copy of the champion is refused (difference exactly zero), the rules pass.
+slow as a first version loses to the logging policy (champion only with
+``no_gate``), a copy of the champion is refused (difference exactly zero),
+the rules pass.
 """
 
 from __future__ import annotations
@@ -27,8 +29,12 @@ def test_export_registry_aliases_and_gate(tracking_server: str, shop: Path, poli
 
     v1 = export_policy(shop, "slow", NAME, tracking_uri=server, policies_dir=policies_dir)
     assert (v1["version"], v1["alias"]) == ("1", "challenger")
+    # A first version is judged against the logging policy: slow is worse, so only --no-gate makes it champion.
     first = promote(NAME, tracking_uri=server)
-    assert first["promoted"] and "no gate" in first["message"]
+    assert not first["promoted"] and "vs the logging policy" in first["message"]
+    first = promote(NAME, tracking_uri=server, no_gate=True)
+    assert first["promoted"] and "WITHOUT a gate" in first["message"]
+    assert client.get_model_version(NAME, "1").tags["cadence.gate"] == "skipped"
 
     # A second export is a new version; the first is untouched.
     v2 = export_policy(shop, "slow", NAME, tracking_uri=server, policies_dir=policies_dir)
