@@ -344,6 +344,11 @@ def purchase_snapshots(tables: Tables, as_of: Any, *, until: Any = None,
     >>> s[["elapsed_days", "purchase_tenure_days", "duration_days", "event"]].iloc[0].tolist()
     [9.5, 9.5, 20.0, 1.0]
     """
+    return _snapshots(tables, [_follow_up(as_of, until, horizon_days)])
+
+
+def _follow_up(as_of: Any, until: Any, horizon_days: float | None) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """``(as_of, end)`` of a snapshot, the follow-up ``[as_of, end)`` checked."""
     cutoff = utc(as_of, "as_of")
     if until is None and horizon_days is None:
         raise ValueError("pass until= or horizon_days=: the follow-up window [as_of, until) must be explicit")
@@ -355,21 +360,54 @@ def purchase_snapshots(tables: Tables, as_of: Any, *, until: Any = None,
     end = min(ends)
     if end <= cutoff:
         raise ValueError(f"the follow-up must end after as_of ({cutoff}), got {end}")
+    return cutoff, end
 
-    per_day = purchase_days(tables, cutoff)
-    g = per_day.group_by("customer_id").aggregate(
-        n_days=per_day.count(), first=per_day.day.min(), last=per_day.day.max(),
-        revenue=_exact_sum(per_day.revenue))
-    nxt = purchase_days(tables, end, since=cutoff)
-    # The next purchase day after the last one before the cutoff, within the follow-up.
-    lasts = g.select(k=g.customer_id, last_before=g["last"])
-    later = nxt.inner_join(lasts, nxt.customer_id == lasts.k)
+
+def _spans(orders: ibis.Table, spans: Sequence[tuple[pd.Timestamp, pd.Timestamp]]) -> ibis.Table:
+    """The follow-ups as a table, one row each: ``span``, ``cut_at``, ``end_at`` and both in epoch seconds.
+
+    Built from one-row selects of ``orders`` (``limit(1)``), so it needs no
+    upload and runs on every engine; without orders it is empty, as is every
+    snapshot then.
+    """
+    one = orders.limit(1)
+    rows = [one.select(span=ibis.literal(i, "int64"), cut_at=as_of_literal(cut), end_at=as_of_literal(end),
+                       c_s=ibis.literal(_epoch_s(cut), "float64"), e_s=ibis.literal(_epoch_s(end), "float64"))
+            for i, (cut, end) in enumerate(spans)]
+    return rows[0] if len(rows) == 1 else ibis.union(*rows, distinct=False)
+
+
+def _snapshots(tables: Tables, spans: Sequence[tuple[pd.Timestamp, pd.Timestamp]]) -> ibis.Table:
+    """:func:`purchase_snapshots` at every ``(as_of, end)`` of ``spans`` in one query.
+
+    One pass over the orders whatever the number of cutoffs: each order is
+    paired with every follow-up it falls before the end of, then grouped by
+    follow-up. The query's size does not grow with the cutoffs, so neither
+    does the time Ibis takes to build and compile it (with one query per
+    cutoff that was most of the time of a churn fit's training snapshots).
+    """
+    o = _orders(tables)
+    cuts = _spans(o, spans)
+    # Covariates: the purchase days before each cutoff (orders of one day are one purchase). The
+    # revenue is summed per order in millionths: the same integer as summing the days' totals.
+    before = o.inner_join(cuts, o.ts < cuts.cut_at)
+    before = before.select("span", "customer_id", "revenue", day=_day(before.ts))
+    g = before.group_by(["span", "customer_id"]).aggregate(
+        n_days=before.day.nunique(), first=before.day.min(), last=before.day.max(),
+        revenue=_exact_sum(before.revenue))
+    # Target: the next purchase day after the last one before the cutoff, within the follow-up.
+    after = o.inner_join(cuts, (o.ts >= cuts.cut_at) & (o.ts < cuts.end_at))
+    after = after.select("span", "customer_id", day=_day(after.ts))
+    lasts = g.select(l_span=g.span, l_customer=g.customer_id, last_before=g["last"])
+    later = after.inner_join(lasts, (after.span == lasts.l_span) & (after.customer_id == lasts.l_customer))
     later = later.filter(later.day > later.last_before)
-    later = later.group_by("k").aggregate(next_day=later.day.min())
-    s = g.left_join(later, g.customer_id == later.k)
+    later = later.group_by(["l_span", "l_customer"]).aggregate(next_day=later.day.min())
+    s = g.left_join(later, (g.span == later.l_span) & (g.customer_id == later.l_customer))
+    c = cuts.select(c_span=cuts.span, cut_at=cuts.cut_at, c_s=cuts.c_s, e_s=cuts.e_s)
+    s = s.inner_join(c, s.span == c.c_span)
 
-    # The pandas code's arithmetic, step for step: days from integer seconds, float division.
-    c_s, e_s = _epoch_s(cutoff), _epoch_s(end)
+    # The former pandas code's arithmetic, step for step: days from integer seconds, float division.
+    c_s, e_s = s.c_s, s.e_s
     last_s = (s["last"] * DAY_S).cast("float64")
     first_s = (s["first"] * DAY_S).cast("float64")
     frequency = (s.n_days - 1).cast("int64")
@@ -382,7 +420,7 @@ def purchase_snapshots(tables: Tables, as_of: Any, *, until: Any = None,
     span = ((s["last"] - s["first"]) * DAY_S).cast("float64") / DAY_S
     return s.select(
         customer_id=s.customer_id,
-        as_of=as_of_literal(cutoff),
+        as_of=s.cut_at,
         last_purchase_at=(s["last"] * DAY_S).as_timestamp("s").cast("timestamp('UTC')"),
         frequency=frequency,
         elapsed_days=elapsed,
@@ -399,8 +437,9 @@ def stacked_snapshots(tables: Tables, cutoffs: Sequence[Any], until: Any) -> ibi
 
     The training set for a model used at ``until``: every cutoff sees only
     its past, every follow-up stops at ``until``, so nothing at or after
-    ``until`` is read. Rows come cutoff by cutoff (sort by ``as_of``,
-    ``customer_id``).
+    ``until`` is read. One query whatever the number of cutoffs (each order
+    is read once, paired with the cutoffs it precedes); rows come in no
+    particular order: sort by ``as_of``, ``customer_id``.
 
     Examples
     --------
@@ -415,7 +454,7 @@ def stacked_snapshots(tables: Tables, cutoffs: Sequence[Any], until: Any) -> ibi
     """
     if not cutoffs:
         raise ValueError("stacked_snapshots: no cutoffs")
-    return ibis.union(*(purchase_snapshots(tables, c, until=until) for c in cutoffs), distinct=False)
+    return _snapshots(tables, [_follow_up(c, until, None) for c in cutoffs])
 
 
 def purchase_gaps(tables: Tables, as_of: Any) -> ibis.Table:
