@@ -222,9 +222,8 @@ def _fit_churn(tables: dict[str, pd.DataFrame], as_of: pd.Timestamp, until: pd.T
         metrics.update(churn_metrics(model, snap))
         # Counts side by side with BG/NBD on the same customers (days as the unit).
         h = int((until - as_of) / pd.Timedelta(1, "D"))
-        counts = purchases.fetch_frame(con, purchases.holdout_frequency(t, as_of, until), ["customer_id"])
-        actual = counts.set_index("customer_id")["holdout_frequency"].reindex(snap["customer_id"], fill_value=0)
-        actual = actual.to_numpy()
+        held = purchases.fetch_frame(con, purchases.holdout_frequency(t, as_of, until), ["customer_id"])
+        actual = held.set_index("customer_id")["holdout_frequency"].reindex(snap["customer_id"], fill_value=0).to_numpy()
         surv = model.expected_purchases(snap, h)
         rfm = purchases.fetch_frame(con, purchases.rfm_summary(t, as_of, time_unit="D"), ["customer_id"])
         rfm = rfm.set_index("customer_id").reindex(snap["customer_id"])
