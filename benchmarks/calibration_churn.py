@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from cadence.data.io import read_tables
 from cadence.features import purchases
 from cadence.models import evaluation as ev
-from cadence.models.btyd import BetaGeoModel, rfm_summary
+from cadence.models.btyd import BetaGeoModel
 from cadence.models.survival import TimeToNextPurchase
 from cadence.synthetic import ShopConfig, generate_shop, load_config, true_churn_risk
 from cadence.workflows.fitting import training_cutoffs
@@ -40,7 +40,8 @@ def churn_ece(shop: Path, as_of: pd.Timestamp) -> dict[tuple[str, int], float]:
                                   ["as_of", "customer_id"])
     now = purchases.fetch_frame(con, purchases.purchase_snapshots(t, as_of, horizon_days=90), ["customer_id"])
     truth = true_churn_risk(load_config(shop), as_of).reindex(now["customer_id"])
-    rfm = rfm_summary(orders, as_of, time_unit="D").reindex(now["customer_id"])
+    rfm = purchases.fetch_frame(con, purchases.rfm_summary(t, as_of, time_unit="D"), ["customer_id"])
+    rfm = rfm.set_index("customer_id").reindex(now["customer_id"])
     bg = BetaGeoModel().fit(rfm)
     surv = TimeToNextPurchase(family="auto").fit(train, train)
     out = {}

@@ -22,7 +22,7 @@ dollar value. :func:`cdnow_tables` maps the lines to the contract
   midnight UTC; ``revenue`` the dollar value. Lines are kept as they are:
   the master file holds 255 lines identical to another line of the same
   customer and 80 lines of value 0.00 (the sample 21 and 8); whether to merge same-day purchases is
-  the feature code's decision (:func:`cadence.models.btyd.rfm_summary`).
+  the feature code's decision (:func:`cadence.features.purchases.rfm_summary`).
 * ``order_items``: one row per order, product ``'cd'``, ``quantity`` the
   number of CDs and ``price = revenue / quantity``. Neither raw file has a
   line with fewer than one CD (the minimum is 1), so nothing is clipped; the

@@ -5,7 +5,11 @@ Ibis expressions that run unchanged on DuckDB and Spark
 reads exactly what the feature layer writes:
 
 * :func:`rfm_summary` -- BG/NBD and Gamma-Gamma inputs (frequency, recency,
-  T, monetary value) before ``as_of``;
+  T, monetary value) before ``as_of``; :func:`rfm_summary_frame` is the same
+  for a pandas ``orders`` table, with its :class:`DataQualityWarning`;
+* :func:`holdout_frequency` -- each customer's repeat purchases in
+  ``[as_of, until)``, what the BTYD forecasts are judged against;
+* :func:`purchase_days` -- one row per customer and purchase day;
 * :func:`purchase_snapshots` / :func:`stacked_snapshots` -- one row per
   customer at a cutoff: covariates from the past, time to the next purchase
   from an explicit follow-up window ``[as_of, until)``;
@@ -18,11 +22,19 @@ A purchase happens on its UTC day: orders of one customer on the same day
 are one purchase whose value is their sum. Days are whole epoch days
 (``epoch seconds // 86400``), so both engines compare the same integers,
 and every "days" value is computed from integers with the same floating
-operations the pandas code used. Revenue totals are summed exactly (in
-millionths of the currency unit), so they are the same on every engine and
-in every row order; the former pandas sums could differ from them in the
-last bit (a relative 1e-16), everything else is bit-for-bit the same
-(``tests/features/test_model_inputs.py``).
+operations the models' former pandas inputs used, so they are bit for bit
+the same. Revenue totals are summed exactly (in millionths of the currency
+unit), so they are the same on every engine and in every row order; the
+former pandas means could differ from them in the last bit (a relative
+4e-16, for about one customer in ten), which moves Gamma-Gamma's estimates
+in their fifth or sixth digit (its likelihood is flat there) and nothing
+else (``tests/features/test_model_inputs.py``).
+
+The survival snapshot's clock is this day grid, the customer features'
+(:func:`cadence.features.customer.customer_features`) is the exact order
+time, so the snapshot's two times carry their own names: ``elapsed_days``
+(not ``recency_days``) and ``purchase_tenure_days`` (not ``tenure_days``,
+which there counts from signup); see :func:`purchase_snapshots`.
 
 Only orders strictly before ``as_of`` feed a covariate; a target reads
 ``[as_of, until)`` and nothing at or after ``until``.
@@ -42,6 +54,7 @@ Examples
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
@@ -58,11 +71,30 @@ DAYS_PER_UNIT: dict[str, float] = {"D": 1.0, "W": 7.0}
 #: Columns of :func:`rfm_summary`, in order.
 RFM_COLUMNS: tuple[str, ...] = ("customer_id", "frequency", "recency", "T", "monetary_value")
 #: Columns of :func:`purchase_snapshots`, in order.
-SNAPSHOT_COLUMNS: tuple[str, ...] = ("customer_id", "as_of", "last_purchase_at", "frequency", "recency_days",
-                                     "tenure_days", "mean_gap_days", "monetary", "duration_days", "event")
+SNAPSHOT_COLUMNS: tuple[str, ...] = ("customer_id", "as_of", "last_purchase_at", "frequency", "elapsed_days",
+                                     "purchase_tenure_days", "mean_gap_days", "monetary", "duration_days", "event")
+#: Columns of :func:`holdout_frequency`, in order.
+HOLDOUT_COLUMNS: tuple[str, ...] = ("customer_id", "holdout_frequency")
 #: Columns of :func:`purchase_gaps`, in order (``day``: the purchase day that closes the gap).
 GAP_COLUMNS: tuple[str, ...] = ("customer_id", "product_id", "day", "gap_days")
 Tables = Mapping[str, ibis.Table]
+
+
+class DataQualityWarning(UserWarning):
+    """Rows or customers that a summary or a fit set aside or merged, with their count.
+
+    Raised (as a warning, never an error) where real data departs from a
+    model's assumptions and the literature's remedy was applied: same-day
+    orders merged and customers first seen before the calibration start left
+    out of the cohort (:func:`rfm_summary_frame`), repeat buyers with zero or
+    negative spend set aside by Gamma-Gamma, a cohort without repeat buyers
+    (:mod:`cadence.models.btyd`, which re-exports it). The message gives
+    counts only, never customer ids.
+    """
+
+    # Doctests import this file under another module name; the public path lets
+    # pytest-xdist's controller rebuild the warning a worker reports.
+    __module__ = "cadence.features.purchases"
 
 
 def _orders(tables: Tables) -> ibis.Table:
@@ -124,21 +156,27 @@ def rfm_summary(tables: Tables, as_of: Any, *, start: Any = None, time_unit: Tim
                 merge_same_day: bool = True) -> ibis.Table:
     """BG/NBD and Gamma-Gamma inputs from the orders before ``as_of``, one row per customer.
 
-    The definitions of :func:`cadence.models.btyd.rfm_summary`: time in whole
-    UTC days, a purchase on its day, the last observed day the day of the
-    last instant before ``as_of`` (with ``as_of = 1997-10-01`` a customer who
-    first bought on 1997-01-01 has ``T = 272 / 7 = 38.86`` weeks, as in Fader,
-    Hardie & Lee 2005).
+    Only orders with ``ts < as_of`` are read, so adding orders at or after
+    ``as_of`` never changes the result. Time is measured in whole UTC days: a
+    purchase happens on its day, and the last observed day is the day of the
+    last instant before ``as_of``. With ``as_of = 1997-10-01`` a customer who
+    first bought on 1997-01-01 has ``T = 272 / 7 = 38.86`` weeks, as in the
+    data of Fader, Hardie & Lee (2005) [1].
 
     Parameters
     ----------
     tables : mapping of str to ibis.Table
         Needs ``orders`` (``customer_id``, ``ts``, ``revenue``).
     as_of : timestamp-like
-        Exclusive cutoff, required; naive values are UTC.
+        Exclusive cutoff; naive values are UTC. Required on purpose:
+        defaulting to the latest order would leak the future into features.
     start : timestamp-like, optional
         Keep only customers whose first order before ``as_of`` is at or after
-        ``start`` (the calibration cohort).
+        ``start``: the cohort of the calibration period. The models start each
+        customer's clock at the first purchase; for a customer first seen
+        before ``start`` that clock is unknown (left truncation), so, as in
+        the cohort analyses of [1], they are left out
+        (:func:`rfm_summary_frame` warns with their number).
     time_unit : {'W', 'D'}
         Unit of ``recency`` and ``T``.
     merge_same_day : bool
@@ -154,7 +192,15 @@ def rfm_summary(tables: Tables, as_of: Any, *, start: Any = None, time_unit: Tim
         purchases); ``recency`` (first to last purchase) and ``T`` (first
         purchase to the last observed day), floats in ``time_unit``;
         ``monetary_value``, the mean value of the repeat purchases (the first
-        is excluded), 0 when ``frequency == 0``.
+        is excluded, as in [2]), 0 when ``frequency == 0``.
+
+    References
+    ----------
+    .. [1] Fader, P. S., Hardie, B. G. S. & Lee, K. L. (2005). "Counting your
+       customers" the easy way. *Marketing Science* 24(2), 275-284.
+    .. [2] Fader, P. S., Hardie, B. G. S. & Lee, K. L. (2005). RFM and CLV:
+       using iso-value curves for customer base analysis. *Journal of
+       Marketing Research* 42(4), 415-430.
 
     Examples
     --------
@@ -197,6 +243,52 @@ def rfm_summary(tables: Tables, as_of: Any, *, start: Any = None, time_unit: Tim
     )
 
 
+def holdout_frequency(tables: Tables, as_of: Any, until: Any) -> ibis.Table:
+    """Each customer's repeat purchases in ``[as_of, until)``: what a BTYD forecast is judged against.
+
+    Purchases are counted on the grid of :func:`rfm_summary`: orders of one
+    UTC day are one purchase, a day that already holds a purchase before
+    ``as_of`` is not counted again (only possible when ``as_of`` is not
+    midnight), and for a customer without a purchase before ``as_of`` the
+    first purchase in the window is not a repeat.
+
+    Parameters
+    ----------
+    tables : mapping of str to ibis.Table
+        Needs ``orders`` (``customer_id``, ``ts``).
+    as_of, until : timestamp-like
+        The holdout window, ``as_of`` included and ``until`` excluded; naive
+        values are UTC.
+
+    Returns
+    -------
+    ibis.Table
+        :data:`HOLDOUT_COLUMNS`: one row per customer with an order before
+        ``until``; ``holdout_frequency`` (int64, 0 without a repeat purchase
+        in the window). Line it up with a calibration summary by
+        ``customer_id``.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> con, t = duckdb_tables({"orders": pd.DataFrame({"customer_id": ["a", "a", "a", "a", "b", "b"],
+    ...     "ts": pd.to_datetime(["2024-01-01", "2024-02-01", "2024-02-01", "2024-03-01",
+    ...                           "2024-02-02", "2024-02-09"], utc=True), "revenue": [1.0] * 6})})
+    >>> fetch_frame(con, holdout_frequency(t, "2024-01-15", "2024-03-01"), ["customer_id"]).values.tolist()
+    [['a', 1], ['b', 1]]
+    """
+    lo, hi = utc(as_of, "as_of"), utc(until, "until")
+    if hi <= lo:
+        raise ValueError(f"until ({hi}) must be after as_of ({lo})")
+    o = _orders(tables)
+    o = o.filter(o.ts < as_of_literal(hi))
+    o = o.mutate(day=_day(o.ts), before=o.ts < as_of_literal(lo))
+    d = o.group_by(["customer_id", "day"]).aggregate(seen=o.before.any(), new=(~o.before).any())
+    c = d.group_by("customer_id").aggregate(n_new=d.count(where=d.new & ~d.seen), known=d.seen.any())
+    # A customer first seen in the window: that first purchase starts the clock, it is not a repeat.
+    return c.select("customer_id", holdout_frequency=(c.n_new - ibis.ifelse(c.known, 0, 1)).cast("int64"))
+
+
 def purchase_snapshots(tables: Tables, as_of: Any, *, until: Any = None,
                        horizon_days: float | None = None) -> ibis.Table:
     """One row per customer with a purchase before ``as_of``: covariates and time to the next purchase.
@@ -205,14 +297,20 @@ def purchase_snapshots(tables: Tables, as_of: Any, *, until: Any = None,
     follow-up ``[as_of, end)`` with ``end = min(until, as_of + horizon_days)``
     (at least one is required: the follow-up is explicit, never "the rest of
     the data"). A purchase day counts at its midpoint, so with a midnight
-    cutoff ``recency_days = as_of - L - 0.5`` for a last purchase on day
+    cutoff ``elapsed_days = as_of - L - 0.5`` for a last purchase on day
     ``L``, and an event on day ``N`` has ``duration_days = N - L``.
 
-    ``recency_days`` here is the survival model's left-truncation time on
-    this day grid; :func:`cadence.features.customer.customer_features`'
-    ``recency_days`` is the exact time since the last order. They differ by
-    ``0.5 - (seconds into the last purchase day) / 86400`` days (see the
-    tests), so they are kept as the two definitions they are.
+    ``elapsed_days`` is the survival model's left-truncation (entry) time:
+    the part of ``duration_days`` already spent without a purchase at the
+    cutoff, on the purchase-day grid, which is what
+    ``conditional_after`` needs. It is not the customer feature
+    ``recency_days`` of :func:`cadence.features.customer.customer_features`,
+    the exact time since the last order: with a midnight cutoff
+    ``elapsed_days = recency_days + (seconds into the last order's day) / 86400 - 0.5``,
+    so they keep two names. Likewise
+    ``purchase_tenure_days`` counts from the first purchase day's midpoint
+    (the customer features' ``first_order_days_ago`` on this grid), not from
+    signup as their ``tenure_days`` does.
 
     Parameters
     ----------
@@ -230,8 +328,9 @@ def purchase_snapshots(tables: Tables, as_of: Any, *, until: Any = None,
     ibis.Table
         :data:`SNAPSHOT_COLUMNS`: ``customer_id``, ``as_of``,
         ``last_purchase_at`` (midnight UTC of the last purchase day),
-        ``frequency`` (repeat purchase days), ``recency_days``,
-        ``tenure_days`` (since the first purchase day's midpoint),
+        ``frequency`` (repeat purchase days), ``elapsed_days`` (since the
+        last purchase day's midpoint, at least 0 and before the event),
+        ``purchase_tenure_days`` (since the first purchase day's midpoint),
         ``mean_gap_days`` ((last - first day) / frequency, 0 for one-time
         buyers), ``monetary`` (mean revenue per purchase day),
         ``duration_days`` (last purchase to the next one, ``event = 1``, or
@@ -245,9 +344,14 @@ def purchase_snapshots(tables: Tables, as_of: Any, *, until: Any = None,
     >>> t = register(con, {"orders": pd.DataFrame({"customer_id": ["a", "a"], "revenue": [1.0, 3.0],
     ...     "ts": pd.to_datetime(["2024-01-01", "2024-01-21"], utc=True)})})
     >>> s = fetch_frame(con, purchase_snapshots(t, "2024-01-11", horizon_days=30), ["customer_id"])
-    >>> s[["recency_days", "tenure_days", "duration_days", "event"]].iloc[0].tolist()
+    >>> s[["elapsed_days", "purchase_tenure_days", "duration_days", "event"]].iloc[0].tolist()
     [9.5, 9.5, 20.0, 1.0]
     """
+    return _snapshots(tables, [_follow_up(as_of, until, horizon_days)])
+
+
+def _follow_up(as_of: Any, until: Any, horizon_days: float | None) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """``(as_of, end)`` of a snapshot, the follow-up ``[as_of, end)`` checked."""
     cutoff = utc(as_of, "as_of")
     if until is None and horizon_days is None:
         raise ValueError("pass until= or horizon_days=: the follow-up window [as_of, until) must be explicit")
@@ -259,38 +363,71 @@ def purchase_snapshots(tables: Tables, as_of: Any, *, until: Any = None,
     end = min(ends)
     if end <= cutoff:
         raise ValueError(f"the follow-up must end after as_of ({cutoff}), got {end}")
+    return cutoff, end
 
-    per_day = purchase_days(tables, cutoff)
-    g = per_day.group_by("customer_id").aggregate(
-        n_days=per_day.count(), first=per_day.day.min(), last=per_day.day.max(),
-        revenue=_exact_sum(per_day.revenue))
-    nxt = purchase_days(tables, end, since=cutoff)
-    # The next purchase day after the last one before the cutoff, within the follow-up.
-    lasts = g.select(k=g.customer_id, last_before=g["last"])
-    later = nxt.inner_join(lasts, nxt.customer_id == lasts.k)
+
+def _spans(orders: ibis.Table, spans: Sequence[tuple[pd.Timestamp, pd.Timestamp]]) -> ibis.Table:
+    """The follow-ups as a table, one row each: ``span``, ``cut_at``, ``end_at`` and both in epoch seconds.
+
+    Built from one-row selects of ``orders`` (``limit(1)``), so it needs no
+    upload and runs on every engine; without orders it is empty, as is every
+    snapshot then.
+    """
+    one = orders.limit(1)
+    rows = [one.select(span=ibis.literal(i, "int64"), cut_at=as_of_literal(cut), end_at=as_of_literal(end),
+                       c_s=ibis.literal(_epoch_s(cut), "float64"), e_s=ibis.literal(_epoch_s(end), "float64"))
+            for i, (cut, end) in enumerate(spans)]
+    return rows[0] if len(rows) == 1 else ibis.union(*rows, distinct=False)
+
+
+def _snapshots(tables: Tables, spans: Sequence[tuple[pd.Timestamp, pd.Timestamp]]) -> ibis.Table:
+    """:func:`purchase_snapshots` at every ``(as_of, end)`` of ``spans`` in one query.
+
+    One pass over the orders whatever the number of cutoffs: each order is
+    paired with every follow-up it falls before the end of, then grouped by
+    follow-up. The query's size does not grow with the cutoffs, so neither
+    does the time Ibis takes to build and compile it (with one query per
+    cutoff that was most of the time of a churn fit's training snapshots).
+    """
+    o = _orders(tables)
+    cuts = _spans(o, spans)
+    # Covariates: the purchase days before each cutoff (orders of one day are one purchase). The
+    # revenue is summed per order in millionths: the same integer as summing the days' totals.
+    before = o.inner_join(cuts, o.ts < cuts.cut_at)
+    before = before.select("span", "customer_id", "revenue", day=_day(before.ts))
+    g = before.group_by(["span", "customer_id"]).aggregate(
+        n_days=before.day.nunique(), first=before.day.min(), last=before.day.max(),
+        revenue=_exact_sum(before.revenue))
+    # Target: the next purchase day after the last one before the cutoff, within the follow-up.
+    after = o.inner_join(cuts, (o.ts >= cuts.cut_at) & (o.ts < cuts.end_at))
+    after = after.select("span", "customer_id", day=_day(after.ts))
+    lasts = g.select(l_span=g.span, l_customer=g.customer_id, last_before=g["last"])
+    later = after.inner_join(lasts, (after.span == lasts.l_span) & (after.customer_id == lasts.l_customer))
     later = later.filter(later.day > later.last_before)
-    later = later.group_by("k").aggregate(next_day=later.day.min())
-    s = g.left_join(later, g.customer_id == later.k)
+    later = later.group_by(["l_span", "l_customer"]).aggregate(next_day=later.day.min())
+    s = g.left_join(later, (g.span == later.l_span) & (g.customer_id == later.l_customer))
+    c = cuts.select(c_span=cuts.span, cut_at=cuts.cut_at, c_s=cuts.c_s, e_s=cuts.e_s)
+    s = s.inner_join(c, s.span == c.c_span)
 
-    # The pandas code's arithmetic, step for step: days from integer seconds, float division.
-    c_s, e_s = _epoch_s(cutoff), _epoch_s(end)
+    # The former pandas code's arithmetic, step for step: days from integer seconds, float division.
+    c_s, e_s = s.c_s, s.e_s
     last_s = (s["last"] * DAY_S).cast("float64")
     first_s = (s["first"] * DAY_S).cast("float64")
     frequency = (s.n_days - 1).cast("int64")
     event = s.next_day.notnull()
     duration = ibis.ifelse(event, ((s.next_day - s["last"]) * DAY_S).cast("float64") / DAY_S,
                            (e_s - last_s) / DAY_S - 0.5)
-    recency = ibis.greatest((c_s - last_s) / DAY_S - 0.5, 0.0)
+    elapsed = ibis.greatest((c_s - last_s) / DAY_S - 0.5, 0.0)
     # Only reachable with a cutoff inside a day: keep the entry strictly before the event.
-    recency = ibis.least(recency, duration - ibis.ifelse(event, 0.5, 0.0))
+    elapsed = ibis.least(elapsed, duration - ibis.ifelse(event, 0.5, 0.0))
     span = ((s["last"] - s["first"]) * DAY_S).cast("float64") / DAY_S
     return s.select(
         customer_id=s.customer_id,
-        as_of=as_of_literal(cutoff),
+        as_of=s.cut_at,
         last_purchase_at=(s["last"] * DAY_S).as_timestamp("s").cast("timestamp('UTC')"),
         frequency=frequency,
-        recency_days=recency,
-        tenure_days=ibis.greatest((c_s - first_s) / DAY_S - 0.5, 0.0),
+        elapsed_days=elapsed,
+        purchase_tenure_days=ibis.greatest((c_s - first_s) / DAY_S - 0.5, 0.0),
         mean_gap_days=ibis.ifelse(frequency > 0, span / ibis.greatest(frequency, 1).cast("float64"), 0.0),
         monetary=s.revenue / s.n_days.cast("float64"),
         duration_days=duration.cast("float64"),
@@ -303,8 +440,9 @@ def stacked_snapshots(tables: Tables, cutoffs: Sequence[Any], until: Any) -> ibi
 
     The training set for a model used at ``until``: every cutoff sees only
     its past, every follow-up stops at ``until``, so nothing at or after
-    ``until`` is read. Rows come cutoff by cutoff (sort by ``as_of``,
-    ``customer_id``).
+    ``until`` is read. One query whatever the number of cutoffs (each order
+    is read once, paired with the cutoffs it precedes); rows come in no
+    particular order: sort by ``as_of``, ``customer_id``.
 
     Examples
     --------
@@ -319,7 +457,7 @@ def stacked_snapshots(tables: Tables, cutoffs: Sequence[Any], until: Any) -> ibi
     """
     if not cutoffs:
         raise ValueError("stacked_snapshots: no cutoffs")
-    return ibis.union(*(purchase_snapshots(tables, c, until=until) for c in cutoffs), distinct=False)
+    return _snapshots(tables, [_follow_up(c, until, None) for c in cutoffs])
 
 
 def purchase_gaps(tables: Tables, as_of: Any) -> ibis.Table:
@@ -411,5 +549,74 @@ def fetch_frame(con: Any, expr: ibis.Table, sort_by: Sequence[str]) -> pd.DataFr
     return df.sort_values(list(sort_by), kind="stable").reset_index(drop=True)
 
 
-__all__ = ["rfm_summary", "purchase_snapshots", "stacked_snapshots", "purchase_gaps", "purchase_days",
-           "fetch_frame", "duckdb_tables", "DAYS_PER_UNIT", "RFM_COLUMNS", "SNAPSHOT_COLUMNS", "GAP_COLUMNS", "TimeUnit"]
+def rfm_summary_frame(orders: pd.DataFrame, as_of: Any, *, start: Any = None, time_unit: TimeUnit = "W",
+                      merge_same_day: bool = True) -> pd.DataFrame:
+    """:func:`rfm_summary` of a pandas ``orders`` table, indexed by ``customer_id``: what a BTYD model fits on.
+
+    The one pandas convenience of this module, for orders already in memory
+    (notebooks, examples, a fit): the orders go to an embedded DuckDB
+    (:func:`duckdb_tables`) and the summary comes back exactly as computed
+    (:func:`fetch_frame`). It also warns what the summary did to the data,
+    with counts, never ids: a :class:`DataQualityWarning` for the customers
+    left out because they first bought before ``start``, and one for the
+    same-day orders merged into one purchase.
+
+    Parameters
+    ----------
+    orders : DataFrame
+        Contract ``orders``: ``customer_id``, ``ts`` (timezone-aware), ``revenue``.
+    as_of, start, time_unit, merge_same_day
+        As for :func:`rfm_summary`.
+
+    Returns
+    -------
+    DataFrame
+        Index ``customer_id`` (sorted); columns ``frequency`` (int64),
+        ``recency``, ``T``, ``monetary_value`` (float64).
+
+    Examples
+    --------
+    >>> import pandas as pd, warnings
+    >>> orders = pd.DataFrame({
+    ...     "customer_id": ["a", "a", "a", "b"],
+    ...     "ts": pd.to_datetime(["2024-01-01", "2024-01-01", "2024-01-15", "2024-01-08"], utc=True),
+    ...     "revenue": [10.0, 5.0, 20.0, 7.0],
+    ... })
+    >>> with warnings.catch_warnings(record=True) as seen:
+    ...     warnings.simplefilter("always")
+    ...     rfm = rfm_summary_frame(orders, as_of="2024-01-29", time_unit="D")
+    >>> rfm.reset_index()
+      customer_id  frequency  recency     T  monetary_value
+    0           a          1     14.0  27.0            20.0
+    1           b          0      0.0  20.0             0.0
+    >>> [str(w.message)[:40] for w in seen]
+    ['rfm_summary: merged 1 same-day orders in']
+    """
+    if "ts" in orders.columns and not isinstance(orders["ts"].dtype, pd.DatetimeTZDtype):
+        raise ValueError("orders: column 'ts' must be timezone-aware (the contract stores UTC)")
+    con, t = duckdb_tables({"orders": orders})
+    summary = rfm_summary(t, as_of, start=start, time_unit=time_unit, merge_same_day=merge_same_day)
+    o = _orders(t)
+    o = o.filter(o.ts < as_of_literal(utc(as_of, "as_of")))
+    early = (o.ts.min().over(group_by=o.customer_id) < as_of_literal(utc(start, "start"))
+             if start is not None else ibis.literal(False))
+    o = o.mutate(day=_day(o.ts), early=early)
+    d = o.group_by(["customer_id", "day"]).aggregate(n=o.count(), early=o.early.any())
+    counts = fetch_arrow(con, d.aggregate(
+        early_customers=d.customer_id.nunique(where=d.early), early_orders=d.n.sum(where=d.early),
+        orders=d.n.sum(where=~d.early), days=d.count(where=~d.early))).to_pylist()[0]
+    counts = {k: int(v or 0) for k, v in counts.items()}
+    if counts["early_customers"]:
+        warnings.warn(f"rfm_summary: left out {counts['early_customers']} customers ({counts['early_orders']} "
+                      f"orders) whose first purchase is before start={start}: their clock cannot start at the "
+                      "first purchase", DataQualityWarning, stacklevel=2)
+    if merge_same_day and counts["orders"] > counts["days"]:
+        warnings.warn(f"rfm_summary: merged {counts['orders'] - counts['days']} same-day orders into other orders "
+                      "of the same customer and day (one purchase per day, as in Fader, Hardie & Lee 2005)",
+                      DataQualityWarning, stacklevel=2)
+    return fetch_frame(con, summary, ["customer_id"]).set_index("customer_id")
+
+
+__all__ = ["rfm_summary", "rfm_summary_frame", "holdout_frequency", "purchase_snapshots", "stacked_snapshots",
+           "purchase_gaps", "purchase_days", "fetch_frame", "duckdb_tables", "DataQualityWarning", "DAYS_PER_UNIT",
+           "RFM_COLUMNS", "HOLDOUT_COLUMNS", "SNAPSHOT_COLUMNS", "GAP_COLUMNS", "TimeUnit"]

@@ -62,8 +62,9 @@ Fit both models on the CDNOW sample's 39-week calibration period (run from
 the repository root):
 
 >>> from cadence.data.io import read_tables
+>>> from cadence.features.purchases import rfm_summary_frame
 >>> orders = read_tables("data/external/cdnow/sample", ["orders"])["orders"]
->>> rfm = rfm_summary(orders, as_of="1997-10-01", start="1997-01-01", time_unit="W")
+>>> rfm = rfm_summary_frame(orders, as_of="1997-10-01", start="1997-01-01", time_unit="W")
 >>> bg = BetaGeoModel().fit(rfm)
 >>> {k: round(v, 3) for k, v in bg.params_.items()}
 {'r': 0.243, 'alpha': 4.414, 'a': 0.793, 'b': 2.426}
@@ -79,7 +80,7 @@ import copy
 import warnings
 from abc import abstractmethod
 from numbers import Real
-from typing import Any, ClassVar, Literal, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -91,15 +92,11 @@ from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_array, check_is_fitted
 
 from cadence.contract.clock import utc
-
-TimeUnit = Literal["D", "W"]
-
-#: Days per time unit of :func:`rfm_summary`.
-DAYS_PER_UNIT: dict[str, float] = {"D": 1.0, "W": 7.0}
-
+from cadence.features.purchases import DataQualityWarning
 
 # ---------------------------------------------------------------------------
-# Features: orders -> (frequency, recency, T, monetary_value)
+# Orders, for discrete_summary (the continuous-time summary is the feature layer's:
+# cadence.features.purchases.rfm_summary / rfm_summary_frame)
 # ---------------------------------------------------------------------------
 
 
@@ -121,234 +118,9 @@ def _order_days(orders: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def purchase_days(orders: pd.DataFrame, until: Any) -> pd.DataFrame:
-    """One row per customer and UTC day with a purchase before ``until`` (same-day orders merged).
-
-    Parameters
-    ----------
-    orders : DataFrame
-        Contract ``orders``.
-    until : timestamp-like
-        Exclusive end.
-
-    Returns
-    -------
-    DataFrame
-        ``customer_id``, ``day`` (UTC midnight), ``revenue`` (the day's sum),
-        ``first_day`` (the customer's first purchase day) and ``is_repeat``.
-
-    Examples
-    --------
-    >>> import pandas as pd
-    >>> orders = pd.DataFrame({"customer_id": ["a", "a", "a"],
-    ...     "ts": pd.to_datetime(["2024-01-01 09:00", "2024-01-01 18:00", "2024-01-05 10:00"], utc=True),
-    ...     "revenue": [1.0, 2.0, 3.0]})
-    >>> purchase_days(orders, "2024-02-01")["is_repeat"].tolist()
-    [False, True]
-    """
-    days = _order_days(orders)
-    days = days[days["ts"] < utc(until, "until")]
-    out = days.groupby(["customer_id", "day"], sort=True)["revenue"].sum().reset_index()
-    out["first_day"] = out.groupby("customer_id")["day"].transform("min")
-    out["is_repeat"] = out["day"] > out["first_day"]
-    return out
-
-
-def rfm_summary(
-    orders: pd.DataFrame,
-    as_of: Any,
-    *,
-    start: Any = None,
-    time_unit: TimeUnit = "W",
-    merge_same_day: bool = True,
-) -> pd.DataFrame:
-    """Summarise orders before ``as_of`` into BG/NBD and Gamma-Gamma inputs.
-
-    Only orders with ``ts < as_of`` are read, so adding orders at or after
-    ``as_of`` never changes the result. Time is measured in whole UTC days: a
-    purchase happens on its day, and the last observed day is the day of the
-    last instant before ``as_of``. With ``as_of = 1997-10-01`` a customer who
-    first bought on 1997-01-01 has ``T = 272 / 7 = 38.86`` weeks, as in the
-    data of Fader, Hardie & Lee (2005).
-
-    Parameters
-    ----------
-    orders : DataFrame
-        Contract ``orders``: ``customer_id``, ``ts`` (tz-aware), ``revenue``.
-    as_of : timestamp-like
-        Exclusive cutoff; naive values are read as UTC. Required on purpose:
-        defaulting to the latest order would leak the future into features.
-    start : timestamp-like, optional
-        Keep only customers whose first purchase (before ``as_of``) is at or
-        after ``start`` -- the cohort of the calibration period. The models
-        start each customer's clock at the first purchase; for a customer
-        first seen before ``start`` that clock is unknown (left truncation),
-        so, as in the cohort analyses of [1], they are left out, with a
-        :class:`DataQualityWarning` giving their number.
-    time_unit : {'W', 'D'}
-        Unit of ``recency`` and ``T``: weeks (days / 7) or days.
-    merge_same_day : bool
-        Count all orders of a customer on one day as one purchase whose value
-        is their sum (the convention of [1], whose time unit cannot order two
-        purchases of one day). If False every order counts. When orders are
-        merged a :class:`DataQualityWarning` gives how many.
-
-    Returns
-    -------
-    DataFrame
-        Index ``customer_id`` (sorted); columns
-
-        * ``frequency`` (int64): repeat purchases, i.e. purchases - 1;
-        * ``recency`` (float): time from the first to the last purchase;
-        * ``T`` (float): time from the first purchase to the last observed day;
-        * ``monetary_value`` (float): mean value of the *repeat* purchases
-          (the first is excluded, as in [2]); 0 when ``frequency == 0``.
-
-    References
-    ----------
-    .. [1] Fader, Hardie & Lee (2005), Marketing Science 24(2).
-    .. [2] Fader, Hardie & Lee (2005), Journal of Marketing Research 42(4).
-
-    Examples
-    --------
-    >>> import pandas as pd
-    >>> orders = pd.DataFrame({
-    ...     "customer_id": ["a", "a", "a", "b"],
-    ...     "ts": pd.to_datetime(["2024-01-01", "2024-01-01", "2024-01-15",
-    ...                           "2024-01-08"], utc=True),
-    ...     "revenue": [10.0, 5.0, 20.0, 7.0],
-    ... })
-    >>> rfm_summary(orders, as_of="2024-01-29", time_unit="D").reset_index()
-      customer_id  frequency  recency     T  monetary_value
-    0           a          1     14.0  27.0            20.0
-    1           b          0      0.0  20.0             0.0
-    """
-    if time_unit not in DAYS_PER_UNIT:
-        raise ValueError(f"time_unit must be one of {sorted(DAYS_PER_UNIT)}, got {time_unit!r}")
-    cutoff = utc(as_of, "as_of")
-    days = _order_days(orders)
-    days = days[days["ts"] < cutoff]
-    if start is not None:
-        first_ts = days.groupby("customer_id")["ts"].transform("min")
-        early = first_ts < utc(start, "start")
-        if early.any():
-            n_early = days.loc[early, "customer_id"].nunique()
-            warnings.warn(
-                f"rfm_summary: left out {n_early} customers ({int(early.sum())} orders) whose first "
-                f"purchase is before start={start}: their clock cannot start at the first purchase",
-                DataQualityWarning,
-                stacklevel=2,
-            )
-        days = days[~early]
-
-    purchases: pd.DataFrame
-    if merge_same_day:
-        purchases = days.groupby(["customer_id", "day"], sort=True)["revenue"].sum().reset_index()
-        if len(purchases) < len(days):
-            warnings.warn(
-                f"rfm_summary: merged {len(days) - len(purchases)} same-day orders into other "
-                "orders of the same customer and day (one purchase per day, as in Fader, Hardie "
-                "& Lee 2005)",
-                DataQualityWarning,
-                stacklevel=2,
-            )
-    else:
-        purchases = days.sort_values(["customer_id", "ts"], kind="stable")[
-            ["customer_id", "day", "revenue"]
-        ]
-    purchases = purchases.reset_index(drop=True)
-    is_repeat = purchases.groupby("customer_id").cumcount() > 0
-
-    by_customer = purchases.groupby("customer_id", sort=True)
-    first = by_customer["day"].min()
-    last = by_customer["day"].max()
-    end_day = (cutoff - pd.Timedelta(1, "ns")).floor("D")
-    unit = DAYS_PER_UNIT[time_unit]
-
-    out = pd.DataFrame(
-        {
-            "frequency": (by_customer.size() - 1).astype("int64"),
-            "recency": (last - first).dt.days.astype("float64") / unit,
-            "T": (end_day - first).dt.days.astype("float64") / unit,
-        }
-    )
-    repeat_mean = purchases[is_repeat].groupby("customer_id")["revenue"].mean()
-    out["monetary_value"] = repeat_mean.reindex(out.index).fillna(0.0).astype("float64")
-    out.index.name = "customer_id"
-    return out
-
-
-def holdout_actuals(orders: pd.DataFrame, as_of: Any, until: Any, customers: Any) -> pd.Series:
-    """Count each customer's actual repeat purchases in ``[as_of, until)``.
-
-    Orders on the same UTC day are one purchase, as in :func:`rfm_summary`.
-    A day that already holds a purchase before ``as_of`` is not counted again
-    (only possible when ``as_of`` is not midnight), and for a customer with no
-    purchase before ``as_of`` the first purchase in the window is not a repeat.
-
-    Parameters
-    ----------
-    orders : DataFrame
-        Contract ``orders``.
-    as_of, until : timestamp-like
-        The holdout window, ``as_of`` included and ``until`` excluded.
-    customers : array-like
-        Customer ids to report (usually the index of the calibration
-        :func:`rfm_summary`); customers without purchases in the window get 0.
-
-    Returns
-    -------
-    Series
-        int64 counts indexed by ``customer_id`` in the order of ``customers``.
-
-    Examples
-    --------
-    >>> import pandas as pd
-    >>> orders = pd.DataFrame({
-    ...     "customer_id": ["a", "a", "a", "a"],
-    ...     "ts": pd.to_datetime(["2024-01-01", "2024-02-01", "2024-02-01",
-    ...                           "2024-03-01"], utc=True),
-    ...     "revenue": [1.0, 2.0, 3.0, 4.0],
-    ... })
-    >>> holdout_actuals(orders, "2024-01-15", "2024-03-01", ["a", "z"]).tolist()
-    [1, 0]
-    """
-    lo, hi = utc(as_of, "as_of"), utc(until, "until")
-    if hi <= lo:
-        raise ValueError(f"until ({hi}) must be after as_of ({lo})")
-    days = _order_days(orders)
-    days = days[days["ts"] < hi]
-    before = days[days["ts"] < lo][["customer_id", "day"]].drop_duplicates()
-    window = days[days["ts"] >= lo][["customer_id", "day"]].drop_duplicates()
-    window = window.merge(before, on=["customer_id", "day"], how="left", indicator=True)
-    window = window[window["_merge"] == "left_only"]
-    counts = window.groupby("customer_id").size()
-    # Customers first seen inside the window: their first purchase is not a repeat.
-    newcomers = ~counts.index.isin(before["customer_id"].unique())
-    counts[newcomers] -= 1
-    index = pd.Index(customers, name="customer_id")
-    return counts.reindex(index, fill_value=0).astype("int64").rename("holdout_frequency")
-
-
 # ---------------------------------------------------------------------------
 # Input handling shared by the estimators
 # ---------------------------------------------------------------------------
-
-
-class DataQualityWarning(UserWarning):
-    """Rows or customers that a summary or a fit set aside or merged, with their count.
-
-    Raised (as a warning, never an error) where real data departs from a
-    model's assumptions and the literature's remedy was applied: same-day
-    orders merged, customers first seen before the calibration start left out
-    of the cohort, repeat buyers with zero or negative spend set aside by
-    Gamma-Gamma, a cohort without repeat buyers. The message gives counts
-    only, never customer ids.
-    """
-
-    # Doctests import this file under another module name; the public path lets
-    # pytest-xdist's controller rebuild the warning a worker reports.
-    __module__ = "cadence.models.btyd"
 
 
 def _columns(X: Any, names: tuple[str, ...]) -> tuple[np.ndarray, ...]:
@@ -784,7 +556,7 @@ class BetaGeoModel(_MaximumLikelihoodModel):
 
     Notes
     -----
-    ``X`` is the output of :func:`rfm_summary` (extra columns are ignored) or
+    ``X`` is the output of :func:`~cadence.features.purchases.rfm_summary` (extra columns are ignored) or
     an array with columns ``frequency, recency, T``. The mean purchase rate
     of an alive customer is ``r / alpha`` per time unit; the mean dropout
     probability per purchase is ``a / (a + b)``.
@@ -792,8 +564,9 @@ class BetaGeoModel(_MaximumLikelihoodModel):
     Examples
     --------
     >>> from cadence.data.io import read_tables
+    >>> from cadence.features.purchases import rfm_summary_frame
     >>> orders = read_tables("data/external/cdnow/sample", ["orders"])["orders"]
-    >>> rfm = rfm_summary(orders, as_of="1997-10-01")
+    >>> rfm = rfm_summary_frame(orders, as_of="1997-10-01")
     >>> model = BetaGeoModel().fit(rfm)
     >>> model.summary_.round(3).loc["r"].tolist()
     [0.243, 0.013, 0.219, 0.268]
@@ -903,8 +676,9 @@ class BetaGeoModel(_MaximumLikelihoodModel):
         Examples
         --------
         >>> from cadence.data.io import read_tables
+        >>> from cadence.features.purchases import rfm_summary_frame
         >>> orders = read_tables("data/external/cdnow/sample", ["orders"])["orders"]
-        >>> rfm = rfm_summary(orders, as_of="1997-10-01")
+        >>> rfm = rfm_summary_frame(orders, as_of="1997-10-01")
         >>> model = BetaGeoModel().fit(rfm)
         >>> model.conditional_probability_alive([[0, 0, 38], [3, 36, 38], [3, 8, 38]]).round(2)
         array([1.  , 0.83, 0.09])
@@ -942,8 +716,9 @@ class BetaGeoModel(_MaximumLikelihoodModel):
         Examples
         --------
         >>> from cadence.data.io import read_tables
+        >>> from cadence.features.purchases import rfm_summary_frame
         >>> orders = read_tables("data/external/cdnow/sample", ["orders"])["orders"]
-        >>> rfm = rfm_summary(orders, as_of="1997-10-01")
+        >>> rfm = rfm_summary_frame(orders, as_of="1997-10-01")
         >>> model = BetaGeoModel().fit(rfm)
         >>> model.conditional_expected_purchases(39.0, [[0, 0, 38], [3, 36, 38], [3, 8, 38]]).round(2)
         array([0.2 , 2.02, 0.23])
@@ -981,8 +756,9 @@ class BetaGeoModel(_MaximumLikelihoodModel):
         Examples
         --------
         >>> from cadence.data.io import read_tables
+        >>> from cadence.features.purchases import rfm_summary_frame
         >>> orders = read_tables("data/external/cdnow/sample", ["orders"])["orders"]
-        >>> rfm = rfm_summary(orders, as_of="1997-10-01")
+        >>> rfm = rfm_summary_frame(orders, as_of="1997-10-01")
         >>> model = BetaGeoModel().fit(rfm)
         >>> model.expected_purchases([0.0, 39.0, 78.0]).round(2)
         array([0.  , 1.2 , 1.86])
@@ -1033,15 +809,16 @@ class GammaGammaModel(_MaximumLikelihoodModel):
     Fader & Hardie (2013), who fit positive spend only, they are set aside with
     a :class:`DataQualityWarning` giving their number (``n_set_aside_``). ``monetary_value`` is the mean value of a
     customer's *repeat* purchases (same-day orders merged), as
-    :func:`rfm_summary` returns it: with that input the CDNOW sample gives the
+    :func:`~cadence.features.purchases.rfm_summary` returns it: with that input the CDNOW sample gives the
     published ``p = 6.25, q = 3.74, gamma = 15.44``. The model assumes spend
     independent of purchase frequency; check the correlation first.
 
     Examples
     --------
     >>> from cadence.data.io import read_tables
+    >>> from cadence.features.purchases import rfm_summary_frame
     >>> orders = read_tables("data/external/cdnow/sample", ["orders"])["orders"]
-    >>> rfm = rfm_summary(orders, as_of="1997-10-01")
+    >>> rfm = rfm_summary_frame(orders, as_of="1997-10-01")
     >>> model = GammaGammaModel().fit(rfm)
     >>> model.n_customers_
     946
@@ -1126,8 +903,9 @@ class GammaGammaModel(_MaximumLikelihoodModel):
         Examples
         --------
         >>> from cadence.data.io import read_tables
+        >>> from cadence.features.purchases import rfm_summary_frame
         >>> orders = read_tables("data/external/cdnow/sample", ["orders"])["orders"]
-        >>> rfm = rfm_summary(orders, as_of="1997-10-01")
+        >>> rfm = rfm_summary_frame(orders, as_of="1997-10-01")
         >>> model = GammaGammaModel().fit(rfm)
         >>> model.conditional_expected_average_profit([0, 1, 10], [0.0, 100.0, 100.0]).round(2)
         array([35.17, 80.22, 97.27])
@@ -1164,7 +942,7 @@ class GammaGammaModel(_MaximumLikelihoodModel):
             A fitted purchase model, on the time unit of ``X`` (the name
             stays for compatibility).
         X : DataFrame
-            ``frequency, recency, T, monetary_value`` (an :func:`rfm_summary`).
+            ``frequency, recency, T, monetary_value`` (an :func:`~cadence.features.purchases.rfm_summary`).
         horizon : float
             Forecast length in the time unit of ``X``; a multiple of ``period``.
         discount_rate : float
@@ -1180,8 +958,9 @@ class GammaGammaModel(_MaximumLikelihoodModel):
         Examples
         --------
         >>> from cadence.data.io import read_tables
+        >>> from cadence.features.purchases import rfm_summary_frame
         >>> orders = read_tables("data/external/cdnow/sample", ["orders"])["orders"]
-        >>> rfm = rfm_summary(orders, as_of="1997-10-01")
+        >>> rfm = rfm_summary_frame(orders, as_of="1997-10-01")
         >>> bg, gg = BetaGeoModel().fit(rfm), GammaGammaModel().fit(rfm)
         >>> # one year ahead, discounted 1 % a month (a month is 52 / 12 weeks)
         >>> clv = gg.customer_lifetime_value(bg, rfm, horizon=52, discount_rate=0.01, period=52 / 12)
@@ -1416,8 +1195,9 @@ class ParetoNBDModel(_MaximumLikelihoodModel):
     Examples
     --------
     >>> from cadence.data.io import read_tables
+    >>> from cadence.features.purchases import rfm_summary_frame
     >>> orders = read_tables("data/external/cdnow/sample", ["orders"])["orders"]
-    >>> rfm = rfm_summary(orders, as_of="1997-10-01", start="1997-01-01")
+    >>> rfm = rfm_summary_frame(orders, as_of="1997-10-01", start="1997-01-01")
     >>> model = ParetoNBDModel().fit(rfm)
     >>> {k: round(v, 3) for k, v in model.params_.items()}
     {'r': 0.553, 'alpha': 10.578, 's': 0.606, 'beta': 11.669}

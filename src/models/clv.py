@@ -40,13 +40,16 @@ Examples
 --------
 >>> import warnings
 >>> from cadence.data.io import read_tables
->>> from cadence.models.btyd import BetaGeoModel, DataQualityWarning, rfm_summary
+>>> from cadence.features.purchases import duckdb_tables, fetch_frame, purchase_days, rfm_summary_frame
+>>> from cadence.models.btyd import BetaGeoModel, DataQualityWarning
 >>> orders = read_tables("data/external/cdnow/sample", ["orders"])["orders"]
 >>> with warnings.catch_warnings():
 ...     warnings.simplefilter("ignore", DataQualityWarning)
-...     rfm = rfm_summary(orders, as_of="1997-10-01", start="1997-01-01")
+...     rfm = rfm_summary_frame(orders, as_of="1997-10-01", start="1997-01-01")
 >>> bg = BetaGeoModel().fit(rfm)
->>> table = tracking_table(bg, orders, start="1997-01-01", as_of="1997-10-01", until="1998-07-01")
+>>> con, t = duckdb_tables({"orders": orders})
+>>> days = fetch_frame(con, purchase_days(t, "1998-07-01"), ["customer_id", "day"])
+>>> table = tracking_table(bg, days, start="1997-01-01", as_of="1997-10-01", until="1998-07-01")
 >>> int(table["actual"].sum())
 4339
 """
@@ -63,14 +66,13 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 from sklearn.exceptions import ConvergenceWarning
 
-from cadence.contract.clock import utc
+from cadence.contract.clock import DAY_S, utc
 from cadence.models.btyd import (
     BetaGeoModel,
     DataQualityWarning,
     GammaGammaModel,
     ModifiedBetaGeoModel,
     ParetoNBDModel,
-    purchase_days,
 )
 
 
@@ -156,7 +158,8 @@ def fit_btyd_models(rfm: pd.DataFrame, models: tuple[str, ...] = tuple(BTYD_MODE
     Parameters
     ----------
     rfm : DataFrame
-        An :func:`~cadence.models.btyd.rfm_summary` (``frequency, recency, T, monetary_value``).
+        A summary (``frequency, recency, T, monetary_value``) of
+        :func:`cadence.features.purchases.rfm_summary`.
     models : tuple of str
         Keys of :data:`BTYD_MODELS` to fit.
 
@@ -209,7 +212,7 @@ def parameter_table(fit: BTYDFit) -> pd.DataFrame:
 
 def tracking_table(
     model: CountModel,
-    orders: pd.DataFrame,
+    days: pd.DataFrame,
     *,
     start: Any,
     as_of: Any,
@@ -222,8 +225,11 @@ def tracking_table(
     ----------
     model : fitted count model
         Fitted on the cohort's summary in a time unit of ``days_per_unit`` days.
-    orders : DataFrame
-        Contract ``orders`` (same-day orders count once, as in the fit).
+    days : DataFrame
+        Every purchase day before ``until``: ``customer_id`` and ``day``
+        (whole UTC epoch days), as ``purchase_days(tables, until)`` of
+        :mod:`cadence.features.purchases` gives them (same-day orders are one
+        purchase, as in the fit).
     start, as_of, until : timestamp-like
         Cohort start, end of calibration (exclusive), end of holdout (exclusive).
     days_per_unit : float, default 7.0
@@ -239,14 +245,16 @@ def tracking_table(
     lo, cut, hi = utc(start, "start"), utc(as_of, "as_of"), utc(until, "until")
     if not lo < cut < hi:
         raise ValueError(f"need start < as_of < until, got {lo}, {cut}, {hi}")
-    days = purchase_days(orders, hi)
-    cohort = days.groupby("customer_id")["first_day"].first()
+    day = pd.to_datetime(days["day"].to_numpy(dtype="int64") * DAY_S, unit="s", utc=True)
+    days = pd.DataFrame({"customer_id": days["customer_id"].to_numpy(), "day": day})
+    # The cohort: customers whose first purchase day falls in [start, as_of), by customer id.
+    first_day = days.groupby("customer_id")["day"].transform("min")
+    cohort = days.groupby("customer_id", sort=True)["day"].min()
     cohort = cohort[(cohort >= lo) & (cohort < cut)]
-    days = days[days["customer_id"].isin(cohort.index)]
     week = pd.Timedelta(7, "D")
     n_weeks = int(np.ceil((hi - lo) / week))
     starts = lo + pd.to_timedelta(7 * np.arange(n_weeks), unit="D")
-    repeat = days[days["is_repeat"]]
+    repeat = days[(days["day"] > first_day) & days["customer_id"].isin(cohort.index)]
     index = ((repeat["day"] - lo) // week).astype("int64")
     actual = np.bincount(index, minlength=n_weeks)[:n_weeks].astype("float64")
     # Customers by first day; C(k) = sum over first days of count * E[X(time since first day)].
@@ -396,7 +404,8 @@ def clv_interval(
     spend_model : GammaGammaModel
         Fitted on the same customers' spend.
     X : DataFrame
-        ``frequency, recency, T, monetary_value`` (an :func:`~cadence.models.btyd.rfm_summary`).
+        ``frequency, recency, T, monetary_value`` (a
+        :func:`cadence.features.purchases.rfm_summary`).
     horizon, discount_rate, period : float
         As for :meth:`GammaGammaModel.customer_lifetime_value`.
     n_draws : int, default 200
@@ -414,11 +423,12 @@ def clv_interval(
     --------
     >>> import warnings
     >>> from cadence.data.io import read_tables
-    >>> from cadence.models.btyd import BetaGeoModel, DataQualityWarning, GammaGammaModel, rfm_summary
+    >>> from cadence.features.purchases import rfm_summary_frame
+    >>> from cadence.models.btyd import BetaGeoModel, DataQualityWarning, GammaGammaModel
     >>> orders = read_tables("data/external/cdnow/sample", ["orders"])["orders"]
     >>> with warnings.catch_warnings():
     ...     warnings.simplefilter("ignore", DataQualityWarning)
-    ...     rfm = rfm_summary(orders, as_of="1997-10-01", start="1997-01-01")
+    ...     rfm = rfm_summary_frame(orders, as_of="1997-10-01", start="1997-01-01")
     >>> bg, gg = BetaGeoModel().fit(rfm), GammaGammaModel().fit(rfm)
     >>> out = clv_interval(bg, gg, rfm.iloc[:100], horizon=52, discount_rate=0.01, period=13, n_draws=50)
     >>> bool((out["lower"] <= out["clv"]).all() and (out["clv"] <= out["upper"]).all())
@@ -491,97 +501,7 @@ def clv_summary(
     return table, note
 
 
-@dataclass(frozen=True)
-class CLVReport:
-    """What the CLV notebook and the summary report show, computed by :func:`clv_report`.
-
-    Attributes
-    ----------
-    start, as_of, until : Timestamp
-        Cohort start (first order day), end of calibration, end of holdout
-        (``until`` is None without orders at or after ``as_of``).
-    fit : BTYDFit
-    parameters : DataFrame
-        :func:`parameter_table`.
-    holdout : DataFrame or None
-        Per count model: ``predicted_total``, ``actual_total``, ``error_pct``, ``mae``.
-    tracking : plotly Figure or None
-    conditional_expectations : plotly Figure or None
-    clv : DataFrame or None
-        :func:`clv_summary`'s table.
-    clv_note : str
-    """
-
-    start: pd.Timestamp
-    as_of: pd.Timestamp
-    until: pd.Timestamp | None
-    fit: BTYDFit
-    parameters: pd.DataFrame
-    holdout: pd.DataFrame | None
-    tracking: go.Figure | None
-    conditional_expectations: go.Figure | None
-    clv: pd.DataFrame | None
-    clv_note: str
-
-
-def clv_report(orders: pd.DataFrame, as_of: Any, until: Any = None, *, n_draws: int = 200) -> CLVReport:
-    """Fit every BTYD model on the cohort before ``as_of`` and judge it on ``[as_of, until)``.
-
-    The cohort is the customers whose first order is before ``as_of``
-    (clock from the first order day), in weeks, as ``cadence fit btyd``
-    does; ``until`` defaults to the day after the last order.
-
-    Parameters
-    ----------
-    orders : DataFrame
-        Contract ``orders``.
-    as_of : timestamp-like
-    until : timestamp-like, optional
-    n_draws : int, default 200
-        Parametric-bootstrap draws of the CLV interval.
-
-    Returns
-    -------
-    CLVReport
-    """
-    from cadence.models.btyd import holdout_actuals, rfm_summary
-
-    cut = utc(as_of, "as_of")
-    past = orders[orders["ts"] < cut]
-    if past.empty:
-        raise ValueError(f"no orders before {cut}")
-    start = past["ts"].min().floor("D")
-    later = orders["ts"][orders["ts"] >= cut]
-    end = utc(until, "until") if until is not None else (
-        None if later.empty else later.max().floor("D") + pd.Timedelta(1, "D"))
-    notes: list[str] = []
-    rfm = record_warnings(lambda: rfm_summary(past, cut, start=start, time_unit="W"), notes)
-    fitted = fit_btyd_models(rfm)
-    fit = BTYDFit(fitted.models, fitted.failures, tuple(notes) + fitted.warnings)
-    holdout = tracking = conditional = None
-    counts = fit.count_models
-    if end is not None and counts:
-        weeks = (end - cut) / pd.Timedelta(7, "D")
-        actual = holdout_actuals(orders, cut, end, rfm.index).to_numpy()
-        rows = []
-        for key, model in counts.items():
-            pred = model.predict(rfm, weeks)
-            rows.append({"model": BTYD_MODELS[key][0], "predicted_total": float(pred.sum()),
-                         "actual_total": float(actual.sum()),
-                         "error_pct": 100 * (float(pred.sum()) / max(float(actual.sum()), 1.0) - 1),
-                         "mae": float(np.mean(np.abs(pred - actual)))})
-        holdout = pd.DataFrame(rows).set_index("model")
-        tracking = tracking_figure({BTYD_MODELS[k][0]: tracking_table(m, orders, start=start, as_of=cut, until=end)
-                                    for k, m in counts.items()}, cut)
-        conditional = conditional_expectations_figure(
-            {BTYD_MODELS[k][0]: conditional_expectations_table(m, rfm, actual, weeks) for k, m in counts.items()})
-    value, note = clv_summary(fit, rfm, n_draws=n_draws)
-    return CLVReport(start, cut, end, fit, parameter_table(fit), holdout, tracking, conditional, value, note)
-
-
 __all__ = [
-    "CLVReport",
-    "clv_report",
     "BTYDFit",
     "BTYD_MODELS",
     "clv_summary",

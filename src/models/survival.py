@@ -10,7 +10,7 @@ The target and its left truncation
 ----------------------------------
 For a snapshot at the cutoff ``as_of`` the duration runs from the customer's
 last purchase before ``as_of`` to their next purchase after it. Every row has
-already survived ``e = recency_days`` days without a purchase, so the sample is
+already survived ``e = elapsed_days`` days without a purchase, so the sample is
 *left-truncated* at ``e``: the likelihood of a row is
 
 .. math::
@@ -29,8 +29,11 @@ next ``h`` days for a customer who has not bought for ``e`` days:
 Time grid. Orders of one customer on the same UTC day are one purchase (as
 in :func:`cadence.features.purchases.rfm_summary`), and a purchase day counts at its
 midpoint: the last purchase on day ``L`` is at ``L + 0.5``, so with a
-midnight cutoff ``recency_days = as_of - L - 0.5`` and an event on day ``N``
-has ``duration_days = N - L``.
+midnight cutoff ``elapsed_days = as_of - L - 0.5`` and an event on day ``N``
+has ``duration_days = N - L``. ``elapsed_days`` is this grid's time since the
+last purchase, the row's entry time; the customer feature ``recency_days``
+(:func:`cadence.features.customer.customer_features`) is the exact time since
+the last order, a different number, hence a different name.
 
 Families. ``weibull`` (:math:`S = \\exp(-(t/\\lambda)^\\rho)`), ``loglogistic``
 (:math:`S = 1/(1 + (t/\\alpha)^\\beta)`), ``lognormal``
@@ -68,8 +71,8 @@ The snapshots are the feature layer's
 >>> con = connect()
 >>> snap = fetch_frame(con, purchase_snapshots(register(con, {"orders": orders}), "2024-02-01",
 ...                                            until="2024-03-01"), ["customer_id"])
->>> snap[["customer_id", "frequency", "recency_days", "duration_days", "event"]]
-  customer_id  frequency  recency_days  duration_days  event
+>>> snap[["customer_id", "frequency", "elapsed_days", "duration_days", "event"]]
+  customer_id  frequency  elapsed_days  duration_days  event
 0           a          1          20.5           25.0      1
 1           b          0          11.5           40.5      0
 """
@@ -97,8 +100,8 @@ Family = Literal["auto", "weibull", "loglogistic", "lognormal", "weibull_cure", 
 #: Covariates of :func:`cadence.features.purchases.purchase_snapshots` the model uses unless told otherwise.
 DEFAULT_FEATURES: tuple[str, ...] = (
     "frequency",
-    "recency_days",
-    "tenure_days",
+    "elapsed_days",
+    "purchase_tenure_days",
     "mean_gap_days",
     "monetary",
 )
@@ -447,10 +450,10 @@ class TimeToNextPurchase(BaseEstimator):
     @staticmethod
     def _elapsed(X: Any, elapsed: Any, n: int, *, required: bool) -> np.ndarray:
         if elapsed is None:
-            if isinstance(X, pd.DataFrame) and "recency_days" in X.columns:
-                elapsed = X["recency_days"]
+            if isinstance(X, pd.DataFrame) and "elapsed_days" in X.columns:
+                elapsed = X["elapsed_days"]
             elif required:
-                raise ValueError("pass elapsed= (days since the last purchase) or X with recency_days")
+                raise ValueError("pass elapsed= (days since the last purchase) or X with elapsed_days")
             else:
                 elapsed = 0.0
         out = np.broadcast_to(np.asarray(elapsed, dtype="float64"), (n,)).copy()
@@ -471,7 +474,7 @@ class TimeToNextPurchase(BaseEstimator):
             Durations in days (> 0) and event flags; 1-d means all observed.
         entry : array-like of shape (n_rows,), optional
             Left-truncation times (days already survived). Defaults to
-            ``X['recency_days']`` when X is a DataFrame holding it, else 0.
+            ``X['elapsed_days']`` when X is a DataFrame holding it, else 0.
 
         Returns
         -------
@@ -554,7 +557,7 @@ class TimeToNextPurchase(BaseEstimator):
             Days (after the last purchase, or after ``e`` when conditional);
             0..365 by default.
         conditional_after : float or array-like of shape (n_rows,), optional
-            Days already survived, e.g. ``X['recency_days']``.
+            Days already survived, e.g. ``X['elapsed_days']``.
 
         Returns
         -------
@@ -573,7 +576,7 @@ class TimeToNextPurchase(BaseEstimator):
     def churn_risk(self, X: Any, horizon_days: float, elapsed: Any = None) -> np.ndarray:
         """P(no purchase within ``horizon_days`` | none for ``elapsed`` days) = S(e+h)/S(e).
 
-        ``elapsed`` defaults to ``X['recency_days']``. Returns shape (n_rows,).
+        ``elapsed`` defaults to ``X['elapsed_days']``. Returns shape (n_rows,).
         """
         if not isinstance(horizon_days, (int, float, np.integer, np.floating)) or not horizon_days >= 0:
             raise ValueError(f"horizon_days must be a number >= 0, got {horizon_days!r}")

@@ -30,9 +30,10 @@ from cadence.data.io import PathLike, fingerprint, read_tables
 from cadence.features import purchases
 from cadence.models import clv
 from cadence.models import evaluation as ev
-from cadence.models.btyd import BetaGeoModel, holdout_actuals, rfm_summary
+from cadence.models.btyd import BetaGeoModel
 from cadence.models.repurchase import GAP_COLUMNS, RepurchaseInterval
 from cadence.models.survival import DEFAULT_FEATURES, PARAMETRIC_FAMILIES, TimeToNextPurchase
+from cadence.workflows.clv import btyd_inputs
 from cadence.workflows.splits import holdout_cutoff
 from cadence.workflows.tracking import experiment_id
 from cadence.workflows.tracking import tracking_uri as resolve_uri
@@ -43,8 +44,8 @@ HORIZONS: tuple[int, ...] = (30, 60, 90)
 #: Named covariate sets for tuning.
 FEATURE_SETS: dict[str, tuple[str, ...]] = {
     "full": DEFAULT_FEATURES,
-    "no_recency": ("frequency", "tenure_days", "mean_gap_days", "monetary"),
-    "rfm": ("frequency", "recency_days", "monetary"),
+    "no_recency": ("frequency", "purchase_tenure_days", "mean_gap_days", "monetary"),
+    "rfm": ("frequency", "elapsed_days", "monetary"),
 }
 
 
@@ -115,11 +116,8 @@ def _fit_btyd(tables: dict[str, pd.DataFrame], as_of: pd.Timestamp, until: pd.Ti
     dict[str, Any], dict[str, float], dict[str, go.Figure], list[str], dict[str, Any]
 ]:
     """Every BTYD model that fits, each reported on its own; one failing never loses the others."""
-    orders = tables["orders"]
-    past = orders[orders["ts"] < as_of]
-    start = past["ts"].min().floor("D")
-    notes: list[str] = []
-    rfm = clv.record_warnings(lambda: rfm_summary(past, as_of, start=start, time_unit="W"), notes)
+    inputs = btyd_inputs(tables["orders"], as_of, until)
+    rfm, start, notes = inputs.rfm, inputs.start, list(inputs.notes)
     fit = clv.fit_btyd_models(rfm)
     notes.extend(fit.warnings)
     fitted, failed = fit.models, dict(fit.failures)
@@ -137,9 +135,9 @@ def _fit_btyd(tables: dict[str, pd.DataFrame], as_of: pd.Timestamp, until: pd.Ti
               "models_fitted": ",".join(fitted), "models_failed": ",".join(failed) or "none"}
     figures: dict[str, go.Figure] = {}
     counts = fit.count_models
-    if until is not None:
+    if until is not None and inputs.holdout is not None and inputs.days is not None:
         weeks = (until - as_of) / pd.Timedelta(7, "D")
-        actual = holdout_actuals(orders, as_of, until, rfm.index).to_numpy()
+        actual = inputs.holdout
         for key, model in counts.items():
             metrics.update({f"{key}_holdout_{k}": v
                             for k, v in ev.count_metrics(model.predict(rfm, weeks), actual).items()})
@@ -151,7 +149,7 @@ def _fit_btyd(tables: dict[str, pd.DataFrame], as_of: pd.Timestamp, until: pd.Ti
             figures["calibration"] = ev.calibration_figure({"BG/NBD": table})
         if counts:
             figures["tracking"] = clv.tracking_figure(
-                {clv.BTYD_MODELS[k][0]: clv.tracking_table(m, orders, start=start, as_of=as_of, until=until)
+                {clv.BTYD_MODELS[k][0]: clv.tracking_table(m, inputs.days, start=start, as_of=as_of, until=until)
                  for k, m in counts.items()}, as_of)
             figures["conditional_expectations"] = clv.conditional_expectations_figure(
                 {clv.BTYD_MODELS[k][0]: clv.conditional_expectations_table(m, rfm, actual, weeks) for k, m in counts.items()})
@@ -177,11 +175,11 @@ def _churn_model(train: pd.DataFrame, family: str, penalizer: float, features: l
 
 def churn_metrics(model: TimeToNextPurchase, snap: pd.DataFrame) -> dict[str, float]:
     """Concordance, IBS and calibration of churn risk on a follow-up snapshot."""
-    left = snap["duration_days"].to_numpy() - snap["recency_days"].to_numpy()  # days after the cutoff
+    left = snap["duration_days"].to_numpy() - snap["elapsed_days"].to_numpy()  # days after the cutoff
     event = snap["event"].to_numpy()
     horizon = float(left.max())
     times = np.arange(1.0, np.floor(horizon) + 1.0)
-    curves = model.predict_survival_function(snap, times, conditional_after=snap["recency_days"]).to_numpy()
+    curves = model.predict_survival_function(snap, times, conditional_after=snap["elapsed_days"]).to_numpy()
     out = {
         "concordance": ev.concordance(left, event, 1 - model.churn_risk(snap, min(30.0, horizon))),
         "integrated_brier": ev.integrated_brier_score(curves, times, left, event),
@@ -224,14 +222,16 @@ def _fit_churn(tables: dict[str, pd.DataFrame], as_of: pd.Timestamp, until: pd.T
         metrics.update(churn_metrics(model, snap))
         # Counts side by side with BG/NBD on the same customers (days as the unit).
         h = int((until - as_of) / pd.Timedelta(1, "D"))
-        actual = holdout_actuals(orders, as_of, until, snap["customer_id"]).to_numpy()
+        held = purchases.fetch_frame(con, purchases.holdout_frequency(t, as_of, until), ["customer_id"])
+        actual = held.set_index("customer_id")["holdout_frequency"].reindex(snap["customer_id"], fill_value=0).to_numpy()
         surv = model.expected_purchases(snap, h)
-        rfm = rfm_summary(orders, as_of, time_unit="D").reindex(snap["customer_id"])
+        rfm = purchases.fetch_frame(con, purchases.rfm_summary(t, as_of, time_unit="D"), ["customer_id"])
+        rfm = rfm.set_index("customer_id").reindex(snap["customer_id"])
         bg = BetaGeoModel().fit(rfm)
         for name, pred in (("survival", surv), ("bgnbd", bg.predict(rfm, float(h)))):
             metrics.update({f"{name}_holdout_{k}": v for k, v in ev.count_metrics(pred, actual).items()})
         tabs = {}
-        left = snap["duration_days"].to_numpy() - snap["recency_days"].to_numpy()
+        left = snap["duration_days"].to_numpy() - snap["elapsed_days"].to_numpy()
         # Ranking and survival curves of BG/NBD on the same clock as churn_metrics.
         times = np.arange(1.0, np.floor(left.max()) + 1.0)
         bg_curves = np.array([ev.bgnbd_churn_risk(bg, rfm, t) for t in times])

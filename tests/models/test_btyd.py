@@ -1,4 +1,9 @@
-"""BG/NBD and Gamma-Gamma: the published CDNOW fits, formulas, features, contract."""
+"""BG/NBD and Gamma-Gamma: the published CDNOW fits, formulas, contract.
+
+The models fit on the feature layer's summary
+(:func:`cadence.features.purchases.rfm_summary_frame`); the summary's own
+definitions are tested in ``tests/features/test_purchases.py``.
+"""
 
 from __future__ import annotations
 
@@ -15,14 +20,18 @@ from sklearn.utils._param_validation import InvalidParameterError
 from sklearn.utils.estimator_checks import estimator_checks_generator
 
 from cadence.data.io import read_tables
+from cadence.features.purchases import (
+    duckdb_tables,
+    fetch_frame,
+    holdout_frequency,
+    rfm_summary_frame,
+)
 from cadence.models.btyd import (
     BetaGeoBetaBinomModel,
     BetaGeoModel,
     GammaGammaModel,
     ModifiedBetaGeoModel,
     ParetoNBDModel,
-    holdout_actuals,
-    rfm_summary,
 )
 
 AS_OF = "1997-10-01"  # end of the 39-week calibration period of Fader, Hardie & Lee (2005)
@@ -46,7 +55,14 @@ def orders(cdnow_root: Path) -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def rfm(orders: pd.DataFrame) -> pd.DataFrame:
-    return rfm_summary(orders, as_of=AS_OF, start="1997-01-01", time_unit="W")
+    return rfm_summary_frame(orders, as_of=AS_OF, start="1997-01-01", time_unit="W")
+
+
+def holdout_actuals(orders: pd.DataFrame, as_of: str, until: str, customers: pd.Index) -> pd.Series:
+    """The feature layer's repeat purchases in ``[as_of, until)``, lined up with ``customers``."""
+    con, t = duckdb_tables({"orders": orders})
+    counts = fetch_frame(con, holdout_frequency(t, as_of, until), ["customer_id"]).set_index("customer_id")
+    return counts["holdout_frequency"].reindex(customers, fill_value=0)
 
 
 @pytest.fixture(scope="module")
@@ -294,119 +310,6 @@ def test_nelder_mead_fallback_reaches_the_same_optimum(
     for name, value in bgnbd.params_.items():
         assert model.params_[name] == pytest.approx(value, rel=1e-4), name
     assert model.converged_
-
-
-# ---------------------------------------------------------------------------
-# rfm_summary and holdout_actuals on small tables
-# ---------------------------------------------------------------------------
-
-
-def _orders(rows: list[tuple[str, str, float]]) -> pd.DataFrame:
-    return pd.DataFrame(
-        {
-            "order_id": [f"o{i}" for i in range(len(rows))],
-            "customer_id": [r[0] for r in rows],
-            "ts": pd.to_datetime([r[1] for r in rows], utc=True, format="ISO8601"),
-            "revenue": [r[2] for r in rows],
-        }
-    )
-
-
-TOY = _orders(
-    [
-        ("a", "2024-01-01 09:00", 10.0),
-        ("a", "2024-01-01 17:00", 5.0),  # same day as the first: one purchase of 15
-        ("a", "2024-01-15 12:00", 20.0),
-        ("a", "2024-01-29 08:00", 40.0),
-        ("b", "2024-01-08", 7.0),
-        ("c", "2023-12-20", 3.0),  # before `start` in the cohort test
-        ("c", "2024-01-10", 4.0),
-    ]
-)
-
-
-def test_rfm_summary_definitions() -> None:
-    got = rfm_summary(TOY, as_of="2024-02-01", time_unit="D")
-    expected = pd.DataFrame(
-        {
-            "frequency": [2, 0, 1],
-            "recency": [28.0, 0.0, 21.0],
-            "T": [30.0, 23.0, 42.0],  # to 2024-01-31, the last observed day
-            "monetary_value": [30.0, 0.0, 4.0],  # mean of repeat purchases only
-        },
-        index=pd.Index(["a", "b", "c"], name="customer_id"),
-    )
-    pd.testing.assert_frame_equal(got, expected)
-    weeks = rfm_summary(TOY, as_of="2024-02-01", time_unit="W")
-    np.testing.assert_allclose(weeks[["recency", "T"]] * 7, got[["recency", "T"]])
-
-
-def test_rfm_summary_options() -> None:
-    unmerged = rfm_summary(TOY, as_of="2024-02-01", time_unit="D", merge_same_day=False)
-    assert unmerged.loc["a", "frequency"] == 3
-    assert unmerged.loc["a", "monetary_value"] == pytest.approx((5 + 20 + 40) / 3)
-    cohort = rfm_summary(TOY, as_of="2024-02-01", start="2024-01-01")
-    assert list(cohort.index) == ["a", "b"]
-    # Naive cutoffs are UTC; other zones are converted.
-    aware = rfm_summary(TOY, as_of=pd.Timestamp("2024-02-01 01:00", tz="Europe/Paris"))
-    pd.testing.assert_frame_equal(aware, rfm_summary(TOY, as_of="2024-02-01"))
-
-
-def test_rfm_summary_reads_nothing_at_or_after_as_of(
-    orders: pd.DataFrame, rfm: pd.DataFrame
-) -> None:
-    cutoff = pd.Timestamp(AS_OF, tz="UTC")
-    existing = orders["customer_id"].iloc[0]
-    later = pd.DataFrame(
-        {
-            "order_id": ["late-1", "late-2", "late-3"],
-            "customer_id": [existing, existing, "99999"],
-            "ts": [cutoff, cutoff + pd.Timedelta(days=3), cutoff],
-            "revenue": [1000.0, 1000.0, 1000.0],
-        }
-    )
-    extended = pd.concat([orders, later], ignore_index=True)
-    again = rfm_summary(extended, as_of=AS_OF, start="1997-01-01", time_unit="W")
-    pd.testing.assert_frame_equal(again, rfm)
-
-
-def test_holdout_actuals_rules() -> None:
-    extra = _orders(
-        [
-            ("b", "2024-02-03 10:00", 1.0),
-            ("b", "2024-02-03 18:00", 1.0),  # same day: one purchase
-            ("b", "2024-02-10", 1.0),
-            ("d", "2024-02-05", 1.0),  # first purchase in the window: not a repeat
-            ("d", "2024-02-06", 1.0),
-            ("a", "2024-03-01", 1.0),  # at `until`: outside
-        ]
-    )
-    data = pd.concat([TOY, extra], ignore_index=True)
-    got = holdout_actuals(data, "2024-02-01", "2024-03-01", ["a", "b", "c", "d", "zz"])
-    assert got.to_dict() == {"a": 0, "b": 2, "c": 0, "d": 1, "zz": 0}
-
-
-@pytest.mark.parametrize(
-    ("call", "message"),
-    [
-        (
-            lambda: rfm_summary(TOY, as_of="2024-02-01", time_unit="M"),  # type: ignore[arg-type]
-            "time_unit must be one of",
-        ),
-        (
-            lambda: rfm_summary(TOY.assign(ts=TOY["ts"].dt.tz_localize(None)), as_of="2024-02-01"),
-            "timezone-aware",
-        ),
-        (
-            lambda: rfm_summary(TOY.drop(columns="revenue"), as_of="2024-02-01"),
-            r"lack column\(s\) \['revenue'\]",
-        ),
-        (lambda: holdout_actuals(TOY, "2024-02-01", "2024-01-01", ["a"]), "must be after as_of"),
-    ],
-)
-def test_feature_bad_inputs(call, message: str) -> None:  # type: ignore[no-untyped-def]
-    with pytest.raises(ValueError, match=message):
-        call()
 
 
 # ---------------------------------------------------------------------------

@@ -11,6 +11,7 @@ import pytest
 from scipy import special
 
 from cadence.data.io import read_tables
+from cadence.features.purchases import rfm_summary_frame
 from cadence.models.btyd import (
     BetaGeoBetaBinomModel,
     BetaGeoModel,
@@ -20,9 +21,8 @@ from cadence.models.btyd import (
     ParetoNBDModel,
     compress_rows,
     discrete_summary,
-    holdout_actuals,
-    rfm_summary,
 )
+from cadence.workflows.clv import btyd_inputs
 
 AS_OF = "1997-10-01"
 UNTIL = "1998-07-01"
@@ -42,7 +42,7 @@ def orders(root: Path) -> pd.DataFrame:
 def rfm(orders: pd.DataFrame) -> pd.DataFrame:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DataQualityWarning)
-        return rfm_summary(orders, as_of=AS_OF, start="1997-01-01", time_unit="W")
+        return rfm_summary_frame(orders, as_of=AS_OF, start="1997-01-01", time_unit="W")
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +101,9 @@ def test_bgbb_reproduces_the_donations_fit(bgbb: BetaGeoBetaBinomModel) -> None:
 def test_holdout_forecasts_of_the_three_count_models(
     rfm: pd.DataFrame, orders: pd.DataFrame, pareto: ParetoNBDModel
 ) -> None:
-    actual = holdout_actuals(orders, AS_OF, UNTIL, rfm.index).to_numpy()
+    inputs = btyd_inputs(orders, AS_OF, UNTIL)  # the cohort starts on the first order day, 1997-01-01
+    assert inputs.rfm.index.equals(rfm.index)
+    actual = inputs.holdout
     assert actual.sum() == 1882
     for model in (BetaGeoModel().fit(rfm), ModifiedBetaGeoModel().fit(rfm), pareto):
         total = model.predict(rfm, 39.0).sum()
@@ -242,7 +244,7 @@ def test_rfm_summary_warns_about_merges_and_early_customers() -> None:
         }
     )
     with pytest.warns(DataQualityWarning) as record:
-        out = rfm_summary(orders, as_of="2024-02-01", start="2024-01-01")
+        out = rfm_summary_frame(orders, as_of="2024-02-01", start="2024-01-01")
     messages = [str(w.message) for w in record]
     assert any("left out 1 customers (1 orders)" in m for m in messages)
     assert any("merged 1 same-day orders" in m for m in messages)

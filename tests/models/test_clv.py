@@ -1,4 +1,4 @@
-"""Tracking, conditional expectations and CLV intervals on the CDNOW sample."""
+"""Tracking, conditional expectations and CLV intervals on the CDNOW sample; the CLV report's wiring."""
 
 from __future__ import annotations
 
@@ -10,13 +10,8 @@ import pandas as pd
 import pytest
 
 from cadence.data.io import read_tables
-from cadence.models.btyd import (
-    BetaGeoModel,
-    DataQualityWarning,
-    GammaGammaModel,
-    holdout_actuals,
-    rfm_summary,
-)
+from cadence.features.purchases import DataQualityWarning, rfm_summary_frame
+from cadence.models.btyd import BetaGeoModel, GammaGammaModel
 from cadence.models.clv import (
     clv_interval,
     clv_summary,
@@ -27,6 +22,7 @@ from cadence.models.clv import (
     tracking_figure,
     tracking_table,
 )
+from cadence.workflows.clv import BTYDInputs, btyd_inputs, clv_report
 
 AS_OF, UNTIL, START = "1997-10-01", "1998-07-01", "1997-01-01"
 
@@ -40,7 +36,12 @@ def orders(pytestconfig: pytest.Config) -> pd.DataFrame:
 def rfm(orders: pd.DataFrame) -> pd.DataFrame:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DataQualityWarning)
-        return rfm_summary(orders, as_of=AS_OF, start=START, time_unit="W")
+        return rfm_summary_frame(orders, as_of=AS_OF, start=START, time_unit="W")
+
+
+@pytest.fixture(scope="module")
+def inputs(orders: pd.DataFrame) -> BTYDInputs:
+    return btyd_inputs(orders, AS_OF, UNTIL)
 
 
 @pytest.fixture(scope="module")
@@ -53,8 +54,8 @@ def gg(rfm: pd.DataFrame) -> GammaGammaModel:
     return GammaGammaModel().fit(rfm)
 
 
-def test_tracking_table_counts_and_fit(bg: BetaGeoModel, orders: pd.DataFrame) -> None:
-    table = tracking_table(bg, orders, start=START, as_of=AS_OF, until=UNTIL)
+def test_tracking_table_counts_and_fit(bg: BetaGeoModel, inputs: BTYDInputs) -> None:
+    table = tracking_table(bg, inputs.days, start=START, as_of=AS_OF, until=UNTIL)
     by_period = table.groupby("period")[["actual", "predicted"]].sum()
     # FHL (2005): 2,457 repeat purchases in the 39 calibration weeks, 1,882 in the holdout.
     assert by_period.loc["calibration", "actual"] == 2457
@@ -68,8 +69,8 @@ def test_tracking_table_counts_and_fit(bg: BetaGeoModel, orders: pd.DataFrame) -
     assert {t.name for t in fig.data} == {"actual", "BG/NBD"} and len(fig.data) == 4
 
 
-def test_conditional_expectations(bg: BetaGeoModel, rfm: pd.DataFrame, orders: pd.DataFrame) -> None:
-    actual = holdout_actuals(orders, AS_OF, UNTIL, rfm.index)
+def test_conditional_expectations(bg: BetaGeoModel, rfm: pd.DataFrame, inputs: BTYDInputs) -> None:
+    actual = inputs.holdout
     table = conditional_expectations_table(bg, rfm, actual, 39.0)
     assert list(table.index) == ["0", "1", "2", "3", "4", "5", "6", "7+"]
     assert table["n"].sum() == 2357 and table.loc["0", "n"] == 1411
@@ -117,3 +118,29 @@ def test_fit_btyd_models_reports_per_model(rfm: pd.DataFrame) -> None:
     assert (table["lower_95"] < table["estimate"]).all()
     value, note = clv_summary(fit, no_spend)
     assert value is None and "could not be fitted" in note
+
+
+def test_btyd_inputs_are_the_feature_layers(inputs: BTYDInputs, rfm: pd.DataFrame, orders: pd.DataFrame) -> None:
+    # The cohort starts on the first order day (1997-01-01), so the summary is the fixture's.
+    assert str(inputs.start.date()) == START
+    pd.testing.assert_frame_equal(inputs.rfm, rfm, check_exact=True)
+    assert inputs.holdout is not None and inputs.holdout.dtype == "int64" and inputs.holdout.sum() == 1882
+    assert any("merged" in n for n in inputs.notes) and not any("left out" in n for n in inputs.notes)
+    days = inputs.days
+    assert days is not None and list(days.columns) == ["customer_id", "day", "revenue"]
+    # Every purchase day up to 1998-06-30 (epoch day 10407), one row per customer and day.
+    assert days["day"].max() == 10407 and not days.duplicated(["customer_id", "day"]).any()
+    no_holdout = btyd_inputs(orders, AS_OF)
+    assert no_holdout.holdout is None and no_holdout.days is None
+
+
+def test_clv_report_on_the_cdnow_sample(orders: pd.DataFrame, bg: BetaGeoModel) -> None:
+    report = clv_report(orders, AS_OF, n_draws=20)
+    assert (str(report.start.date()), str(report.until.date())) == (START, UNTIL)  # type: ignore[union-attr]
+    assert report.fit.models["bgnbd"].params_ == bg.params_
+    assert report.holdout is not None and (report.holdout["actual_total"] == 1882).all()
+    assert set(report.holdout.index) == {"BG/NBD", "Pareto/NBD", "MBG/NBD"}
+    assert report.tracking is not None and report.conditional_expectations is not None
+    assert report.clv is not None and "parametric bootstrap" in report.clv_note
+    with pytest.raises(ValueError, match="no order before"):
+        clv_report(orders, "1990-01-01")

@@ -18,7 +18,7 @@ from sklearn.utils.estimator_checks import estimator_checks_generator
 from cadence.data.io import read_tables
 from cadence.features import purchases
 from cadence.models import evaluation as ev
-from cadence.models.btyd import BetaGeoModel, rfm_summary
+from cadence.models.btyd import BetaGeoModel
 from cadence.models.survival import AUTO_FAMILIES, DEFAULT_FEATURES, TimeToNextPurchase
 from cadence.synthetic import ShopConfig, generate_shop, load_config, true_churn_risk
 from cadence.workflows.fitting import training_cutoffs
@@ -61,7 +61,7 @@ def test_churn_risk_is_conditional_survival_and_monotone(
     fitted: TimeToNextPurchase, cdnow_now: pd.DataFrame
 ) -> None:
     X = cdnow_now.iloc[:200]
-    e = X["recency_days"].to_numpy()
+    e = X["elapsed_days"].to_numpy()
     horizons = [1.0, 30.0, 60.0, 90.0, 180.0]
     risks = np.array([fitted.churn_risk(X, h) for h in horizons])
     assert (np.diff(risks, axis=0) <= 1e-12).all()
@@ -71,7 +71,7 @@ def test_churn_risk_is_conditional_survival_and_monotone(
         s_e = np.array([fitted.predict_survival_function(X.iloc[[i]], [e[i]]).iloc[0, 0] for i in range(20)])
         s_eh = np.array([fitted.predict_survival_function(X.iloc[[i]], [e[i] + h]).iloc[0, 0] for i in range(20)])
         np.testing.assert_allclose(risk[:20], s_eh / s_e, rtol=1e-9, atol=1e-12)
-    conditional = fitted.predict_survival_function(X, [30.0], conditional_after=X["recency_days"])
+    conditional = fitted.predict_survival_function(X, [30.0], conditional_after=X["elapsed_days"])
     np.testing.assert_allclose(conditional.iloc[0].to_numpy(), risks[1], rtol=1e-12)
     assert list(conditional.columns) == list(X["customer_id"])
 
@@ -79,7 +79,7 @@ def test_churn_risk_is_conditional_survival_and_monotone(
 def test_next_order_quantiles_match_churn_risk(fitted: TimeToNextPurchase, cdnow_now: pd.DataFrame) -> None:
     # The most recent buyers: their medians are finite under every family (Cox's
     # baseline ends with the training follow-up, so lapsed customers never reach 1/2).
-    X = cdnow_now.nsmallest(100, "recency_days")
+    X = cdnow_now.nsmallest(100, "elapsed_days")
     nxt = fitted.expected_next_order(X)
     ok = np.isfinite(nxt["median_days"]).to_numpy()
     assert ok.sum() > 10
@@ -137,10 +137,10 @@ def calibration(shop: Path) -> dict[str, dict[str, dict[int, float]]]:
     now = snapshots(orders, [SHOP_AS_OF], SHOP_AS_OF + pd.Timedelta(90, "D"))
     # P(no order of any kind in [as_of, as_of + h)) from the world's state at as_of.
     truth = true_churn_risk(load_config(shop), SHOP_AS_OF).reindex(now["customer_id"])
-    rfm = rfm_summary(orders, SHOP_AS_OF, time_unit="D").reindex(now["customer_id"])
+    rfm = purchases.rfm_summary_frame(orders, SHOP_AS_OF, time_unit="D").reindex(now["customer_id"])
     bg = BetaGeoModel().fit(rfm)
     models = {f: TimeToNextPurchase(family=f).fit(train, train) for f in ("auto", "cox")}
-    left = (now["duration_days"] - now["recency_days"]).to_numpy()
+    left = (now["duration_days"] - now["elapsed_days"]).to_numpy()
     out: dict[str, dict[str, dict[int, float]]] = {"truth": {}, "observed": {}, "mean": {}}
     for h in (30, 60, 90):
         targets = {
