@@ -121,10 +121,10 @@ class Recommender(BaseEstimator):
         if len(inter) == 0:
             raise ValueError(f"interactions: no rows before as_of {data.as_of}")
         self.as_of_ = data.as_of
-        self.product_ids_ = np.sort(pd.unique(pd.concat([
-            inter["product_id"], data.cooccurrence["other_product_id"], data.bought_together["other_product_id"]],
-            ignore_index=True).astype(str)))
-        self.customer_ids_ = np.sort(pd.unique(inter["customer_id"].astype(str)))
+        products = pd.concat([inter["product_id"], data.cooccurrence["other_product_id"],
+                              data.bought_together["other_product_id"]], ignore_index=True)
+        self.product_ids_ = np.unique(products.astype(str).to_numpy(dtype=object))  # sorted
+        self.customer_ids_ = np.unique(inter["customer_id"].astype(str).to_numpy(dtype=object))
         self.n_features_in_ = len(self.product_ids_)
         ci = np.searchsorted(self.customer_ids_, inter["customer_id"].astype(str).to_numpy())
         pi = np.searchsorted(self.product_ids_, inter["product_id"].astype(str).to_numpy())
