@@ -92,6 +92,25 @@ def _pairs(value: Any, name: str) -> pd.DataFrame | np.ndarray | None:
     return np.asarray([str(v) for v in value], dtype=object)
 
 
+def _top_k(s: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The ``k`` best finite scores of each row: (row, column, score, rank from 1), by row then rank.
+
+    Ties go to the smaller column (products are sorted, so the smaller id).
+    A partition finds each row's k-th score in linear time; only the scores
+    at or above it are sorted, so the cost does not grow with a full sort of
+    every product.
+    """
+    kth = -np.partition(-s, k - 1, axis=1)[:, k - 1] if k < s.shape[1] else np.full(len(s), -np.inf)
+    rr, cc = np.nonzero(np.isfinite(s) & (s >= kth[:, None]))  # row-major: columns ascending within a row
+    sc = s[rr, cc]
+    order = np.lexsort((-sc, rr))  # stable: equal scores keep the column order
+    rr, cc, sc = rr[order], cc[order], sc[order]
+    start = np.searchsorted(rr, rr, side="left")
+    rank = np.arange(len(rr)) - start + 1
+    keep = rank <= k
+    return rr[keep], cc[keep], sc[keep], rank[keep]
+
+
 class Recommender(BaseEstimator):
     """Base class: subclasses write ``_fit(data)`` and ``_scores(rows)``; this class does the rest.
 
@@ -102,6 +121,9 @@ class Recommender(BaseEstimator):
     products, applies candidates and exclusions, takes the top ``k`` (ties:
     the product id) and returns the tidy table.
     """
+
+    #: Subclasses list their parameters' constraints (checked at fit, as in scikit-learn).
+    _parameter_constraints: dict[str, list[Any]] = {}
 
     def _fit(self, data: InteractionData) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -224,15 +246,11 @@ class Recommender(BaseEstimator):
                 known = np.flatnonzero(r >= 0)
                 sub = self.user_items_[r[known]].tocoo()
                 s[known[sub.row], sub.col] = -np.inf
-            # Ties: the smaller product id (products are sorted, so the smaller column) first.
-            top = np.argsort(-s, axis=1, kind="stable")[:, :kk]
-            ts = np.take_along_axis(s, top, axis=1)
-            keep = np.isfinite(ts)
-            rr, cc = np.nonzero(keep)
+            rr, cc, sc, rank = _top_k(s, kk)
             out_c.append(ids[sl][rr])
-            out_p.append(self.product_ids_[top[rr, cc]])
-            out_r.append(cc + 1)
-            out_s.append(ts[rr, cc])
+            out_p.append(self.product_ids_[cc])
+            out_r.append(rank)
+            out_s.append(sc)
         if not out_c:
             return pd.DataFrame({c: pd.Series(dtype=t) for c, t in
                                  zip(RECOMMENDATION_COLUMNS, (object, object, "int64", "float64"), strict=True)})

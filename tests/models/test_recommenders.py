@@ -171,3 +171,32 @@ def test_seeded_factor_models_are_reproducible(model: str) -> None:
     one = ImplicitRecommender(model, factors=4, random_state=7).fit(DATA).recommend(ids, k=5)
     two = ImplicitRecommender(model, factors=4, random_state=7).fit(DATA).recommend(ids, k=5)
     pd.testing.assert_frame_equal(one, two)
+
+
+class _Fixed(Recommender):
+    """Scores from a fixed (customers x products) matrix with ties and -inf: the top-k selection alone."""
+
+    def __init__(self, seed: int = 0):
+        self.seed = seed
+
+    def _fit(self, data: InteractionData) -> None:
+        rng = np.random.default_rng(self.seed)
+        s = rng.integers(0, 3, (len(self.customer_ids_), len(self.product_ids_))).astype(float)
+        s[rng.random(s.shape) < 0.3] = -np.inf
+        self.table_ = s
+
+    def _scores(self, rows: np.ndarray) -> np.ndarray:
+        return self.table_[rows]
+
+
+@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize("k", [1, 2, 4, 5, 9])
+def test_top_k_matches_a_full_stable_sort(seed: int, k: int) -> None:
+    rec = _Fixed(seed).fit(DATA)
+    got = rec.recommend(list(rec.customer_ids_), k=k)
+    for i, c in enumerate(rec.customer_ids_):
+        row = rec.table_[i]
+        order = [j for j in np.argsort(-row, kind="stable") if np.isfinite(row[j])][:k]
+        g = got[got.customer_id == c]
+        assert g["product_id"].tolist() == list(rec.product_ids_[order])
+        assert g["score"].tolist() == list(row[order])
