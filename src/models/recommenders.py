@@ -78,6 +78,16 @@ BATCH_CELLS = 4_000_000
 Candidates = Sequence[str] | pd.DataFrame | None
 
 
+def _positions(index: np.ndarray, values: pd.Series) -> np.ndarray:
+    """Position of each value in the sorted id array ``index`` (-1 when absent); a hash look-up, not a search."""
+    return pd.Index(index).get_indexer(values.astype(str).to_numpy(dtype=object))
+
+
+def _sorted_unique(values: pd.Series) -> np.ndarray:
+    # Hash the distinct ids first: sorting only those is far cheaper than np.unique's sort of every row.
+    return np.sort(np.asarray(pd.unique(values.astype(str).to_numpy(dtype=object)), dtype=object))
+
+
 def _pairs(value: Any, name: str) -> pd.DataFrame | np.ndarray | None:
     """``None``, an array of product ids, or a (customer_id, product_id) frame."""
     if value is None:
@@ -145,11 +155,11 @@ class Recommender(BaseEstimator):
         self.as_of_ = data.as_of
         products = pd.concat([inter["product_id"], data.cooccurrence["other_product_id"],
                               data.bought_together["other_product_id"]], ignore_index=True)
-        self.product_ids_ = np.unique(products.astype(str).to_numpy(dtype=object))  # sorted
-        self.customer_ids_ = np.unique(inter["customer_id"].astype(str).to_numpy(dtype=object))
+        self.product_ids_ = _sorted_unique(products)
+        self.customer_ids_ = _sorted_unique(inter["customer_id"])
         self.n_features_in_ = len(self.product_ids_)
-        ci = np.searchsorted(self.customer_ids_, inter["customer_id"].astype(str).to_numpy())
-        pi = np.searchsorted(self.product_ids_, inter["product_id"].astype(str).to_numpy())
+        ci = _positions(self.customer_ids_, inter["customer_id"])
+        pi = _positions(self.product_ids_, inter["product_id"])
         self.user_items_ = sp.csr_matrix((inter["weight"].to_numpy(np.float64), (ci, pi)),
                                          shape=(len(self.customer_ids_), len(self.product_ids_)))
 
@@ -161,10 +171,7 @@ class Recommender(BaseEstimator):
         return self
 
     def _rows(self, ids: np.ndarray) -> np.ndarray:
-        pos = np.searchsorted(self.customer_ids_, ids)
-        pos = np.clip(pos, 0, max(len(self.customer_ids_) - 1, 0))
-        known = self.customer_ids_[pos] == ids if len(self.customer_ids_) else np.zeros(len(ids), bool)
-        return np.where(known, pos, -1)
+        return _positions(self.customer_ids_, pd.Series(ids, dtype=object))
 
     def _mask(self, value: Any, name: str, ids: np.ndarray) -> tuple[np.ndarray | None, sp.csr_matrix | None]:
         """A global product mask or a (customers x products) sparse mask of ``value``."""
@@ -286,7 +293,7 @@ class PopularityRecommender(Recommender):
 
     def _fit(self, data: InteractionData) -> None:
         inter = data.interactions
-        pi = np.searchsorted(self.product_ids_, inter["product_id"].astype(str).to_numpy())
+        pi = _positions(self.product_ids_, inter["product_id"])
         n = len(self.product_ids_)
         anyone = np.bincount(pi, minlength=n).astype(np.float64)
         if self.signal == "purchases":
@@ -329,8 +336,8 @@ class RecentlyViewedRecommender(Recommender):
         days = (epoch_seconds(inter["last_viewed_at"]) - epoch_seconds(pd.Series([data.as_of]))[0]) / 86_400.0
         keep = np.ones(len(inter), bool) if self.max_age_days is None else days >= -self.max_age_days
         inter, days = inter[keep], np.asarray(days)[keep]
-        ci = np.searchsorted(self.customer_ids_, inter["customer_id"].astype(str).to_numpy())
-        pi = np.searchsorted(self.product_ids_, inter["product_id"].astype(str).to_numpy())
+        ci = _positions(self.customer_ids_, inter["customer_id"])
+        pi = _positions(self.product_ids_, inter["product_id"])
         # Stored as days before as_of shifted to be > 0 so sparse zeros mean "never viewed".
         self.last_viewed_ = sp.csr_matrix((days + 1e6, (ci, pi)), shape=self.user_items_.shape)
 
@@ -344,8 +351,8 @@ class RecentlyViewedRecommender(Recommender):
 
 
 def _similarity(table: pd.DataFrame, products: np.ndarray) -> sp.csr_matrix:
-    pi = np.searchsorted(products, table["product_id"].astype(str).to_numpy())
-    oi = np.searchsorted(products, table["other_product_id"].astype(str).to_numpy())
+    pi = _positions(products, table["product_id"])
+    oi = _positions(products, table["other_product_id"])
     return sp.csr_matrix((table["score"].to_numpy(np.float64), (pi, oi)), shape=(len(products), len(products)))
 
 
@@ -386,8 +393,8 @@ class CooccurrenceRecommender(Recommender):
             self.seeds_ = self.user_items_
         else:
             inter = data.interactions
-            ci = np.searchsorted(self.customer_ids_, inter["customer_id"].astype(str).to_numpy())
-            pi = np.searchsorted(self.product_ids_, inter["product_id"].astype(str).to_numpy())
+            ci = _positions(self.customer_ids_, inter["customer_id"])
+            pi = _positions(self.product_ids_, inter["product_id"])
             self.seeds_ = sp.csr_matrix((inter["purchases"].to_numpy(np.float64), (ci, pi)), shape=self.user_items_.shape)
             self.seeds_.eliminate_zeros()
         pop = PopularityRecommender().fit(data)
