@@ -80,7 +80,7 @@ Candidates = Sequence[str] | pd.DataFrame | None
 
 def _positions(index: np.ndarray, values: pd.Series) -> np.ndarray:
     """Position of each value in the sorted id array ``index`` (-1 when absent); a hash look-up, not a search."""
-    return pd.Index(index).get_indexer(values.astype(str).to_numpy(dtype=object))
+    return pd.Index(index).get_indexer(pd.Index(values.astype(str).to_numpy(dtype=object)))
 
 
 def _sorted_unique(values: pd.Series) -> np.ndarray:
