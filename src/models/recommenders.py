@@ -1,0 +1,624 @@
+"""Product recommenders fitted point in time on a shop's interactions.
+
+Every recommender follows the scikit-learn contract (``__init__`` stores its
+arguments, ``fit(X)`` returns ``self``, fitted state ends in ``_``,
+``clone``/``get_params`` work) and is fitted on an
+:class:`~cadence.features.interactions.InteractionData` (views, carts,
+purchases and search-led views strictly before its ``as_of``, with the item
+co-occurrence of :mod:`cadence.features.affinity`). ``recommend(customer_ids,
+k, candidates=None, exclude=None)`` returns a tidy table (``customer_id``,
+``product_id``, ``rank`` from 1, ``score``).
+
+* :class:`PopularityRecommender`: the products most customers interacted
+  with (bought, by default); the same list for everyone.
+* :class:`RecentlyViewedRecommender`: the customer's own most recently
+  viewed products, the seeds' straw man and the baseline.
+* :class:`CooccurrenceRecommender`: products that co-occur in sessions and
+  orders with the customer's products (``source="all"``) or are bought with
+  their purchases (``source="orders"``, "bought together").
+* :class:`ImplicitRecommender`: collaborative filtering from implicit
+  feedback with the `implicit` library (ALS, BPR, item-item cosine or BM25).
+* :class:`BlendRecommender`: a weighted reciprocal-rank fusion of other
+  recommenders within the candidate set.
+
+What is written by hand, and why
+--------------------------------
+The models are `implicit`'s (its ALS, BPR and item-kNN fitters); this module
+only builds its (customer x product) confidence matrix and scores with the
+fitted factors/similarities. Scoring is a matrix product done here rather than
+with ``model.recommend`` because the lifecycle stages need a *per-customer*
+candidate set (the products that dropped in price, came back or arrived for
+this recipient) and a per-customer exclusion list, whereas
+``recommend(items=...)`` takes one candidate list for the whole batch; the
+shared masking and top-k (:class:`Recommender`) then treats every family the
+same. Popularity, recently viewed and co-occurrence are a few lines of
+counting that `implicit` does not offer; the co-occurrence itself comes from
+:func:`cadence.features.affinity.cooccurrence`. The blend's reciprocal-rank
+fusion (Cormack, Clarke & Buettcher 2009) is a formula of one line.
+
+Examples
+--------
+>>> import pandas as pd
+>>> from cadence.features.interactions import load_interactions
+>>> from cadence.features.purchases import duckdb_tables
+>>> con, t = duckdb_tables({
+...     "orders": pd.DataFrame({"order_id": ["o1", "o2", "o3"], "customer_id": ["a", "b", "b"],
+...                             "revenue": [1.0] * 3, "ts": pd.to_datetime(["2025-01-02"] * 3, utc=True)}),
+...     "order_items": pd.DataFrame({"order_id": ["o1", "o1", "o2", "o3"], "product_id": ["x", "y", "x", "z"]})})
+>>> data = load_interactions(con, t, "2025-02-01")
+>>> PopularityRecommender().fit(data).recommend(["a"], k=2)[["product_id", "rank"]].values.tolist()
+[['x', 1], ['y', 2]]
+>>> CooccurrenceRecommender().fit(data).recommend(["b"], k=1, exclude="seen")["product_id"].tolist()
+['y']
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from numbers import Integral, Real
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from sklearn.base import BaseEstimator, _fit_context, clone
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted
+from threadpoolctl import threadpool_limits
+
+from cadence.contract.clock import epoch_seconds
+from cadence.features.interactions import InteractionData
+
+#: Columns of :meth:`Recommender.recommend`, in order.
+RECOMMENDATION_COLUMNS: tuple[str, ...] = ("customer_id", "product_id", "rank", "score")
+#: Customers scored at once (bounds the dense (customers x products) score block).
+BATCH_CELLS = 4_000_000
+Candidates = Sequence[str] | pd.DataFrame | None
+
+
+def _positions(index: np.ndarray, values: pd.Series) -> np.ndarray:
+    """Position of each value in the sorted id array ``index`` (-1 when absent); a hash look-up, not a search."""
+    return pd.Index(index).get_indexer(pd.Index(values.astype(str).to_numpy(dtype=object)))
+
+
+def _sorted_unique(values: pd.Series) -> np.ndarray:
+    # Hash the distinct ids first: sorting only those is far cheaper than np.unique's sort of every row.
+    return np.sort(np.asarray(pd.unique(values.astype(str).to_numpy(dtype=object)), dtype=object))
+
+
+def _pairs(value: Any, name: str) -> pd.DataFrame | np.ndarray | None:
+    """``None``, an array of product ids, or a (customer_id, product_id) frame."""
+    if value is None:
+        return None
+    if isinstance(value, pd.DataFrame):
+        missing = [c for c in ("customer_id", "product_id") if c not in value.columns]
+        if missing:
+            raise ValueError(f"{name}: missing column {', '.join(map(repr, missing))}")
+        return value[["customer_id", "product_id"]].astype(str)
+    if isinstance(value, str):
+        raise TypeError(f"{name}: expected product ids or a (customer_id, product_id) frame, got the string {value!r}")
+    return np.asarray([str(v) for v in value], dtype=object)
+
+
+def _top_k(s: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The ``k`` best finite scores of each row: (row, column, score, rank from 1), by row then rank.
+
+    Ties go to the smaller column (products are sorted, so the smaller id).
+    A partition finds each row's k-th score in linear time; only the scores
+    at or above it are sorted, so the cost does not grow with a full sort of
+    every product.
+    """
+    kth = -np.partition(-s, k - 1, axis=1)[:, k - 1] if k < s.shape[1] else np.full(len(s), -np.inf)
+    rr, cc = np.nonzero(np.isfinite(s) & (s >= kth[:, None]))  # row-major: columns ascending within a row
+    sc = s[rr, cc]
+    order = np.lexsort((-sc, rr))  # stable: equal scores keep the column order
+    rr, cc, sc = rr[order], cc[order], sc[order]
+    start = np.searchsorted(rr, rr, side="left")
+    rank = np.arange(len(rr)) - start + 1
+    keep = rank <= k
+    return rr[keep], cc[keep], sc[keep], rank[keep]
+
+
+class Recommender(BaseEstimator):
+    """Base class: subclasses write ``_fit(data)`` and ``_scores(rows)``; this class does the rest.
+
+    ``_scores(rows)`` returns a dense ``(len(rows), n_products)`` float array
+    for customer rows (``-1``: a customer without interactions before
+    ``as_of``); ``-inf`` marks a product the recommender has nothing to say
+    about, which is never recommended. The base class indexes customers and
+    products, applies candidates and exclusions, takes the top ``k`` (ties:
+    the product id) and returns the tidy table.
+    """
+
+    #: Subclasses list their parameters' constraints (checked at fit, as in scikit-learn).
+    _parameter_constraints: dict[str, list[Any]] = {}
+
+    def _fit(self, data: InteractionData) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _scores(self, rows: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _score_batch(self, ids: np.ndarray, rows: np.ndarray, candidates: Candidates,
+                     exclude: Candidates | str) -> np.ndarray:
+        # The blend overrides this: it needs the ids and the call's candidates, not only rows.
+        return self._scores(rows)
+
+    def _index(self, data: InteractionData) -> None:
+        if not isinstance(data, InteractionData):
+            raise TypeError(f"X must be an InteractionData (load_interactions), got {type(data).__name__}")
+        inter = data.interactions
+        if len(inter) == 0:
+            raise ValueError(f"interactions: no rows before as_of {data.as_of}")
+        self.as_of_ = data.as_of
+        products = pd.concat([inter["product_id"], data.cooccurrence["other_product_id"],
+                              data.bought_together["other_product_id"]], ignore_index=True)
+        self.product_ids_ = _sorted_unique(products)
+        self.customer_ids_ = _sorted_unique(inter["customer_id"])
+        self.n_features_in_ = len(self.product_ids_)
+        ci = _positions(self.customer_ids_, inter["customer_id"])
+        pi = _positions(self.product_ids_, inter["product_id"])
+        self.user_items_ = sp.csr_matrix((inter["weight"].to_numpy(np.float64), (ci, pi)),
+                                         shape=(len(self.customer_ids_), len(self.product_ids_)))
+
+    @_fit_context(prefer_skip_nested_validation=False)
+    def fit(self, X: InteractionData, y: None = None) -> Recommender:
+        """Fit on the interactions of ``X`` (an :class:`InteractionData`); returns ``self``."""
+        self._index(X)
+        self._fit(X)
+        return self
+
+    def _rows(self, ids: np.ndarray) -> np.ndarray:
+        return _positions(self.customer_ids_, pd.Series(ids, dtype=object))
+
+    def _mask(self, value: Any, name: str, ids: np.ndarray) -> tuple[np.ndarray | None, sp.csr_matrix | None]:
+        """A global product mask or a (customers x products) sparse mask of ``value``."""
+        v = _pairs(value, name)
+        if v is None:
+            return None, None
+        if isinstance(v, np.ndarray):
+            pos = np.searchsorted(self.product_ids_, v)
+            pos = np.clip(pos, 0, len(self.product_ids_) - 1)
+            m = np.zeros(len(self.product_ids_), bool)
+            m[pos[self.product_ids_[pos] == v]] = True
+            return m, None
+        order = np.argsort(ids, kind="stable")
+        srt = ids[order]
+        cpos = np.searchsorted(srt, v["customer_id"].to_numpy())
+        cpos = np.clip(cpos, 0, len(srt) - 1)
+        ppos = np.clip(np.searchsorted(self.product_ids_, v["product_id"].to_numpy()), 0, len(self.product_ids_) - 1)
+        ok = (srt[cpos] == v["customer_id"].to_numpy()) & (self.product_ids_[ppos] == v["product_id"].to_numpy())
+        rows = order[cpos[ok]]
+        mat = sp.csr_matrix((np.ones(int(ok.sum()), bool), (rows, ppos[ok])), shape=(len(ids), len(self.product_ids_)))
+        return None, mat
+
+    def recommend(self, customer_ids: Sequence[str], k: int = 10, candidates: Candidates = None,
+                  exclude: Candidates | str = None) -> pd.DataFrame:
+        """The top ``k`` products of each customer, best first.
+
+        Parameters
+        ----------
+        customer_ids
+            Customers to recommend for (unknown ones get what the recommender
+            gives a customer without history, possibly nothing).
+        k
+            Products per customer at most.
+        candidates
+            Restrict to these products: a sequence of product ids for every
+            customer, or a ``(customer_id, product_id)`` frame per customer
+            (the stage's candidate set). None: every product seen before ``as_of``.
+        exclude
+            Products never to recommend: same forms as ``candidates``, or
+            ``"seen"`` for each customer's own products with any interaction
+            before ``as_of``.
+
+        Returns
+        -------
+        pandas.DataFrame
+            :data:`RECOMMENDATION_COLUMNS`, sorted by the order of
+            ``customer_ids`` and then rank; fewer than ``k`` rows for a
+            customer when fewer products have a score.
+        """
+        check_is_fitted(self, "product_ids_")
+        if isinstance(customer_ids, str):
+            raise TypeError("customer_ids must be a sequence of ids, not one string")
+        if not isinstance(k, Integral) or isinstance(k, bool) or k < 1:
+            raise ValueError(f"k must be a positive integer, got {k!r}")
+        ids = np.asarray([str(c) for c in customer_ids], dtype=object)
+        rows = self._rows(ids)
+        cand_all, cand_pairs = self._mask(candidates, "candidates", ids)
+        seen = isinstance(exclude, str) and exclude == "seen"
+        if isinstance(exclude, str) and not seen:
+            raise ValueError(f"exclude: expected 'seen', product ids or a frame, got {exclude!r}")
+        excl_all, excl_pairs = (None, None) if seen else self._mask(exclude, "exclude", ids)
+        n_p = len(self.product_ids_)
+        kk = min(int(k), n_p)
+        batch = max(1, BATCH_CELLS // max(n_p, 1))
+        out_c, out_p, out_r, out_s = [], [], [], []
+        for start in range(0, len(ids), batch):
+            sl = slice(start, start + batch)
+            r = rows[sl]
+            s = np.array(self._score_batch(ids[sl], r, candidates, exclude), dtype=np.float64)
+            if cand_all is not None:
+                s[:, ~cand_all] = -np.inf
+            if cand_pairs is not None:
+                s[~cand_pairs[sl].toarray()] = -np.inf
+            if excl_all is not None:
+                s[:, excl_all] = -np.inf
+            if excl_pairs is not None:
+                s[excl_pairs[sl].toarray()] = -np.inf
+            if seen:
+                known = np.flatnonzero(r >= 0)
+                sub = self.user_items_[r[known]].tocoo()
+                s[known[sub.row], sub.col] = -np.inf
+            rr, cc, sc, rank = _top_k(s, kk)
+            out_c.append(ids[sl][rr])
+            out_p.append(self.product_ids_[cc])
+            out_r.append(rank)
+            out_s.append(sc)
+        if not out_c:
+            return pd.DataFrame({c: pd.Series(dtype=t) for c, t in
+                                 zip(RECOMMENDATION_COLUMNS, (object, object, "int64", "float64"), strict=True)})
+        return pd.DataFrame({"customer_id": np.concatenate(out_c), "product_id": np.concatenate(out_p),
+                             "rank": np.concatenate(out_r).astype(np.int64),
+                             "score": np.concatenate(out_s)}, columns=list(RECOMMENDATION_COLUMNS))
+
+
+class PopularityRecommender(Recommender):
+    """The products the most customers interacted with before ``as_of``; the same list for everyone.
+
+    Parameters
+    ----------
+    signal : {'purchases', 'weight'}
+        ``'purchases'``: customers who bought the product (ties broken by
+        customers with any interaction); ``'weight'``: the summed interaction
+        weight.
+
+    Attributes
+    ----------
+    popularity_ : ndarray, shape (n_products,)
+        The score of each product of ``product_ids_``.
+
+    Examples
+    --------
+    See the module docstring.
+    """
+
+    _parameter_constraints: dict[str, list[Any]] = {"signal": [StrOptions({"purchases", "weight"})]}
+
+    def __init__(self, signal: str = "purchases"):
+        self.signal = signal
+
+    def _fit(self, data: InteractionData) -> None:
+        inter = data.interactions
+        pi = _positions(self.product_ids_, inter["product_id"])
+        n = len(self.product_ids_)
+        anyone = np.bincount(pi, minlength=n).astype(np.float64)
+        if self.signal == "purchases":
+            buyers = np.bincount(pi, weights=(inter["purchases"].to_numpy() > 0).astype(float), minlength=n)
+            # Any-interaction count, scaled below 1, only breaks ties between equal buyer counts.
+            self.popularity_ = buyers + anyone / (anyone.max() + 1.0)
+        else:
+            self.popularity_ = np.bincount(pi, weights=inter["weight"].to_numpy(np.float64), minlength=n)
+        self.popularity_[self.popularity_ <= 0] = -np.inf
+
+    def _scores(self, rows: np.ndarray) -> np.ndarray:
+        return np.broadcast_to(self.popularity_, (len(rows), len(self.popularity_)))
+
+
+class RecentlyViewedRecommender(Recommender):
+    """The customer's own viewed products, most recent view first (the baseline).
+
+    Products the customer never viewed get no score, so a customer with
+    fewer than ``k`` viewed products gets fewer than ``k`` recommendations,
+    and a customer without history none: "what they last viewed" and nothing else.
+
+    Parameters
+    ----------
+    max_age_days : float or None
+        Only views within this many days before ``as_of`` (None: all).
+
+    Attributes
+    ----------
+    last_viewed_ : scipy.sparse.csr_matrix, shape (n_customers, n_products)
+        Days between 1 January 1970 and the last view, plus one (0: never viewed).
+    """
+
+    _parameter_constraints: dict[str, list[Any]] = {"max_age_days": [Interval(Real, 0, None, closed="neither"), None]}
+
+    def __init__(self, max_age_days: float | None = None):
+        self.max_age_days = max_age_days
+
+    def _fit(self, data: InteractionData) -> None:
+        inter = data.interactions[data.interactions["last_viewed_at"].notna()]
+        days = (epoch_seconds(inter["last_viewed_at"]) - epoch_seconds(pd.Series([data.as_of]))[0]) / 86_400.0
+        keep = np.ones(len(inter), bool) if self.max_age_days is None else days >= -self.max_age_days
+        inter, days = inter[keep], np.asarray(days)[keep]
+        ci = _positions(self.customer_ids_, inter["customer_id"])
+        pi = _positions(self.product_ids_, inter["product_id"])
+        # Stored as days before as_of shifted to be > 0 so sparse zeros mean "never viewed".
+        self.last_viewed_ = sp.csr_matrix((days + 1e6, (ci, pi)), shape=self.user_items_.shape)
+
+    def _scores(self, rows: np.ndarray) -> np.ndarray:
+        s = np.full((len(rows), len(self.product_ids_)), -np.inf)
+        known = np.flatnonzero(rows >= 0)
+        sub = self.last_viewed_[rows[known]].tocoo()
+        # Score: minus the days since the last view (the most recent is the largest).
+        s[known[sub.row], sub.col] = sub.data - 1e6
+        return s
+
+
+def _similarity(table: pd.DataFrame, products: np.ndarray) -> sp.csr_matrix:
+    pi = _positions(products, table["product_id"])
+    oi = _positions(products, table["other_product_id"])
+    return sp.csr_matrix((table["score"].to_numpy(np.float64), (pi, oi)), shape=(len(products), len(products)))
+
+
+class CooccurrenceRecommender(Recommender):
+    """Products that go with the customer's own: ``score(c, j) = sum_i w(c, i) sim(i, j)``.
+
+    ``sim`` is the cosine co-occurrence of :func:`cadence.features.affinity.cooccurrence`
+    (the ``neighbours`` kept per product when the data was loaded).
+
+    Parameters
+    ----------
+    source : {'all', 'orders'}
+        ``'all'``: co-occurrence in sessions and orders, seeded by every
+        interaction of the customer (weighted by ``weight``); ``'orders'``:
+        "bought together", co-occurrence in orders, seeded by the customer's
+        purchases (weighted by their count).
+    fallback : bool
+        Give customers without co-occurring products the popularity ranking
+        (scaled below every co-occurrence score), so everyone gets ``k``.
+
+    Attributes
+    ----------
+    similarity_ : scipy.sparse.csr_matrix, shape (n_products, n_products)
+    seeds_ : scipy.sparse.csr_matrix, shape (n_customers, n_products)
+    popularity_ : ndarray, shape (n_products,)
+    """
+
+    _parameter_constraints: dict[str, list[Any]] = {"source": [StrOptions({"all", "orders"})], "fallback": ["boolean"]}
+
+    def __init__(self, source: str = "all", fallback: bool = True):
+        self.source = source
+        self.fallback = fallback
+
+    def _fit(self, data: InteractionData) -> None:
+        table = data.cooccurrence if self.source == "all" else data.bought_together
+        self.similarity_ = _similarity(table, self.product_ids_)
+        if self.source == "all":
+            self.seeds_ = self.user_items_
+        else:
+            inter = data.interactions
+            ci = _positions(self.customer_ids_, inter["customer_id"])
+            pi = _positions(self.product_ids_, inter["product_id"])
+            self.seeds_ = sp.csr_matrix((inter["purchases"].to_numpy(np.float64), (ci, pi)), shape=self.user_items_.shape)
+            self.seeds_.eliminate_zeros()
+        pop = PopularityRecommender().fit(data)
+        self.popularity_ = pop.popularity_
+
+    def _scores(self, rows: np.ndarray) -> np.ndarray:
+        s = np.zeros((len(rows), len(self.product_ids_)))
+        known = np.flatnonzero(rows >= 0)
+        if len(known):
+            s[known] = (self.seeds_[rows[known]] @ self.similarity_).toarray()
+        s[s <= 0] = -np.inf
+        if self.fallback:
+            fin = np.isfinite(self.popularity_)
+            # Popularity mapped into (-2, -1), increasing: below every co-occurrence score (> 0), same order.
+            pop = np.full(len(self.popularity_), -np.inf)
+            if fin.any():
+                p = self.popularity_[fin]
+                pop[fin] = -1.0 - 1.0 / (1.0 + p)
+            s = np.where(np.isfinite(s), s, pop[None, :])
+        return s
+
+
+class ImplicitRecommender(Recommender):
+    """Collaborative filtering from implicit feedback, fitted with the `implicit` library.
+
+    The confidence matrix is ``alpha * weight`` of each (customer, product)
+    interaction (Hu, Koren & Volinsky 2008 for ALS). Scores are the fitted
+    user factors times the item factors (ALS, BPR) or the user's
+    interactions times the item similarity (cosine, BM25).
+
+    Parameters
+    ----------
+    model : {'als', 'bpr', 'cosine', 'bm25'}
+    factors : int
+        Latent factors (ALS, BPR).
+    regularization : float
+    iterations : int
+    learning_rate : float
+        BPR only.
+    alpha : float
+        Confidence scale of the interaction weights.
+    neighbours : int
+        Neighbours per item (cosine, BM25).
+    num_threads : int
+        `implicit`'s threads. BPR's updates are lock-free across threads, so
+        only ``num_threads=1`` (the default) makes a seeded fit reproducible.
+    random_state : int or None
+        Seed of the factor initialisation and BPR's sampling.
+
+    Attributes
+    ----------
+    model_ : implicit model
+        The fitted `implicit` estimator.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from cadence.features.interactions import load_interactions
+    >>> from cadence.features.purchases import duckdb_tables
+    >>> con, t = duckdb_tables({
+    ...     "orders": pd.DataFrame({"order_id": ["o1", "o2"], "customer_id": ["a", "b"], "revenue": [1.0] * 2,
+    ...                             "ts": pd.to_datetime(["2025-01-02"] * 2, utc=True)}),
+    ...     "order_items": pd.DataFrame({"order_id": ["o1", "o1", "o2"], "product_id": ["x", "y", "x"]})})
+    >>> rec = ImplicitRecommender(model="cosine").fit(load_interactions(con, t, "2025-02-01"))
+    >>> rec.recommend(["b"], k=1, exclude="seen")["product_id"].tolist()
+    ['y']
+    """
+
+    _parameter_constraints: dict[str, list[Any]] = {
+        "model": [StrOptions({"als", "bpr", "cosine", "bm25"})],
+        "factors": [Interval(Integral, 1, None, closed="left")],
+        "regularization": [Interval(Real, 0, None, closed="left")],
+        "iterations": [Interval(Integral, 1, None, closed="left")],
+        "learning_rate": [Interval(Real, 0, None, closed="neither")],
+        "alpha": [Interval(Real, 0, None, closed="neither")],
+        "neighbours": [Interval(Integral, 1, None, closed="left")],
+        "num_threads": [Interval(Integral, 0, None, closed="left")],
+        "random_state": ["random_state"],
+    }
+
+    def __init__(self, model: str = "als", *, factors: int = 32, regularization: float = 0.05, iterations: int = 15,
+                 learning_rate: float = 0.01, alpha: float = 1.0, neighbours: int = 50, num_threads: int = 1,
+                 random_state: int | None = None):
+        self.model = model
+        self.factors = factors
+        self.regularization = regularization
+        self.iterations = iterations
+        self.learning_rate = learning_rate
+        self.alpha = alpha
+        self.neighbours = neighbours
+        self.num_threads = num_threads
+        self.random_state = random_state
+
+    def _fit(self, data: InteractionData) -> None:
+        from implicit.als import AlternatingLeastSquares
+        from implicit.bpr import BayesianPersonalizedRanking
+        from implicit.nearest_neighbours import BM25Recommender, CosineRecommender
+        from implicit.utils import ParameterWarning
+
+        seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
+        conf = (self.user_items_ * float(self.alpha)).astype(np.float32).tocsr()
+        # implicit warns (and slows down) when BLAS runs its own thread pool under its threads; it checks at
+        # construction, so the model is built inside the limit too.
+        with threadpool_limits(1, "blas"), warnings.catch_warnings():
+            # implicit's item-kNN converts its own COO intermediate to CSR and warns about it.
+            warnings.filterwarnings("ignore", category=ParameterWarning)
+            m = self._make(AlternatingLeastSquares, BayesianPersonalizedRanking, CosineRecommender, BM25Recommender,
+                           seed)
+            m.fit(conf, show_progress=False)
+        self.model_ = m
+        self.confidence_ = conf
+
+    def _make(self, als: Any, bpr: Any, cosine: Any, bm25: Any, seed: int) -> Any:
+        if self.model == "als":
+            return als(factors=self.factors, regularization=self.regularization, iterations=self.iterations,
+                       num_threads=self.num_threads, random_state=seed, use_gpu=False)
+        if self.model == "bpr":
+            return bpr(factors=self.factors, learning_rate=self.learning_rate, regularization=self.regularization,
+                       iterations=self.iterations, num_threads=self.num_threads, random_state=seed, use_gpu=False)
+        return (cosine if self.model == "cosine" else bm25)(K=self.neighbours, num_threads=self.num_threads)
+
+    def _scores(self, rows: np.ndarray) -> np.ndarray:
+        s = np.full((len(rows), len(self.product_ids_)), -np.inf)
+        known = np.flatnonzero(rows >= 0)
+        if not len(known):
+            return s
+        r = rows[known]
+        if self.model in ("als", "bpr"):
+            s[known] = np.asarray(self.model_.user_factors[r]) @ np.asarray(self.model_.item_factors).T
+        else:
+            sim = (self.confidence_[r] @ self.model_.similarity).toarray()  # as implicit's own scorer
+            s[known] = np.where(sim > 0, sim, -np.inf)
+        return s
+
+
+class BlendRecommender(Recommender):
+    """A weighted reciprocal-rank fusion of other recommenders, within the candidate set.
+
+    ``score(c, j) = sum_m weights[m] / (offset + rank_m(c, j))`` where
+    ``rank_m`` is product ``j``'s rank (1 = best) for customer ``c`` among the
+    products recommender ``m`` scores (unscored: no contribution). Ranks, not
+    raw scores, are combined because the components' scores live on unrelated
+    scales; ``offset = 60`` is the value of Cormack, Clarke & Buettcher (2009).
+    Ranks are taken after the candidate mask, so the blend ranks within the
+    stage's candidate set.
+
+    Parameters
+    ----------
+    recommenders : list of (str, Recommender)
+        The components (unfitted; each is cloned and fitted on the same data).
+    weights : list of float or None
+        One per component (None: equal weights).
+    offset : float
+    depth : int
+        Each component contributes its top ``depth`` products per customer
+        (deeper ranks add less than ``1 / (offset + depth)`` each).
+
+    Attributes
+    ----------
+    recommenders_ : list of (str, Recommender)
+        The fitted clones.
+    """
+
+    _parameter_constraints: dict[str, list[Any]] = {
+        "recommenders": [list], "weights": [list, None], "offset": [Interval(Real, 0, None, closed="left")],
+        "depth": [Interval(Integral, 1, None, closed="left")]}
+
+    def __init__(self, recommenders: list[tuple[str, Recommender]], weights: list[float] | None = None,
+                 offset: float = 60.0, depth: int = 100):
+        self.recommenders = recommenders
+        self.weights = weights
+        self.offset = offset
+        self.depth = depth
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        out = super().get_params(deep=False)
+        if deep:
+            for name, est in self.recommenders:
+                out[name] = est
+                out.update({f"{name}__{k}": v for k, v in est.get_params(deep=True).items()})
+        return out
+
+    def set_params(self, **params: Any) -> BlendRecommender:
+        own = {k: params.pop(k) for k in list(params) if k in ("recommenders", "weights", "offset", "depth")}
+        super().set_params(**own)
+        if params:
+            names = dict(self.recommenders)
+            nested: dict[str, dict[str, Any]] = {}
+            for key, value in params.items():
+                name, _, sub = key.partition("__")
+                if name not in names:
+                    raise ValueError(f"Invalid parameter {key!r} for BlendRecommender")
+                if sub:
+                    nested.setdefault(name, {})[sub] = value
+                else:
+                    self.recommenders = [(n, value if n == name else e) for n, e in self.recommenders]
+            for name, sub_params in nested.items():
+                dict(self.recommenders)[name].set_params(**sub_params)
+        return self
+
+    def _fit(self, data: InteractionData) -> None:
+        if not self.recommenders:
+            raise ValueError("recommenders: give at least one (name, recommender) pair")
+        names = [n for n, _ in self.recommenders]
+        if len(set(names)) != len(names):
+            raise ValueError(f"recommenders: names must be unique, got {names}")
+        if self.weights is not None and len(self.weights) != len(self.recommenders):
+            raise ValueError(f"weights: expected {len(self.recommenders)} values, got {len(self.weights)}")
+        self.recommenders_ = [(n, clone(e).fit(data)) for n, e in self.recommenders]
+        self.weights_ = np.ones(len(names)) if self.weights is None else np.asarray(self.weights, dtype=np.float64)
+
+    def _score_batch(self, ids: np.ndarray, rows: np.ndarray, candidates: Candidates,
+                     exclude: Candidates | str) -> np.ndarray:
+        total = np.zeros((len(ids), len(self.product_ids_)))
+        row = {c: i for i, c in enumerate(ids)}
+        for (_, est), w in zip(self.recommenders_, self.weights_, strict=True):
+            rec = est.recommend(list(ids), k=self.depth, candidates=candidates, exclude=exclude)
+            r = rec["customer_id"].map(row).to_numpy(np.int64)
+            # Components were fitted on the same data, so their product index is the blend's.
+            c = np.searchsorted(self.product_ids_, rec["product_id"].to_numpy())
+            np.add.at(total, (r, c), w / (self.offset + rec["rank"].to_numpy(np.float64)))
+        total[total <= 0] = -np.inf
+        return total
+
+
+__all__ = ["Recommender", "PopularityRecommender", "RecentlyViewedRecommender", "CooccurrenceRecommender",
+           "ImplicitRecommender", "BlendRecommender", "RECOMMENDATION_COLUMNS"]

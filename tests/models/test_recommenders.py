@@ -1,0 +1,202 @@
+"""Recommenders: the scikit-learn contract, recommend's candidates/exclusions, reproducible seeds."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+from sklearn.utils.estimator_checks import check_no_attributes_set_in_init
+
+from cadence.features.interactions import InteractionData, load_interactions
+from cadence.features.purchases import duckdb_tables
+from cadence.models.recommenders import (
+    RECOMMENDATION_COLUMNS,
+    BlendRecommender,
+    CooccurrenceRecommender,
+    ImplicitRecommender,
+    PopularityRecommender,
+    RecentlyViewedRecommender,
+    Recommender,
+)
+
+AS_OF = pd.Timestamp("2025-03-01", tz="UTC")
+
+
+def _data() -> InteractionData:
+    """Four customers, five products: x is the bestseller, x and y go together, c only viewed w and v."""
+    ts = pd.to_datetime(["2025-01-05"] * 6, utc=True)
+    orders = pd.DataFrame({"order_id": [f"o{i}" for i in range(6)], "customer_id": ["a", "b", "b", "d", "d", "a"],
+                           "revenue": [1.0] * 6, "ts": ts})
+    items = pd.DataFrame({"order_id": ["o0", "o0", "o1", "o2", "o3", "o3", "o4", "o5"],
+                          "product_id": ["x", "y", "x", "z", "x", "y", "z", "x"]})
+    events = pd.DataFrame({"event_id": ["e1", "e2", "e3"], "customer_id": ["c", "c", "a"],
+                           "event_type": ["product_view"] * 3, "product_id": ["w", "v", "z"],
+                           "session_id": ["s1", "s2", "s3"],
+                           "ts": pd.to_datetime(["2025-02-01", "2025-02-10", "2025-02-20"], utc=True)})
+    con, t = duckdb_tables({"orders": orders, "order_items": items, "events": events})
+    return load_interactions(con, t, AS_OF)
+
+
+DATA = _data()
+FAMILIES: list[Recommender] = [
+    PopularityRecommender(), PopularityRecommender(signal="weight"), RecentlyViewedRecommender(),
+    RecentlyViewedRecommender(max_age_days=30.0), CooccurrenceRecommender(), CooccurrenceRecommender(source="orders"),
+    ImplicitRecommender("als", factors=4, random_state=0), ImplicitRecommender("bpr", factors=4, random_state=0),
+    ImplicitRecommender("cosine"), ImplicitRecommender("bm25"),
+    BlendRecommender([("pop", PopularityRecommender()), ("recent", RecentlyViewedRecommender())]),
+]
+
+
+def _name(est: Recommender) -> str:
+    return f"{type(est).__name__}({', '.join(f'{k}={v}' for k, v in est.get_params(deep=False).items())})"
+
+
+@pytest.mark.parametrize("est", FAMILIES, ids=_name)
+def test_scikit_learn_contract(est: Recommender) -> None:
+    check_no_attributes_set_in_init(type(est).__name__, est)
+    before = set(vars(est))
+    twin = clone(est)
+    assert twin.get_params(deep=False).keys() == est.get_params(deep=False).keys()
+    with pytest.raises(NotFittedError):
+        twin.recommend(["a"], k=2)
+    assert twin.fit(DATA) is twin
+    fitted = set(vars(twin)) - before
+    assert fitted and all(a.endswith("_") for a in fitted), sorted(fitted)
+    assert twin.as_of_ == AS_OF
+    # Fitting a clone leaves the original unfitted (clone copies parameters only).
+    assert not hasattr(est, "product_ids_")
+
+
+@pytest.mark.parametrize("est", FAMILIES, ids=_name)
+def test_recommend_returns_a_tidy_ranked_table(est: Recommender) -> None:
+    out = clone(est).fit(DATA).recommend(["a", "b", "c", "d", "stranger"], k=3)
+    assert list(out.columns) == list(RECOMMENDATION_COLUMNS)
+    assert out["rank"].dtype == np.int64 and out["score"].dtype == np.float64
+    for _, g in out.groupby("customer_id"):
+        assert g["rank"].tolist() == list(range(1, len(g) + 1))
+        assert len(g) <= 3 and g["product_id"].is_unique
+        assert (np.diff(g["score"].to_numpy()) <= 0).all()
+    assert set(out["product_id"]) <= {"v", "w", "x", "y", "z"}
+
+
+def test_popularity_ranks_by_buyers_for_everyone() -> None:
+    out = PopularityRecommender().fit(DATA).recommend(["a", "stranger"], k=3)
+    # x: 3 buyers (a, b, d); y and z: 2 each, z first because a also viewed it (3 customers touched z, 2 y).
+    assert out.groupby("customer_id")["product_id"].apply(list).to_dict() == {
+        "a": ["x", "z", "y"], "stranger": ["x", "z", "y"]}
+
+
+def test_recently_viewed_is_the_customers_own_views_newest_first() -> None:
+    rec = RecentlyViewedRecommender().fit(DATA)
+    out = rec.recommend(["c", "b", "stranger"], k=5)
+    assert out[["customer_id", "product_id"]].values.tolist() == [["c", "v"], ["c", "w"]]
+    assert out["score"].round(6).tolist() == [-19.0, -28.0]  # minus days since the view
+    recent = RecentlyViewedRecommender(max_age_days=20.0).fit(DATA).recommend(["c"], k=5)
+    assert recent["product_id"].tolist() == ["v"]
+
+
+def test_bought_together_recommends_the_complement() -> None:
+    rec = CooccurrenceRecommender(source="orders", fallback=False).fit(DATA)
+    # b bought x and z; x was bought with y (orders o0, o3): y, and nothing else co-occurs in an order.
+    assert rec.recommend(["b"], k=5, exclude="seen")["product_id"].tolist() == ["y"]
+    with_fallback = CooccurrenceRecommender(source="orders").fit(DATA).recommend(["b"], k=3, exclude="seen")
+    # Then the popularity order among the products b has not touched (b bought x and z): v, w (ties by id).
+    assert with_fallback["product_id"].tolist() == ["y", "v", "w"]
+
+
+def test_candidates_and_exclusions() -> None:
+    rec = PopularityRecommender().fit(DATA)
+    assert rec.recommend(["a"], k=5, candidates=["y", "z", "nope"])["product_id"].tolist() == ["z", "y"]
+    per_customer = pd.DataFrame({"customer_id": ["a", "b"], "product_id": ["z", "y"]})
+    got = rec.recommend(["a", "b"], k=5, candidates=per_customer)
+    assert got[["customer_id", "product_id"]].values.tolist() == [["a", "z"], ["b", "y"]]
+    assert rec.recommend(["a"], k=5, exclude=["x"])["product_id"].tolist()[0] == "z"
+    # a bought x and y and viewed z: "seen" leaves only products a never touched.
+    assert set(rec.recommend(["a"], k=5, exclude="seen")["product_id"]) <= {"v", "w"}
+    excl = pd.DataFrame({"customer_id": ["b"], "product_id": ["x"]})
+    got = rec.recommend(["a", "b"], k=1, exclude=excl)
+    assert got[["customer_id", "product_id"]].values.tolist() == [["a", "x"], ["b", "z"]]
+
+
+def test_blend_ranks_within_the_candidate_set() -> None:
+    blend = BlendRecommender([("pop", PopularityRecommender()), ("recent", RecentlyViewedRecommender())],
+                             weights=[1.0, 2.0]).fit(DATA)
+    # c viewed v and w (recent ranks 1 and 2, weight 2) which nobody bought: they outrank the bestseller.
+    assert blend.recommend(["c"], k=3)["product_id"].tolist() == ["v", "w", "x"]
+    assert blend.recommend(["c"], k=3, candidates=["x", "w"])["product_id"].tolist() == ["w", "x"]
+
+
+@pytest.mark.parametrize(("call", "error", "message"), [
+    (lambda r: r.recommend("a", k=2), TypeError, "customer_ids must be a sequence"),
+    (lambda r: r.recommend(["a"], k=0), ValueError, "k must be a positive integer"),
+    (lambda r: r.recommend(["a"], k=2, exclude="bought"), ValueError, "exclude: expected 'seen'"),
+    (lambda r: r.recommend(["a"], k=2, candidates=pd.DataFrame({"product_id": ["x"]})), ValueError,
+     "candidates: missing column 'customer_id'"),
+    (lambda r: r.recommend(["a"], k=2, candidates="x"), TypeError, "candidates: expected product ids"),
+])
+def test_bad_recommend_arguments_are_named(call: Any, error: type[Exception], message: str) -> None:
+    with pytest.raises(error, match=message):
+        call(PopularityRecommender().fit(DATA))
+
+
+def test_bad_fit_input_and_parameters_are_named() -> None:
+    with pytest.raises(TypeError, match="X must be an InteractionData"):
+        PopularityRecommender().fit(pd.DataFrame())
+    with pytest.raises(ValueError, match="signal"):
+        PopularityRecommender(signal="views").fit(DATA)
+    with pytest.raises(ValueError, match="names must be unique"):
+        BlendRecommender([("p", PopularityRecommender()), ("p", PopularityRecommender())]).fit(DATA)
+    with pytest.raises(ValueError, match="weights: expected 2 values"):
+        BlendRecommender([("p", PopularityRecommender()), ("r", RecentlyViewedRecommender())], weights=[1.0]).fit(DATA)
+
+
+def test_blend_nested_parameters() -> None:
+    blend = BlendRecommender([("cf", ImplicitRecommender("als")), ("pop", PopularityRecommender())])
+    params = blend.get_params()
+    assert params["cf__factors"] == 32 and params["pop__signal"] == "purchases"
+    blend.set_params(cf__factors=8, offset=10.0)
+    assert blend.recommenders[0][1].factors == 8 and blend.offset == 10.0
+    assert clone(blend).get_params()["cf__factors"] == 8
+    with pytest.raises(ValueError, match="Invalid parameter 'nope__x'"):
+        blend.set_params(nope__x=1)
+
+
+@pytest.mark.parametrize("model", ["als", "bpr"])
+def test_seeded_factor_models_are_reproducible(model: str) -> None:
+    ids = ["a", "b", "c", "d"]
+    one = ImplicitRecommender(model, factors=4, random_state=7).fit(DATA).recommend(ids, k=5)
+    two = ImplicitRecommender(model, factors=4, random_state=7).fit(DATA).recommend(ids, k=5)
+    pd.testing.assert_frame_equal(one, two)
+
+
+class _Fixed(Recommender):
+    """Scores from a fixed (customers x products) matrix with ties and -inf: the top-k selection alone."""
+
+    def __init__(self, seed: int = 0):
+        self.seed = seed
+
+    def _fit(self, data: InteractionData) -> None:
+        rng = np.random.default_rng(self.seed)
+        s = rng.integers(0, 3, (len(self.customer_ids_), len(self.product_ids_))).astype(float)
+        s[rng.random(s.shape) < 0.3] = -np.inf
+        self.table_ = s
+
+    def _scores(self, rows: np.ndarray) -> np.ndarray:
+        return self.table_[rows]
+
+
+@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize("k", [1, 2, 4, 5, 9])
+def test_top_k_matches_a_full_stable_sort(seed: int, k: int) -> None:
+    rec = _Fixed(seed).fit(DATA)
+    got = rec.recommend(list(rec.customer_ids_), k=k)
+    for i, c in enumerate(rec.customer_ids_):
+        row = rec.table_[i]
+        order = [j for j in np.argsort(-row, kind="stable") if np.isfinite(row[j])][:k]
+        g = got[got.customer_id == c]
+        assert g["product_id"].tolist() == list(rec.product_ids_[order])
+        assert g["score"].tolist() == list(row[order])
