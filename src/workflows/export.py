@@ -65,10 +65,11 @@ from cadence.deployment.export import (
     policy_family,
     policy_params,
 )
-from cadence.deployment.registry import POLICIES_DIR, build_policy, needs_fit
+from cadence.deployment.registry import build_policy, needs_fit
 from cadence.evaluation.estimators import DoublyRobust
 from cadence.policies.sequences import DEFAULT_SEQUENCES, Sequence
 from cadence.workflows import tracking
+from cadence.workflows.policies import POLICIES_DIR
 from cadence.workflows.tracking import using_tracking
 
 
@@ -163,7 +164,7 @@ def export_policy(
         model_signature,
     )
     from cadence.evaluation.offline import evaluate
-    from cadence.features.logged import load_log
+    from cadence.workflows.logs import load_log
 
     if not 0.0 <= epsilon < 1.0:
         raise ValueError(f"epsilon: expected a probability in [0, 1), got {epsilon}")

@@ -11,9 +11,10 @@ import pytest
 from cadence.data.io import read_tables
 from cadence.deployment.registry import build_policy, load_policy_spec, save_policy
 from cadence.evaluation.offline import evaluate, summary_table, target_codes
-from cadence.features.logged import load_log, log_from_tables
+from cadence.features.logged import log_from_tables
 from cadence.policies.rules import RulesPolicy
 from cadence.synthetic import ShopConfig, generate_shop
+from cadence.workflows.logs import load_log
 from cadence.workflows.policies import evaluate_named
 
 

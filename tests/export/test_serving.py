@@ -22,8 +22,8 @@ from cadence.deployment.serving import (
     valid_actions,
 )
 from cadence.features.context import context_features
-from cadence.features.logged import load_log
 from cadence.policies.rules import RulesPolicy
+from cadence.workflows.logs import load_log
 
 
 class EmailNow:
