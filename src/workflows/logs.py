@@ -20,7 +20,7 @@ import functools
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -29,14 +29,9 @@ from cadence.contract.actions import Policy
 from cadence.data.bandit import LoggedBandit
 from cadence.data.io import PathLike, read_table, table_path, table_paths
 from cadence.features.logged import log_from_tables
-from cadence.simulation.replay import (
-    Engine,
-    LogPart,
-    customer_partition,
-    partition_count,
-    replay_decisions,
-    replay_parts,
-)
+
+if TYPE_CHECKING:  # the replay (and the models it imports) loads only when a replay runs
+    from cadence.simulation.replay import Engine, LogPart
 
 #: The tables a log is built from.
 LOG_TABLES: tuple[str, ...] = ("messages", "customers", "orders")
@@ -83,6 +78,8 @@ def replay_log(data_dir: PathLike, policy: Policy, *, engine: Engine = "process"
     and walks one partition (:func:`~cadence.simulation.replay.replay_parts`).
     Otherwise the log is loaded whole. The decisions are the same either way.
     """
+    from cadence.simulation.replay import partition_count, replay_decisions, replay_parts
+
     workers = workers or os.cpu_count() or 1
     paths = [table_path(data_dir, t) for t in LOG_TABLES]
     if engine != "process" or not all(p is not None and p.suffix != ".csv" for p in paths):
@@ -107,6 +104,8 @@ def split_log(data_dir: PathLike, parts: int, out: Path) -> int:
     """
     import pyarrow as pa
     import pyarrow.dataset as ds
+
+    from cadence.simulation.replay import customer_partition
 
     n_rows = 0
     for table in LOG_TABLES:
@@ -150,6 +149,8 @@ def _read_split(folder: Path, table: str, p: int) -> pd.DataFrame | None:
 
 def read_log_part(folder: Path, p: int) -> LogPart | None:
     """Partition ``p`` of a log :func:`split_log` wrote to ``folder``; ``None`` when it has no messages."""
+    from cadence.simulation.replay import LogPart
+
     msgs = _read_split(folder, "messages", p)
     if msgs is None:
         return None

@@ -62,6 +62,11 @@ def test_a_data_directory_is_replayed_partition_by_partition_with_the_same_decis
     pd.testing.assert_frame_equal(parts, whole)
 
 
+def test_a_data_directory_is_replayed_by_the_workflow_not_the_library(shop) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(TypeError, match="LoggedBandit.*cadence.workflows.logs.replay_log"):
+        replay_decisions(shop, capped())
+
+
 def test_before_after_table(log) -> None:  # type: ignore[no-untyped-def]
     res = simulate(log, capped(), None, workers=1)
     t = res["table"]

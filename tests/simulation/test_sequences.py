@@ -64,6 +64,8 @@ def test_a_log_without_follow_ups_is_refused_plainly(tmp_path: Path) -> None:
     plain = generate_shop(ShopConfig(customers=300, days=40, seed=1), tmp_path / "plain")
     with pytest.raises(ValueError, match=r"messages: no follow-up rows \(step 2\); .* randomised it"):
         sequence_lift(log_tables(plain), CART_ABANDON)
+    with pytest.raises(ValueError, match="tables: no customers table"):
+        sequence_lift({"messages": log_tables(plain)["messages"]}, CART_ABANDON)
 
 
 @pytest.mark.slow
