@@ -248,17 +248,10 @@ def log_from_tables(messages: pd.DataFrame, customers: pd.DataFrame,
     is the first, ``open``; pick one with :meth:`~LoggedBandit.for_metric`),
     the customers as ``groups`` and the decision contexts as ``candidates``.
     """
-    from concurrent.futures import ThreadPoolExecutor
-
     history = messages.reset_index(drop=True)
     messages = first_steps(history).reset_index(drop=True)  # follow-ups are judged by sequence estimators
     groups = pd.Categorical(messages["customer_id"]).codes.astype(np.int64)
-    # The decision context is a query the engine runs without holding the GIL: the actions and rewards
-    # are computed meanwhile (the same values; an error in the actions still surfaces first).
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        candidates = pool.submit(logged_candidates, messages, customers, orders, history)
-        action = logged_actions(messages)
-        rewards = logged_rewards(messages)
-        return LoggedBandit(action=action, pscore=messages["propensity"].to_numpy(float), n_actions=N_ACTIONS,
-                            action_names=ACTION_NAMES, groups=groups, candidates=candidates.result(),
-                            rewards=rewards)
+    return LoggedBandit(action=logged_actions(messages), pscore=messages["propensity"].to_numpy(float),
+                        n_actions=N_ACTIONS, action_names=ACTION_NAMES, groups=groups,
+                        candidates=logged_candidates(messages, customers, orders, history),
+                        rewards=logged_rewards(messages))
