@@ -80,11 +80,11 @@ def replay_log(data_dir: PathLike, policy: Policy, *, engine: Engine = "process"
     """
     from cadence.simulation.replay import partition_count, replay_decisions, replay_parts
 
-    workers = workers or os.cpu_count() or 1
     paths = [table_path(data_dir, t) for t in LOG_TABLES]
     if engine != "process" or not all(p is not None and p.suffix != ".csv" for p in paths):
         return replay_decisions(load_log(data_dir), policy, engine=engine, workers=workers, seed=seed,
                                 progress=progress, spark=spark)
+    workers = workers or os.cpu_count() or 1
     import pyarrow.dataset as ds
 
     n = ds.dataset(table_path(data_dir, "messages"), format="parquet").count_rows()
