@@ -4,12 +4,13 @@
 """
 
 from cadence.synthetic.churn import true_churn_risk
-from cadence.synthetic.config import ResponseParams, ShopConfig
+from cadence.synthetic.config import ObservableResponse, ResponseParams, ShopConfig
 from cadence.synthetic.logging_policy import RandomizedLoggingPolicy
 from cadence.synthetic.world import generate_shop, load_config, load_truth, simulate_truth
 
 __all__ = [
     "ResponseParams",
+    "ObservableResponse",
     "ShopConfig",
     "RandomizedLoggingPolicy",
     "generate_shop",

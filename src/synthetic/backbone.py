@@ -464,6 +464,50 @@ def draw_sessions(cfg: ShopConfig, cat: Catalog, pp: People, rng: np.random.Gene
     )
     return ev_cust, ev_s, ev_type, ev_product, ev_query, ev_results, ev_session
 
+def observable_traits(cfg: ShopConfig, pp: People, browse_rate: np.ndarray) -> dict[str, np.ndarray]:
+    """The standardised traits of :data:`~cadence.synthetic.config.OBSERVABLE_TRAITS` (fixed transforms,
+    so a customer's traits never depend on who else is in the chunk)."""
+    from scipy.special import digamma, logit, polygamma
+
+    log_rate_mean = digamma(cfg.rate_shape) + np.log(cfg.rate_scale)
+    log_rate_sd = float(np.sqrt(polygamma(1, cfg.rate_shape)))
+    dormant = pp.death_s <= cfg.start_s
+    tenure_years = (cfg.start_s - pp.signup_s) / (365.0 * DAY)
+    return {
+        "frequency": (np.log(pp.rate) - log_rate_mean) / log_rate_sd,
+        "recency": logit(np.clip(pp.dropout, 1e-6, 1 - 1e-6)) / 1.8 + 1.5 * dormant,
+        "engagement": pp.open_affinity / 0.7,
+        "tenure": tenure_years - 0.5,
+        "browsing": (np.log(browse_rate) - np.log(cfg.browse_per_purchase * cfg.rate_shape * cfg.rate_scale)) / 1.2,
+    }
+
+
+def observable_response_types(cfg: ShopConfig, pp: People, browse_rate: np.ndarray, chunk: int) -> None:
+    """Redraw segment, intent and deal sensitivity from observable traits (:class:`ObservableResponse`), in place.
+
+    Uses its own random stream keyed by (seed, chunk), so no other draw of the shop moves.
+    """
+    from scipy.special import expit, logit
+
+    spec = cfg.observable_response
+    assert spec is not None
+    rng = np.random.default_rng([cfg.seed, 7, chunk])
+    z = observable_traits(cfg, pp, browse_rate)
+    n = len(pp.idx)
+    shares = np.log(np.array(list(SEGMENTS.values())))
+    score = shares + rng.gumbel(size=(n, len(SEGMENTS)))  # the hidden part
+    for k, seg in enumerate(SEGMENT_NAMES):
+        for trait, w in spec.segment_weights.get(seg, {}).items():
+            score[:, k] += w * z[trait]
+    pp.segment = np.argmax(score, axis=1)
+    intent_by_seg = np.array([cfg.response.segment_intent[s] for s in SEGMENT_NAMES])
+    pp.intent = intent_by_seg[pp.segment] + rng.normal(0, 0.5, n)
+    deal = logit(rng.beta(2, 3, n))
+    for trait, w in spec.deal_weights.items():
+        deal += w * z[trait]
+    pp.deal_sensitivity = expit(deal)
+
+
 def build_backbone(cfg: ShopConfig, cat: Catalog, chunk: int) -> Backbone:
     """Draw chunk ``chunk`` of the world; deterministic in (cfg, chunk)."""
     rng = np.random.default_rng([cfg.seed, 1, chunk])
@@ -522,6 +566,8 @@ def build_backbone(cfg: ShopConfig, cat: Catalog, chunk: int) -> Backbone:
         trig_products=np.zeros((0, 3), np.int64), trig_query=np.zeros(0, object), trig_order=np.zeros(0, np.int64),
         uniforms=np.zeros((0, 8)), browse_rate=browse_rate,
     )
+    if cfg.observable_response is not None:
+        observable_response_types(cfg, bb.people, browse_rate, chunk)
     from cadence.synthetic.world_triggers import world_triggers
 
     world_triggers(cfg, cat, bb)

@@ -112,6 +112,66 @@ class ResponseParams:
     unsubscribe_fatigue: float = 0.35
 
 
+#: The observable traits :class:`ObservableResponse` reads, each standardised from the
+#: customer's own generating parameters (what the shop's data reveal over time):
+#: ``frequency`` (log purchase rate: orders per window), ``recency`` (logit of the
+#: dropout probability, +1.5 for customers already dormant when the window opens: days
+#: since the last order), ``engagement`` (open affinity: opens and clicks), ``tenure``
+#: (years since signup at the window's start) and ``browsing`` (log browsing sessions per
+#: day: sessions, views and searches).
+OBSERVABLE_TRAITS: tuple[str, ...] = ("frequency", "recency", "engagement", "tenure", "browsing")
+
+
+@dataclass(frozen=True)
+class ObservableResponse:
+    """Response types and incentive sensitivity that depend on what a shop can observe (opt-in).
+
+    By default (``ShopConfig.observable_response = None``) a customer's
+    response type is drawn from :data:`SEGMENTS` independently of everything
+    the shop sees, so no feature can tell a persuadable from a lost cause.
+    With an ``ObservableResponse`` the world instead draws, per customer,
+
+    ``segment = argmax_k [log share_k + sum_j segment_weights[k][j] z_j + Gumbel_k]``
+
+    (a multinomial logit: with all weights 0 it is the default shares of
+    :data:`SEGMENTS`; the Gumbel draws are the part no feature can see, and
+    larger weights make the observables more decisive), where ``z_j`` are
+    the standardised traits of :data:`OBSERVABLE_TRAITS`, and
+
+    ``deal_sensitivity = expit(logit(Beta(2, 3)) + sum_j deal_weights[j] z_j)``
+
+    so incentives matter more to some observable groups. The intent under hold is
+    the segment's, plus N(0, 0.5) as by default. These draws come from their
+    own random stream after the backbone (people, orders, sessions) is
+    drawn, so everything else about the shop is the same as without it.
+
+    The default weights: sure things buy often and recently; persuadables
+    read and browse; the annoyed read little and have been around long;
+    lapsed, infrequent customers are more deal-sensitive.
+    """
+
+    segment_weights: dict[str, dict[str, float]] = field(
+        default_factory=lambda: {
+            "persuadable": {"engagement": 0.8, "browsing": 0.6, "recency": 0.2},
+            "sure_thing": {"frequency": 1.2, "recency": -0.8, "engagement": 0.3},
+            "lost_cause": {},
+            "annoyed": {"engagement": -1.0, "tenure": 0.6},
+        }
+    )
+    deal_weights: dict[str, float] = field(
+        default_factory=lambda: {"recency": 0.5, "frequency": -0.4, "engagement": 0.2}
+    )
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.segment_weights) - set(SEGMENTS))
+        if unknown:
+            raise ValueError(f"observable_response.segment_weights: unknown segments {unknown}; choose from {tuple(SEGMENTS)}")
+        traits = [t for w in self.segment_weights.values() for t in w] + list(self.deal_weights)
+        bad = sorted({t for t in traits if t not in OBSERVABLE_TRAITS})
+        if bad:
+            raise ValueError(f"observable_response: unknown traits {bad}; choose from {OBSERVABLE_TRAITS}")
+
+
 @dataclass(frozen=True)
 class ShopConfig:
     """Everything that shapes a synthetic shop; the same config gives the same bytes.
@@ -154,6 +214,10 @@ class ShopConfig:
     logging_followup: float = 0.0
     rules: TriggerRules = field(default_factory=TriggerRules)
     response: ResponseParams = field(default_factory=ResponseParams)
+    #: Response types and deal sensitivity that depend on observable traits
+    #: (:class:`ObservableResponse`); None (the default) keeps them independent of
+    #: everything the shop sees, and the shop byte-identical to earlier versions.
+    observable_response: ObservableResponse | None = None
 
     def __post_init__(self) -> None:
         if self.customers < 1:
@@ -185,4 +249,7 @@ class ShopConfig:
         return -(-self.customers // self.chunk_size)
 
     def to_dict(self) -> dict[str, object]:
-        return asdict(self)
+        out = asdict(self)
+        if self.observable_response is None:
+            del out["observable_response"]  # a default shop's metadata stays byte-identical
+        return out

@@ -448,11 +448,13 @@ def load_truth(data_dir: PathLike) -> dict[str, pd.DataFrame]:
 def load_config(data_dir: PathLike) -> ShopConfig:
     """The :class:`ShopConfig` a generated shop was made with."""
     from cadence.contract.triggers import TriggerRules
-    from cadence.synthetic.config import ResponseParams
+    from cadence.synthetic.config import ObservableResponse, ResponseParams
 
     meta = json.loads((Path(data_dir) / TRUTH_DIR / "shop.json").read_text())["config"]
     meta["rules"] = TriggerRules(**meta["rules"])
     meta["response"] = ResponseParams(**meta["response"])
+    if meta.get("observable_response") is not None:
+        meta["observable_response"] = ObservableResponse(**meta["observable_response"])
     return ShopConfig(**meta)
 
 

@@ -109,7 +109,10 @@ def test_summary_has_inverse_hessian_errors(bgnbd: BetaGeoModel) -> None:
     assert list(s.columns) == ["estimate", "std_error", "lower_95", "upper_95"]
     assert (s["std_error"] > 0).all() and np.isfinite(s["std_error"]).all()
     assert (s["lower_95"] < s["estimate"]).all() and (s["estimate"] < s["upper_95"]).all()
-    np.testing.assert_allclose(s["upper_95"] - s["estimate"], 1.959964 * s["std_error"], rtol=1e-6)
+    # Wald on the log scale (delta method): log(upper / estimate) = 1.96 se / estimate, symmetric in logs.
+    np.testing.assert_allclose(np.log(s["upper_95"] / s["estimate"]), 1.959964 * s["std_error"] / s["estimate"],
+                               rtol=1e-6)
+    np.testing.assert_allclose(s["lower_95"] * s["upper_95"], s["estimate"] ** 2, rtol=1e-12)
 
 
 # ---------------------------------------------------------------------------

@@ -291,3 +291,45 @@ def test_bgnbd_analytic_gradient_matches_finite_differences(rfm: pd.DataFrame) -
         analytic = np.array([g.sum() for g in grad])
         numeric = optimize.approx_fprime(params, lambda p: BetaGeoModel._log_likelihood(p, data).sum(), 1e-7)
         np.testing.assert_allclose(analytic, numeric, rtol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        (0.55, 10.6, 0.61, 11.7),  # alpha < beta, near the CDNOW optimum
+        (0.55, 12.0, 0.8, 5.0),  # alpha > beta
+        (1.3, 3.0, 2.0, 3.0),  # alpha == beta: z = 0
+        (0.3, 2.0, 0.5, 40.0),  # z up to 0.95: long series
+        (0.3, 0.05, 0.5, 40.0),  # z > 0.998: the rows that fall back to differences of hyp2f1
+        (4.0, 30.0, 0.2, 0.3),  # alpha >> beta, heavy buyers in the other branch
+    ],
+)
+def test_pareto_analytic_gradient_matches_finite_differences(params: tuple[float, ...]) -> None:
+    # A grid of light and heavy buyers, recent and long gone: the died term (with the
+    # hypergeometric derivatives) carries much of the gradient, so an error there shows.
+    grid = np.array([[x, t_x, T] for x in (0, 1, 2, 5, 20, 60) for t_x in (0.5, 3.0, 12.0, 30.0)
+                     for T in (31.0, 39.0, 52.0)])
+    grid[grid[:, 0] == 0, 1] = 0.0
+    data = tuple(grid.T)
+    weights = np.random.default_rng(7).uniform(0.5, 2.0, len(grid))
+    theta = np.array(params)
+    total, grad = ParetoNBDModel._total_log_likelihood_and_gradient(theta, data, weights)
+
+    def f(p: np.ndarray) -> float:
+        return float(weights @ ParetoNBDModel._log_likelihood(p, data))
+
+    assert total == pytest.approx(f(theta), rel=1e-12)
+    # Central differences with relative steps (their own error is ~1e-7 of the scale of f).
+    h = 1e-6 * theta
+    numeric = np.array([(f(theta + np.eye(4)[i] * h[i]) - f(theta - np.eye(4)[i] * h[i])) / (2 * h[i])
+                        for i in range(4)])
+    np.testing.assert_allclose(grad, numeric, rtol=1e-6, atol=1e-6 * abs(total))
+
+
+def test_pareto_intervals_are_positive_on_the_log_scale(pareto: ParetoNBDModel) -> None:
+    s = pareto.summary_
+    # beta's standard error is about half its estimate on the sample: the symmetric
+    # interval would reach below zero (about -0.5); the log-scale one cannot.
+    assert s.loc["beta", "estimate"] - 1.959964 * s.loc["beta", "std_error"] < 0
+    assert (s["lower_95"] > 0).all()
+    np.testing.assert_allclose(np.log(s["upper_95"] / s["estimate"]), np.log(s["estimate"] / s["lower_95"]))
