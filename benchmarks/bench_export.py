@@ -52,9 +52,9 @@ def main() -> None:
 
     import mlflow
 
-    from cadence.features.logged import load_log
     from cadence.synthetic import ShopConfig, generate_shop
     from cadence.workflows.export import export_policy
+    from cadence.workflows.logs import load_log
     from cadence.workflows.promote import promote
     from cadence.workflows.tracking import using_tracking
 

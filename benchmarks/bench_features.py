@@ -180,7 +180,8 @@ def run_side(side: str, data: Path, as_of: pd.Timestamp, result: Path) -> dict[s
     import ibis.backends.duckdb  # noqa: F401
 
     from cadence.features.customer import customer_features
-    from cadence.features.engine import connect, fetch_arrow, load_tables
+    from cadence.features.engine import connect, fetch_arrow
+    from cadence.workflows.features import load_tables
 
     # Neither side's frame is normalised on the clock: compare() normalises both.
     t0 = time.perf_counter()

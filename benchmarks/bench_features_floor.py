@@ -38,7 +38,7 @@ import pyarrow.parquet as pq
 
 from cadence.data.io import list_tables, table_path
 from cadence.features.engine import connect
-from cadence.features.pipeline import build_features
+from cadence.workflows.features import build_features
 
 AS_OF = "2026-01-01"
 TARGET_EVENTS_PER_S = 2_000_000

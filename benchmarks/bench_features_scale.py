@@ -27,8 +27,8 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from cadence.features.pipeline import build_features
 from cadence.synthetic import ShopConfig, generate_shop
+from cadence.workflows.features import build_features
 
 
 def main() -> None:

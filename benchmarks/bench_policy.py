@@ -75,11 +75,11 @@ def main() -> None:
     args = ap.parse_args()
 
     from cadence.deployment.serving import PolicyModel
-    from cadence.features.logged import load_log
     from cadence.policies.learned import UpliftPolicy, allowed_actions, shop_context
     from cadence.policies.learner import PolicyLearner
     from cadence.policies.rules import opt_in_matrix
     from cadence.synthetic import ShopConfig, generate_shop
+    from cadence.workflows.logs import load_log
 
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
           f"load average {os.getloadavg()[0]:.2f} at start")

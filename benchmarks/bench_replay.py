@@ -33,12 +33,13 @@ import pyarrow.dataset as ds
 
 from cadence.data.bandit import LoggedBandit
 from cadence.data.io import table_path
-from cadence.features.logged import LOG_SKIP_COLUMNS, load_log, log_from_tables
+from cadence.features.logged import log_from_tables
 from cadence.policies.learned import UpliftPolicy
 from cadence.policies.orchestrator import OrchestratedPolicy, OrchestratorConfig
 from cadence.policies.rules import RulesPolicy
 from cadence.simulation.replay import replay_decisions
 from cadence.synthetic import ShopConfig, generate_shop
+from cadence.workflows.logs import LOG_SKIP_COLUMNS, load_log, replay_log
 
 
 def rusage_gb() -> float:
@@ -139,7 +140,8 @@ def main() -> None:
         for name, make in runs.items():
             with PeakRSS() as peak:
                 t0 = time.perf_counter()
-                d = replay_decisions(log if log is not None else shop, make(), workers=args.workers, progress=True)
+                d = (replay_decisions(log, make(), workers=args.workers, progress=True) if log is not None
+                     else replay_log(shop, make(), workers=args.workers, progress=True))
                 dt = time.perf_counter() - t0
             sent = float((d["action"] == "send").mean())
             del d

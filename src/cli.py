@@ -226,7 +226,7 @@ def features(
     from cadence.data.io import OutputError, check_output_dir
     from cadence.data.validate import ContractError
     from cadence.features.engine import ENGINES
-    from cadence.features.pipeline import build_features
+    from cadence.workflows.features import build_features
 
     if engine not in ENGINES:
         _fail(f"features: unknown engine {engine!r}: choose one of {', '.join(ENGINES)}", 2)

@@ -105,15 +105,16 @@ def run_demo(out: Path, *, customers: int = 20_000, days: int = 365, seed: int =
     from cadence.data.validate import validate_dir
     from cadence.evaluation.holdout import holdout_lift
     from cadence.evaluation.offline import NO_REFIT_ESTIMATORS, summary_table
-    from cadence.features.pipeline import build_features
     from cadence.policies.sequences import CART_ABANDON
     from cadence.reporting import render_report
     from cadence.simulation.replay import format_table
     from cadence.simulation.sequences import sequence_lift, sequence_table
     from cadence.synthetic import ShopConfig
     from cadence.workflows.export import export_policy
+    from cadence.workflows.features import build_features
     from cadence.workflows.fitting import fit_model
     from cadence.workflows.generate import write_shop
+    from cadence.workflows.logs import log_tables
     from cadence.workflows.policies import evaluate_named, judge_send_time, simulate_named
     from cadence.workflows.promote import promote
     from cadence.workflows.splits import holdout_cutoff
@@ -200,7 +201,7 @@ def run_demo(out: Path, *, customers: int = 20_000, days: int = 365, seed: int =
     echo("[8/10] the cart-abandon sequence (push at 20 minutes, email at 12 hours, stop on purchase) "
          "against its single message and against holding")
     t0 = time.perf_counter()
-    summary.sequence = sequence_lift(out, CART_ABANDON, seed=seed)
+    summary.sequence = sequence_lift(log_tables(out), CART_ABANDON, seed=seed)
     summary.seconds["sequence"] = time.perf_counter() - t0
     echo(sequence_table(summary.sequence).to_string(index=False))
     echo("")

@@ -10,7 +10,7 @@ models and learned policies read its context. Two constructors:
   (:meth:`LoggedBandit.from_frame`: context columns, action, one or several
   rewards, propensity, optional groups);
 * a shop's messages log: :func:`cadence.features.logged.log_from_tables` /
-  :func:`~cadence.features.logged.load_log` (the candidates' context, the
+  :func:`~cadence.workflows.logs.load_log` (the candidates' context, the
   action codes, every metric's reward, customers as groups).
 """
 

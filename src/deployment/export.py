@@ -28,7 +28,7 @@ from cadence.contract.actions import Policy
 from cadence.data.io import PathLike
 from cadence.deployment.registry import FAMILIES
 
-#: The tables an export reads (:func:`~cadence.evaluation.offline.load_log`) and fingerprints.
+#: The tables an export reads (:func:`~cadence.workflows.logs.load_log`) and fingerprints.
 TABLES: tuple[str, ...] = ("messages", "customers", "orders")
 EXPERIMENT = "cadence-export"
 CHALLENGER = "challenger"

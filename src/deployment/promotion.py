@@ -27,7 +27,7 @@ Examples
 --------
 >>> import tempfile
 >>> from cadence.synthetic import ShopConfig, generate_shop
->>> from cadence.features.logged import load_log
+>>> from cadence.workflows.logs import load_log
 >>> from cadence.deployment.serving import PolicyModel
 >>> from cadence.policies.rules import RulesPolicy
 >>> log = load_log(generate_shop(ShopConfig(customers=300, days=60, seed=1), tempfile.mkdtemp() + "/s"))

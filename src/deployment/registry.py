@@ -3,6 +3,9 @@
 A saved policy is a small JSON file ``<policies_dir>/<name>.json`` holding
 its family (``rules`` or ``learned``) and constructor parameters, plus what
 it was tuned on; policies that learn from data are fitted on the log given.
+The folder is always the caller's: these functions have no default folder
+(the commands' default, ``data/processed/policies`` under the current
+directory, is :data:`cadence.workflows.policies.POLICIES_DIR`).
 
 Examples
 --------
@@ -25,8 +28,6 @@ from cadence.data.io import PathLike, atomic_path
 from cadence.policies.learned import UpliftPolicy
 from cadence.policies.rules import RulesPolicy
 
-#: Where tuned policies are saved by default (ignored by git, like other derived data).
-POLICIES_DIR = Path("data/processed/policies")
 FAMILIES: dict[str, type] = {"rules": RulesPolicy, "learned": UpliftPolicy}
 BUILTIN: tuple[str, ...] = (LOGGING, "rules", "learned")
 
@@ -37,9 +38,9 @@ def _path(name: str, policies_dir: PathLike) -> Path:
     return Path(policies_dir) / f"{name}.json"
 
 
-def save_policy(name: str, family: str, params: dict[str, Any], *, policies_dir: PathLike = POLICIES_DIR,
+def save_policy(name: str, family: str, params: dict[str, Any], *, policies_dir: PathLike,
                 meta: dict[str, Any] | None = None) -> Path:
-    """Save a tuned policy's family and parameters (atomically) and return the file."""
+    """Save a tuned policy's family and parameters (atomically) as ``<policies_dir>/<name>.json``; return the file."""
     if name in BUILTIN:
         raise ValueError(f"policy name {name!r} is built in; choose another")
     if family not in FAMILIES:
@@ -53,26 +54,31 @@ def save_policy(name: str, family: str, params: dict[str, Any], *, policies_dir:
     return path
 
 
-def load_policy_spec(name: str, policies_dir: PathLike = POLICIES_DIR) -> dict[str, Any]:
-    """The saved ``{"family", "params", "meta"}`` of a tuned policy."""
-    path = _path(name, policies_dir)
-    if not path.exists():
-        saved = sorted(p.stem for p in Path(policies_dir).glob("*.json")) if Path(policies_dir).exists() else []
+def load_policy_spec(name: str, policies_dir: PathLike | None) -> dict[str, Any]:
+    """The saved ``{"family", "params", "meta"}`` of a tuned policy in ``policies_dir`` (``None``: no saved ones)."""
+    path = None if policies_dir is None else _path(name, policies_dir)
+    if path is None or not path.exists():
+        saved = (sorted(p.stem for p in Path(policies_dir).glob("*.json"))
+                 if policies_dir is not None and Path(policies_dir).exists() else [])
         raise ValueError(f"unknown policy {name!r}: built in are {', '.join(BUILTIN)}"
                          + (f"; saved are {', '.join(saved)}" if saved else "; none saved yet (cadence tune)"))
     spec: dict[str, Any] = json.loads(path.read_text())
     return spec
 
 
-def needs_fit(name: str, policies_dir: PathLike = POLICIES_DIR) -> bool:
-    """Whether the named policy learns from the log."""
+def needs_fit(name: str, policies_dir: PathLike | None = None) -> bool:
+    """Whether the named policy learns from the log (saved policies are looked up in ``policies_dir``)."""
     if name in BUILTIN:
         return name == "learned"
     return bool(load_policy_spec(name, policies_dir)["family"] == "learned")
 
 
-def build_policy(name: str, train: LoggedBandit | None, *, policies_dir: PathLike = POLICIES_DIR) -> Policy | None:
-    """The policy called ``name``, fitted on ``train`` if it learns; ``None`` for ``logging``."""
+def build_policy(name: str, train: LoggedBandit | None, *, policies_dir: PathLike | None = None) -> Policy | None:
+    """The policy called ``name``, fitted on ``train`` if it learns; ``None`` for ``logging``.
+
+    A name that is not built in (:data:`BUILTIN`) is a policy saved in
+    ``policies_dir``; without a folder only the built-in names exist.
+    """
     if name == LOGGING:
         return None
     if name == "rules":
@@ -88,7 +94,3 @@ def build_policy(name: str, train: LoggedBandit | None, *, policies_dir: PathLik
             raise ValueError(f"policy {name!r} learns from data: give it a log to fit on")
         policy = policy.fit(train)
     return policy
-
-
-
-

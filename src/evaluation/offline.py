@@ -24,7 +24,7 @@ Examples
 --------
 >>> import tempfile
 >>> from cadence.synthetic import ShopConfig, generate_shop
->>> from cadence.features.logged import load_log
+>>> from cadence.workflows.logs import load_log
 >>> from cadence.policies.rules import RulesPolicy
 >>> shop = generate_shop(ShopConfig(customers=300, days=60, seed=1), tempfile.mkdtemp() + "/s")
 >>> log = load_log(shop)
@@ -107,7 +107,7 @@ def evaluate(
     Parameters
     ----------
     log
-        From :func:`load_log`.
+        From :func:`cadence.workflows.logs.load_log`.
     policies
         Name → deterministic :class:`~cadence.contract.actions.Policy`. The
         logging policy is always added first, as ``"logging"``.

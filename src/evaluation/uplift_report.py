@@ -12,7 +12,7 @@ Examples
 --------
 >>> import tempfile
 >>> from cadence.synthetic import ShopConfig, generate_shop
->>> from cadence.features.logged import load_log
+>>> from cadence.workflows.logs import load_log
 >>> log = load_log(generate_shop(ShopConfig(customers=2000, days=120, seed=1), tempfile.mkdtemp() + "/s"))
 >>> table, curves = uplift_report(log, learners=("t",), min_rows=200)
 >>> {"stage", "learner", "qini", "auuc", "uplift_at_30"} <= set(table.columns)

@@ -1,9 +1,11 @@
 """One feature code path, two engines: Ibis expressions run on DuckDB or Spark.
 
 Feature functions take Ibis tables and return Ibis expressions; this module
-is the only place that knows which backend runs them. DuckDB (embedded,
-default) reads the Parquet files in place; Spark (``engine="spark"``, local
-mode by default, a cluster through ``spark_master``) reads the same files.
+is the only place that knows which backend runs them: DuckDB (embedded,
+default) or Spark (``engine="spark"``, local mode by default, a cluster
+through ``spark_master``). Either reads a data directory's Parquet files in
+place when the workflow layer hands them over
+(:func:`cadence.workflows.features.load_tables`).
 :func:`execute` normalises what each backend returns (UTC timestamps, column
 order, row order, float rounding) so results compare equal across engines.
 
@@ -24,7 +26,6 @@ import os
 import sys
 import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from pathlib import Path
 from typing import Any, Literal
 
 import duckdb
@@ -33,7 +34,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from cadence.data.io import PathLike, table_path
+from cadence.data.io import PathLike
 
 Engine = Literal["duckdb", "spark"]
 ENGINES: tuple[str, ...] = ("duckdb", "spark")
@@ -108,32 +109,6 @@ def spark_session(spark_master: str | None = None) -> Any:
 def engine_name(con: Any) -> str:
     """``"duckdb"`` or ``"spark"`` for a backend made by :func:`connect`."""
     return "spark" if con.name == "pyspark" else con.name
-
-
-def load_tables(con: Any, data_dir: PathLike, tables: Sequence[str]) -> dict[str, ibis.Table]:
-    """Register the data directory's Parquet tables with the backend, by name.
-
-    CSV tables are read through pandas (with the contract's types) and
-    uploaded; Parquet files and folders are read in place by the engine.
-    Missing tables raise ``FileNotFoundError`` naming them.
-    """
-    from cadence.data.io import read_table
-
-    out: dict[str, ibis.Table] = {}
-    missing = []
-    for name in tables:
-        p = table_path(data_dir, name)
-        if p is None:
-            missing.append(name)
-            continue
-        if p.suffix == ".csv":
-            out[name] = register(con, {name: read_table(p, name)})[name]
-        else:
-            src = str(p / "*.parquet") if p.is_dir() else str(p)
-            out[name] = con.read_parquet(src, table_name=name)
-    if missing:
-        raise FileNotFoundError(f"{Path(data_dir)}: no table {', '.join(missing)}")
-    return out
 
 
 def register(con: Any, frames: Mapping[str, pd.DataFrame]) -> dict[str, ibis.Table]:
@@ -241,8 +216,7 @@ def write_parquet(con: Any, expr: ibis.Table, path: PathLike, sort_by: Sequence[
     if engine_name(con) == "duckdb":
         sql = _sorted_sql(expr, sort_by)
         target = str(path).replace("'", "''")
-        con.raw_sql(f"COPY ({sql}) TO '{target}' (FORMAT parquet, COMPRESSION zstd)")
-        return int(pq.ParquetFile(path).metadata.num_rows)
+        return int(con.raw_sql(f"COPY ({sql}) TO '{target}' (FORMAT parquet, COMPRESSION zstd)").fetchone()[0])
     table = to_arrow(con, round_floats(expr), sort_by)
     pq.write_table(table, path, **PARQUET_OPTIONS)  # type: ignore[arg-type]
     return int(table.num_rows)
@@ -466,7 +440,7 @@ def as_of_literal(as_of: pd.Timestamp | dt.datetime | str) -> ibis.Scalar:
     return ibis.literal(utc_timestamp(as_of).to_pydatetime(), type="timestamp('UTC')")
 
 
-__all__ = ["connect", "engine_name", "load_tables", "register", "execute", "normalise", "to_arrow", "fetch_arrow",
+__all__ = ["connect", "engine_name", "register", "execute", "normalise", "to_arrow", "fetch_arrow",
            "write_parquet", "cache",
            "write_parquet_parts",
            "duckdb_sql",

@@ -18,11 +18,16 @@ evaluation judges:
   (:data:`METRICS`): opened, clicked, converted, and net revenue (order
   revenue less the incentive's cost).
 
+Reading the tables from a data directory is the workflow layer's job
+(:func:`cadence.workflows.logs.load_log`); this module takes tables.
+
 Examples
 --------
 >>> import tempfile
+>>> from cadence.data.io import read_tables
 >>> from cadence.synthetic import ShopConfig, generate_shop
->>> log = load_log(generate_shop(ShopConfig(customers=200, days=40, seed=1), tempfile.mkdtemp() + "/s"))
+>>> t = read_tables(generate_shop(ShopConfig(customers=200, days=40, seed=1), tempfile.mkdtemp() + "/s"))
+>>> log = log_from_tables(t["messages"], t["customers"], t["orders"])
 >>> log.n == len(log.candidates) == len(log.rewards)
 True
 >>> list(log.rewards.columns) == list(METRICS)
@@ -32,7 +37,6 @@ True
 from __future__ import annotations
 
 import functools
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -41,7 +45,6 @@ import pandas as pd
 from cadence.contract.actions import ACTION_NAMES, N_ACTIONS, encode_actions
 from cadence.contract.triggers import INCENTIVE_COST_FIXED, INCENTIVE_PERCENT
 from cadence.data.bandit import LoggedBandit
-from cadence.data.io import PathLike, read_table, table_paths
 from cadence.features.decision_context import (
     MESSAGE_CONTEXT,
     OPT_IN_COLUMNS,
@@ -234,30 +237,6 @@ def one_hot(codes: np.ndarray) -> np.ndarray:
     dist = np.zeros((len(codes), N_ACTIONS), np.float32)
     dist[np.arange(len(codes)), codes] = 1.0
     return dist
-
-
-
-#: Columns :func:`load_log` leaves unread: large, and no part of a decision's context, action or outcome.
-LOG_SKIP_COLUMNS: dict[str, tuple[str, ...]] = {
-    "messages": ("message_id", "items", "policy_id"), "customers": ("email", "name"), "orders": ("order_id",)}
-
-
-def _log_table(path: Path, table: str) -> pd.DataFrame:
-    if path.suffix == ".csv":
-        return read_table(path, table)
-    import pyarrow.dataset as ds
-
-    names = ds.dataset(path, format="parquet").schema.names
-    return read_table(path, table, columns=[c for c in names if c not in LOG_SKIP_COLUMNS.get(table, ())])
-
-
-def load_log(data_dir: PathLike) -> LoggedBandit:
-    """Read ``messages`` and ``customers`` from a data directory into a :class:`LoggedBandit`.
-
-    Only the columns a logged decision needs are read (not :data:`LOG_SKIP_COLUMNS`).
-    """
-    t = {n: _log_table(path, n) for n, path in table_paths(data_dir, ["messages", "customers", "orders"]).items()}
-    return log_from_tables(t["messages"], t["customers"], t.get("orders"))
 
 
 def log_from_tables(messages: pd.DataFrame, customers: pd.DataFrame,

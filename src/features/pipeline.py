@@ -1,15 +1,15 @@
-"""``build_features``: customer features and trigger candidates as of a cutoff, written atomically.
+"""``feature_tables``: customer features and trigger candidates as of a cutoff, from tables on one engine.
 
-Validates the input against the data contract first (so bad data stops with
-the validation message, not an error deep in SQL), runs the feature
-expressions on the chosen engine and writes ``customer_features.parquet``
-and ``trigger_candidates.parquet`` into the output folder in one atomic swap.
+The two feature tables ``cadence features`` writes, as Ibis expressions over
+the contract tables on DuckDB or Spark (:mod:`cadence.features.engine`).
 Each trigger candidate carries its decision context as of its own
 ``eligible_at`` (:mod:`cadence.features.decision_context`: time zone,
 opt-ins, ``sends_7d``, ``orders_90d``, ``days_since_order``), the same
 definition the logged messages get, so a policy scores the file as written.
 (Like every float the pipeline writes, ``days_since_order`` is rounded to
 :data:`cadence.features.engine.FLOAT_DECIMALS` places in the file.)
+Reading a data directory, validating it and writing the files atomically
+is the workflow :func:`cadence.workflows.features.build_features`.
 
 On DuckDB a large shop is run in customer buckets: contiguous customer-id
 ranges of about :data:`EVENTS_PER_BUCKET` events each, one after another,
@@ -27,131 +27,108 @@ Spark partitions the work itself and always runs one pass.
 
 Examples
 --------
->>> # build_features("data/raw/demo-shop", "2025-10-01", "data/processed/features-2025-10-01")
+>>> import tempfile
+>>> from cadence.data.io import read_tables
+>>> from cadence.features.engine import connect, execute, register
+>>> from cadence.synthetic import ShopConfig, generate_shop
+>>> shop = generate_shop(ShopConfig(customers=100, days=30, seed=1), tempfile.mkdtemp() + "/s")
+>>> con = connect()
+>>> ft = feature_tables(con, register(con, read_tables(shop)), "2025-01-20")
+>>> cands = execute(con, next(ft.parts("trigger_candidates")), sort_by=ft.sort_by["trigger_candidates"])
+>>> bool((cands["eligible_at"] < ft.as_of).all())
+True
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import ibis
 import pandas as pd
 
 from cadence.contract.triggers import TriggerRules
-from cadence.data.io import PathLike, atomic_path, list_tables
-from cadence.features.engine import (
-    Engine,
-    connect,
-    engine_name,
-    fetch_arrow,
-    utc_timestamp,
-    write_parquet,
-    write_parquet_parts,
-)
+from cadence.features.engine import engine_name, fetch_arrow, utc_timestamp
 
 OUTPUTS: tuple[str, ...] = ("customer_features", "trigger_candidates")
 #: Events per customer bucket on DuckDB (the 1,000,000-customer shop: 5 buckets, 3.2 GB peak).
 EVENTS_PER_BUCKET = 8_000_000
 
+Build = Callable[[Mapping[str, ibis.Table]], ibis.Table]
 
-@dataclass
-class FeatureRun:
-    """What :func:`build_features` wrote and how long each part took."""
 
-    out_dir: Path
+@dataclass(frozen=True)
+class FeatureTables:
+    """Both feature tables (:data:`OUTPUTS`) as Ibis expressions on one backend, built bucket by bucket.
+
+    ``ranges`` are the customer buckets' id ranges (``[(None, None)]``: one
+    pass); :meth:`parts` builds an output's expression for each bucket, in
+    customer order, only when it is asked for (a bucket's cached tables live
+    as long as its expression), and ``sort_by`` is the output's row order.
+    """
+
+    con: Any
     as_of: pd.Timestamp
-    engine: str
-    rows: dict[str, int] = field(default_factory=dict)
-    seconds: dict[str, float] = field(default_factory=dict)
-    buckets: int = 1
+    ranges: tuple[tuple[str | None, str | None], ...]
+    sort_by: Mapping[str, tuple[str, ...]]
+    tables: Mapping[str, ibis.Table] = field(repr=False)
+    builds: Mapping[str, Build] = field(repr=False)
+
+    def parts(self, name: str) -> Iterator[ibis.Table]:
+        """The expressions of output ``name``, one per customer bucket, each built when the next is asked for."""
+        if name not in self.builds:
+            raise ValueError(f"output: {name!r} is not one of {OUTPUTS}")
+        for lo, hi in self.ranges:
+            yield self.builds[name](in_range(self.tables, lo, hi))
 
 
-def build_features(data_dir: PathLike, as_of: str | pd.Timestamp, out_dir: PathLike, *,
-                   engine: Engine = "duckdb", since: str | pd.Timestamp | None = None,
-                   rules: TriggerRules | None = None, validate: bool = True,
-                   spark_master: str | None = None, repurchase_days: pd.DataFrame | None = None,
-                   buckets: int | None = None, progress: bool = False) -> FeatureRun:
-    """Compute both feature tables for ``data_dir`` as of ``as_of`` and write them to ``out_dir``.
+def feature_tables(con: Any, tables: Mapping[str, ibis.Table], as_of: str | pd.Timestamp, *,
+                   since: str | pd.Timestamp | None = None, rules: TriggerRules | None = None,
+                   repurchase_days: pd.DataFrame | None = None, buckets: int | None = None) -> FeatureTables:
+    """Customer features and trigger candidates (with their decision context) of ``tables`` as of ``as_of``.
 
     Parameters
     ----------
-    data_dir
-        A data directory of contract tables.
+    con
+        The backend the tables are on (:func:`cadence.features.engine.connect`).
+    tables
+        The contract tables by name, on ``con``.
     as_of
         The cutoff (required): nothing at or after it is read. Naive values are UTC.
-    out_dir
-        Folder for ``customer_features.parquet`` and ``trigger_candidates.parquet``
-        (replaced as a whole, atomically).
-    engine
-        ``"duckdb"`` (default) or ``"spark"``; both give identical tables.
     since
         Only trigger candidates eligible at or after this (all history by default).
-    validate
-        Check the whole contract first (reads every table into memory; turn
-        off only for data validated upstream, e.g. at benchmark scale).
     repurchase_days
         Repurchase intervals from a fitted model (``product_id``, ``interval_days``).
     buckets
-        Customer buckets run one after another (DuckDB only; by default one
-        per :data:`EVENTS_PER_BUCKET` events). The output does not depend on it.
-    progress
-        Show a progress bar: one step per output and customer bucket.
+        Customer buckets (DuckDB only; by default one per
+        :data:`EVENTS_PER_BUCKET` events). The tables do not depend on it.
+        With more than one, ``buy_again``'s typical repurchase interval is
+        computed here, once over the whole shop.
     """
-    from tqdm.auto import tqdm
-
-    from cadence.data.validate import check_dir
     from cadence.features.customer import customer_features
     from cadence.features.decision_context import with_decision_context
-    from cadence.features.engine import load_tables
     from cadence.features.triggers import trigger_candidates, typical_repurchase_days
 
     cutoff = utc_timestamp(as_of)
-    run = FeatureRun(Path(out_dir), cutoff, engine)
-    t0 = time.perf_counter()
-    if validate:
-        check_dir(data_dir)
-        run.seconds["validate"] = time.perf_counter() - t0
-    con = connect(engine, spark_master=spark_master)
-    tables = load_tables(con, data_dir, list(list_tables(data_dir)))
     rules = rules or TriggerRules()
-    ranges = customer_ranges(con, tables, buckets)
-    run.buckets = len(ranges)
+    ranges = tuple(customer_ranges(con, tables, buckets))
     typical = None
     if len(ranges) > 1:  # buy_again's fallback interval is the one input that mixes customers
         expr = typical_repurchase_days(tables, cutoff, rules)
         # Not to_arrow: rounding the intervals could move buy_again's times by a second.
         typical = None if expr is None else fetch_arrow(con, expr).to_pandas()
-    Build = Callable[[Mapping[str, ibis.Table]], ibis.Table]
 
-    def parts(build: Build) -> Iterator[ibis.Table]:
-        for lo, hi in ranges:
-            yield build(in_range(tables, lo, hi))
-            bar.update()  # the part has been written when the writer asks for the next one
-
-    def write(name: str, build: Build, sort_by: list[str]) -> None:
-        t0 = time.perf_counter()
-        bar.set_description(name)
-        path = tmp / f"{name}.parquet"
-        if len(ranges) == 1:
-            run.rows[name] = write_parquet(con, build(tables), path, sort_by)
-            bar.update()
-        else:
-            run.rows[name] = write_parquet_parts(con, parts(build), path, sort_by)
-        run.seconds[name] = time.perf_counter() - t0
-
-    with tqdm(total=len(OUTPUTS) * len(ranges), desc="features", unit="part", disable=not progress) as bar, \
-            atomic_path(out_dir) as tmp:
-        tmp.mkdir()
-        write("customer_features", lambda t: customer_features(t, cutoff, rules=rules), ["customer_id"])
+    def candidates(t: Mapping[str, ibis.Table]) -> ibis.Table:
         # Each candidate carries its decision context as of its own eligible_at (what a policy scores).
-        write("trigger_candidates", lambda t: with_decision_context(trigger_candidates(
-            con, t, cutoff, rules=rules, since=since, repurchase_days=repurchase_days, typical_days=typical),
-            t, at="eligible_at"), ["customer_id", "eligible_at", "stage"])
-    return run
+        return with_decision_context(trigger_candidates(con, t, cutoff, rules=rules, since=since,
+                                                        repurchase_days=repurchase_days, typical_days=typical),
+                                     t, at="eligible_at")
+
+    builds: dict[str, Build] = {"customer_features": lambda t: customer_features(t, cutoff, rules=rules),
+                                "trigger_candidates": candidates}
+    sort_by = {"customer_features": ("customer_id",), "trigger_candidates": ("customer_id", "eligible_at", "stage")}
+    return FeatureTables(con, cutoff, ranges, sort_by, tables, builds)
 
 
 def customer_ranges(con: Any, tables: Mapping[str, ibis.Table],
@@ -163,7 +140,7 @@ def customer_ranges(con: Any, tables: Mapping[str, ibis.Table],
     range has no lower end and the last no upper end, so every id falls in
     exactly one.
 
-    >>> from cadence.features.engine import register
+    >>> from cadence.features.engine import connect, register
     >>> con = connect()
     >>> t = register(con, {"customers": pd.DataFrame({"customer_id": list("abcdef")})})
     >>> customer_ranges(con, t, buckets=3)

@@ -509,7 +509,7 @@ def duckdb_tables(frames: Mapping[str, pd.DataFrame]) -> tuple[Any, dict[str, ib
     """In-memory tables on a new embedded DuckDB: ``(backend, tables)`` for the functions above.
 
     For tables already in pandas (a fit, a test); data directories are read
-    in place with :func:`cadence.features.engine.load_tables`.
+    in place with :func:`cadence.workflows.features.load_tables`.
 
     Examples
     --------

@@ -15,9 +15,10 @@ the engine as a table.
 
 Examples
 --------
->>> from cadence.features.engine import connect, load_tables, execute
+>>> from cadence.features.engine import connect, execute
+>>> from cadence.workflows.features import load_tables  # a data directory's tables, read in place
 >>> # con = connect(); t = load_tables(con, "data/raw/demo-shop", TABLES_USED)
->>> # execute(con, trigger_candidates(t, "2025-07-01"))
+>>> # execute(con, trigger_candidates(con, t, "2025-07-01"))
 """
 
 from __future__ import annotations

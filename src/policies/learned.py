@@ -59,7 +59,7 @@ Examples
 --------
 >>> import tempfile
 >>> from cadence.synthetic import ShopConfig, generate_shop
->>> from cadence.features.logged import load_log
+>>> from cadence.workflows.logs import load_log
 >>> shop = generate_shop(ShopConfig(customers=2000, days=120, seed=2), tempfile.mkdtemp() + "/s")
 >>> pol = UpliftPolicy(min_rows=100).fit(load_log(shop))
 >>> "cart_abandon" in pol.stages_ and "order_status" not in pol.stages_

@@ -59,14 +59,16 @@ def sequence_section(data_dir: Any, seq: Sequence) -> tuple[pd.DataFrame | None,
     """The report's sequence section: the step-lift table (None when the log cannot support it),
     a sentence saying which, and the sequence drawn with the counts through each step."""
     from cadence.simulation.sequences import sequence_lift, sequence_paths, sequence_table
+    from cadence.workflows.logs import log_tables
 
+    tables = log_tables(data_dir)
     try:
-        table, note = sequence_table(sequence_lift(data_dir, seq)), (
+        table, note = sequence_table(sequence_lift(tables, seq)), (
             "Lift per trigger of each step, from the randomised follow-ups in the log (95% intervals, "
             "clustered by customer).")
     except ValueError as e:
         table, note = None, f"Not estimated: {e}."
-    return table, note, sequence_figure(seq, sequence_paths(data_dir, seq))
+    return table, note, sequence_figure(seq, sequence_paths(tables, seq))
 
 
 def send_time_section(data_dir: Any, holdout_days: float = 90.0) -> dict[str, Any]:

@@ -23,16 +23,19 @@ lifts and 95% intervals, by three estimators, each labelled:
 
 Customers are independent, so the walk is partitioned by customer: across
 processes in-process (default) or with Spark's ``mapInPandas`` for large
-histories; both give identical decisions. Given a data directory instead of
-a loaded log, :func:`replay_decisions` reads the log partition by partition
-(customer hash buckets of about a million triggers, split from the Parquet
-files in one pass), so memory stays bounded by the partition, not the shop.
+histories; both give identical decisions. :func:`replay_parts` walks a log
+handed over in customer partitions instead of whole: each partition is
+loaded by a callable in the process that walks it, so memory stays bounded
+by the partition, not the shop. Reading a data directory that way (customer
+hash buckets of about :data:`PART_ROWS` triggers, split from the Parquet
+files in one pass) is the workflow layer's
+:func:`cadence.workflows.logs.replay_log`.
 
 Examples
 --------
 >>> import tempfile
 >>> from cadence.synthetic import ShopConfig, generate_shop
->>> from cadence.features.logged import load_log
+>>> from cadence.workflows.logs import load_log
 >>> from cadence.policies.orchestrator import OrchestratedPolicy, OrchestratorConfig
 >>> from cadence.policies.rules import RulesPolicy
 >>> log = load_log(generate_shop(ShopConfig(customers=300, days=60, seed=1), tempfile.mkdtemp() + "/s"))
@@ -44,10 +47,9 @@ True
 from __future__ import annotations
 
 import os
-import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
@@ -57,11 +59,10 @@ from tqdm.auto import tqdm
 from cadence.contract.actions import N_ACTIONS, Policy, delay_choices, encode_actions
 from cadence.contract.clock import epoch_seconds
 from cadence.data.bandit import LoggedBandit
-from cadence.data.io import PathLike, table_path
 from cadence.evaluation.compare import compare
 from cadence.evaluation.estimators import ON_POLICY, SNIPS, DirectMethod, DoublyRobust
 from cadence.features.decision_context import SENDS_WINDOW_DAYS
-from cadence.features.logged import LOG_SKIP_COLUMNS, first_steps, log_from_tables
+from cadence.features.logged import first_steps, log_from_tables
 from cadence.features.send_history import SendHistory
 from cadence.models.response import ResponseModel
 
@@ -72,7 +73,9 @@ _DAY = 86_400
 #: policies): a live call's fixed cost (tens of ms for a learned policy) would dominate them.
 _TABLE_ROUND = 1_000
 #: Triggers per partition: more partitions than workers when the log is larger (bounded memory).
-_PART_ROWS = 1_000_000
+PART_ROWS = 1_000_000
+#: The columns of a replayed send log with no rows.
+_DECISION_COLUMNS = ["action", "channel", "delay_minutes", "incentive", "propensity", "sends_7d"]
 
 
 def _walk(candidates: pd.DataFrame, policy: Policy, seed: int) -> pd.DataFrame:
@@ -113,17 +116,31 @@ def _walk(candidates: pd.DataFrame, policy: Policy, seed: int) -> pd.DataFrame:
         dec["sends_7d"] = sends_7d
         parts.append(dec)
     if not parts:
-        return pd.DataFrame(columns=["action", "channel", "delay_minutes", "incentive", "propensity", "sends_7d"])
+        return pd.DataFrame(columns=_DECISION_COLUMNS)
     return pd.concat(parts).loc[candidates.index]
 
 
-def _bucket(customer_id: np.ndarray, n: int) -> np.ndarray:
-    """Each row's partition: a stable hash of the customer id, modulo ``n``."""
+def customer_partition(customer_id: np.ndarray, n: int) -> np.ndarray:
+    """Each row's partition of ``n``: a stable hash of its customer id (text), so a customer's rows share one.
+
+    >>> p = customer_partition(np.array(["a", "b", "a"]), 4)
+    >>> bool(p[0] == p[2]) and bool(((0 <= p) & (p < 4)).all())
+    True
+    """
     return (pd.util.hash_array(np.asarray(customer_id, dtype=object)) % n).astype(np.int64)
 
 
+def partition_count(rows: int, workers: int) -> int:
+    """Partitions of a log of ``rows`` rows: one per worker, more when a partition would pass :data:`PART_ROWS`.
+
+    >>> partition_count(10, 2), partition_count(2_500_000, 2)
+    (2, 3)
+    """
+    return max(workers, -(-rows // PART_ROWS))
+
+
 def _partitions(candidates: pd.DataFrame, n: int) -> Iterator[pd.DataFrame]:
-    part = _bucket(candidates["customer_id"].astype(str).to_numpy(), n)
+    part = customer_partition(candidates["customer_id"].astype(str).to_numpy(), n)
     for p in range(n):
         yield candidates[part == p]
 
@@ -132,7 +149,7 @@ def _walk_star(args: tuple[pd.DataFrame, Policy, int]) -> pd.DataFrame:
     return _walk(*args)
 
 
-def replay_decisions(log: LoggedBandit | PathLike, policy: Policy, *, engine: Engine = "process",
+def replay_decisions(log: LoggedBandit, policy: Policy, *, engine: Engine = "process",
                      workers: int | None = None, seed: int = 0, progress: bool = False,
                      spark: Any = None) -> pd.DataFrame:
     """The counterfactual send log: one decision per logged trigger (rows in log order).
@@ -140,27 +157,20 @@ def replay_decisions(log: LoggedBandit | PathLike, policy: Policy, *, engine: En
     Columns: the policy's decision columns (plus ``reason``/``send_at`` when
     orchestrated) and ``sends_7d``, the replayed messages in the 7 days
     before each trigger. Partitioned by customer (``workers`` processes, all
-    cores by default; or Spark); a log of more than a million triggers is
-    walked in more partitions than workers.
-
-    ``log`` may also be a data directory (Parquet tables): it is then read
-    partition by partition, never whole, and the rows are those of
-    :func:`~cadence.evaluation.offline.load_log` on it (index ``0..n-1``).
+    cores by default; or Spark); a log of more than :data:`PART_ROWS`
+    triggers is walked in more partitions than workers. A log too large to
+    load whole goes to :func:`replay_parts` in partitions instead.
     """
     if not isinstance(log, LoggedBandit):
-        if engine == "process" and _parquet_log(log):
-            return _replay_dir(Path(log), policy, workers or os.cpu_count() or 1, seed, progress)
-        from cadence.features.logged import load_log
-
-        log = load_log(log)
+        raise TypeError(f"log: expected a LoggedBandit, got {type(log).__name__} "
+                        "(a data directory is replayed by cadence.workflows.logs.replay_log)")
     cands = log.candidates.drop(columns=["sends_7d"], errors="ignore")
     if engine == "spark":
         return _replay_spark(cands, policy, seed, spark, workers or 4)
     if engine != "process":
         raise ValueError(f"engine: expected 'process' or 'spark', got {engine!r}")
     workers = workers or os.cpu_count() or 1
-    n_parts = max(workers, -(-len(cands) // _PART_ROWS))
-    parts = [p for p in _partitions(cands, n_parts) if len(p)]
+    parts = [p for p in _partitions(cands, partition_count(len(cands), workers)) if len(p)]
     if workers == 1 or len(parts) <= 1:
         out = [_walk(p, policy, seed) for p in tqdm(parts, desc="replay", disable=not progress)]
     else:
@@ -170,103 +180,76 @@ def replay_decisions(log: LoggedBandit | PathLike, policy: Policy, *, engine: En
     return pd.concat(out).loc[cands.index] if out else _walk(cands, policy, seed)
 
 
-_LOG_TABLES = ("messages", "customers", "orders")
+@dataclass(frozen=True)
+class LogPart:
+    """One customer partition of a messages log, as :func:`replay_parts` walks it.
 
-
-def _parquet_log(data_dir: PathLike) -> bool:
-    paths = [table_path(data_dir, t) for t in _LOG_TABLES]
-    return all(p is not None and p.suffix != ".csv" for p in paths)
-
-
-def _split_log(data_dir: Path, parts: int, out: Path) -> int:
-    """Write each log table's rows to ``out/<table>-<p>.arrow`` by customer bucket; returns the messages rows.
-
-    One streaming pass per table (Arrow batches, only the columns the log
-    needs); messages get ``_row``, their row number in the table.
+    ``messages`` holds every row of the partition's customers (follow-ups
+    too, in log order), ``customers`` and ``orders`` their rows (empty
+    frames when they have none), and ``rows`` each message's row number in
+    the whole ``messages`` table, which orders the result. Every row of a
+    customer must be in one partition: their history is walked whole.
     """
-    import pyarrow as pa
-    import pyarrow.dataset as ds
 
-    n_rows = 0
-    for table in _LOG_TABLES:
-        data = ds.dataset(table_path(data_dir, table), format="parquet")
-        cols = [c for c in data.schema.names if c not in LOG_SKIP_COLUMNS.get(table, ())]
-        writers: dict[int, Any] = {}
-        row = 0
-        opts = pa.ipc.IpcWriteOptions(compression="lz4")
-        for batch in data.to_batches(columns=cols, batch_size=1 << 19):
-            if batch.num_rows == 0:
-                continue
-            batch = batch.replace_schema_metadata(None)
-            if table == "messages":
-                batch = batch.append_column("_row", pa.array(np.arange(row, row + batch.num_rows)))
-            row += batch.num_rows
-            b = _bucket(batch.column("customer_id").to_numpy(zero_copy_only=False), parts)
-            order = np.argsort(b, kind="stable")
-            ends = np.cumsum(np.bincount(b, minlength=parts))
-            batch = batch.take(pa.array(order))
-            for p in np.flatnonzero(np.bincount(b, minlength=parts)):
-                if p not in writers:
-                    writers[p] = pa.ipc.new_file(str(out / f"{table}-{p}.arrow"), batch.schema, options=opts)
-                lo = 0 if p == 0 else int(ends[p - 1])
-                writers[p].write_batch(batch.slice(lo, int(ends[p]) - lo))
-        for w in writers.values():
-            w.close()
-        if table == "messages":
-            n_rows = row
-    return n_rows
+    messages: pd.DataFrame
+    customers: pd.DataFrame
+    orders: pd.DataFrame
+    rows: np.ndarray
 
 
-def _read_part(folder: Path, table: str, p: int) -> pd.DataFrame | None:
-    import pyarrow as pa
-
-    path = folder / f"{table}-{p}.arrow"
-    if not path.exists():
-        return None
-    with pa.memory_map(str(path)) as src:
-        return pa.ipc.open_file(src).read_all().to_pandas()
-
-
-def _replay_part(args: tuple[Path, int, Policy, int]) -> pd.DataFrame:
-    """One partition's log, read from the split and walked; indexed by the messages row."""
-    folder, p, policy, seed = args
-    msgs = _read_part(folder, "messages", p)
-    if msgs is None:
+def _replay_part(args: tuple[Callable[[], LogPart | None], Policy, int]) -> pd.DataFrame:
+    """One partition, loaded (in this process) and walked; indexed by the messages row."""
+    load, policy, seed = args
+    part = load()
+    if part is None:
         return pd.DataFrame()
-    customers = _read_part(folder, "customers", p)
-    orders = _read_part(folder, "orders", p)
-    if customers is None:
-        customers = pd.DataFrame({"customer_id": pd.Series([], dtype=object)})
-    if orders is None:
-        orders = pd.DataFrame({"customer_id": pd.Series([], dtype=object),
-                               "ts": pd.Series([], dtype="datetime64[us, UTC]")})
-    rows = msgs.pop("_row").to_numpy()
-    log = log_from_tables(msgs, customers, orders)
-    rows = rows[first_steps(msgs.reset_index(drop=True)).index.to_numpy()]  # a trigger's first decision is its row
+    log = log_from_tables(part.messages, part.customers, part.orders)
+    rows = np.asarray(part.rows)[first_steps(part.messages.reset_index(drop=True)).index.to_numpy()]
     cands = log.candidates.drop(columns=["sends_7d"], errors="ignore").set_axis(pd.Index(rows), axis=0)
     return _walk(cands, policy, seed)
 
 
-def _replay_dir(data_dir: Path, policy: Policy, workers: int, seed: int, progress: bool) -> pd.DataFrame:
-    """:func:`replay_decisions` on a data directory, read and walked partition by partition."""
-    import pyarrow.dataset as ds
+def replay_parts(parts: Sequence[Callable[[], LogPart | None]], policy: Policy, *, workers: int | None = None,
+                 seed: int = 0, progress: bool = False) -> pd.DataFrame:
+    """:func:`replay_decisions` on a log handed over in customer partitions, never whole.
 
-    n = ds.dataset(table_path(data_dir, "messages"), format="parquet").count_rows()
-    n_parts = max(workers, -(-n // _PART_ROWS))
-    with tempfile.TemporaryDirectory(prefix="cadence-replay-") as tmp:
-        folder = Path(tmp)
-        _split_log(data_dir, n_parts, folder)
-        tasks = [(folder, p, policy, seed) for p in range(n_parts)]
-        if workers == 1:
-            out = [_replay_part(a) for a in tqdm(tasks, desc="replay", disable=not progress)]
-        else:
-            with ProcessPoolExecutor(max_workers=min(workers, n_parts)) as ex:
-                out = list(tqdm(ex.map(_replay_part, tasks), total=n_parts, desc="replay", disable=not progress))
+    Each element of ``parts`` loads one partition (a :class:`LogPart`, or
+    ``None`` when it holds no messages) and is called in the process that
+    walks it, so with ``workers`` > 1 it must pickle (a module-level
+    function, or a ``functools.partial`` of one) and only the partition
+    being walked is in memory. The rows are the log's first steps (as
+    :func:`~cadence.features.logged.log_from_tables` makes them), ordered by
+    their row in ``messages``, with index ``0..n-1``; the decisions are
+    those :func:`replay_decisions` makes on the log loaded whole when the
+    partitions are the same.
+
+    >>> from functools import partial
+    >>> from cadence.policies.rules import RulesPolicy
+    >>> ts = lambda *s: pd.to_datetime(list(s), utc=True)
+    >>> m = pd.DataFrame({"customer_id": ["a", "b"], "stage": ["cart_abandon"] * 2,
+    ...     "triggered_at": ts("2025-01-01", "2025-01-02"), "sent_at": ts("2025-01-01 01:00", "2025-01-02 01:00"),
+    ...     "channel": ["email", "email"], "unsubscribed_at": ts(None, None), "action": ["send", "send"],
+    ...     "incentive": [None, None], "propensity": [0.5, 0.5], "opened_at": ts(None, None),
+    ...     "clicked_at": ts(None, None), "converted_order_id": [None, None], "revenue": [0.0, 0.0]})
+    >>> c = pd.DataFrame({"customer_id": ["a", "b"], "opt_in_email": [True, True]})
+    >>> o = pd.DataFrame({"customer_id": pd.Series([], dtype=object), "ts": ts()})
+    >>> def part(i):  # customer i's rows
+    ...     return LogPart(m.iloc[[i]], c.iloc[[i]], o, np.array([i]))
+    >>> replay_parts([partial(part, 1), partial(part, 0)], RulesPolicy(), workers=1)["action"].tolist()
+    ['send', 'send']
+    """
+    if not parts:
+        return pd.DataFrame(columns=_DECISION_COLUMNS)
+    workers = workers or os.cpu_count() or 1
+    tasks = [(load, policy, seed) for load in parts]
+    if workers == 1:
+        out = [_replay_part(a) for a in tqdm(tasks, desc="replay", disable=not progress)]
+    else:
+        with ProcessPoolExecutor(max_workers=min(workers, len(tasks))) as ex:
+            out = list(tqdm(ex.map(_replay_part, tasks), total=len(tasks), desc="replay", disable=not progress))
     out = [d for d in out if len(d)]
     if not out:
-        from cadence.features.logged import load_log
-
-        return replay_decisions(load_log(data_dir), policy, workers=1, seed=seed)
+        return pd.DataFrame(columns=_DECISION_COLUMNS)
     d = pd.concat(out)
     del out
     d = d.take(np.argsort(d.index.to_numpy(), kind="stable"))

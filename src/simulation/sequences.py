@@ -26,26 +26,31 @@ Written by hand: no maintained off-policy library handles a two-step
 decision with goal-dependent eligibility (Open Bandit Pipeline's slate and
 cascade estimators assume every position is shown).
 
+Both functions take the log's tables (``messages``, ``customers``,
+``orders``); :func:`cadence.workflows.logs.log_tables` reads them from a
+data directory.
+
 Examples
 --------
 >>> import tempfile
 >>> from cadence.synthetic import ShopConfig, generate_shop
 >>> from cadence.policies.sequences import CART_ABANDON
+>>> from cadence.workflows.logs import log_tables
 >>> shop = generate_shop(ShopConfig(customers=800, days=60, seed=3, logging_followup=0.5), tempfile.mkdtemp())
->>> t = sequence_lift(shop, CART_ABANDON, n_boot=50)
+>>> t = sequence_lift(log_tables(shop), CART_ABANDON, n_boot=50)
 >>> t["step"].tolist()
 ['first message (single vs hold)', 'follow-up (sequence vs single)']
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from cadence.contract.actions import Policy
-from cadence.data.io import read_tables
 from cadence.evaluation.intervals import Clusters, percentile_interval
 from cadence.features.logged import METRICS, first_steps, logged_candidates, logged_rewards
 from cadence.policies.sequences import Exit, Sequence, SequencePolicy, step_counts, walk_many
@@ -118,17 +123,28 @@ def version_weights(messages: pd.DataFrame, customers: pd.DataFrame, seq: Sequen
     return out, rewards
 
 
-def sequence_lift(data_dir: Any, seq: Sequence, *, metrics: tuple[str, ...] = ("conversion", "net_revenue"),
+def _log_tables(tables: Mapping[str, pd.DataFrame]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame | None]:
+    """``messages``, ``customers`` and ``orders`` (optional) of ``tables``; a missing one is named."""
+    missing = [n for n in ("messages", "customers") if n not in tables]
+    if missing:
+        raise ValueError(f"tables: no {' or '.join(missing)} table (a sequence is judged on the messages log)")
+    return tables["messages"], tables["customers"], tables.get("orders")
+
+
+def sequence_lift(tables: Mapping[str, pd.DataFrame], seq: Sequence, *,
+                  metrics: tuple[str, ...] = ("conversion", "net_revenue"),
                   n_boot: int = 500, alpha: float = 0.05, seed: int = 0) -> pd.DataFrame:
     """Lift of each step per trigger of ``seq.stage``, with customer-clustered bootstrap intervals.
 
-    Rows: ``first message (single vs hold)`` and ``follow-up (sequence vs
-    single)``; columns per metric: the estimate, its interval, and the
-    versions' values. Also in ``.attrs``: the triggers and how many matched
-    each version (the effective support).
+    ``tables`` are the log's ``messages`` and ``customers`` (required) and
+    ``orders`` (the decision context's order counts). Rows: ``first message
+    (single vs hold)`` and ``follow-up (sequence vs single)``; columns per
+    metric: the estimate, its interval, and the versions' values. Also in
+    ``.attrs``: the triggers and how many matched each version (the
+    effective support).
     """
-    t = read_tables(data_dir, ["messages", "customers", "orders"])
-    w, rewards = version_weights(t["messages"], t["customers"], seq, t.get("orders"))
+    messages, customers, orders = _log_tables(tables)
+    w, rewards = version_weights(messages, customers, seq, orders)
     for m in metrics:
         if m not in METRICS:
             raise ValueError(f"metric {m!r} is not one of {METRICS}")
@@ -176,16 +192,17 @@ def sequence_table(lift: pd.DataFrame, metrics: tuple[str, ...] = ("conversion",
     return out
 
 
-def sequence_paths(data_dir: Any, seq: Sequence, seed: int = 0) -> pd.DataFrame:
+def sequence_paths(tables: Mapping[str, pd.DataFrame], seq: Sequence, seed: int = 0) -> pd.DataFrame:
     """Replay ``seq`` over the logged triggers of its stage: every trigger walks the sequence with
     what was known at each step (its opt-ins then, and the customer's orders up to each goal
     check), giving :func:`~cadence.policies.sequences.step_counts` — how many triggers passed
-    each step — for :func:`~cadence.policies.sequences.sequence_figure`.
+    each step — for :func:`~cadence.policies.sequences.sequence_figure`. ``tables`` as for
+    :func:`sequence_lift`.
     """
-    t = read_tables(data_dir, ["messages", "customers", "orders"])
-    messages = t["messages"]
+    messages, customers, orders = _log_tables(tables)
     firsts = first_steps(messages).reset_index(drop=True)
     firsts = firsts[firsts["stage"] == seq.stage].reset_index(drop=True)
-    cands = logged_candidates(firsts, t["customers"], t.get("orders"), history=messages)
-    orders = t.get("orders", pd.DataFrame({"customer_id": [], "ts": []}))
+    cands = logged_candidates(firsts, customers, orders, history=messages)
+    if orders is None:
+        orders = pd.DataFrame({"customer_id": [], "ts": []})
     return step_counts(seq, walk_many(seq, cands, orders, seed=seed).attrs["paths"])

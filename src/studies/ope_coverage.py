@@ -30,9 +30,10 @@ from tqdm.auto import tqdm
 from cadence.contract.actions import Policy
 from cadence.data.bandit import LoggedBandit
 from cadence.evaluation.offline import evaluate
-from cadence.features.logged import METRICS, load_log
+from cadence.features.logged import METRICS
 from cadence.synthetic.config import ShopConfig
 from cadence.synthetic.world import generate_shop, simulate_truth
+from cadence.workflows.logs import load_log
 
 PolicyFactory = Callable[[LoggedBandit], Policy]
 

@@ -30,6 +30,7 @@ from cadence.studies.ope_coverage import true_values
 from cadence.synthetic.config import ShopConfig
 from cadence.synthetic.logging_policy import RandomizedLoggingPolicy
 from cadence.synthetic.world import generate_shop
+from cadence.workflows.logs import log_tables
 
 _STEPS = {label: (a, b) for label, a, b in STEP_PAIRS}
 
@@ -49,7 +50,7 @@ def sequence_coverage(seq: Sequence, seeds: Iterable[int], *, customers: int = 1
         for seed in tqdm(seeds, desc="seeds", disable=not progress):
             cfg = ShopConfig(customers=customers, days=days, seed=seed, logging_followup=followup)
             shop = generate_shop(cfg, Path(tmp) / f"s{seed}")
-            est = sequence_lift(shop, seq, n_boot=n_boot, seed=seed)
+            est = sequence_lift(log_tables(shop), seq, n_boot=n_boot, seed=seed)
             truth = true_versions(seq, cfg)
             for r in est.itertuples(index=False):
                 a, b = _STEPS[str(r.step)]

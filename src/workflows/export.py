@@ -81,9 +81,10 @@ from cadence.deployment.export import (
     policy_family,
     policy_params,
 )
-from cadence.deployment.registry import POLICIES_DIR, build_policy, needs_fit
+from cadence.deployment.registry import build_policy, needs_fit
 from cadence.policies.sequences import DEFAULT_SEQUENCES, Sequence
 from cadence.workflows import tracking
+from cadence.workflows.policies import POLICIES_DIR
 from cadence.workflows.tracking import using_tracking
 
 
@@ -187,7 +188,7 @@ def export_policy(
         input_example,
         model_signature,
     )
-    from cadence.features.logged import load_log
+    from cadence.workflows.logs import load_log
 
     if not 0.0 <= epsilon < 1.0:
         raise ValueError(f"epsilon: expected a probability in [0, 1), got {epsilon}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, TypedDict
 
 import numpy as np
@@ -11,14 +12,20 @@ import pandas as pd
 from cadence.contract.actions import LOGGING, Policy
 from cadence.data.bandit import split_customers
 from cadence.data.io import PathLike
-from cadence.deployment.registry import POLICIES_DIR, build_policy, needs_fit
+from cadence.deployment.registry import build_policy, needs_fit
 from cadence.evaluation.estimators import OffPolicyEstimator
 from cadence.models.send_time import SendTimeModel
 from cadence.policies.orchestrator import OrchestratedPolicy, OrchestratorConfig
 from cadence.policies.send_time import SendTimePolicy
 from cadence.simulation.replay import Engine, simulate
+from cadence.workflows.logs import load_log
 from cadence.workflows.send_time import fit_send_time
 from cadence.workflows.splits import holdout_cutoff
+
+#: Where ``cadence tune`` saves policies and the commands look them up by default: ``data/processed/policies``
+#: under the current directory (ignored by git, like other derived data). Library functions take the folder
+#: explicitly (:mod:`cadence.deployment.registry`); the workflows default to this one.
+POLICIES_DIR = Path("data/processed/policies")
 
 
 def evaluate_named(data_dir: PathLike, names: list[str], *, metrics: tuple[str, ...] | None = None,
@@ -34,7 +41,7 @@ def evaluate_named(data_dir: PathLike, names: list[str], *, metrics: tuple[str, 
     :func:`~cadence.evaluation.offline.evaluate`).
     """
     from cadence.evaluation.offline import evaluate
-    from cadence.features.logged import METRICS, load_log
+    from cadence.features.logged import METRICS
 
     names = [n for n in dict.fromkeys(names) if n != LOGGING]
     log = load_log(data_dir)
@@ -51,17 +58,14 @@ def evaluate_named(data_dir: PathLike, names: list[str], *, metrics: tuple[str, 
 
 def simulate_named(data_dir: Any, policy: str, baseline: str = LOGGING, *,
                    config: OrchestratorConfig | None = None, engine: Engine = "process", workers: int | None = None,
-                   seed: int = 0, progress: bool = False, policies_dir: Any = None) -> dict[str, Any]:
+                   seed: int = 0, progress: bool = False, policies_dir: PathLike | None = None) -> dict[str, Any]:
     """``cadence simulate``: replay named policies (each behind the orchestrator) on a data directory.
 
     Policies that learn are fitted on half of the customers and every
     replay runs on the other half, as in ``cadence evaluate``. The
     orchestrator gets the shop's orders, for goal suppression.
     """
-    from cadence.data.bandit import split_customers
     from cadence.data.io import read_tables
-    from cadence.deployment.registry import POLICIES_DIR, build_policy, needs_fit
-    from cadence.features.logged import load_log
 
     log = load_log(data_dir)
     orders = read_tables(data_dir, ["orders"]).get("orders")
@@ -114,7 +118,6 @@ def judge_send_time(data_dir: PathLike, *, holdout_days: float = 90.0, seed: int
     ``estimates`` and ``as_of``.
     """
     from cadence.evaluation.offline import evaluate
-    from cadence.features.logged import load_log
     from cadence.policies.rules import RulesPolicy
 
     log = load_log(data_dir)

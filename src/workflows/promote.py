@@ -145,7 +145,7 @@ def promote(
     from cadence.data.bandit import split_customers
     from cadence.data.io import fingerprint
     from cadence.evaluation.estimators import ON_POLICY
-    from cadence.features.logged import load_log
+    from cadence.workflows.logs import load_log
 
     uri = tracking.tracking_uri(tracking_uri)
     client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)

@@ -16,8 +16,9 @@ from typing import Any
 
 from cadence.data.io import PathLike
 from cadence.features.engagement import send_time_frames
-from cadence.features.engine import Engine, connect, load_tables
+from cadence.features.engine import Engine, connect
 from cadence.models.send_time import SendTimeModel
+from cadence.workflows.features import load_tables
 
 
 def fit_send_time(data_dir: PathLike, as_of: Any, *, engine: Engine = "duckdb", **params: Any) -> SendTimeModel:

@@ -21,13 +21,14 @@ import numpy as np
 
 from cadence.data.bandit import split_customers
 from cadence.data.io import PathLike
-from cadence.deployment.registry import FAMILIES, POLICIES_DIR, save_policy
+from cadence.deployment.registry import FAMILIES, save_policy
 from cadence.deployment.tuning import SPACES, weekly_sends
 from cadence.evaluation.compare import compare
 from cadence.evaluation.estimators import DoublyRobust
 from cadence.evaluation.offline import target_codes
-from cadence.features.logged import load_log
 from cadence.models.response import ResponseModel
+from cadence.workflows.logs import load_log
+from cadence.workflows.policies import POLICIES_DIR
 
 
 def tune_policy(

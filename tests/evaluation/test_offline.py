@@ -11,10 +11,11 @@ import pytest
 from cadence.data.io import read_tables
 from cadence.deployment.registry import build_policy, load_policy_spec, save_policy
 from cadence.evaluation.offline import evaluate, summary_table, target_codes
-from cadence.features.logged import load_log, log_from_tables
+from cadence.features.logged import log_from_tables
 from cadence.policies.rules import RulesPolicy
 from cadence.synthetic import ShopConfig, generate_shop
-from cadence.workflows.policies import evaluate_named
+from cadence.workflows.logs import load_log
+from cadence.workflows.policies import POLICIES_DIR, evaluate_named
 
 
 @pytest.fixture(scope="module")
@@ -77,18 +78,27 @@ def test_stochastic_policies_are_refused(shop: Path) -> None:
         target_codes(RandomizedLoggingPolicy(), log.candidates)
 
 
-def test_saved_policies_by_name(tmp_path: Path, shop: Path) -> None:
-    save_policy("pct", "rules", {"incentive": "percent_code"}, policies_dir=tmp_path, meta={"why": "test"})
-    assert load_policy_spec("pct", tmp_path)["meta"] == {"why": "test"}
-    assert build_policy("pct", None, policies_dir=tmp_path) == RulesPolicy(incentive="percent_code")
+def test_saved_policies_by_name(tmp_path: Path, shop: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = tmp_path / "data" / "processed" / "policies"
+    save_policy("pct", "rules", {"incentive": "percent_code"}, policies_dir=folder, meta={"why": "test"})
+    assert load_policy_spec("pct", folder)["meta"] == {"why": "test"}
+    assert build_policy("pct", None, policies_dir=folder) == RulesPolicy(incentive="percent_code")
     assert build_policy("logging", None) is None
     with pytest.raises(ValueError, match="unknown policy 'nope'.*saved are pct"):
-        build_policy("nope", None, policies_dir=tmp_path)
+        build_policy("nope", None, policies_dir=folder)
+    # The library has no default folder: without one only the built-in names exist.
+    with pytest.raises(ValueError, match="unknown policy 'pct'.*none saved yet"):
+        build_policy("pct", None)
+    with pytest.raises(TypeError, match="policies_dir"):
+        save_policy("pct2", "rules", {})  # type: ignore[call-arg]
     with pytest.raises(ValueError, match="is built in"):
-        save_policy("rules", "rules", {}, policies_dir=tmp_path)
+        save_policy("rules", "rules", {}, policies_dir=folder)
     with pytest.raises(TypeError):
-        save_policy("bad", "rules", {"colour": "red"}, policies_dir=tmp_path)
-    assert not (tmp_path / "bad.json").exists()
-    df = evaluate_named(shop, ["pct", "rules"], metrics=("conversion",), policies_dir=tmp_path)
+        save_policy("bad", "rules", {"colour": "red"}, policies_dir=folder)
+    assert not (folder / "bad.json").exists()
+    # The commands' default folder is data/processed/policies under the current directory.
+    assert POLICIES_DIR == Path("data/processed/policies")
+    monkeypatch.chdir(tmp_path)
+    df = evaluate_named(shop, ["pct", "rules"], metrics=("conversion",))
     assert df.attrs["rows_fitted"] == 0 and sorted(df["policy"].unique()) == ["logging", "pct", "rules"]
     assert np.isfinite(df["value"]).all()

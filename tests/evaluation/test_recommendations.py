@@ -17,7 +17,7 @@ from cadence.evaluation.recommendations import (
     ranking_metrics,
     time_split,
 )
-from cadence.features.engine import connect, load_tables
+from cadence.features.engine import connect
 from cadence.models.recommenders import (
     BlendRecommender,
     CooccurrenceRecommender,
@@ -26,6 +26,7 @@ from cadence.models.recommenders import (
     RecentlyViewedRecommender,
 )
 from cadence.synthetic import ShopConfig, generate_shop
+from cadence.workflows.features import load_tables
 
 
 def test_metrics_by_hand() -> None:

@@ -17,8 +17,8 @@ import pytest
 
 from cadence.data.bandit import split_customers
 from cadence.deployment.registry import build_policy
-from cadence.features.logged import load_log
 from cadence.policies.rules import RulesPolicy
+from cadence.workflows.logs import load_log
 from cadence.workflows.tracking import using_tracking
 
 DECISION = ["action", "channel", "delay_minutes", "incentive"]

@@ -22,9 +22,9 @@ from cadence.data.io import fingerprint
 from cadence.deployment.export import TABLES
 from cadence.deployment.promotion import estimate_served
 from cadence.deployment.serving import PolicyModel
-from cadence.features.logged import load_log
 from cadence.policies.rules import RulesPolicy
 from cadence.workflows.export import export_policy
+from cadence.workflows.logs import load_log
 from cadence.workflows.promote import promote
 
 

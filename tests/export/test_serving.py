@@ -25,8 +25,8 @@ from cadence.deployment.serving import (
     valid_actions,
 )
 from cadence.features.context import context_features
-from cadence.features.logged import load_log
 from cadence.policies.rules import RulesPolicy
+from cadence.workflows.logs import load_log
 
 DROP = "<absent>"  # as in conftest.bad_rows: the column is left out
 

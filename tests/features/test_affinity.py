@@ -13,7 +13,8 @@ from sklearn.exceptions import NotFittedError
 from sklearn.utils._param_validation import InvalidParameterError
 
 from cadence.features.affinity import SearchMatcher, baskets, cooccurrence
-from cadence.features.engine import execute, load_tables, register
+from cadence.features.engine import execute, register
+from cadence.workflows.features import load_tables
 
 AS_OF = pd.Timestamp("2025-03-01T00:00Z")
 

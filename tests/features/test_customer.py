@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 
 from cadence.contract.triggers import TriggerRules
 from cadence.features.customer import customer_features, feature_columns
-from cadence.features.engine import execute, load_tables, register
+from cadence.features.engine import execute, register
+from cadence.workflows.features import load_tables
 
 AS_OF = pd.Timestamp("2025-03-01T00:00Z")
 FEATURE_TABLES = ("customers", "orders", "order_items", "events", "messages", "products")

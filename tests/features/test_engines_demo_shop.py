@@ -9,8 +9,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from cadence.features.customer import feature_columns
-from cadence.features.pipeline import build_features
 from cadence.synthetic import ShopConfig, generate_shop
+from cadence.workflows.features import build_features
 
 
 @pytest.fixture(scope="module")

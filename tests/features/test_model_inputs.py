@@ -19,9 +19,9 @@ from cadence.data.io import read_tables
 from cadence.features import purchases as P
 from cadence.features.customer import customer_features
 from cadence.features.engagement import send_time_frames
-from cadence.features.engine import load_tables
 from cadence.models.btyd import BetaGeoModel
 from cadence.workflows import fitting
+from cadence.workflows.features import load_tables
 
 AS_OF = pd.Timestamp("2025-04-01", tz="UTC")  # the small shop runs to 2025-04-30
 TABLES = ["orders", "order_items", "messages", "customers", "events"]

@@ -1,6 +1,6 @@
 """One feature layer: a trigger's decision context is defined once and read the same way everywhere (issue 21).
 
-The policy context of a logged message (:func:`cadence.features.logged.load_log`) is what the feature
+The policy context of a logged message (:func:`cadence.workflows.logs.load_log`) is what the feature
 layer (:mod:`cadence.features.decision_context`) computes for the same trigger and cutoff, on DuckDB and
 Spark; the trigger candidates ``build_features`` writes carry the same context; the context is point in
 time; and the online send counter the replay and orchestrator use agrees with the batch definition.
@@ -18,11 +18,11 @@ import pytest
 from cadence.contract.clock import epoch_seconds
 from cadence.data.io import read_tables
 from cadence.features.decision_context import CONTEXT_COLUMNS, fetch_context, with_decision_context
-from cadence.features.engine import FLOAT_DECIMALS, connect, load_tables
+from cadence.features.engine import FLOAT_DECIMALS, connect
 from cadence.features.logged import first_steps, log_from_tables, logged_candidates
-from cadence.features.pipeline import build_features
 from cadence.features.send_history import SendHistory
 from cadence.synthetic import ShopConfig, generate_shop
+from cadence.workflows.features import build_features, load_tables
 
 CONTEXT = list(CONTEXT_COLUMNS)
 AS_OF = "2025-03-01"  # the shop below ends 2025-02-28

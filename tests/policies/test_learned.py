@@ -11,11 +11,11 @@ import pytest
 from cadence.contract.actions import check_decisions
 from cadence.data.io import read_tables
 from cadence.evaluation.uplift_report import uplift_report
-from cadence.features.logged import load_log
 from cadence.policies.learned import UpliftPolicy
 from cadence.policies.rules import RulesPolicy
 from cadence.studies.ope_coverage import true_values
 from cadence.synthetic import ShopConfig, generate_shop, load_truth
+from cadence.workflows.logs import load_log
 
 
 @pytest.fixture(scope="module")

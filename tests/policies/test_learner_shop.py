@@ -10,11 +10,11 @@ import pytest
 
 from cadence.contract.actions import N_ACTIONS, check_decisions, encode_actions
 from cadence.contract.triggers import INCENTIVE_STAGES, TRANSACTIONAL_STAGES
-from cadence.features.logged import load_log
 from cadence.policies.learned import UpliftPolicy, allowed_actions, shop_context
 from cadence.policies.learner import PolicyLearner
 from cadence.policies.rules import RulesPolicy, opt_in_matrix
 from cadence.synthetic import ShopConfig, generate_shop
+from cadence.workflows.logs import load_log
 
 
 @pytest.fixture(scope="module")

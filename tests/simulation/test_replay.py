@@ -6,13 +6,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cadence.features.logged import load_log
 from cadence.features.send_history import SendHistory
 from cadence.policies.orchestrator import OrchestratedPolicy, OrchestratorConfig
 from cadence.policies.rules import RulesPolicy
 from cadence.simulation.replay import TABLE_METRICS, replay_decisions, simulate
 from cadence.studies.ope_coverage import replay_coverage
 from cadence.synthetic import ShopConfig, generate_shop
+from cadence.workflows.logs import load_log, replay_log
 
 
 def capped() -> OrchestratedPolicy:
@@ -57,9 +57,14 @@ def test_a_data_directory_is_replayed_partition_by_partition_with_the_same_decis
     from cadence.simulation import replay
 
     whole = replay_decisions(log, capped(), workers=workers)
-    monkeypatch.setattr(replay, "_PART_ROWS", log.n // 5)  # several partitions per worker
-    parts = replay_decisions(shop, capped(), workers=workers)
+    monkeypatch.setattr(replay, "PART_ROWS", log.n // 5)  # several partitions per worker
+    parts = replay_log(shop, capped(), workers=workers)
     pd.testing.assert_frame_equal(parts, whole)
+
+
+def test_a_data_directory_is_replayed_by_the_workflow_not_the_library(shop) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(TypeError, match="LoggedBandit.*cadence.workflows.logs.replay_log"):
+        replay_decisions(shop, capped())
 
 
 def test_before_after_table(log) -> None:  # type: ignore[no-untyped-def]

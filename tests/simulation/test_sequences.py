@@ -13,6 +13,7 @@ from cadence.policies.sequences import CART_ABANDON
 from cadence.simulation.sequences import sequence_lift
 from cadence.studies.sequences import coverage_table, sequence_coverage
 from cadence.synthetic import ShopConfig, generate_shop
+from cadence.workflows.logs import log_tables
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +63,9 @@ def test_follow_up_opens_match_the_true_probabilities(shop: Path) -> None:
 def test_a_log_without_follow_ups_is_refused_plainly(tmp_path: Path) -> None:
     plain = generate_shop(ShopConfig(customers=300, days=40, seed=1), tmp_path / "plain")
     with pytest.raises(ValueError, match=r"messages: no follow-up rows \(step 2\); .* randomised it"):
-        sequence_lift(plain, CART_ABANDON)
+        sequence_lift(log_tables(plain), CART_ABANDON)
+    with pytest.raises(ValueError, match="tables: no customers table"):
+        sequence_lift({"messages": log_tables(plain)["messages"]}, CART_ABANDON)
 
 
 @pytest.mark.slow

@@ -1,0 +1,168 @@
+"""A data directory's messages log: read whole (:func:`load_log`) or in customer partitions for the replay (:func:`replay_log`).
+
+The path-reading edge of :mod:`cadence.features.logged` (the log from
+tables) and :mod:`cadence.simulation.replay` (the walk, whole or by
+partition). Only the columns a logged decision needs are read
+(:data:`LOG_SKIP_COLUMNS` are left on disk).
+
+Examples
+--------
+>>> import tempfile
+>>> from cadence.synthetic import ShopConfig, generate_shop
+>>> log = load_log(generate_shop(ShopConfig(customers=200, days=40, seed=1), tempfile.mkdtemp() + "/s"))
+>>> log.n == len(log.candidates) == len(log.rewards)
+True
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from cadence.contract.actions import Policy
+from cadence.data.bandit import LoggedBandit
+from cadence.data.io import PathLike, read_table, table_path, table_paths
+from cadence.features.logged import log_from_tables
+
+if TYPE_CHECKING:  # the replay (and the models it imports) loads only when a replay runs
+    from cadence.simulation.replay import Engine, LogPart
+
+#: The tables a log is built from.
+LOG_TABLES: tuple[str, ...] = ("messages", "customers", "orders")
+#: Columns the log readers leave unread: large, and no part of a decision's context, action or outcome.
+LOG_SKIP_COLUMNS: dict[str, tuple[str, ...]] = {
+    "messages": ("message_id", "items", "policy_id"), "customers": ("email", "name"), "orders": ("order_id",)}
+
+
+def _read_log_table(path: Path, table: str) -> pd.DataFrame:
+    if path.suffix == ".csv":
+        return read_table(path, table)
+    import pyarrow.dataset as ds
+
+    names = ds.dataset(path, format="parquet").schema.names
+    return read_table(path, table, columns=[c for c in names if c not in LOG_SKIP_COLUMNS.get(table, ())])
+
+
+def log_tables(data_dir: PathLike) -> dict[str, pd.DataFrame]:
+    """The :data:`LOG_TABLES` of a data directory, without :data:`LOG_SKIP_COLUMNS`.
+
+    What :func:`~cadence.features.logged.log_from_tables`,
+    :func:`~cadence.simulation.sequences.sequence_lift` and
+    :func:`~cadence.simulation.sequences.sequence_paths` take. A missing
+    table raises :class:`~cadence.data.io.DataDirError`, naming it.
+    """
+    return {name: _read_log_table(path, name) for name, path in table_paths(data_dir, list(LOG_TABLES)).items()}
+
+
+def load_log(data_dir: PathLike) -> LoggedBandit:
+    """A data directory's messages log as a :class:`~cadence.data.bandit.LoggedBandit` (tables of :func:`log_tables`)."""
+    t = log_tables(data_dir)
+    return log_from_tables(t["messages"], t["customers"], t["orders"])
+
+
+def replay_log(data_dir: PathLike, policy: Policy, *, engine: Engine = "process", workers: int | None = None,
+               seed: int = 0, progress: bool = False, spark: Any = None) -> pd.DataFrame:
+    """:func:`~cadence.simulation.replay.replay_decisions` on a data directory's log, rows ``0..n-1`` as :func:`load_log`'s.
+
+    With Parquet ``messages``, ``customers`` and ``orders`` (and the
+    in-process engine) the log is never loaded whole: one streaming pass
+    splits each table by customer hash
+    (:func:`~cadence.simulation.replay.customer_partition`, the partitions
+    the in-memory walk uses) into a temporary folder, and each worker reads
+    and walks one partition (:func:`~cadence.simulation.replay.replay_parts`).
+    Otherwise the log is loaded whole. The decisions are the same either way.
+    """
+    from cadence.simulation.replay import partition_count, replay_decisions, replay_parts
+
+    paths = [table_path(data_dir, t) for t in LOG_TABLES]
+    if engine != "process" or not all(p is not None and p.suffix != ".csv" for p in paths):
+        return replay_decisions(load_log(data_dir), policy, engine=engine, workers=workers, seed=seed,
+                                progress=progress, spark=spark)
+    workers = workers or os.cpu_count() or 1
+    import pyarrow.dataset as ds
+
+    n = ds.dataset(table_path(data_dir, "messages"), format="parquet").count_rows()
+    n_parts = partition_count(n, workers)
+    with tempfile.TemporaryDirectory(prefix="cadence-replay-") as tmp:
+        folder = Path(tmp)
+        split_log(data_dir, n_parts, folder)
+        loads = [functools.partial(read_log_part, folder, p) for p in range(n_parts)]
+        return replay_parts(loads, policy, workers=workers, seed=seed, progress=progress)
+
+
+def split_log(data_dir: PathLike, parts: int, out: Path) -> int:
+    """Write each log table's rows to ``out/<table>-<p>.arrow`` by customer partition; return the messages rows.
+
+    One streaming pass per table (Arrow batches, only the columns the log
+    needs); messages get ``_row``, their row number in the table.
+    """
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+
+    from cadence.simulation.replay import customer_partition
+
+    n_rows = 0
+    for table in LOG_TABLES:
+        data = ds.dataset(table_path(data_dir, table), format="parquet")
+        cols = [c for c in data.schema.names if c not in LOG_SKIP_COLUMNS.get(table, ())]
+        writers: dict[int, Any] = {}
+        row = 0
+        opts = pa.ipc.IpcWriteOptions(compression="lz4")
+        for batch in data.to_batches(columns=cols, batch_size=1 << 19):
+            if batch.num_rows == 0:
+                continue
+            batch = batch.replace_schema_metadata(None)
+            if table == "messages":
+                batch = batch.append_column("_row", pa.array(np.arange(row, row + batch.num_rows)))
+            row += batch.num_rows
+            b = customer_partition(batch.column("customer_id").to_numpy(zero_copy_only=False), parts)
+            order = np.argsort(b, kind="stable")
+            ends = np.cumsum(np.bincount(b, minlength=parts))
+            batch = batch.take(pa.array(order))
+            for p in np.flatnonzero(np.bincount(b, minlength=parts)):
+                if p not in writers:
+                    writers[p] = pa.ipc.new_file(str(out / f"{table}-{p}.arrow"), batch.schema, options=opts)
+                lo = 0 if p == 0 else int(ends[p - 1])
+                writers[p].write_batch(batch.slice(lo, int(ends[p]) - lo))
+        for w in writers.values():
+            w.close()
+        if table == "messages":
+            n_rows = row
+    return n_rows
+
+
+def _read_split(folder: Path, table: str, p: int) -> pd.DataFrame | None:
+    import pyarrow as pa
+
+    path = folder / f"{table}-{p}.arrow"
+    if not path.exists():
+        return None
+    with pa.memory_map(str(path)) as src:
+        return pa.ipc.open_file(src).read_all().to_pandas()
+
+
+def read_log_part(folder: Path, p: int) -> LogPart | None:
+    """Partition ``p`` of a log :func:`split_log` wrote to ``folder``; ``None`` when it has no messages."""
+    from cadence.simulation.replay import LogPart
+
+    msgs = _read_split(folder, "messages", p)
+    if msgs is None:
+        return None
+    customers = _read_split(folder, "customers", p)
+    orders = _read_split(folder, "orders", p)
+    if customers is None:
+        customers = pd.DataFrame({"customer_id": pd.Series([], dtype=object)})
+    if orders is None:
+        orders = pd.DataFrame({"customer_id": pd.Series([], dtype=object),
+                               "ts": pd.Series([], dtype="datetime64[us, UTC]")})
+    rows = msgs.pop("_row").to_numpy()
+    return LogPart(msgs, customers, orders, rows)
+
+
+__all__ = ["LOG_SKIP_COLUMNS", "LOG_TABLES", "load_log", "log_tables", "read_log_part", "replay_log", "split_log"]
