@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 
 from cadence.contract.tables import CHANNELS, INCENTIVES
-from cadence.contract.triggers import ABANDON_STAGES
+from cadence.contract.triggers import ABANDON_STAGES, INCENTIVE_STAGES
 
 DECISION_COLUMNS: tuple[str, ...] = ("action", "channel", "delay_minutes", "incentive", "propensity")
 #: Optional decision columns planning one follow-up message after a send (a two-step
@@ -123,6 +123,39 @@ def decode_action(code: int) -> tuple[str, int, str] | None:
     ch, rest = divmod(code - 1, 3 * len(INCENTIVES))
     slot, inc = divmod(rest, len(INCENTIVES))
     return CHANNELS[ch], slot, INCENTIVES[inc]
+
+
+def _code_parts() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(channel, delay slot, incentive) index of every action code (-1 for hold)."""
+    parts = np.full((3, N_ACTIONS), -1, np.int64)
+    for code in range(1, N_ACTIONS):
+        ch, slot, inc = decode_action(code)  # type: ignore[misc]
+        parts[:, code] = CHANNELS.index(ch), slot, INCENTIVES.index(inc)
+    return parts[0], parts[1], parts[2]
+
+
+#: Channel, delay slot and incentive index of every action code (-1 for hold).
+CODE_CHANNEL, CODE_SLOT, CODE_INCENTIVE = _code_parts()
+
+
+def allowed_actions(stage: np.ndarray, opt_in: np.ndarray, incentives: bool = True) -> np.ndarray:
+    """``(n, N_ACTIONS)`` bool: hold, or an opted-in channel x the stage's delays x its incentives.
+
+    Incentives other than none only on :data:`~cadence.contract.triggers.INCENTIVE_STAGES`
+    (and not at all with ``incentives=False``): what the logging policy randomises over,
+    what the learned policy chooses among and what the served model may answer.
+
+    >>> a = allowed_actions(np.array(["birthday", "cart_abandon"]), np.array([[1, 0, 0, 0], [1, 1, 0, 0]], bool))
+    >>> a.sum(axis=1).tolist()  # 1 + 1 channel x 3 delays x 4 incentives; 1 + 2 x 3 x 1
+    [13, 7]
+    """
+    stage = np.asarray(stage).astype(str)
+    carries = np.isin(stage, list(INCENTIVE_STAGES)) & incentives
+    allowed = np.zeros((len(stage), N_ACTIONS), bool)
+    allowed[:, 0] = True
+    allowed[:, 1:] = np.asarray(opt_in, bool)[:, CODE_CHANNEL[1:]] & (
+        (CODE_INCENTIVE[1:] == 0)[None, :] | carries[:, None])
+    return allowed
 
 
 def _codes(values: pd.Series, vocab: tuple[str, ...], what: str) -> np.ndarray:

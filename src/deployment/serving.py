@@ -86,15 +86,15 @@ from mlflow.pyfunc import PythonModel
 from mlflow.types.schema import AnyType, ColSpec, DataType, Schema
 
 from cadence.contract.actions import (
-    N_ACTIONS,
     Policy,
+    allowed_actions,
     check_decisions,
     decode_action,
     delay_choices,
     encode_actions,
 )
 from cadence.contract.tables import CHANNELS, INCENTIVES, STAGES
-from cadence.contract.triggers import INCENTIVE_STAGES, TRANSACTIONAL_STAGES
+from cadence.contract.triggers import TRANSACTIONAL_STAGES
 from cadence.policies.rules import RulesPolicy, opt_in_matrix
 
 
@@ -197,40 +197,6 @@ def input_example() -> pd.DataFrame:
 
 
 
-def _code_parts() -> tuple[np.ndarray, np.ndarray]:
-    """(channel index, incentive index) of every action code (-1 for hold)."""
-    channel = np.full(N_ACTIONS, -1, np.int64)
-    incentive = np.full(N_ACTIONS, -1, np.int64)
-    for code in range(1, N_ACTIONS):
-        parts = decode_action(code)
-        assert parts is not None
-        channel[code], incentive[code] = CHANNELS.index(parts[0]), INCENTIVES.index(parts[2])
-    return channel, incentive
-
-
-_CODE_CHANNEL, _CODE_INCENTIVE = _code_parts()
-
-
-def valid_actions(stage: np.ndarray, opt_in: np.ndarray) -> np.ndarray:
-    """``(n, N_ACTIONS)`` bool: the actions a candidate may receive.
-
-    Hold, or a channel the customer is opted in to × each of the stage's
-    delay slots × the incentives its stage allows (none only, outside
-    :data:`~cadence.contract.triggers.INCENTIVE_STAGES`).
-
-    >>> v = valid_actions(np.array(["birthday", "cart_abandon"]), np.array([[1, 0, 0, 0], [1, 1, 0, 0]], bool))
-    >>> v.sum(axis=1).tolist()  # 1 + 1 channel x 3 delays x 4 incentives; 1 + 2 x 3 x 1
-    [13, 7]
-    """
-    stage = np.asarray(stage).astype(str)
-    opt_in = np.asarray(opt_in, bool)
-    incentives = np.isin(stage, list(INCENTIVE_STAGES))
-    valid = np.zeros((len(stage), N_ACTIONS), bool)
-    valid[:, 0] = True
-    valid[:, 1:] = opt_in[:, _CODE_CHANNEL[1:]] & ((_CODE_INCENTIVE[1:] == 0)[None, :] | incentives[:, None])
-    return valid
-
-
 def exploration_distribution(greedy: np.ndarray, valid: np.ndarray, epsilon: float,
                              explores: np.ndarray | None = None) -> np.ndarray:
     """``(n, N_ACTIONS)`` action probabilities of the epsilon-greedy policy.
@@ -239,7 +205,7 @@ def exploration_distribution(greedy: np.ndarray, valid: np.ndarray, epsilon: flo
     spread evenly over its ``valid`` actions; rows where ``explores`` is
     False keep all mass on the greedy action.
 
-    >>> d = exploration_distribution(np.array([1]), valid_actions(np.array(["cart_abandon"]),
+    >>> d = exploration_distribution(np.array([1]), allowed_actions(np.array(["cart_abandon"]),
     ...                              np.array([[1, 0, 0, 0]], bool)), 0.2)
     >>> [round(float(x), 3) for x in d[0, [0, 1, 5, 9]]], round(float(d.sum()), 12)  # hold, email x 3 delays
     ([0.05, 0.85, 0.05, 0.05], 1.0)
@@ -681,7 +647,7 @@ class PolicyModel(PythonModel):
         opt = opt_in_matrix(work)
         explores = ok & ~np.isin(stage.to_numpy(), list(TRANSACTIONAL_STAGES))
         return _Greedy(work, triggered, decisions, codes, held, reason, explores,
-                       valid_actions(stage.to_numpy(), opt))
+                       allowed_actions(stage.to_numpy(), opt))
 
     def action_distribution(self, candidates: pd.DataFrame) -> np.ndarray:
         """``(n, N_ACTIONS)`` probability of each action of :data:`~cadence.features.logged.ACTION_NAMES` per row.

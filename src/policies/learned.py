@@ -78,8 +78,12 @@ import pandas as pd
 
 from cadence.contract.actions import (
     ABANDON_DELAYS,
+    CODE_CHANNEL,
+    CODE_INCENTIVE,
+    CODE_SLOT,
     N_ACTIONS,
     OTHER_DELAYS,
+    allowed_actions,
     decode_action,
     delay_choices,
 )
@@ -100,33 +104,6 @@ from cadence.policies.rules import RulesPolicy, decisions_frame, opt_in_matrix
 Learner = Literal["s", "t", "x", "ct"]
 #: What :class:`UpliftPolicy` learns with: the policy learner (``"dr"``) or an uplift learner.
 Method = Literal["dr", "s", "t", "x", "ct"]
-
-
-def _code_parts() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(channel, delay slot, incentive) index of every action code (-1 for hold)."""
-    parts = np.full((3, N_ACTIONS), -1, np.int64)
-    for code in range(1, N_ACTIONS):
-        ch, slot, inc = decode_action(code)  # type: ignore[misc]
-        parts[:, code] = CHANNELS.index(ch), slot, INCENTIVES.index(inc)
-    return parts[0], parts[1], parts[2]
-
-
-CODE_CHANNEL, CODE_SLOT, CODE_INCENTIVE = _code_parts()
-
-
-def allowed_actions(stage: np.ndarray, opt_in: np.ndarray, incentives: bool = True) -> np.ndarray:
-    """``(n, N_ACTIONS)`` bool: hold, or an opted-in channel x the stage's delays x its incentives.
-
-    Incentives other than none only on :data:`~cadence.contract.triggers.INCENTIVE_STAGES`
-    (and not at all with ``incentives=False``); what the logging policy randomises over.
-    """
-    stage = np.asarray(stage).astype(str)
-    carries = np.isin(stage, list(INCENTIVE_STAGES)) & incentives
-    allowed = np.zeros((len(stage), N_ACTIONS), bool)
-    allowed[:, 0] = True
-    allowed[:, 1:] = np.asarray(opt_in, bool)[:, CODE_CHANNEL[1:]] & (
-        (CODE_INCENTIVE[1:] == 0)[None, :] | carries[:, None])
-    return allowed
 
 
 def shop_context(candidates: pd.DataFrame) -> pd.DataFrame:

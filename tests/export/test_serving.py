@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from mlflow.exceptions import MlflowException
 
-from cadence.contract.actions import delay_choices, encode_actions
+from cadence.contract.actions import allowed_actions, delay_choices, encode_actions
 from cadence.contract.tables import CHANNELS, STAGES
 from cadence.contract.triggers import INCENTIVE_STAGES, TRANSACTIONAL_STAGES
 from cadence.deployment.export import imported_packages, pickled_packages, pinned_requirements
@@ -22,7 +22,6 @@ from cadence.deployment.serving import (
     ServingInputError,
     input_example,
     model_signature,
-    valid_actions,
 )
 from cadence.features.context import context_features
 from cadence.policies.rules import RulesPolicy
@@ -189,7 +188,7 @@ def test_exploration_propensities(candidates: pd.DataFrame) -> None:
     dist = model.action_distribution(candidates)
     stage = candidates["stage"].to_numpy()
     opt = candidates[[f"opt_in_{c}" for c in CHANNELS]].to_numpy(bool)
-    valid = valid_actions(stage, opt)
+    valid = allowed_actions(stage, opt)
     # A distribution over the valid actions only, summing to one.
     np.testing.assert_allclose(dist.sum(axis=1), 1.0)
     assert (dist[~valid] == 0).all()
@@ -214,7 +213,7 @@ def test_exploration_propensities(candidates: pd.DataFrame) -> None:
 
 
 def test_valid_actions_follow_stage_and_opt_ins() -> None:
-    v = valid_actions(np.array(["birthday", "cart_abandon", "birthday"]),
+    v = allowed_actions(np.array(["birthday", "cart_abandon", "birthday"]),
                       np.array([[1, 1, 0, 0], [1, 1, 0, 0], [0, 0, 0, 0]], bool))
     assert v.sum(axis=1).tolist() == [1 + 2 * 3 * 4, 1 + 2 * 3 * 1, 1]
     assert "birthday" in INCENTIVE_STAGES and "cart_abandon" not in INCENTIVE_STAGES
