@@ -37,7 +37,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from cadence.contract.triggers import TriggerRules
-from cadence.data.io import PARQUET_OPTIONS, PathLike, atomic_path, list_tables, read_table, table_path
+from cadence.data.io import (
+    PARQUET_OPTIONS,
+    PathLike,
+    atomic_path,
+    list_tables,
+    read_table,
+    table_path,
+)
 from cadence.features.engine import Engine, connect, register, write_parquet, write_parquet_parts
 from cadence.features.pipeline import OUTPUTS, feature_tables
 from cadence.workflows.scores import SCORES_FILE, compute_scores
