@@ -3,8 +3,8 @@
 The wiring around :class:`cadence.models.scores.CustomerScorer`:
 
 * :func:`score_snapshots` scores customers at many times on tables already
-  on an engine (what a learned policy trains on), the models fitted once
-  at ``fit_at`` or refitted every ``refit_every`` times;
+  on an engine (what a learned policy trains on), the models fitted at
+  ``fit_at`` and refitted every ``refit_days`` (a quarter by default);
 * :func:`write_scores` reads a data directory, fits the models on the
   orders before ``as_of``, scores at ``as_of`` and writes
   ``customer_scores.parquet`` atomically next to the feature files
@@ -13,13 +13,11 @@ The wiring around :class:`cadence.models.scores.CustomerScorer`:
 
 Examples
 --------
->>> import tempfile
->>> from cadence.synthetic import ShopConfig, generate_shop
->>> d = tempfile.mkdtemp()
->>> shop = generate_shop(ShopConfig(customers=300, days=60, seed=1), d + "/shop")
->>> run = write_scores(shop, "2025-02-20", d + "/features")
->>> run.path.name, run.rows == len(pd.read_parquet(run.path))
-('customer_scores.parquet', True)
+A full run on a generated shop takes a few seconds, so the example here
+only shows where the scores go (``tests/test_cli_scores.py`` runs it):
+
+>>> SCORES_FILE
+'customer_scores.parquet'
 """
 
 from __future__ import annotations
@@ -51,6 +49,8 @@ from cadence.models.scores import CustomerScorer, ScoreInputError, ScoreWarning
 
 #: File name of the scores next to the feature files.
 SCORES_FILE = "customer_scores.parquet"
+#: Days between refits of :func:`score_snapshots` (a quarter: 13 weekly times).
+REFIT_DAYS = 91.0
 #: Tables the scores read (``order_items`` when the data has it).
 SCORE_INPUTS: tuple[str, ...] = ("orders", "order_items")
 
@@ -88,7 +88,7 @@ def _times(times: Sequence[Any]) -> list[pd.Timestamp]:
 
 
 def score_snapshots(con: Any, tables: Mapping[str, Any], times: Sequence[Any], *, fit_at: Any = None,
-                    refit_every: int | None = None, scorer: CustomerScorer | None = None) -> pd.DataFrame:
+                    refit_days: float | None = REFIT_DAYS, scorer: CustomerScorer | None = None) -> pd.DataFrame:
     """Customer scores at every time of ``times``, each from models fitted at or before it.
 
     Parameters
@@ -103,11 +103,16 @@ def score_snapshots(con: Any, tables: Mapping[str, Any], times: Sequence[Any], *
     fit_at : timestamp-like, optional
         Fit cutoff of the first (or only) fit; the first time by default.
         Must not be after the first time.
-    refit_every : int, optional
-        Refit the models at every ``refit_every``-th time (the block of times
-        from there on is scored by that fit). None: one fit at ``fit_at``.
-        Measured on the default shop (``benchmarks/bench_scores.py``): a fit
-        takes 4-11 s, scoring 52 weekly times ~12 s.
+    refit_days : float or None, default :data:`REFIT_DAYS` (91)
+        Refit the models at the first time ``refit_days`` or more after the
+        start of the current fit's block of times; that time and the ones
+        after it (until the next refit) are scored by a fit at that time.
+        None: one fit at ``fit_at`` for every time. The default refits each
+        quarter: a model fitted at the first of a year's weekly times knows
+        almost nothing (on the default shop, fitted on 2025-01-06, no product
+        has the three repurchase gaps an interval needs, so every
+        ``repurchase_due_days`` would be NaN), and four fits cost little more
+        than one (``benchmarks/bench_scores.py``, ``benchmarks/RESULTS.md``).
     scorer : CustomerScorer, optional
         The settings (it is cloned, not fitted in place); defaults.
 
@@ -119,30 +124,31 @@ def score_snapshots(con: Any, tables: Mapping[str, Any], times: Sequence[Any], *
 
     Examples
     --------
-    >>> import pandas as pd
-    >>> orders = pd.DataFrame({"order_id": list("012345678"), "revenue": [10.0] * 9,
-    ...     "customer_id": list("aaabbcccc"), "ts": pd.to_datetime(["2024-01-01", "2024-01-20", "2024-02-10",
-    ...     "2024-01-05", "2024-03-01", "2024-01-10", "2024-01-30", "2024-02-20", "2024-03-10"], utc=True)})
-    >>> items = pd.DataFrame({"order_id": list("012345678"), "product_id": ["p"] * 9})
-    >>> s = score_snapshots(connect(), {"orders": orders, "order_items": items}, ["2024-03-15", "2024-03-22"],
-    ...                     scorer=CustomerScorer(survival_family="weibull", count_model="bgnbd"))
-    >>> s.groupby("scored_at").size().tolist()
-    [3, 3]
+    A first fit after the first time would let later orders into earlier scores:
+
+    >>> score_snapshots(connect(), {}, ["2024-03-01", "2024-03-08"], fit_at="2024-03-05")
+    Traceback (most recent call last):
+    ...
+    ValueError: fit_at (2024-03-05 00:00:00+00:00) is after the first scoring time (2024-03-01 00:00:00+00:00): those scores would read later orders
     """
     ts = _times(times)
     first = ts[0] if fit_at is None else utc(fit_at, "fit_at")
     if first > ts[0]:
         raise ValueError(f"fit_at ({first}) is after the first scoring time ({ts[0]}): those scores would read "
                          "later orders")
-    if refit_every is not None and refit_every < 1:
-        raise ValueError(f"refit_every must be >= 1, got {refit_every}")
+    if refit_days is not None and not refit_days > 0:
+        raise ValueError(f"refit_days must be > 0 days, got {refit_days}")
     frames = {k: v for k, v in tables.items() if isinstance(v, pd.DataFrame)}
     t = {**tables, **register(con, frames)} if frames else dict(tables)
     template = scorer if scorer is not None else CustomerScorer()
-    step = len(ts) if refit_every is None else refit_every
+    blocks: list[list[pd.Timestamp]] = [[ts[0]]]
+    for when in ts[1:]:
+        if refit_days is not None and when - blocks[-1][0] >= pd.Timedelta(refit_days, "D"):
+            blocks.append([when])
+        else:
+            blocks[-1].append(when)
     parts = []
-    for i in range(0, len(ts), step):
-        block = ts[i:i + step]
+    for i, block in enumerate(blocks):
         model = clone(template).fit(t, as_of=first if i == 0 else block[0])
         parts.append(model.scores(t, block))
     return pd.concat(parts, ignore_index=True)
@@ -218,4 +224,4 @@ def write_scores(data_dir: PathLike, as_of: Any, out_dir: PathLike, *, engine: s
     return ScoresRun(path, cut, len(df), time.perf_counter() - t0, failures)
 
 
-__all__ = ["score_snapshots", "write_scores", "compute_scores", "ScoresRun", "SCORES_FILE", "SCORE_INPUTS"]
+__all__ = ["REFIT_DAYS", "score_snapshots", "write_scores", "compute_scores", "ScoresRun", "SCORES_FILE", "SCORE_INPUTS"]

@@ -155,11 +155,11 @@ def test_a_model_fitted_after_the_scoring_time_is_refused(tables: dict[str, pd.D
 def test_refits_are_each_honest(tables: dict[str, pd.DataFrame]) -> None:
     times = [AT + pd.Timedelta(7 * k, "D") for k in range(3)]
     con = connect()
-    got = score_snapshots(con, tables, times, fit_at=FIT_AT, refit_every=2, scorer=FAST)
+    got = score_snapshots(con, tables, times, fit_at=FIT_AT, refit_days=14, scorer=FAST)
     # The second block (the third time) is scored by a model fitted at that time, from its past only.
     alone = clone(FAST).fit(tables, as_of=times[2]).scores(tables, times[2])
     pd.testing.assert_frame_equal(got[got["scored_at"] == times[2]].reset_index(drop=True), alone, check_exact=True)
-    once = score_snapshots(con, tables, times[:2], fit_at=FIT_AT, scorer=FAST)
+    once = score_snapshots(con, tables, times[:2], fit_at=FIT_AT, refit_days=None, scorer=FAST)
     pd.testing.assert_frame_equal(got[got["scored_at"] < times[2]].reset_index(drop=True), once, check_exact=True)
     with pytest.raises(ValueError, match="fit_at .* is after the first scoring time"):
         score_snapshots(con, tables, times, fit_at=times[1])
