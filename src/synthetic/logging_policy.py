@@ -178,15 +178,36 @@ def choose_items(item_candidates: pd.Series, k: int, rng: np.random.Generator,
     import pyarrow.compute as pc
 
     n = len(item_candidates)
-    split = item_candidates.reset_index(drop=True).str.split(ITEMS_SEP, expand=True)
-    if not isinstance(split, pd.DataFrame) or split.shape[1] == 0:
-        split = pd.DataFrame(index=range(n))
-    cand = split.to_numpy(dtype=object)
-    valid = pd.notna(cand) if cand.size else np.zeros((n, 0), bool)
+    cand = split_items(item_candidates)
+    valid = pd.notna(cand)
     pos, prob = subset_positions(valid, k, rng.random((n, max(cand.shape[1], 1))))
-    cols = [pa.array(np.where(pos[:, j] >= 0, cand[np.arange(n), np.maximum(pos[:, j], 0)] if cand.size else None, None),
-                     pa.string()) for j in range(k)]
+    cols = [pa.array(np.where(pos[:, j] >= 0, cand[np.arange(n), np.maximum(pos[:, j], 0)], None)
+                     if cand.shape[1] else np.full(n, None), pa.string()) for j in range(k)]
     joined = pc.binary_join_element_wise(*cols, ITEMS_SEP, null_handling="skip").to_numpy(zero_copy_only=False)
-    has = rows & valid.any(axis=1) if cand.size else np.zeros(n, bool)
+    has = rows & valid.any(axis=1)
     items = np.where(has, joined, _NULL)
     return items, np.where(has, prob, np.nan)
+
+
+def split_items(items: pd.Series | np.ndarray) -> np.ndarray:
+    """``|``-joined product ids → (n, width) object array, left-aligned, None padded (empty ids dropped).
+
+    >>> split_items(pd.Series(["P1|P2", None, ""])).tolist()
+    [['P1', 'P2'], [None, None], [None, None]]
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    arr = pa.array(np.asarray(items, dtype=object), pa.string(), from_pandas=True)
+    lists = pc.split_pattern(arr, ITEMS_SEP)
+    flat = pc.list_flatten(lists)
+    length = pc.list_value_length(lists).fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
+    keep = pc.not_equal(flat, "")
+    row = np.repeat(np.arange(len(arr)), length)[keep.to_numpy(zero_copy_only=False)]
+    values = flat.filter(keep).to_numpy(zero_copy_only=False)
+    starts = np.searchsorted(row, np.arange(len(arr)))
+    col = np.arange(len(row)) - starts[row] if len(row) else np.zeros(0, np.int64)
+    width = int(col.max()) + 1 if len(col) else 0
+    out = np.full((len(arr), width), None, dtype=object)
+    out[row, col] = values
+    return out

@@ -52,7 +52,7 @@ from scipy.special import expit, ndtri
 
 from cadence.contract.actions import Policy, check_decisions
 from cadence.contract.clock import circular_hours
-from cadence.contract.tables import CHANNELS, INCENTIVES, ITEMS_SEP, STAGES
+from cadence.contract.tables import CHANNELS, INCENTIVES, STAGES
 from cadence.contract.triggers import ABANDON_STAGES, INCENTIVE_COST_FIXED, INCENTIVE_PERCENT, RECOMMENDATION_STAGES
 from cadence.synthetic.backbone import SEGMENT_NAMES, Backbone
 from cadence.synthetic.catalog import DAY, Catalog
@@ -195,7 +195,7 @@ def product_strings(products: np.ndarray, product_ids: np.ndarray) -> np.ndarray
         rows = np.flatnonzero(k == width)
         if len(rows) == 0:
             continue
-        cols = [pa.array(product_ids[products[rows, j]], pa.string()) for j in range(width)]
+        cols = [pa.array(np.asarray(product_ids, dtype=object)[products[rows, j]], pa.string()) for j in range(width)]
         joined = cols[0] if width == 1 else pc.binary_join_element_wise(*cols, "|")
         out[rows] = joined.to_numpy(zero_copy_only=False)
     return out
@@ -501,7 +501,7 @@ class _TasteState:
     """What run_messages needs in a shop with tastes: candidate sets, item uniforms, relevance."""
 
     def __init__(self, cfg: ShopConfig, cat: Catalog, bb: Backbone, chunk: int):
-        from cadence.synthetic.tastes import candidate_sets
+        from cadence.synthetic.tastes import candidate_sets, mass_table
 
         assert cfg.tastes is not None and bb.item_tastes is not None and bb.customer_tastes is not None
         self.cfg, self.cat, self.bb, self.spec = cfg, cat, bb, cfg.tastes
@@ -512,13 +512,15 @@ class _TasteState:
         self.u_items = rng.random((len(bb.trig_s), self.cand.shape[1]))
         self.u_buy = rng.random(len(bb.trig_s))
         self.index = pd.Index(cat.product_id)
+        self.table = mass_table(cfg, bb.item_tastes, bb.customer_tastes, cfg.start_s)
 
     def _parse(self, items: pd.Series, policy_id: str) -> np.ndarray:
-        split = items.reset_index(drop=True).str.split(ITEMS_SEP, expand=True)
-        if not isinstance(split, pd.DataFrame) or split.shape[1] == 0:
+        from cadence.synthetic.logging_policy import split_items
+
+        ids = split_items(items)
+        if ids.shape[1] == 0:
             return np.full((len(items), 1), -1, np.int64)
-        ids = split.to_numpy(dtype=object)
-        given = pd.notna(ids) & (ids != "")
+        given = pd.notna(ids)
         codes = np.full(ids.shape, -1, np.int64)
         codes[given] = self.index.get_indexer(ids[given].astype(str))
         bad = given & (codes < 0)
@@ -552,7 +554,7 @@ class _TasteState:
         r_i, c_i = np.nonzero(shown >= 0)
         rel = np.zeros(shown.shape)
         rel[r_i, c_i] = relevance(self.cfg, bb.item_tastes, bb.customer_tastes, bb.trig_cust[rows][r_i],  # type: ignore[arg-type]
-                                  shown[r_i, c_i], tau[r_i])
+                                  shown[r_i, c_i], tau[r_i], self.table)
         k = np.maximum((shown >= 0).sum(axis=1), 1)
         mean_rel = rel.sum(axis=1) / k
         item_shift[rows] = np.where(has, np.log1p(mean_rel) - np.log(2.0), 0.0)

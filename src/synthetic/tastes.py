@@ -170,10 +170,14 @@ def _scan(spec: Tastes, it: ItemTastes, ct: CustomerTastes, cust: np.ndarray, t:
         lo_q = np.searchsorted(sorted_cust, cb[0], side="left")
         hi_q = np.searchsorted(sorted_cust, cb[-1], side="right")
         qs = q_order[lo_q:hi_q]
-        logw = ct.log_aff[cb][:, cat_of] + base + spec.taste_scale * (ct.factors[cb] @ vf)
+        logw = ct.log_aff[cb][:, cat_of]
+        logw += base
+        logw += spec.taste_scale * (ct.factors[cb] @ vf)
         top = logw.max(axis=1)
+        logw -= top[:, None]
+        np.exp(logw, out=logw)
         cum = np.zeros((len(cb), n_p + 1))
-        np.cumsum(np.exp(logw - top[:, None]), axis=1, out=cum[:, 1:])
+        np.cumsum(logw, axis=1, out=cum[:, 1:])
         del logw
         row = np.searchsorted(cb, cust[qs])
         starts = it.cat_start[:-1]
@@ -216,18 +220,15 @@ def _kernel(spec: Tastes, it: ItemTastes, ct: CustomerTastes, cust: np.ndarray,
         return partner, kappa
     key = cust.astype(np.int64) * _SHIFT + t
     idx = np.searchsorted(ct.hist_key, key, side="left")
-    for h in range(1, TASTE_HISTORY + 1):
-        r = idx - h
-        ok = r >= 0
-        rr = np.maximum(r, 0)
-        ok &= (ct.hist_key[rr] // _SHIFT == cust) & (ct.hist_prod[rr] >= 0)
-        age = (t - ct.hist_key[rr] % _SHIFT) / 86_400.0
-        weight = np.where(ok, np.exp(-age / spec.complement_days), 0.0)
-        for j in range(m):
-            b = it.complements[np.maximum(ct.hist_prod[rr], 0), j]
-            col = (h - 1) * m + j
-            partner[:, col] = np.where(ok, b, -1)
-            kappa[:, col] = np.where(ok & (it.created_s[b] <= t), weight, 0.0)
+    r = idx[:, None] - np.arange(1, TASTE_HISTORY + 1)[None, :]  # (n, H): latest purchase first
+    rr = np.maximum(r, 0)
+    hk, hp = ct.hist_key[rr], ct.hist_prod[rr]
+    ok = (r >= 0) & (hk // _SHIFT == cust[:, None]) & (hp >= 0)
+    age = (t[:, None] - hk % _SHIFT) / 86_400.0
+    weight = np.where(ok, np.exp(-age / spec.complement_days), 0.0)
+    b = it.complements[np.maximum(hp, 0)]  # (n, H, m)
+    partner = np.where(ok[:, :, None], b, -1).reshape(n, -1)
+    kappa = (weight[:, :, None] * (it.created_s[b] <= t[:, None, None])).reshape(n, -1)
     return partner, kappa
 
 
@@ -312,19 +313,72 @@ def order_items(cfg: ShopConfig, it: ItemTastes, ct: CustomerTastes, cat: Catalo
     return ct.hist_prod.copy()
 
 
+@dataclass(frozen=True)
+class MassTable:
+    """Every customer's total taste weight of the products existing at any ``t >= since``, precomputed.
+
+    Relevance needs ``sum_{j in E(t)} w_cj``; the messages of a chunk ask
+    for it round after round, so one dense pass stores, per customer, the
+    weight of the products created by ``since`` and the running weight of
+    later ones in creation order (``customers x later products``).
+    """
+
+    since: int
+    shift: np.ndarray  # (n,) the customer's largest log weight
+    base: np.ndarray  # (n,) weight of products created at or before ``since``
+    later_s: np.ndarray  # creation times of later products, ascending
+    cum: np.ndarray  # (n, n_later + 1) running weight of later products
+
+    def mass(self, cust: np.ndarray, t: np.ndarray) -> np.ndarray:
+        return self.base[cust] + self.cum[cust, np.searchsorted(self.later_s, t, side="right")]
+
+
+def mass_table(cfg: ShopConfig, it: ItemTastes, ct: CustomerTastes, since: int) -> MassTable:
+    """The :class:`MassTable` of a chunk's customers for times at or after ``since``."""
+    spec = _spec(cfg)
+    n, n_p = len(ct.factors), it.n
+    later = np.flatnonzero(it.created_s > since)
+    later = later[np.argsort(it.created_s[later], kind="stable")]
+    cols = np.r_[np.flatnonzero(it.created_s <= since), later]  # old products first, then later ones
+    n_old = n_p - len(later)
+    shift, base = np.zeros(n), np.zeros(n)
+    cum = np.zeros((n, len(later) + 1))
+    cat_of, vf, log_pop = it.category[cols], it.factors[cols].T, it.log_pop[cols]
+    block = max(1, _BLOCK_ELEMENTS // n_p)
+    for b0 in range(0, n, block):
+        b1 = min(n, b0 + block)
+        logw = ct.log_aff[b0:b1][:, cat_of]
+        logw += log_pop
+        logw += spec.taste_scale * (ct.factors[b0:b1] @ vf)
+        top = logw.max(axis=1)
+        logw -= top[:, None]
+        np.exp(logw, out=logw)
+        shift[b0:b1], base[b0:b1] = top, logw[:, :n_old].sum(axis=1)
+        np.cumsum(logw[:, n_old:], axis=1, out=cum[b0:b1, 1:])
+    return MassTable(since=since, shift=shift, base=base, later_s=it.created_s[later], cum=cum)
+
+
 def relevance(cfg: ShopConfig, it: ItemTastes, ct: CustomerTastes, cust: np.ndarray, prod: np.ndarray,
-              t: np.ndarray) -> np.ndarray:
-    """True relevance ``r_ci(t) = |E(t)| p_ci(t)`` for aligned (local customer, product, time) triples."""
+              t: np.ndarray, table: MassTable | None = None) -> np.ndarray:
+    """True relevance ``r_ci(t) = |E(t)| p_ci(t)`` for aligned (local customer, product, time) triples.
+
+    ``table`` (optional, all ``t >= table.since``) saves the dense pass over
+    the catalogue; the result is the same up to rounding.
+    """
     spec = _spec(cfg)
     cust, prod, t = (np.asarray(a, dtype=np.int64) for a in (cust, prod, t))
     if len(cust) == 0:
         return np.zeros(0)
-    # One mass per distinct (customer, time).
-    pairs, inv = np.unique(np.stack([cust, t], axis=1), axis=0, return_inverse=True)
-    inv = inv.ravel()
-    mass, shift, _ = _scan(spec, it, ct, pairs[:, 0], pairs[:, 1])
+    if table is not None and (t >= table.since).all():
+        mass, shift = table.mass(cust, t), table.shift[cust]
+    else:
+        # One mass per distinct (customer, time).
+        pairs, inv = np.unique(np.stack([cust, t], axis=1), axis=0, return_inverse=True)
+        inv = inv.ravel()
+        mass_u, shift_u, _ = _scan(spec, it, ct, pairs[:, 0], pairs[:, 1])
+        mass, shift = mass_u[inv], shift_u[inv]
     exists = it.created_s[prod] <= t
-    static = np.where(exists, np.exp(_log_weight(spec, it, ct, cust, prod) - shift[inv]) / mass[inv], 0.0)
+    static = np.where(exists, np.exp(_log_weight(spec, it, ct, cust, prod) - shift) / mass, 0.0)
     partner, kappa = _kernel(spec, it, ct, cust, t)
     k_total = kappa.sum(axis=1)
     k_i = (kappa * (partner == prod[:, None])).sum(axis=1)
@@ -345,9 +399,11 @@ def candidate_sets(spec: Tastes, it: ItemTastes, products: np.ndarray, query: np
     src = np.full(n, n_cat, np.int64)
     has = products[:, 0] >= 0
     src[has] = it.category[products[has, 0]]
-    words = pd.Series(query, dtype=object).str.split().str[-1].map(_NOUN_CATEGORY).to_numpy()
-    by_query = ~has & pd.notna(words)
-    src[by_query] = words[by_query].astype(np.int64)
+    asked = np.flatnonzero(~has & pd.notna(query))
+    if len(asked):
+        words = pd.Series(query[asked], dtype=object).str.rsplit(" ", n=1).str[-1].map(_NOUN_CATEGORY).to_numpy()
+        known = pd.notna(words)
+        src[asked[known]] = words[known].astype(np.int64)
     pool = np.concatenate([products, it.top[src]], axis=1)
     valid = (pool >= 0) & (it.created_s[np.maximum(pool, 0)] <= t[:, None])
     valid[:, :products.shape[1]] = products >= 0  # the trigger's own products always count
