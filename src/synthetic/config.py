@@ -230,7 +230,7 @@ class Tastes:
     """
 
     factors: int = 8
-    taste_scale: float = 1.0
+    taste_scale: float = 1.5
     complements: int = 2
     complement_share: float = 0.25
     complement_days: float = 30.0

@@ -181,9 +181,14 @@ def choose_items(item_candidates: pd.Series, k: int, rng: np.random.Generator,
     cand = split_items(item_candidates)
     valid = pd.notna(cand)
     pos, prob = subset_positions(valid, k, rng.random((n, max(cand.shape[1], 1))))
-    cols = [pa.array(np.where(pos[:, j] >= 0, cand[np.arange(n), np.maximum(pos[:, j], 0)], None)
-                     if cand.shape[1] else np.full(n, None), pa.string()) for j in range(k)]
-    joined = pc.binary_join_element_wise(*cols, ITEMS_SEP, null_handling="skip").to_numpy(zero_copy_only=False)
+    joined = np.full(n, None, dtype=object)
+    width = (pos >= 0).sum(axis=1)  # the shown positions are left-aligned
+    for w in range(1, k + 1):
+        at = np.flatnonzero(width == w)
+        if len(at):
+            cols = [pa.array(cand[at, pos[at, j]], pa.string()) for j in range(w)]
+            joined[at] = (cols[0] if w == 1 else pc.binary_join_element_wise(*cols, ITEMS_SEP)).to_numpy(
+                zero_copy_only=False)
     has = rows & valid.any(axis=1)
     items = np.where(has, joined, _NULL)
     return items, np.where(has, prob, np.nan)
