@@ -6,7 +6,13 @@
 from cadence.synthetic.churn import true_churn_risk
 from cadence.synthetic.config import ObservableResponse, ResponseParams, ShopConfig, Tastes
 from cadence.synthetic.logging_policy import RandomizedLoggingPolicy
-from cadence.synthetic.world import generate_shop, load_config, load_truth, simulate_truth, true_relevance
+from cadence.synthetic.world import (
+    generate_shop,
+    load_config,
+    load_truth,
+    simulate_truth,
+    true_relevance,
+)
 
 __all__ = [
     "ResponseParams",

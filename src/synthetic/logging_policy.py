@@ -50,9 +50,13 @@ import numpy as np
 import pandas as pd
 
 from cadence.contract.actions import ABANDON_DELAYS, OTHER_DELAYS
-from cadence.contract.tables import CHANNELS, INCENTIVES
-from cadence.contract.tables import ITEMS_SEP
-from cadence.contract.triggers import ABANDON_STAGES, INCENTIVE_STAGES, RECOMMENDATION_STAGES, TRANSACTIONAL_STAGES
+from cadence.contract.tables import CHANNELS, INCENTIVES, ITEMS_SEP
+from cadence.contract.triggers import (
+    ABANDON_STAGES,
+    INCENTIVE_STAGES,
+    RECOMMENDATION_STAGES,
+    TRANSACTIONAL_STAGES,
+)
 from cadence.synthetic.config import ShopConfig
 
 _NULL = np.array(None, dtype=object)

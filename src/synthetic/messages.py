@@ -53,7 +53,12 @@ from scipy.special import expit, ndtri
 from cadence.contract.actions import Policy, check_decisions
 from cadence.contract.clock import circular_hours
 from cadence.contract.tables import CHANNELS, INCENTIVES, STAGES
-from cadence.contract.triggers import ABANDON_STAGES, INCENTIVE_COST_FIXED, INCENTIVE_PERCENT, RECOMMENDATION_STAGES
+from cadence.contract.triggers import (
+    ABANDON_STAGES,
+    INCENTIVE_COST_FIXED,
+    INCENTIVE_PERCENT,
+    RECOMMENDATION_STAGES,
+)
 from cadence.synthetic.backbone import SEGMENT_NAMES, Backbone
 from cadence.synthetic.catalog import DAY, Catalog
 from cadence.synthetic.config import ShopConfig
@@ -522,7 +527,7 @@ class _TasteState:
             return np.full((len(items), 1), -1, np.int64)
         given = pd.notna(ids)
         codes = np.full(ids.shape, -1, np.int64)
-        codes[given] = self.index.get_indexer(ids[given].astype(str))
+        codes[given] = self.index.get_indexer(pd.Index(ids[given].astype(str)))
         bad = given & (codes < 0)
         if bad.any():
             raise ValueError(f"policy {policy_id!r}: decisions column 'items' names {int(bad.sum())} product id(s) "
@@ -558,7 +563,7 @@ class _TasteState:
         k = np.maximum((shown >= 0).sum(axis=1), 1)
         mean_rel = rel.sum(axis=1) / k
         item_shift[rows] = np.where(has, np.log1p(mean_rel) - np.log(2.0), 0.0)
-        out.items[rows] = np.where(has, product_strings(shown, cat.product_id), None)
+        out.items[rows] = np.where(has, product_strings(shown, cat.product_id), np.array(None, dtype=object))
         out.items_propensity[rows] = np.where(has, prop, np.nan)
         out.items_relevance[rows] = np.where(has, mean_rel, np.nan)
         # A conversion buys one shown item, in proportion to relevance (uniformly if all are 0).

@@ -234,7 +234,7 @@ def _chunk_tables(cfg: ShopConfig, cat: Catalog, bb: Backbone, out: Outcomes, po
         })
         if out.items is not None:  # a follow-up shows its first message's items
             follow = follow.set_column(follow.schema.get_field_index("items"), "items",
-                                       pa.array(np.where(fu.send[f], out.items[f], None), pa.string()))
+                                       pa.array(np.where(fu.send[f], out.items[f], np.array(None, dtype=object)), pa.string()))
             follow = follow.append_column("items_propensity", pa.array(
                 np.where(fu.send[f], out.items_propensity[f], np.nan), mask=~fu.send[f] | np.isnan(out.items_propensity[f])))  # type: ignore[index]
     if out.items_propensity is not None:
@@ -442,7 +442,7 @@ def true_relevance(cfg: ShopConfig, customer_ids: ArrayLike, product_ids: ArrayL
         pids = np.asarray(product_ids, dtype=object).ravel()
         if len(pids) != n:
             raise ValueError(f"true_relevance: product_ids: {len(pids)} values for {n} customer ids")
-        prod = pd.Index(cat.product_id).get_indexer(pids.astype(str))
+        prod = pd.Index(cat.product_id).get_indexer(pd.Index(pids.astype(str)))
         if (prod < 0).any():
             raise ValueError(f"true_relevance: product_ids: {int((prod < 0).sum())} id(s) not in the catalogue, "
                              f"e.g. {pids[prod < 0][0]!r}")
