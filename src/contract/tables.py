@@ -14,7 +14,8 @@ Conventions
   table round-trips through CSV as well as Parquet; the optional
   ``messages.items_propensity`` is the probability with which the policy
   chose that set of items given the send (so the joint probability of the
-  logged decision is ``propensity * items_propensity``).
+  logged decision is ``propensity * items_propensity``) and the optional
+  ``messages.item_candidates`` the candidate set it chose them from.
 
 Examples
 --------
@@ -246,6 +247,9 @@ TABLES: dict[str, Table] = {
                 # Probability with which the policy chose the shown ``items`` given the send (the
                 # action's own is ``propensity``); absent or null when items were not randomised.
                 _opt("items_propensity", "float", min_value=0.0, min_exclusive=True, max_value=1.0),
+                # The products the message could have shown (``|``-joined), when its items were
+                # chosen among a candidate set: what item-level off-policy estimators need.
+                _opt("item_candidates", "str"),
             ),
             key=("message_id",),
             foreign_keys=(

@@ -131,6 +131,7 @@ class Outcomes:
     items_propensity: np.ndarray | None = None
     items_relevance: np.ndarray | None = None
     conv_product: np.ndarray | None = None  # product a converted send with items buys (-1 otherwise)
+    item_candidates: np.ndarray | None = None  # '|'-joined candidate set of each trigger
 
 
 @dataclass
@@ -290,6 +291,7 @@ def run_messages(cfg: ShopConfig, cat: Catalog, bb: Backbone, policy: Policy, ch
         out.items_propensity = np.full(n_t, np.nan)
         out.items_relevance = np.full(n_t, np.nan)
         out.conv_product = np.full(n_t, -1, np.int64)
+        out.item_candidates = tastes.cand_str
     u_fu: np.ndarray | None = None  # follow-up uniforms, drawn once per chunk when first needed
     ring = np.full((n_c, _RING), np.iinfo(np.int64).min // 2)
     ring_pos = np.zeros(n_c, np.int64)

@@ -237,9 +237,13 @@ def _chunk_tables(cfg: ShopConfig, cat: Catalog, bb: Backbone, out: Outcomes, po
                                        pa.array(np.where(fu.send[f], out.items[f], np.array(None, dtype=object)), pa.string()))
             follow = follow.append_column("items_propensity", pa.array(
                 np.where(fu.send[f], out.items_propensity[f], np.nan), mask=~fu.send[f] | np.isnan(out.items_propensity[f])))  # type: ignore[index]
+            follow = follow.append_column("item_candidates", pa.array(
+                np.where(fu.send[f] & pd.notna(out.items[f]), out.item_candidates[f], None), pa.string()))  # type: ignore[index]
     if out.items_propensity is not None:
         messages = messages.append_column("items_propensity", pa.array(
             out.items_propensity, mask=np.isnan(out.items_propensity)))
+        messages = messages.append_column("item_candidates", pa.array(
+            np.where(pd.notna(out.items), out.item_candidates, None), pa.string()))  # type: ignore[arg-type]
     if len(f):
         messages = pa.concat_tables([messages, follow.cast(messages.schema)])
     truth_customers = pa.table({
