@@ -53,6 +53,7 @@ ArrayLike = np.ndarray | pd.Series | list[str] | tuple[str, ...]
 _FIRST = ("Ada", "Ben", "Chloe", "Dev", "Elif", "Femi", "Gus", "Hana", "Ivan", "Jun", "Kemi", "Lea")
 _LAST = ("Smith", "Okafor", "Garcia", "Müller", "Rossi", "Tanaka", "Nguyen", "Kowalski", "Silva", "Dubois")
 _EVENT_CODE_TO_NAME = {v: k for k, v in EV.items()}
+_NULL = np.array(None, dtype=object)
 
 
 # ---------------------------------------------------------------- ids and times
@@ -238,12 +239,12 @@ def _chunk_tables(cfg: ShopConfig, cat: Catalog, bb: Backbone, out: Outcomes, po
             follow = follow.append_column("items_propensity", pa.array(
                 np.where(fu.send[f], out.items_propensity[f], np.nan), mask=~fu.send[f] | np.isnan(out.items_propensity[f])))  # type: ignore[index]
             follow = follow.append_column("item_candidates", pa.array(
-                np.where(fu.send[f] & pd.notna(out.items[f]), out.item_candidates[f], None), pa.string()))  # type: ignore[index]
+                np.where(fu.send[f] & pd.notna(out.items[f]), out.item_candidates[f], _NULL), pa.string()))  # type: ignore[index]
     if out.items_propensity is not None:
         messages = messages.append_column("items_propensity", pa.array(
             out.items_propensity, mask=np.isnan(out.items_propensity)))
         messages = messages.append_column("item_candidates", pa.array(
-            np.where(pd.notna(out.items), out.item_candidates, None), pa.string()))  # type: ignore[arg-type]
+            np.where(pd.notna(out.items), out.item_candidates, _NULL), pa.string()))  # type: ignore[arg-type]
     if len(f):
         messages = pa.concat_tables([messages, follow.cast(messages.schema)])
     truth_customers = pa.table({
