@@ -217,12 +217,24 @@ class Tastes:
     and ``click_item_effect * (...)`` (click),
 
     ``tau`` the send time: items of average relevance (``r = 1``) leave the
-    response as it was, irrelevant ones lower it, relevant ones raise it. A
-    converted send with items buys one shown item, drawn with probability
-    proportional to ``r``. The logging policy shows ``items_per_message``
-    items drawn uniformly among the trigger's candidate set (its products,
-    then the most popular products of their categories, or of the query's
-    category, or overall, up to ``candidates`` products).
+    response as it was, irrelevant ones lower it, relevant ones raise it
+    (the conversion probability under hold is unchanged). A converted send
+    with items buys one shown item, drawn with probability proportional to
+    ``r``, and its true value if converted is the ``r``-weighted mean price.
+
+    **Items and their propensity.** Every trigger has a candidate set (its
+    products, then the most popular products existing at the trigger of the
+    first product's category, else of the search query's category, else
+    overall; ``candidates`` products at most), passed to policies as the
+    ``item_candidates`` column. A policy whose decisions carry ``items``
+    (``|``-joined product ids, any catalogue products) shows those;
+    otherwise the world shows ``items_per_message`` candidates drawn
+    uniformly on recommendation stages, as the logging policy does. The log
+    records ``items``, ``items_propensity`` (the set's probability given the
+    send, ``1 / binom(m, k)`` for the logging policy) and ``item_candidates``;
+    the truth records each message's ``items_relevance`` (mean ``r``), and
+    :func:`cadence.synthetic.true_relevance` gives ``r_ci(t)`` for any
+    customer, product and time.
 
     Taste draws come from their own random streams, so everything drawn
     before the first product choice (people, purchase times) is the

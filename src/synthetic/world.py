@@ -325,6 +325,12 @@ def catalog_tables(cfg: ShopConfig, cat: Catalog) -> dict[str, pa.Table]:
         "consumable": pa.array(cat.consumable),
         "repurchase_interval_days": pa.array(cat.interval_days),
     })
+    if cfg.tastes is not None:  # the products each product raises the relevance of once bought
+        from cadence.synthetic.messages import product_strings
+        from cadence.synthetic.tastes import item_tastes
+
+        truth = truth.append_column("complements", pa.array(
+            product_strings(item_tastes(cfg, cat).complements, cat.product_id), pa.string()))
     return {"products": products, "product_changes": product_changes, "_truth_products": truth}
 
 
@@ -488,7 +494,8 @@ def generate_shop(cfg: ShopConfig, out_dir: PathLike, *, policy: Policy | None =
 
     Writes ``<table>.parquet`` for every contract table and ``_truth/``
     (latent customer traits, true response probabilities per message, the
-    source of every order, consumables and the logging policy's true value).
+    source of every order, consumables (and, with tastes, each product's
+    complements) and the logging policy's true value).
 
     Examples
     --------

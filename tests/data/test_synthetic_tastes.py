@@ -96,6 +96,8 @@ def test_same_seed_same_bytes_valid_contract_and_config_round_trip(shop: Path, t
     assert _bytes(again) == _bytes(shop)
     assert validate_dir(shop) == []
     assert load_config(shop) == CFG
+    complements = load_truth(shop)["products"]["complements"].str.split("|")
+    assert (complements.str.len() == CFG.tastes.complements).all()  # type: ignore[union-attr]
     other = generate_shop(replace(CFG, tastes=Tastes(taste_scale=0.5)), tmp_path / "other")
     assert _bytes(other)["events.parquet"] != _bytes(shop)["events.parquet"]
 
