@@ -171,6 +171,7 @@ class ObservableResponse:
         if bad:
             raise ValueError(f"observable_response: unknown traits {bad}; choose from {OBSERVABLE_TRAITS}")
 
+
 #: Regular-order purchases (latest first) whose complements a customer's choice remembers.
 TASTE_HISTORY = 8
 #: Draws a cart add or order item gets to land on a product in stock (the last one is kept).
@@ -196,8 +197,10 @@ class Tastes:
     by popularity): after buying ``A`` in a regular order at ``t_A``, each
     partner ``B`` gets the kernel ``kappa_cB(t) = sum exp(-(t - t_A) / complement_days)``
     over the customer's last :data:`TASTE_HISTORY` regular-order purchases before
-    ``t``. The probability that a choice the customer makes at ``t`` is
-    product ``i`` (over the products that exist at ``t``, ``E(t)``) is
+    ``t`` (organic orders, not replenishments or orders caused by messages, so
+    relevance is the same under every policy). The probability that a choice
+    the customer makes at ``t`` is product ``i`` (over the products that exist
+    at ``t``, ``E(t)``) is
 
     ``p_ci(t) = (1 - g) * w_ci / sum_{j in E(t)} w_cj + g * kappa_ci(t) / K_c(t)``,
     ``K_c(t) = sum_{j in E(t)} kappa_cj(t)``, ``g = complement_share * K / (1 + complement_share * K)``,
@@ -208,7 +211,7 @@ class Tastes:
     adds and the items of regular orders are drawn from ``p_ci(t)``; carts
     and orders keep only products in stock at ``t`` (redrawing, up to
     :data:`TASTE_TRIES` times). A clicked search still views products of the
-    query's category, chosen within it by ``p_ci(t)``.
+    query's category, chosen within it by ``w_ci`` (no complements).
 
     **Response.** A sent message that shows items ``S`` (the ``items``
     column) shifts its click and conversion log-odds by

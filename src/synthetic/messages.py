@@ -37,7 +37,8 @@ recommendation stages. The items' true relevance at the send time moves
 click and conversion log-odds (the formula is in ``Tastes``); a follow-up
 shows the first message's items with the same effect. A converted send
 with items buys one of them, drawn in proportion to relevance, and its
-value if converted is the relevance-weighted mean price.
+value if converted is the relevance-weighted mean price. In a shop without
+tastes the world ignores ``items`` (messages show the trigger's products).
 """
 
 from __future__ import annotations
