@@ -860,6 +860,10 @@ class LearnedBlendRecommender(_Composite):
         rows = comps[0]._rows(pairs["customer_id"].to_numpy(dtype=object))
         cols = _positions(comps[0].product_ids_, pairs["product_id"])
         x = _features(comps, stats, rows, cols)
+        # A component that scores nothing (views-only recommender, orders-only data) gives an all-NaN column,
+        # which the histogram binning refuses: it is a constant, so 0 says the same.
+        self.empty_features_ = np.flatnonzero(np.isnan(x).all(axis=0))
+        x[:, self.empty_features_] = 0.0
         est = self.estimator if self.estimator is not None else HistGradientBoostingClassifier(
             max_iter=100, max_leaf_nodes=15, learning_rate=0.1, early_stopping=False,
             random_state=int(rng.randint(np.iinfo(np.int32).max)))
@@ -875,7 +879,9 @@ class LearnedBlendRecommender(_Composite):
         comps = [e for _, e in self.recommenders_]
         for start in range(0, len(rows), PAIR_CHUNK):
             sl = slice(start, start + PAIR_CHUNK)
-            out[sl] = self.estimator_.predict_proba(_features(comps, self.stats_, rows[sl], cols[sl]))[:, 1]
+            x = _features(comps, self.stats_, rows[sl], cols[sl])
+            x[:, self.empty_features_] = 0.0
+            out[sl] = self.estimator_.predict_proba(x)[:, 1]
         return out
 
     def _pair_scores(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
