@@ -70,8 +70,11 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 from sklearn.base import BaseEstimator, _fit_context, clone
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 from sklearn.utils import check_random_state
-from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
@@ -160,6 +163,20 @@ def _row_dot(a: sp.csr_matrix, b_t: sp.csr_matrix, rows: np.ndarray, cols: np.nd
         sl = slice(start, start + PAIR_CHUNK)
         out[sl] = np.asarray(a[rows[sl]].multiply(b_t[cols[sl]]).sum(axis=1), dtype=np.float64).ravel()
     return out
+
+
+def _tidy(ids: np.ndarray, rr: np.ndarray, products: np.ndarray, cc: np.ndarray, sc: np.ndarray,
+          rank: np.ndarray) -> pd.DataFrame:
+    return pd.DataFrame({"customer_id": ids[rr], "product_id": products[cc], "rank": rank.astype(np.int64),
+                         "score": sc.astype(np.float64)}, columns=list(RECOMMENDATION_COLUMNS))
+
+
+def _check_recommend_args(customer_ids: Any, k: Any) -> np.ndarray:
+    if isinstance(customer_ids, str):
+        raise TypeError("customer_ids must be a sequence of ids, not one string")
+    if not isinstance(k, Integral) or isinstance(k, bool) or k < 1:
+        raise ValueError(f"k must be a positive integer, got {k!r}")
+    return np.asarray([str(c) for c in customer_ids], dtype=object)
 
 
 class Recommender(BaseEstimator):
@@ -450,6 +467,24 @@ class RecentlyViewedRecommender(Recommender):
         s[known[sub.row], sub.col] = sub.data - 1e6
         return s
 
+    def recommend(self, customer_ids: Sequence[str], k: int = 10, candidates: Candidates = None,
+                  exclude: Candidates | str = None) -> pd.DataFrame:
+        """As :meth:`Recommender.recommend`; without candidates or exclusions, straight from the sparse views."""
+        if candidates is not None or exclude is not None:
+            return super().recommend(customer_ids, k, candidates, exclude)
+        check_is_fitted(self, "last_viewed_")
+        ids = _check_recommend_args(customer_ids, k)
+        rows = self._rows(ids)
+        known = np.flatnonzero(rows >= 0)
+        sub = self.last_viewed_[rows[known]].tocoo()
+        rr, cc, sc = known[sub.row], sub.col, sub.data - 1e6
+        # Same order as the dense top-k: by customer, best score, then the smaller product.
+        o = np.lexsort((cc, -sc, rr))
+        rr, cc, sc = rr[o], cc[o], sc[o]
+        rank = np.arange(len(rr)) - np.searchsorted(rr, rr, side="left") + 1
+        keep = rank <= k
+        return _tidy(ids, rr[keep], self.product_ids_, cc[keep], sc[keep], rank[keep])
+
     def _pair_scores(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         out = np.full(len(rows), -np.inf)
         known = np.flatnonzero(rows >= 0)
@@ -652,6 +687,36 @@ class ImplicitRecommender(Recommender):
             s[known] = np.where(sim > 0, sim, -np.inf)
         return s
 
+    def recommend(self, customer_ids: Sequence[str], k: int = 10, candidates: Candidates = None,
+                  exclude: Candidates | str = None) -> pd.DataFrame:
+        """As :meth:`Recommender.recommend`; factor models without candidates use `implicit`'s threaded top-k.
+
+        (``exclude="seen"`` is passed to it as its per-customer filter.)
+        """
+        seen = isinstance(exclude, str) and exclude == "seen"
+        if self.model not in ("als", "bpr") or candidates is not None or not (exclude is None or seen):
+            return super().recommend(customer_ids, k, candidates, exclude)
+        from implicit.cpu.topk import topk
+
+        check_is_fitted(self, "model_")
+        ids = _check_recommend_args(customer_ids, k)
+        rows = self._rows(ids)
+        known = np.flatnonzero(rows >= 0)
+        kk = min(int(k), len(self.product_ids_))
+        if not len(known):
+            return _tidy(ids, known, self.product_ids_, known, np.zeros(0), known)
+        items = np.ascontiguousarray(self.model_.item_factors, dtype=np.float32)
+        users = np.ascontiguousarray(np.asarray(self.model_.user_factors)[rows[known]], dtype=np.float32)
+        filt = self.user_items_[rows[known]].astype(np.float32).tocsr() if seen else None
+        with threadpool_limits(1, "blas"):
+            cols, scores = topk(items, users, kk, filter_query_items=filt, num_threads=self.num_threads)
+        rr = np.repeat(known, kk)
+        cc, sc = cols.ravel().astype(np.int64), scores.ravel().astype(np.float64)
+        rank = np.tile(np.arange(1, kk + 1), len(known))
+        # implicit pads a short list (everything else filtered) with -1 or the lowest float32.
+        ok = (cc >= 0) & (scores.ravel() > np.finfo(np.float32).min)
+        return _tidy(ids, rr[ok], self.product_ids_, cc[ok], sc[ok], rank[ok])
+
     def _pair_scores(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         out = np.full(len(rows), -np.inf)
         known = np.flatnonzero(rows >= 0)
@@ -767,6 +832,18 @@ class BlendRecommender(_Composite):
         return total
 
 
+def default_blend_estimator() -> Any:
+    """The learned blend's default classifier: logistic regression on standardised features, missing scores as 0 plus a flag.
+
+    Linear, so scoring tens of millions of (customer, product) pairs costs a
+    dot product each; pass a ``HistGradientBoostingClassifier`` for
+    interactions between the features at a higher scoring cost.
+    """
+    return make_pipeline(SimpleImputer(strategy="constant", fill_value=0.0, add_indicator=True,
+                                       keep_empty_features=True),
+                         StandardScaler(), LogisticRegression(C=1.0, max_iter=500))
+
+
 class LearnedBlendRecommender(_Composite):
     """Ranks by a classifier's predicted purchase probability, learned point in time on the components' scores.
 
@@ -790,7 +867,7 @@ class LearnedBlendRecommender(_Composite):
         Components (unfitted; cloned).
     estimator : classifier or None
         Any scikit-learn classifier with ``predict_proba`` that accepts NaN
-        (None: a small ``HistGradientBoostingClassifier``).
+        (None: :func:`default_blend_estimator`, a logistic regression).
     depth : int
         Candidates per component and customer, at fit and in :meth:`recommend`.
     max_customers : int
@@ -864,9 +941,7 @@ class LearnedBlendRecommender(_Composite):
         # which the histogram binning refuses: it is a constant, so 0 says the same.
         self.empty_features_ = np.flatnonzero(np.isnan(x).all(axis=0))
         x[:, self.empty_features_] = 0.0
-        est = self.estimator if self.estimator is not None else HistGradientBoostingClassifier(
-            max_iter=100, max_leaf_nodes=15, learning_rate=0.1, early_stopping=False,
-            random_state=int(rng.randint(np.iinfo(np.int32).max)))
+        est = self.estimator if self.estimator is not None else default_blend_estimator()
         self.estimator_ = clone(est).fit(x, y)
         self.n_train_pairs_ = int(len(y))
         self.n_train_positives_ = int(y.sum())
@@ -887,24 +962,44 @@ class LearnedBlendRecommender(_Composite):
     def _pair_scores(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         return self._predict(rows, cols)
 
-    def _score_batch(self, ids: np.ndarray, rows: np.ndarray, candidates: Candidates,
-                     exclude: Candidates | str) -> np.ndarray:
-        total = np.full((len(ids), len(self.product_ids_)), -np.inf)
-        uniq, first = np.unique(ids, return_index=True)
-        recs = [e.recommend(list(uniq), k=self.depth, candidates=candidates, exclude=exclude)
-                for _, e in self.recommenders_]
-        pairs = pd.concat([r[["customer_id", "product_id"]] for r in recs], ignore_index=True).drop_duplicates()
+    def recommend(self, customer_ids: Sequence[str], k: int = 10, candidates: Candidates = None,
+                  exclude: Candidates | str = None) -> pd.DataFrame:
+        """As :meth:`Recommender.recommend`, ranking the components' top ``depth`` by purchase probability.
+
+        The candidates are generated for all customers at once and scored as
+        pairs (no dense customers x products block): the blend never ranks a
+        product no component put in its top ``depth``.
+        """
+        check_is_fitted(self, "estimator_")
+        if isinstance(customer_ids, str):
+            raise TypeError("customer_ids must be a sequence of ids, not one string")
+        if not isinstance(k, Integral) or isinstance(k, bool) or k < 1:
+            raise ValueError(f"k must be a positive integer, got {k!r}")
+        ids = np.asarray([str(c) for c in customer_ids], dtype=object)
+        uniq = pd.unique(ids)
+        depth = max(int(self.depth), int(k))
+        pairs = pd.concat([e.recommend(list(uniq), k=depth, candidates=candidates, exclude=exclude)
+                           [["customer_id", "product_id"]] for _, e in self.recommenders_],
+                          ignore_index=True).drop_duplicates()
         if not len(pairs):
-            return total
-        local = first[np.searchsorted(uniq, pairs["customer_id"].to_numpy(dtype=object))]
+            return pd.DataFrame(
+                {c: pd.Series(dtype=t) for c, t in zip(RECOMMENDATION_COLUMNS, (object, object, "int64", "float64"),
+                                                       strict=True)})
+        order_of = pd.Index(uniq).get_indexer(pd.Index(pairs["customer_id"].to_numpy(dtype=object)))
         cols = _positions(self.product_ids_, pairs["product_id"])
-        p = self._predict(rows[local], cols)
-        total[local, cols] = p
-        # A repeated customer id gets the same row.
-        dup = np.setdiff1d(np.arange(len(ids)), first)
-        if len(dup):
-            total[dup] = total[first[np.searchsorted(uniq, ids[dup])]]
-        return total
+        p = self._predict(self._rows(pairs["customer_id"].to_numpy(dtype=object)), cols)
+        # Customers in the order given, best first, ties to the smaller product id (as the dense top-k).
+        o = np.lexsort((cols, -p, order_of))
+        who, cols, p = order_of[o], cols[o], p[o]
+        rank = np.arange(len(who)) - np.searchsorted(who, who, side="left") + 1
+        keep = rank <= k
+        top = pd.DataFrame({"u": who[keep], "product_id": self.product_ids_[cols[keep]], "rank": rank[keep].astype(np.int64),
+                            "score": p[keep]})
+        # Every position of a customer in customer_ids gets that customer's list.
+        pos = pd.DataFrame({"u": pd.Index(uniq).get_indexer(pd.Index(ids)), "at": np.arange(len(ids))})
+        out = pos.merge(top, on="u").sort_values(["at", "rank"], kind="stable")
+        out.insert(0, "customer_id", uniq[out["u"].to_numpy()])
+        return out[list(RECOMMENDATION_COLUMNS)].reset_index(drop=True)
 
 
 class _PairStats:

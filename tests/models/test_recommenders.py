@@ -286,3 +286,16 @@ def test_learned_blend_needs_a_time_split_with_both_outcomes() -> None:
     with pytest.raises(ValueError, match="earlier and labels come together"):
         InteractionData(LABELLED.as_of, LABELLED.interactions, LABELLED.cooccurrence, LABELLED.bought_together,
                         LABELLED.earlier, None)
+
+
+@pytest.mark.parametrize("est", [ImplicitRecommender("als", factors=4, random_state=0),
+                                 ImplicitRecommender("bpr", factors=4, random_state=0), RecentlyViewedRecommender()],
+                         ids=_name)
+@pytest.mark.parametrize("exclude", [None, "seen"])
+def test_fast_paths_match_the_dense_top_k(est: Recommender, exclude: str | None) -> None:
+    rec = clone(est).fit(DATA)
+    ids = ["a", "b", "c", "d", "stranger", "a"]
+    fast = rec.recommend(ids, k=3, exclude=exclude)
+    dense = Recommender.recommend(rec, ids, k=3, exclude=exclude)
+    pd.testing.assert_frame_equal(fast[["customer_id", "product_id", "rank"]], dense[["customer_id", "product_id", "rank"]])
+    np.testing.assert_allclose(fast["score"], dense["score"], rtol=1e-5, atol=1e-6)
