@@ -13,7 +13,7 @@ point-in-time tables a shop would give (:func:`load_interactions`'s output)
 are aggregated from those events in numpy: the interactions before
 ``as_of``, the same as of 30 days earlier and the purchases since (the
 learned blend's time split). Item co-occurrence (``load_interactions``
-computes it in DuckDB from sessions and orders) is computed from 100,000
+computes it in DuckDB from sessions and orders) is computed from 50,000
 customers' product sets in scipy, inside the timed fit. One trigger candidate per customer, stages in a
 lifecycle mix (browse, cart, checkout, search, price drop, back in stock,
 new arrivals, buy again, follow-up, birthday, anniversary, win-back, order
@@ -26,7 +26,7 @@ Timed, in one process: generating the data (not part of the target), then
   fit and ``select`` (10 items per message);
 * ``learned blend``: :class:`ItemSelector` on
   :class:`LearnedBlendRecommender` (popularity, recently viewed, ALS from
-  `implicit`), fit (components twice: before and after the label split;
+  `implicit` with 16 factors and 6 iterations; 20 candidates per component), fit (components twice: before and after the label split;
   the classifier; the co-occurrence) and ``select``.
 
 Peak RSS is the process's high-water mark (``ru_maxrss``) after each step.
@@ -221,12 +221,12 @@ def main() -> None:
             rec = PopularityRecommender()
         else:
             # The neighbours of browse and cart abandonment; no component of this blend reads the earlier one.
-            co = cooccurrence(inter, n_c, n_p, 20, 100_000, args.seed)
+            co = cooccurrence(inter, n_c, n_p, 20, 50_000, args.seed)
             earlier = InteractionData(AS_OF - pd.Timedelta(seconds=label_s), inter_early, empty, empty)
             data = InteractionData(AS_OF, inter, co, empty, earlier, labels)
             rec = LearnedBlendRecommender(
                 [("pop", PopularityRecommender()), ("recent", RecentlyViewedRecommender()),
-                 ("als", ImplicitRecommender("als", factors=32, iterations=8, num_threads=2, random_state=0))],
+                 ("als", ImplicitRecommender("als", factors=16, iterations=6, num_threads=2, random_state=0))],
                 depth=20, max_customers=20_000, random_state=0)
         sel = ItemSelector(rec, n_items=args.items).fit(data, products, changes)
         t2 = time.perf_counter()

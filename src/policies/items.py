@@ -391,10 +391,7 @@ class ItemSelector(BaseEstimator):
         order = np.lexsort((c, k2, k1, p, r))
         r, c = r[order], c[order]
         # The first occurrence of a product in a row wins (a pinned product is not repeated as a similar one).
-        key = r * len(universe) + c
-        _, first = np.unique(key, return_index=True)
-        keep = np.zeros(len(r), bool)
-        keep[first] = True
+        keep = ~pd.Series(r * len(universe) + c).duplicated().to_numpy()  # a hash, not another sort
         r, c = r[keep], c[keep]
         rank = np.arange(len(r)) - np.searchsorted(r, r, side="left")
         ok = rank < n_items[r]
