@@ -13,9 +13,9 @@ import pytest
 from cadence.evaluation.recommendations import (
     COMPARISON_COLUMNS,
     compare_recommenders,
-    stage_ranking_metrics,
     plot_recommenders,
     ranking_metrics,
+    stage_ranking_metrics,
     time_split,
 )
 from cadence.features.engine import connect

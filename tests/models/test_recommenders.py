@@ -16,9 +16,9 @@ from cadence.features.purchases import duckdb_tables
 from cadence.models.recommenders import (
     RECOMMENDATION_COLUMNS,
     BlendRecommender,
-    LearnedBlendRecommender,
     CooccurrenceRecommender,
     ImplicitRecommender,
+    LearnedBlendRecommender,
     PopularityRecommender,
     RecentlyViewedRecommender,
     Recommender,
