@@ -44,12 +44,23 @@ probability with which it was chosen:
   ``MlflowException`` on purpose: the scoring server prefixes those
   messages with the whole request.
 
-The signature lists every input column but types them ``Any`` and marks
-none required, so MLflow's own schema enforcement never fails a request:
-its errors are ``MlflowException`` messages the scoring server prefixes with
-the whole request (customer ids included). The model checks every column
-itself, as above; MLflow's casts would also turn the JSON text ``"false"``
-into an opt-in (``bool("false")``).
+The input is a *decision row*: a trigger candidate, optionally joined with
+its customer's features and model scores
+(:func:`cadence.features.decision_rows.decision_rows`); ``eligible_at``, the
+candidates' name for the trigger time, is read when ``triggered_at`` is
+absent. A policy that decides with the customer features or the scores (its
+``context`` names ``customer`` or ``scores``) answers a row lacking that
+family (every column of it null or absent: a customer the join found no
+row for) with the rules and ``rules fallback: missing customer features``
+(or ``missing scores``).
+
+The MLflow signature has outputs only (:func:`model_signature`): MLflow's
+enforcement of an input schema fails requests with ``MlflowException``
+messages the scoring server prefixes with the whole request (customer ids
+included), would turn the JSON text ``"false"`` into an opt-in
+(``bool("false")``), and costs more than the decision. The model checks
+every column itself, as above; :data:`INPUT_COLUMNS` documents them (the
+export writes them into the model's metadata).
 
 A null opt-in means no known consent and counts as not opted in; a null
 ``products`` means the trigger has no items.
@@ -222,18 +233,23 @@ def _colspec(c: Column, *, enforce: bool = True) -> ColSpec:
 
 
 def model_signature() -> ModelSignature:
-    """The MLflow signature: :data:`INPUT_COLUMNS` in (all ``Any``, none required), :data:`OUTPUT_COLUMNS` out.
+    """The MLflow signature: :data:`OUTPUT_COLUMNS` out, and no input schema.
 
     The inputs are checked by the model (rows with invalid values are held),
-    not by MLflow, whose errors would echo the request; ``required`` in
-    :data:`INPUT_COLUMNS` documents what a row needs to be decided.
+    not by MLflow: its errors echo the request, and its enforcement of an
+    input schema costs more than the decision itself -- with every input
+    column typed ``Any`` it still passes every value of every column through
+    a Python call and turns numeric columns into objects (the loaded model
+    scored 12,800 decision rows a second with such a schema, 110,000 without
+    it: ``benchmarks/RESULTS.md``), and it drops the columns it does not
+    list. The inputs are documented by :data:`INPUT_COLUMNS`, in the
+    exported model's metadata (``cadence.inputs``) and by its input example.
 
     >>> sig = model_signature()
-    >>> sig.inputs.required_input_names(), sig.inputs.input_names()[:3]
-    ([], ['customer_id', 'stage', 'triggered_at'])
+    >>> sig.inputs is None, sig.outputs.input_names()[:2]
+    (True, ['action', 'channel'])
     """
-    return ModelSignature(inputs=Schema([_colspec(c, enforce=False) for c in INPUT_COLUMNS]),
-                          outputs=Schema([_colspec(c) for c in OUTPUT_COLUMNS]))
+    return ModelSignature(inputs=None, outputs=Schema([_colspec(c) for c in OUTPUT_COLUMNS]))
 
 
 def input_example() -> pd.DataFrame:
