@@ -23,6 +23,10 @@ Scored, each on ``--rows`` rows, best and median of ``--repeats``:
   ``trigger_candidates`` joined with ``customer_features`` and per-customer
   scores (:func:`cadence.features.decision_rows.decision_rows`, ~91 columns,
   every feature and score column checked by the model);
+* the rules and ``"dr"`` served models also **as a serving team runs them**:
+  logged to MLflow with the export's signature (a scratch SQLite store) and
+  loaded back with ``mlflow.pyfunc.load_model`` (``..., loaded``), so
+  MLflow's own input handling is timed too;
 * the same served models with the **previous code** (``--baseline-ref``,
   default ``main``: its ``src/`` exported by ``git archive`` and imported as
   ``cadence`` in a child process of this run, fitting the same policies on the
@@ -110,11 +114,35 @@ def served_rates(policies: dict[str, Any], inputs: dict[str, pd.DataFrame], repe
         for name, frame in inputs.items():
             fn = in_requests(model, frame, MAX_ROWS)
             key = f"{kind} on {name}"
+            if out_dir is not None and kind in ("rules", "dr"):
+                # As a serving team runs it: logged to MLflow with the export's signature, loaded back.
+                loaded = logged_and_loaded(model, out_dir / "mlflow")
+                rates[f"{key}, loaded"] = list(timed(lambda m=loaded, f=frame: [
+                    m.predict(f.iloc[i:i + MAX_ROWS]) for i in range(0, len(f), MAX_ROWS)], len(frame), repeats))
             rates[key] = list(timed(fn, len(frame), repeats))
             if out_dir is not None:  # the first request's answers, to compare old and new code
                 model.predict(None, frame.iloc[:MAX_ROWS]).drop(columns="send_at").to_parquet(
                     out_dir / f"{key.replace(' ', '_')}.parquet")
     return rates
+
+
+def logged_and_loaded(model: Any, store: Path) -> Any:
+    """``model`` logged with the export's signature into a scratch SQLite store and loaded back as pyfunc."""
+    import logging
+    import warnings
+
+    import mlflow
+
+    from cadence.deployment.serving import model_signature
+
+    logging.getLogger("mlflow").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore")
+    store.mkdir(exist_ok=True)
+    mlflow.set_tracking_uri(f"sqlite:///{store}/mlflow.db")
+    with mlflow.start_run():
+        info = mlflow.pyfunc.log_model(name="policy", python_model=model, signature=model_signature(),
+                                       pip_requirements=["mlflow"])
+    return mlflow.pyfunc.load_model(info.model_uri)
 
 
 # The previous code's side, run in a child process whose only `cadence` is the exported tree.
@@ -254,10 +282,10 @@ def main() -> None:
     print(f"\nPolicyModel(policy, epsilon=0.05).predict, {args.rows:,} rows in requests of 10,000: decisions/s, "
           f"wall best / median, CPU best{'' if old is None else f'; previous code ({args.baseline_ref})'}")
     for key, (best, median, cpu) in mine.items():
-        line = f"  {key:<26} {best:>9,.0f} / {median:>9,.0f}  cpu {cpu:>9,.0f}"
+        line = f"  {key:<34} {best:>9,.0f} / {median:>9,.0f}  cpu {cpu:>9,.0f}"
         if old is not None and key in old:
             ob, om, oc = old[key]
-            same = same_decisions(new_out, root / "baseline-out", key)
+            same = same_decisions(new_out, root / "baseline-out", key.removesuffix(", loaded"))
             line += (f"  | previous {ob:>9,.0f} / {om:>9,.0f}  cpu {oc:>9,.0f}  -> {best / ob:.2f}x wall, "
                      f"{cpu / oc:.2f}x cpu; same decisions: {same}")
         print(line)

@@ -129,7 +129,7 @@ def test_export_metadata(registry, policy: str) -> None:
     meta = model.metadata["cadence"]
     from cadence.deployment.serving import INPUT_COLUMNS
 
-    assert list(meta["inputs"]) == [c.name for c in INPUT_COLUMNS]  # documented there instead
+    assert set(meta["inputs"]) == {c.name for c in INPUT_COLUMNS}  # documented there instead
     assert meta["estimates_of"].startswith("the model as served (epsilon = 0,") and meta["estimate_supported"]
     assert meta["estimates"]["net_revenue"]["lower"] <= meta["estimates"]["net_revenue"]["value"]
     assert meta["orchestrator"]["max_per_7d"] == 3
