@@ -725,7 +725,9 @@ def needed_families(policy: Policy) -> tuple[str, ...]:
     ()
     """
     context = getattr(policy, "context", None)
-    if context is None or isinstance(policy, RulesPolicy):
+    # UpliftPolicy reads its context with the policy learner only (learner="dr"); its uplift
+    # learners decide from the trigger's columns whatever ``context`` says.
+    if context is None or isinstance(policy, RulesPolicy) or getattr(policy, "learner", "dr") != "dr":
         return ()
     names = (context,) if isinstance(context, str) else tuple(context)
     return tuple(f for f in names if f in FAMILY_COLUMNS)

@@ -168,3 +168,15 @@ def test_columns_are_the_feature_layers() -> None:
 def test_score_columns_are_the_scoring_steps() -> None:
     scores = pytest.importorskip("cadence.models.scores", reason="the scoring step is not in this tree yet")
     assert tuple(SCORE_KINDS) == tuple(scores.SCORE_COLUMNS)
+
+
+def test_only_a_policy_that_reads_a_family_needs_it() -> None:
+    from cadence.deployment.serving import needed_families
+    from cadence.policies.learned import UpliftPolicy
+
+    assert needed_families(EmailNowWith(("trigger", "scores"))) == ("scores",)
+    assert needed_families(RulesPolicy()) == ()
+    # The uplift design decides from the trigger's columns, whatever its context says.
+    t = UpliftPolicy(learner="t")
+    t.context = ("trigger", "customer")  # type: ignore[misc]
+    assert needed_families(t) == ()
