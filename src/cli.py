@@ -218,14 +218,18 @@ def features(
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT even if it is a non-empty folder that "
                                                                 "cadence did not write.")] = False,
+    scores: Annotated[bool, typer.Option("--scores", help="Also write customer_scores.parquet: churn risk, P(alive), "
+                                                          "expected purchases, CLV and repurchase due, from models "
+                                                          "fitted on the orders before --as-of.")] = False,
 ) -> None:
-    """Write customer_features and trigger_candidates as of a cutoff."""
+    """Write customer_features and trigger_candidates (and, with --scores, customer_scores) as of a cutoff."""
     import pandas as pd
 
     from cadence.data.gate import parse_timestamp
     from cadence.data.io import OutputError, check_output_dir
     from cadence.data.validate import ContractError
     from cadence.features.engine import ENGINES
+    from cadence.models.scores import ScoreInputError
     from cadence.workflows.features import build_features
 
     if engine not in ENGINES:
@@ -245,11 +249,14 @@ def features(
     with _gated("features", data_dir, needs=("customers",), as_of=as_of) as gate:
         try:
             run = build_features(gate.data_dir, cutoff, out, engine=engine, since=since,  # type: ignore[arg-type]
-                                 spark_master=spark_master, progress=not quiet)
+                                 spark_master=spark_master, progress=not quiet, scores=scores)
         except ContractError as e:
             _fail(f"features: {e}")
-        except FileNotFoundError as e:
+        except (FileNotFoundError, ScoreInputError) as e:
             _fail(f"features: {e}")
+    for model, why in run.score_failures.items():
+        typer.secho(f"features: warning: scores: the {model} model was not fitted ({why}); its columns are empty",
+                    fg=typer.colors.YELLOW, err=True)
     parts = ", ".join(f"{k}: {v:,} rows" for k, v in run.rows.items())
     typer.echo(f"wrote {out} ({parts}) as of {run.as_of} on {run.engine} in {sum(run.seconds.values()):.1f} s")
 

@@ -60,6 +60,7 @@ from typing import Any, Literal
 
 import ibis
 import pandas as pd
+from ibis import _
 
 from cadence.contract.clock import DAY_S, utc
 from cadence.features.customer import require_columns, secs
@@ -77,6 +78,8 @@ SNAPSHOT_COLUMNS: tuple[str, ...] = ("customer_id", "as_of", "last_purchase_at",
 HOLDOUT_COLUMNS: tuple[str, ...] = ("customer_id", "holdout_frequency")
 #: Columns of :func:`purchase_gaps`, in order (``day``: the purchase day that closes the gap).
 GAP_COLUMNS: tuple[str, ...] = ("customer_id", "product_id", "day", "gap_days")
+#: Columns of :func:`last_product_purchases`, in order.
+LAST_PURCHASE_COLUMNS: tuple[str, ...] = ("customer_id", "product_id", "as_of", "last_purchase_at")
 Tables = Mapping[str, ibis.Table]
 
 
@@ -505,6 +508,60 @@ def purchase_gaps(tables: Tables, as_of: Any) -> ibis.Table:
     return lines.filter(lines.gap_days.notnull()).select(*GAP_COLUMNS)
 
 
+def last_product_purchases(tables: Tables, cutoffs: Sequence[Any], *,
+                           products: Sequence[str] | None = None) -> ibis.Table:
+    """Each customer's last order of each product before each cutoff, at every cutoff in one query.
+
+    What a repurchase forecast starts from: the product is due again one
+    interval after ``last_purchase_at`` (the exact order time, as the
+    ``buy_again`` trigger counts it). At a cutoff only orders with
+    ``ts < as_of`` are read, so orders at or after it change nothing there.
+
+    Parameters
+    ----------
+    tables : mapping of str to ibis.Table
+        Needs ``orders`` (``order_id``, ``customer_id``, ``ts``) and
+        ``order_items`` (``order_id``, ``product_id``).
+    cutoffs : sequence of timestamp-like
+        Exclusive cutoffs; naive values are UTC.
+    products : sequence of str, optional
+        Only these products (e.g. those with a repurchase interval).
+
+    Returns
+    -------
+    ibis.Table
+        :data:`LAST_PURCHASE_COLUMNS`, one row per cutoff, customer and
+        product bought before it; rows in no particular order.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> con, t = duckdb_tables({"orders": pd.DataFrame({"order_id": ["1", "2"], "customer_id": ["a", "a"],
+    ...     "ts": pd.to_datetime(["2024-01-01", "2024-01-31"], utc=True), "revenue": [1.0, 1.0]}),
+    ...     "order_items": pd.DataFrame({"order_id": ["1", "2"], "product_id": ["p", "p"]})})
+    >>> s = fetch_frame(con, last_product_purchases(t, ["2024-01-15", "2024-02-15"]), ["as_of"])
+    >>> s["last_purchase_at"].dt.day.tolist()
+    [1, 31]
+    """
+    if not cutoffs:
+        raise ValueError("last_product_purchases: no cutoffs")
+    o = _orders(tables)
+    items = require_columns(tables, "order_items")
+    if items is None:
+        raise ValueError("order_items: missing table (last purchases of products need it)")
+    cuts = [utc(c, "cutoff") for c in cutoffs]
+    spans = _spans(o, [(c, c) for c in cuts])
+    o = o.filter(o.ts < as_of_literal(max(cuts))).select(o_id=o.order_id, customer_id=o.customer_id, ts=o.ts)
+    lines = items.select("order_id", "product_id")
+    if products is not None:
+        lines = lines.filter(lines.product_id.isin([str(p) for p in products]))
+    lines = lines.join(o, lines.order_id == o.o_id).select("customer_id", "product_id", "ts")
+    paired = lines.inner_join(spans, lines.ts < spans.cut_at)
+    return paired.group_by(["cut_at", "customer_id", "product_id"]).aggregate(
+        last_purchase_at=paired.ts.max()).select(*LAST_PURCHASE_COLUMNS[:2], as_of=_.cut_at,
+                                                 last_purchase_at=_.last_purchase_at)
+
+
 def duckdb_tables(frames: Mapping[str, pd.DataFrame]) -> tuple[Any, dict[str, ibis.Table]]:
     """In-memory tables on a new embedded DuckDB: ``(backend, tables)`` for the functions above.
 
@@ -618,5 +675,5 @@ def rfm_summary_frame(orders: pd.DataFrame, as_of: Any, *, start: Any = None, ti
 
 
 __all__ = ["rfm_summary", "rfm_summary_frame", "holdout_frequency", "purchase_snapshots", "stacked_snapshots",
-           "purchase_gaps", "purchase_days", "fetch_frame", "duckdb_tables", "DataQualityWarning", "DAYS_PER_UNIT",
+           "purchase_gaps", "last_product_purchases", "LAST_PURCHASE_COLUMNS", "purchase_days", "fetch_frame", "duckdb_tables", "DataQualityWarning", "DAYS_PER_UNIT",
            "RFM_COLUMNS", "HOLDOUT_COLUMNS", "SNAPSHOT_COLUMNS", "GAP_COLUMNS", "TimeUnit"]

@@ -6,7 +6,11 @@ validation message, not an error deep in SQL), has the engine read its
 tables in place (:func:`load_tables`), computes both feature tables with
 :func:`~cadence.features.pipeline.feature_tables` and writes
 ``customer_features.parquet`` and ``trigger_candidates.parquet`` into the
-output folder in one atomic swap, bucket by bucket on a large shop.
+output folder in one atomic swap, bucket by bucket on a large shop. With
+``scores=True`` the same swap also holds ``customer_scores.parquet``: the
+models of :class:`cadence.models.scores.CustomerScorer` fitted on the
+orders before ``as_of`` and scored at ``as_of``
+(:mod:`cadence.workflows.scores`).
 
 Examples
 --------
@@ -29,11 +33,21 @@ from typing import Any
 
 import ibis
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from cadence.contract.triggers import TriggerRules
-from cadence.data.io import PathLike, atomic_path, list_tables, read_table, table_path
+from cadence.data.io import (
+    PARQUET_OPTIONS,
+    PathLike,
+    atomic_path,
+    list_tables,
+    read_table,
+    table_path,
+)
 from cadence.features.engine import Engine, connect, register, write_parquet, write_parquet_parts
 from cadence.features.pipeline import OUTPUTS, feature_tables
+from cadence.workflows.scores import SCORES_FILE, compute_scores
 
 
 @dataclass
@@ -46,6 +60,8 @@ class FeatureRun:
     rows: dict[str, int] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
     buckets: int = 1
+    #: Score models that could not be fitted (their columns are NaN) and why (``scores=True`` only).
+    score_failures: dict[str, str] = field(default_factory=dict)
 
 
 def load_tables(con: Any, data_dir: PathLike, tables: Sequence[str]) -> dict[str, ibis.Table]:
@@ -76,7 +92,7 @@ def build_features(data_dir: PathLike, as_of: str | pd.Timestamp, out_dir: PathL
                    engine: Engine = "duckdb", since: str | pd.Timestamp | None = None,
                    rules: TriggerRules | None = None, validate: bool = True,
                    spark_master: str | None = None, repurchase_days: pd.DataFrame | None = None,
-                   buckets: int | None = None, progress: bool = False) -> FeatureRun:
+                   buckets: int | None = None, progress: bool = False, scores: bool = False) -> FeatureRun:
     """Compute both feature tables for ``data_dir`` as of ``as_of`` and write them to ``out_dir``.
 
     Parameters
@@ -103,6 +119,11 @@ def build_features(data_dir: PathLike, as_of: str | pd.Timestamp, out_dir: PathL
         output does not depend on it.
     progress
         Show a progress bar: one step per output and customer bucket.
+    scores
+        Also write ``customer_scores.parquet`` (columns
+        :data:`cadence.models.scores.SCORE_TABLE_COLUMNS`, one row per
+        customer with an order before ``as_of``), from models fitted on the
+        orders before ``as_of``, in the same atomic swap.
     """
     from tqdm.auto import tqdm
 
@@ -137,6 +158,14 @@ def build_features(data_dir: PathLike, as_of: str | pd.Timestamp, out_dir: PathL
             else:
                 run.rows[name] = write_parquet_parts(con, parts(name), path, ft.sort_by[name])
             run.seconds[name] = time.perf_counter() - t0
+        if scores:
+            t0 = time.perf_counter()
+            bar.set_description("customer_scores")
+            df, run.score_failures = compute_scores(con, tables, ft.as_of)
+            pq.write_table(pa.Table.from_pandas(df, preserve_index=False), tmp / SCORES_FILE,
+                           **PARQUET_OPTIONS)  # type: ignore[arg-type]
+            run.rows["customer_scores"] = len(df)
+            run.seconds["customer_scores"] = time.perf_counter() - t0
     return run
 
 

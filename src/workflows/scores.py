@@ -1,0 +1,221 @@
+"""Customer scores for decisions: at many weekly times (a policy's training) or at one cutoff (``customer_scores.parquet``).
+
+The wiring around :class:`cadence.models.scores.CustomerScorer`:
+
+* :func:`score_snapshots` scores customers at many times on tables already
+  on an engine (what a learned policy trains on), the models fitted once
+  at ``fit_at`` or refitted every ``refit_every`` times;
+* :func:`write_scores` reads a data directory, fits the models on the
+  orders before ``as_of``, scores at ``as_of`` and writes
+  ``customer_scores.parquet`` atomically next to the feature files
+  (``cadence features ... --scores`` does the same inside its own atomic
+  write, :func:`cadence.workflows.features.build_features`).
+
+Examples
+--------
+>>> import tempfile
+>>> from cadence.synthetic import ShopConfig, generate_shop
+>>> d = tempfile.mkdtemp()
+>>> shop = generate_shop(ShopConfig(customers=300, days=60, seed=1), d + "/shop")
+>>> run = write_scores(shop, "2025-02-20", d + "/features")
+>>> run.path.name, run.rows == len(pd.read_parquet(run.path))
+('customer_scores.parquet', True)
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from sklearn.base import clone
+
+from cadence.contract.clock import utc
+from cadence.data.io import (
+    PARQUET_OPTIONS,
+    OutputError,
+    PathLike,
+    atomic_path,
+    is_own_output,
+    list_tables,
+    write_table,
+)
+from cadence.features.engine import connect, register
+from cadence.models.scores import CustomerScorer, ScoreInputError, ScoreWarning
+
+#: File name of the scores next to the feature files.
+SCORES_FILE = "customer_scores.parquet"
+#: Tables the scores read (``order_items`` when the data has it).
+SCORE_INPUTS: tuple[str, ...] = ("orders", "order_items")
+
+
+@dataclass
+class ScoresRun:
+    """What :func:`write_scores` (or ``build_features(..., scores=True)``) wrote.
+
+    Attributes
+    ----------
+    path : Path
+        The ``customer_scores.parquet`` written.
+    as_of : Timestamp
+        Fit cutoff and scoring time.
+    rows : int
+        Customers scored (those with an order before ``as_of``).
+    seconds : float
+        Fit and scoring time.
+    failures : dict
+        Models that could not be fitted (their columns are NaN) and why.
+    """
+
+    path: Path
+    as_of: pd.Timestamp
+    rows: int
+    seconds: float
+    failures: dict[str, str] = field(default_factory=dict)
+
+
+def _times(times: Sequence[Any]) -> list[pd.Timestamp]:
+    out = sorted({utc(t, "times") for t in times})
+    if not out:
+        raise ValueError("times: no scoring time")
+    return out
+
+
+def score_snapshots(con: Any, tables: Mapping[str, Any], times: Sequence[Any], *, fit_at: Any = None,
+                    refit_every: int | None = None, scorer: CustomerScorer | None = None) -> pd.DataFrame:
+    """Customer scores at every time of ``times``, each from models fitted at or before it.
+
+    Parameters
+    ----------
+    con : ibis backend
+        The engine ``tables`` live on (pandas frames are uploaded to it).
+    tables : mapping of str to ibis.Table or DataFrame
+        ``orders`` and, optionally, ``order_items`` (may reach past the last
+        time: at each time only the orders before it are read).
+    times : sequence of timestamp-like
+        Scoring times (e.g. weekly); sorted and de-duplicated.
+    fit_at : timestamp-like, optional
+        Fit cutoff of the first (or only) fit; the first time by default.
+        Must not be after the first time.
+    refit_every : int, optional
+        Refit the models at every ``refit_every``-th time (the block of times
+        from there on is scored by that fit). None: one fit at ``fit_at``.
+        Measured on the default shop (``benchmarks/bench_scores.py``): a fit
+        takes 4-11 s, scoring 52 weekly times ~12 s.
+    scorer : CustomerScorer, optional
+        The settings (it is cloned, not fitted in place); defaults.
+
+    Returns
+    -------
+    DataFrame
+        :data:`cadence.models.scores.SCORE_TABLE_COLUMNS`, sorted by
+        ``scored_at``, ``customer_id``.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> orders = pd.DataFrame({"order_id": list("012345678"), "revenue": [10.0] * 9,
+    ...     "customer_id": list("aaabbcccc"), "ts": pd.to_datetime(["2024-01-01", "2024-01-20", "2024-02-10",
+    ...     "2024-01-05", "2024-03-01", "2024-01-10", "2024-01-30", "2024-02-20", "2024-03-10"], utc=True)})
+    >>> items = pd.DataFrame({"order_id": list("012345678"), "product_id": ["p"] * 9})
+    >>> s = score_snapshots(connect(), {"orders": orders, "order_items": items}, ["2024-03-15", "2024-03-22"],
+    ...                     scorer=CustomerScorer(survival_family="weibull", count_model="bgnbd"))
+    >>> s.groupby("scored_at").size().tolist()
+    [3, 3]
+    """
+    ts = _times(times)
+    first = ts[0] if fit_at is None else utc(fit_at, "fit_at")
+    if first > ts[0]:
+        raise ValueError(f"fit_at ({first}) is after the first scoring time ({ts[0]}): those scores would read "
+                         "later orders")
+    if refit_every is not None and refit_every < 1:
+        raise ValueError(f"refit_every must be >= 1, got {refit_every}")
+    frames = {k: v for k, v in tables.items() if isinstance(v, pd.DataFrame)}
+    t = {**tables, **register(con, frames)} if frames else dict(tables)
+    template = scorer if scorer is not None else CustomerScorer()
+    step = len(ts) if refit_every is None else refit_every
+    parts = []
+    for i in range(0, len(ts), step):
+        block = ts[i:i + step]
+        model = clone(template).fit(t, as_of=first if i == 0 else block[0])
+        parts.append(model.scores(t, block))
+    return pd.concat(parts, ignore_index=True)
+
+
+def _write_file(df: pd.DataFrame, out_dir: Path) -> Path:
+    """``df`` as ``out_dir/customer_scores.parquet``, atomically; a new folder gets the output marker."""
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    if out_dir.is_dir():
+        if any(out_dir.iterdir()) and not is_own_output(out_dir):
+            raise OutputError(f"output folder {str(out_dir)!r} is not empty and not a cadence output "
+                              "(no .cadence-output marker); choose the features folder or a new one")
+        write_table(table, out_dir / SCORES_FILE)
+    else:
+        with atomic_path(out_dir) as tmp:
+            tmp.mkdir()
+            pq.write_table(table, tmp / SCORES_FILE, **PARQUET_OPTIONS)  # type: ignore[arg-type]
+    return out_dir / SCORES_FILE
+
+
+def compute_scores(con: Any, tables: Mapping[str, Any], as_of: Any,
+                   scorer: CustomerScorer | None = None) -> tuple[pd.DataFrame, dict[str, str]]:
+    """Scores at ``as_of`` from models fitted on the orders before it, and the models that failed.
+
+    The step ``write_scores`` and ``cadence features --scores`` share; the
+    :class:`~cadence.models.scores.ScoreWarning` of a failed model is
+    returned in the dict instead of raised.
+    """
+    cut = utc(as_of, "as_of")
+    inputs = {k: tables[k] for k in SCORE_INPUTS if k in tables}
+    if "orders" not in inputs:
+        raise ScoreInputError("orders: missing table (customer scores need it)")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ScoreWarning)
+        model = clone(scorer if scorer is not None else CustomerScorer()).fit(inputs, as_of=cut)
+    return model.scores(inputs, cut), dict(model.failures_)
+
+
+def write_scores(data_dir: PathLike, as_of: Any, out_dir: PathLike, *, engine: str = "duckdb",
+                 scorer: CustomerScorer | None = None) -> ScoresRun:
+    """Fit on ``data_dir``'s orders before ``as_of``, score at ``as_of``, write ``out_dir/customer_scores.parquet``.
+
+    The file is replaced atomically (written next to it, then renamed);
+    ``out_dir`` is created (with the output marker) when missing, and must
+    otherwise be a Cadence output, e.g. the folder ``cadence features``
+    wrote. Nothing at or after ``as_of`` is read.
+
+    Parameters
+    ----------
+    data_dir : path
+        A contract data directory (``orders``; ``order_items`` for
+        ``repurchase_due_days``).
+    as_of : timestamp-like
+        Fit cutoff and scoring time (exclusive); naive values are UTC.
+    out_dir : path
+        The folder of the feature files.
+    engine : {'duckdb', 'spark'}
+    scorer : CustomerScorer, optional
+
+    Returns
+    -------
+    ScoresRun
+    """
+    from cadence.workflows.features import load_tables
+
+    t0 = time.perf_counter()
+    cut = utc(as_of, "as_of")
+    con = connect(engine)  # type: ignore[arg-type]
+    present = set(list_tables(data_dir))
+    tables = load_tables(con, data_dir, [n for n in SCORE_INPUTS if n == "orders" or n in present])
+    df, failures = compute_scores(con, tables, cut, scorer)
+    path = _write_file(df, Path(out_dir))
+    return ScoresRun(path, cut, len(df), time.perf_counter() - t0, failures)
+
+
+__all__ = ["score_snapshots", "write_scores", "compute_scores", "ScoresRun", "SCORES_FILE", "SCORE_INPUTS"]
