@@ -62,24 +62,40 @@ def circular_hours(a: np.ndarray | float, b: np.ndarray | float) -> np.ndarray:
 def local_clock(ts: pd.Series, tz: pd.Series | None) -> tuple[np.ndarray, np.ndarray]:
     """(hour of day as float, weekday 0=Monday) of UTC timestamps in each row's time zone.
 
-    Missing or unknown zones read as UTC rather than failing.
+    Missing or unknown zones read as UTC rather than failing; a missing
+    timestamp gets hour NaN and weekday 0.
 
     >>> ts = pd.Series(pd.to_datetime(["2024-01-01 12:30"], utc=True))
     >>> local_clock(ts, pd.Series(["Asia/Tokyo"]))
     (array([21.5]), array([0]))
     """
-    ts = pd.to_datetime(ts, utc=True).reset_index(drop=True)
-    zones = (tz.astype(object).fillna("UTC").reset_index(drop=True) if tz is not None
-             else pd.Series("UTC", index=ts.index))
-    hour = np.zeros(len(ts))
-    weekday = np.zeros(len(ts), np.int64)
-    for zone, rows in zones.groupby(zones, observed=True).groups.items():
-        try:
-            local = ts[rows].dt.tz_convert(str(zone))
-        except Exception:  # an unknown zone name falls back to UTC
-            local = ts[rows]
-        hour[rows] = (local.dt.hour + local.dt.minute / 60).to_numpy()
-        weekday[rows] = local.dt.weekday.to_numpy()
+    # One time-zone conversion per distinct zone, then integer arithmetic on the local wall-clock
+    # nanoseconds: the served model calls this on every request, and the .dt accessors per zone
+    # (and pd.to_datetime on a column that is already datetime) cost more than the decision itself.
+    if isinstance(getattr(ts, "dtype", None), pd.DatetimeTZDtype):
+        stamps = pd.DatetimeIndex(ts).tz_convert("UTC")
+    else:
+        stamps = pd.DatetimeIndex(pd.to_datetime(ts, utc=True))
+    utc_ns = stamps.as_unit("ns").asi8
+    missing = stamps.isna()
+    local_ns = utc_ns.copy()
+    if tz is not None and len(stamps):
+        codes, zones = pd.factorize(tz.astype(object).to_numpy(), use_na_sentinel=True)
+        for k, zone in enumerate(zones):
+            if zone == "UTC":
+                continue
+            rows = codes == k
+            try:
+                local = stamps[rows].tz_convert(str(zone))
+            except Exception:  # an unknown zone name falls back to UTC
+                continue
+            local_ns[rows] = local.tz_localize(None).as_unit("ns").asi8
+    secs = np.where(missing, 0, local_ns) // 1_000_000_000
+    of_day = secs % DAY_S
+    hour = (of_day // HOUR_S + (of_day % HOUR_S) // 60 / 60).astype(float)
+    weekday = ((secs // DAY_S + 3) % 7).astype(np.int64)  # 1970-01-01 was a Thursday
+    hour[missing] = np.nan
+    weekday[missing] = 0
     return hour, weekday
 
 

@@ -44,12 +44,23 @@ probability with which it was chosen:
   ``MlflowException`` on purpose: the scoring server prefixes those
   messages with the whole request.
 
-The signature lists every input column but types them ``Any`` and marks
-none required, so MLflow's own schema enforcement never fails a request:
-its errors are ``MlflowException`` messages the scoring server prefixes with
-the whole request (customer ids included). The model checks every column
-itself, as above; MLflow's casts would also turn the JSON text ``"false"``
-into an opt-in (``bool("false")``).
+The input is a *decision row*: a trigger candidate, optionally joined with
+its customer's features and model scores
+(:func:`cadence.features.decision_rows.decision_rows`); ``eligible_at``, the
+candidates' name for the trigger time, is read when ``triggered_at`` is
+absent. A policy that decides with the customer features or the scores (its
+``context`` names ``customer`` or ``scores``) answers a row lacking that
+family (every column of it null or absent: a customer the join found no
+row for) with the rules and ``rules fallback: missing customer features``
+(or ``missing scores``).
+
+The MLflow signature has outputs only (:func:`model_signature`): MLflow's
+enforcement of an input schema fails requests with ``MlflowException``
+messages the scoring server prefixes with the whole request (customer ids
+included), would turn the JSON text ``"false"`` into an opt-in
+(``bool("false")``), and costs more than the decision. The model checks
+every column itself, as above; :data:`INPUT_COLUMNS` documents them (the
+export writes them into the model's metadata).
 
 A null opt-in means no known consent and counts as not opted in; a null
 ``products`` means the trigger has no items.
@@ -75,6 +86,7 @@ Examples
 
 from __future__ import annotations
 
+import warnings
 import zoneinfo
 from dataclasses import dataclass
 from typing import Any
@@ -84,17 +96,22 @@ import pandas as pd
 from mlflow.models import ModelSignature
 from mlflow.pyfunc import PythonModel
 from mlflow.types.schema import AnyType, ColSpec, DataType, Schema
+from threadpoolctl import ThreadpoolController
 
 from cadence.contract.actions import (
+    ABANDON_DELAYS,
+    CODE_CHANNEL,
+    CODE_INCENTIVE,
+    CODE_SLOT,
+    OTHER_DELAYS,
     Policy,
     allowed_actions,
     check_decisions,
-    decode_action,
-    delay_choices,
     encode_actions,
 )
+from cadence.contract.clock import local_clock
 from cadence.contract.tables import CHANNELS, INCENTIVES, STAGES
-from cadence.contract.triggers import TRANSACTIONAL_STAGES
+from cadence.contract.triggers import ABANDON_STAGES, TRANSACTIONAL_STAGES
 from cadence.policies.rules import RulesPolicy, opt_in_matrix
 
 
@@ -114,6 +131,59 @@ CONTEXT_COLUMNS: tuple[str, ...] = ("timezone", *OPT_IN_COLUMNS, "sends_7d", "or
 #: Columns that must hold whole numbers / numbers when given.
 WHOLE_COLUMNS: tuple[str, ...] = ("sends_7d", "orders_90d")
 NUMBER_COLUMNS: tuple[str, ...] = ("days_since_order",)
+#: The trigger time's name in ``trigger_candidates.parquet`` (``cadence features``); read when a row has
+#: no ``triggered_at`` (the messages log's name).
+ELIGIBLE_AT = "eligible_at"
+
+#: The windows of the customer features ``cadence features`` writes (:func:`cadence.features.customer.feature_columns`).
+FEATURE_WINDOWS: tuple[int, ...] = (30, 90, 365)
+
+
+def _customer_kinds(ws: tuple[int, ...] = FEATURE_WINDOWS) -> dict[str, str]:
+    """Kind of each customer-feature column: ``count`` (a whole number >= 0), ``share`` (0 to 1), ``number``, ``text``.
+
+    The same names as :func:`cadence.features.customer.feature_columns` (a test pins it), written out
+    here so the served model does not import the feature engine (and its requirements).
+    """
+    kinds: dict[str, str] = {}
+    def add(names: list[str], kind: str) -> None:
+        kinds.update(dict.fromkeys(names, kind))
+
+    add([f"orders_{w}d" for w in ws] + ["orders_all"], "count")
+    add([f"{m}_{w}d" for m in ("revenue", "aov") for w in (*ws, "all")], "number")
+    kinds = {k.replace("_alld", "_all"): v for k, v in kinds.items()}
+    add(["recency_days", "first_order_days_ago", "tenure_days", "gap_mean_days", "gap_std_days", "gap_last_days",
+         "recency_gap_ratio"], "number")
+    add([f"{m}_{w}d" for m in ("sessions", "product_views", "cart_adds", "checkout_starts", "cart_abandons",
+                               "checkout_abandons") for w in ws], "count")
+    add(["avg_session_depth", "last_session_days_ago"], "number")
+    add([f"searches_{w}d" for w in ws], "count")
+    add(["zero_result_rate", "search_click_rate", "search_purchase_rate"], "share")
+    add(["last_unresolved_query"], "text")
+    add([f"sends_{c}_{w}d" for c in CHANNELS for w in ws] + [f"{m}_{c}" for m in ("opens", "clicks") for c in CHANNELS],
+        "count")
+    add(["last_open_days_ago"], "number")
+    add(["unsubscribed_channels"], "count")
+    add(["top_category"], "text")
+    add(["top_category_share"], "share")
+    return kinds
+
+
+#: The model scores a scoring step writes per customer (``customer_scores.parquet``), beside ``scored_at``.
+SCORE_KINDS: dict[str, str] = {"churn_risk_30d": "share", "churn_risk_60d": "share", "churn_risk_90d": "share",
+                               "p_alive": "share", "expected_purchases_90d": "number", "clv_365d": "number",
+                               "repurchase_due_days": "number"}
+#: Customer-feature columns of a decision row and their kinds; ``orders_90d`` is the trigger's own (as of
+#: the trigger, checked with the context), so a joined row has it once.
+CUSTOMER_KINDS: dict[str, str] = {k: v for k, v in _customer_kinds().items() if k not in CONTEXT_COLUMNS}
+#: The context families beyond the trigger's and the columns each brings: what a policy that reads
+#: them needs, and what a row lacking them (every column null) falls back on.
+FAMILY_COLUMNS: dict[str, tuple[str, ...]] = {"customer": tuple(CUSTOMER_KINDS), "scores": tuple(SCORE_KINDS)}
+#: How a fallback reason names a family.
+FAMILY_LABELS: dict[str, str] = {"customer": "customer features", "scores": "scores"}
+
+_KIND_DOC = {"count": "a whole number >= 0", "share": "a number from 0 to 1", "number": "a finite number",
+             "text": "text"}
 
 #: The model's input: one row per trigger candidate.
 INPUT_COLUMNS: tuple[Column, ...] = (
@@ -122,7 +192,9 @@ INPUT_COLUMNS: tuple[Column, ...] = (
     Column("stage", "any", True, f"one of {', '.join(STAGES)}"),
     Column("triggered_at", "any", True,
            "when the trigger fired: an ISO-8601 timestamp with its zone (e.g. 2025-03-01T09:30:00Z); "
-           "from 1970-01-02 to 7 days after the server's clock"),
+           "from 1970-01-02 to 7 days after the server's clock. A row of trigger_candidates has it as "
+           "eligible_at, read when triggered_at is absent"),
+    Column(ELIGIBLE_AT, "any", False, "the trigger time as trigger_candidates.parquet names it (see triggered_at)"),
     Column("timezone", "any", False, "the customer's IANA time zone, e.g. Europe/Berlin"),
     *(Column(c, "any", False, f"true/false: the customer takes {c.removeprefix('opt_in_')} now (null = no)")
       for c in OPT_IN_COLUMNS),
@@ -133,13 +205,18 @@ INPUT_COLUMNS: tuple[Column, ...] = (
     Column("days_since_order", "any", False, "a number >= 0: days since the customer's last order before the "
                                              "trigger, not before 1970-01-02 (null = never ordered)"),
     Column("products", "any", False, "the trigger's product ids, '|'-separated (null = none)"),
+    *(Column(c, "any", False, f"customer feature ({_KIND_DOC[k]}, null = unknown), as customer_features.parquet "
+                              "has it") for c, k in CUSTOMER_KINDS.items()),
+    *(Column(c, "any", False, f"model score ({_KIND_DOC[k]}, null = unknown), as customer_scores.parquet has it")
+      for c, k in SCORE_KINDS.items()),
 )
 
 #: The model's output: one decision per input row, in input order.
 OUTPUT_COLUMNS: tuple[Column, ...] = (
     Column("action", "string", True, "send or hold"),
     Column("channel", "string", False, f"one of {', '.join(CHANNELS)} (null when held)"),
-    Column("send_at", "any", False, "triggered_at + delay_minutes, a UTC timestamp (null when held)"),
+    Column("send_at", "any", False, "triggered_at + delay_minutes, a UTC timestamp (null when held; in "
+                                    "process a datetime.datetime)"),
     Column("delay_minutes", "long", True, "minutes after the trigger (0 when held)"),
     Column("incentive", "string", False, f"one of {', '.join(INCENTIVES)} (null when held)"),
     Column("items", "string", False, "the items to show, '|'-separated (the trigger's products)"),
@@ -156,27 +233,36 @@ def _colspec(c: Column, *, enforce: bool = True) -> ColSpec:
 
 
 def model_signature() -> ModelSignature:
-    """The MLflow signature: :data:`INPUT_COLUMNS` in (all ``Any``, none required), :data:`OUTPUT_COLUMNS` out.
+    """The MLflow signature: :data:`OUTPUT_COLUMNS` out, and no input schema.
 
     The inputs are checked by the model (rows with invalid values are held),
-    not by MLflow, whose errors would echo the request; ``required`` in
-    :data:`INPUT_COLUMNS` documents what a row needs to be decided.
+    not by MLflow: its errors echo the request, and its enforcement of an
+    input schema costs more than the decision itself -- with every input
+    column typed ``Any`` it still passes every value of every column through
+    a Python call and turns numeric columns into objects (the loaded model
+    scored 12,800 decision rows a second with such a schema, 110,000 without
+    it: ``benchmarks/RESULTS.md``), and it drops the columns it does not
+    list. The inputs are documented by :data:`INPUT_COLUMNS`, in the
+    exported model's metadata (``cadence.inputs``) and by its input example.
 
     >>> sig = model_signature()
-    >>> sig.inputs.required_input_names(), sig.inputs.input_names()[:3]
-    ([], ['customer_id', 'stage', 'triggered_at'])
+    >>> sig.inputs is None, sig.outputs.input_names()[:2]
+    (True, ['action', 'channel'])
     """
-    return ModelSignature(inputs=Schema([_colspec(c, enforce=False) for c in INPUT_COLUMNS]),
-                          outputs=Schema([_colspec(c) for c in OUTPUT_COLUMNS]))
+    return ModelSignature(inputs=None, outputs=Schema([_colspec(c) for c in OUTPUT_COLUMNS]))
 
 
 def input_example() -> pd.DataFrame:
-    """Synthetic candidates (no customer ids, no real data) showing every input column.
+    """Synthetic decision rows (no customer ids, no real data) showing every input column.
+
+    Rows of ``trigger_candidates`` joined with ``customer_features`` and the
+    model scores (:func:`cadence.features.decision_rows.decision_rows`); the
+    third customer has no features or scores (a left join's nulls).
 
     >>> input_example()["stage"].tolist()
     ['cart_abandon', 'birthday', 'order_status']
     """
-    return pd.DataFrame({
+    trigger = pd.DataFrame({
         "stage": ["cart_abandon", "birthday", "order_status"],
         "triggered_at": ["2025-03-01T09:30:00Z", "2025-03-02T07:00:00Z", "2025-03-02T12:15:00Z"],
         "timezone": ["Europe/Berlin", "America/New_York", "Asia/Tokyo"],
@@ -189,6 +275,10 @@ def input_example() -> pd.DataFrame:
         "days_since_order": [None, 12.5, 40.0],
         "products": [None, "P-EXAMPLE-1|P-EXAMPLE-2", None],
     })
+    example = {"count": [4, 1, None], "share": [0.25, 0.0, None], "number": [35.5, 120.0, None],
+               "text": [None, "category-a", None]}
+    extra = pd.DataFrame({c: pd.Series(example[k], dtype=object) for c, k in (CUSTOMER_KINDS | SCORE_KINDS).items()})
+    return pd.concat([trigger, extra], axis=1)
 
 
 # --------------------------------------------------------------------------- #
@@ -235,7 +325,10 @@ def row_uniforms(candidates: pd.DataFrame, triggered_ns: np.ndarray, seed: int) 
     def text(col: str) -> pd.Series:
         if col not in candidates:
             return pd.Series([""] * n, dtype=object)
-        return candidates[col].astype(object).where(candidates[col].notna(), "").astype(str).reset_index(drop=True)
+        values = candidates[col].to_numpy(object)
+        out = pd.Series(np.where(pd.notna(values), values, ""), dtype=object)
+        # Already text (the checked frame's case): the same hash as after str(), without the copy.
+        return out if pd.api.types.infer_dtype(out, skipna=False) == "string" else out.astype(str)
 
     fields = pd.DataFrame({"customer_id": text("customer_id"), "stage": text("stage"),
                            "triggered_at": np.asarray(triggered_ns, np.int64), "products": text("products")})
@@ -254,8 +347,12 @@ def row_uniforms(candidates: pd.DataFrame, triggered_ns: np.ndarray, seed: int) 
 #: Most rows one request may carry: a bigger request is refused (HTTP 400) before any work, so a
 #: request cannot hold a worker past the scoring server's timeout (60 s by default).
 MAX_ROWS = 10_000
-#: Most columns one request may carry (the model reads 11).
-MAX_COLUMNS = 100
+#: Most columns one request may carry. A decision row (a trigger candidate joined with its customer's
+#: features and scores, :func:`cadence.features.decision_rows.decision_rows`) has about 95 (the model checks
+#: the 90 listed in :data:`INPUT_COLUMNS`); 256 leaves room for a shop's own pass-through columns and
+#: more feature windows, while one request stays within ``MAX_ROWS x MAX_COLUMNS`` = 2.56 million values,
+#: checked well inside the scoring server's timeout.
+MAX_COLUMNS = 256
 #: Longest text value of any input column; a longer one holds its row.
 MAX_TEXT_CHARS = 4_096
 #: Plausible counts; a larger value holds its row (the data gate's idea of plausible, for one customer).
@@ -293,7 +390,11 @@ def _frame_of(model_input: Any) -> pd.DataFrame:
         raise ServingInputError(f"input: {frame.shape[1]} columns, at most {MAX_COLUMNS}")
     if not frame.columns.is_unique:
         raise ServingInputError("input: duplicate column names")
-    return frame.reset_index(drop=True)
+    if isinstance(frame.index, pd.RangeIndex) and frame.index.start == 0 and frame.index.step == 1:
+        return frame
+    out = frame.copy(deep=False)  # a new index on the same columns: no copy of a wide request
+    out.index = pd.RangeIndex(len(out))
+    return out
 
 
 class _Problems:
@@ -301,19 +402,22 @@ class _Problems:
 
     def __init__(self, n: int) -> None:
         self.n = n
-        self.parts: dict[int, list[str]] = {}  # only the rows with problems: most have none
+        self.found: list[tuple[np.ndarray, str]] = []  # (rows, "column: problem"), in the order found
 
     def add(self, mask: Any, column: str, problem: str) -> None:
         self.add_text(mask, f"{column}: {problem}")
 
     def add_text(self, mask: Any, text: str) -> None:
-        for i in np.flatnonzero(np.asarray(mask, bool)):
-            self.parts.setdefault(int(i), []).append(text)
+        rows = np.flatnonzero(np.asarray(mask, bool))
+        if rows.size:
+            self.found.append((rows, text))
 
     def reasons(self) -> np.ndarray:
         out = np.full(self.n, "", dtype=object)
-        for i, p in self.parts.items():
-            out[i] = "; ".join(p)
+        for rows, text in self.found:
+            # Vectorised: a whole batch can share a problem (a missing column, a wrong family).
+            first = out[rows] == ""
+            out[rows] = np.where(first, text, out[rows] + ("; " + text))
         return out
 
 
@@ -328,13 +432,22 @@ def _text(frame: pd.DataFrame, col: str, found: _Problems, *, ids: bool = False)
     if col not in frame:
         return None
     s = frame[col]
+    present = s.notna().to_numpy()
     if pd.api.types.infer_dtype(s, skipna=True) in ("string", "empty"):  # the usual case: no per-value work
-        text = s.astype(object).where(s.notna(), None)
+        text = s if s.dtype == object and present.all() else s.astype(object).where(present, None)
     else:  # numeric ids are fine: they are only hashed
-        ok = _is(s, (str, int, np.integer) if ids else (str,)) & ~_is(s, (bool, np.bool_)) | s.isna().to_numpy()
+        ok = _is(s, (str, int, np.integer) if ids else (str,)) & ~_is(s, (bool, np.bool_)) | ~present
         found.add(~ok, col, "not text")
-        text = s.where(ok & s.notna().to_numpy(), None).astype(object).map(lambda v: v if v is None else str(v))
-    long = (text.str.len() > MAX_TEXT_CHARS).to_numpy(bool)
+        text = s.where(ok & present, None).astype(object).map(lambda v: v if v is None else str(v))
+        present = text.notna().to_numpy()
+    values = text.to_numpy(object)
+    if not present.all():
+        values = values[present]
+    # len over the values themselves: Series.str.len costs six times as much.
+    lengths = np.fromiter(map(len, values), np.int64, len(values))
+    if not (lengths > MAX_TEXT_CHARS).any():
+        return text
+    long = _at(present, lengths > MAX_TEXT_CHARS)
     found.add(long, col, f"longer than {MAX_TEXT_CHARS:,} characters")
     return text.where(~long, None)
 
@@ -347,17 +460,16 @@ def _stamp(v: Any) -> pd.Timestamp | None:
         return None
 
 
-def _timestamps(values: pd.Series, found: _Problems, now: pd.Timestamp) -> pd.Series:
-    """UTC timestamps of ``triggered_at`` (NaT where missing or wrong); problems for the impossible ones."""
-    col = "triggered_at"
+def _timestamps(values: pd.Series, found: _Problems, now: pd.Timestamp, col: str = "triggered_at") -> pd.Series:
+    """UTC timestamps of the trigger time ``col`` (NaT where missing or wrong); problems for the impossible ones."""
     n = len(values)
     out = pd.Series(pd.NaT, index=values.index, dtype="datetime64[ns, UTC]")
     if pd.api.types.is_datetime64_any_dtype(values):
-        ts = pd.to_datetime(values)
-        if ts.dt.tz is None:
-            found.add(ts.notna().to_numpy(), col, "no time zone")
+        # Not pd.to_datetime: on a datetime column it still boxes values to decide on caching.
+        if not isinstance(values.dtype, pd.DatetimeTZDtype):
+            found.add(values.notna().to_numpy(), col, "no time zone")
             return out
-        out = ts.dt.tz_convert("UTC").dt.as_unit("ns")
+        out = values.dt.tz_convert("UTC").dt.as_unit("ns")
     else:
         present = values.notna().to_numpy()
         is_text = _is(values, (str,)) & present
@@ -372,7 +484,10 @@ def _timestamps(values: pd.Series, found: _Problems, now: pd.Timestamp) -> pd.Se
             got = pd.to_datetime(text.where(text.str.len() <= 64), utc=True, errors="coerce", format="ISO8601")
             bad = got.isna().to_numpy()
             # pandas holds the years 1678-2261 only: say why a well-formed year outside them is wrong.
-            year = pd.to_numeric(text.str.extract(r"^(\d{4})-\d{2}", expand=False), errors="coerce").to_numpy()
+            year = np.full(len(text), np.nan)
+            if bad.any():
+                year[bad] = pd.to_numeric(text[bad].str.extract(r"^(\d{4})-\d{2}", expand=False),
+                                          errors="coerce").to_numpy(float)
             found.add(_at(is_text, bad & (year < EARLIEST.year)), col, f"before {EARLIEST:%Y-%m-%d}")
             found.add(_at(is_text, bad & (year > now.year)), col, f"more than {FUTURE_SLACK.days} days in the future")
             found.add(_at(is_text, bad & ~(year < EARLIEST.year) & ~(year > now.year)), col,
@@ -400,29 +515,44 @@ def _at(mask: np.ndarray, sub: np.ndarray) -> np.ndarray:
     return full
 
 
-def _number(frame: pd.DataFrame, col: str, found: _Problems, *, whole: bool, upper: float | None) -> pd.Series | None:
-    """Column ``col`` as floats (NaN where missing or wrong); problems for wrong types and implausible values."""
-    if col not in frame:
-        return None
+def _number(frame: pd.DataFrame, col: str, found: _Problems, *, whole: bool, upper: float | None,
+            lower: float | None = 0.0) -> tuple[np.ndarray, bool]:
+    """Column ``col`` as floats (NaN where missing or wrong) and whether any value was wrong or not numeric.
+
+    Problems for wrong types, infinities, fractions (``whole``) and values outside ``[lower, upper]``.
+    A numeric column (the usual case, and every column a Parquet file gives) is checked without
+    touching the values one by one.
+    """
     s = frame[col]
     if pd.api.types.is_bool_dtype(s):
         ok = s.isna().to_numpy()
+        v = np.full(len(s), np.nan)
     elif pd.api.types.is_numeric_dtype(s):
-        ok = np.ones(len(s), bool)
+        ok = None
+        v = s.to_numpy(dtype=float, na_value=np.nan)
     else:
         ok = _is(s, (int, float, np.integer, np.floating)) & ~_is(s, (bool, np.bool_)) | s.isna().to_numpy()
-    found.add(~ok, col, "not a number")
-    v = pd.to_numeric(s.where(ok, None).astype(object), errors="coerce").astype(float).to_numpy()
-    present = ~np.isnan(v)
-    finite = np.isfinite(np.where(present, v, 0.0))
-    found.add(present & ~finite, col, "not finite")
-    v = np.where(finite, v, np.nan)
+        v = pd.to_numeric(s.where(ok, None).astype(object), errors="coerce").astype(float).to_numpy()
+    nulled = ok is not None
+    if ok is not None:
+        found.add(~ok, col, "not a number")
+    wrong = np.isinf(v)
+    if wrong.any():
+        found.add(wrong, col, "not finite")
+        v = np.where(wrong, np.nan, v)
     if whole:
-        found.add(np.isfinite(v) & (v != np.round(np.where(np.isfinite(v), v, 0))), col, "not a whole number")
-    found.add(v < 0, col, "negative")
+        frac = np.isfinite(v) & (v != np.round(np.where(np.isfinite(v), v, 0)))
+        found.add(frac, col, "not a whole number")
+        wrong |= frac
+    if lower is not None:
+        low = v < lower
+        found.add(low, col, "negative" if lower == 0 else f"below {lower:,g}")
+        wrong |= low
     if upper is not None:
-        found.add(v > upper, col, f"above {upper:,g}, implausible")
-    return pd.Series(v, index=frame.index)
+        high = v > upper
+        found.add(high, col, f"above {upper:,g}, implausible" if upper != 1 else "above 1")
+        wrong |= high
+    return v, nulled or bool(wrong.any())
 
 
 def check_rows(frame: pd.DataFrame, now: pd.Timestamp | None = None) -> tuple[np.ndarray, pd.Series, pd.DataFrame]:
@@ -430,35 +560,45 @@ def check_rows(frame: pd.DataFrame, now: pd.Timestamp | None = None) -> tuple[np
 
     A row is held when a value cannot be true: ``stage`` missing, not text
     or not one of the contract's stages (a misspelling included);
-    ``triggered_at`` missing, not a timestamp, without a time zone, before
-    :data:`EARLIEST` or more than :data:`FUTURE_SLACK` after ``now``;
-    ``sends_7d``/``orders_90d`` not whole numbers, negative or above
-    :data:`MAX_COUNTS`; ``days_since_order`` not a number, negative or
-    reaching back before :data:`EARLIEST`; an opt-in not true, false or null;
-    a ``timezone`` that is not a known IANA zone; any text longer than
+    ``triggered_at`` (or, when absent, ``eligible_at``) missing, not a
+    timestamp, without a time zone, before :data:`EARLIEST` or more than
+    :data:`FUTURE_SLACK` after ``now``; ``sends_7d``/``orders_90d`` not
+    whole numbers, negative or above :data:`MAX_COUNTS`;
+    ``days_since_order`` not a number, negative or reaching back before
+    :data:`EARLIEST`; an opt-in not true, false or null; a ``timezone`` that
+    is not a known IANA zone; a customer-feature or score column
+    (:data:`CUSTOMER_KINDS`, :data:`SCORE_KINDS`) that is not a number (or
+    text, for the text features), not finite, a negative or fractional count,
+    or a share or probability outside 0 to 1; any text longer than
     :data:`MAX_TEXT_CHARS`. Reasons name the column and the problem, never
     the value (a caller may put a customer id anywhere). The cleaned frame
-    has every wrong value replaced by null and the counts as floats.
+    has every wrong value replaced by null, the counts as floats, the trigger
+    time as ``triggered_at`` and the local clock of the trigger
+    (``local_hour``, ``local_weekday``) computed from the checked time and
+    zone, whatever the request carried under those names.
 
     >>> c = pd.DataFrame({"stage": ["birthday", "birthdya", None], "sends_7d": [1, -2, 10**9],
-    ...                   "triggered_at": ["2025-01-01T00:00:00Z", "2025-01-01", "1900-01-01T00:00:00Z"]})
+    ...                   "triggered_at": ["2025-01-01T00:00:00Z", "2025-01-01", "1900-01-01T00:00:00Z"],
+    ...                   "p_alive": [0.5, 0.5, 1.5]})
     >>> check_rows(c)[0].tolist()
-    ['', 'stage: unknown value; triggered_at: no time zone; sends_7d: negative', 'stage: missing; triggered_at: before 1970-01-02; sends_7d: above 1,000, implausible']
+    ['', 'stage: unknown value; triggered_at: no time zone; sends_7d: negative', 'stage: missing; triggered_at: before 1970-01-02; sends_7d: above 1,000, implausible; p_alive: above 1']
     """
     now = pd.Timestamp.now(tz="UTC") if now is None else now
     n = len(frame)
     found = _Problems(n)
-    clean = pd.DataFrame(index=frame.index)
+    clean: dict[Any, Any] = {}
     stage = _text(frame, "stage", found)
     if stage is None:
         stage = pd.Series([None] * n, index=frame.index, dtype=object)
     found.add(stage.isna().to_numpy() & (frame["stage"].isna().to_numpy() if "stage" in frame else True),
               "stage", "missing")
-    found.add(stage.notna().to_numpy() & ~stage.isin(STAGES).to_numpy(), "stage", "unknown value")
-    clean["stage"] = stage.where(stage.isin(STAGES), None)
-    if "triggered_at" in frame:
-        triggered = _timestamps(frame["triggered_at"], found, now)
-        found.add(frame["triggered_at"].isna().to_numpy(), "triggered_at", "missing")
+    known = stage.isin(STAGES).to_numpy()
+    found.add(stage.notna().to_numpy() & ~known, "stage", "unknown value")
+    clean["stage"] = stage if known.all() else stage.where(known, None)
+    when = "triggered_at" if "triggered_at" in frame or ELIGIBLE_AT not in frame else ELIGIBLE_AT
+    if when in frame:
+        triggered = _timestamps(frame[when], found, now, when)
+        found.add(frame[when].isna().to_numpy(), when, "missing")
     else:
         triggered = pd.Series(pd.NaT, index=frame.index, dtype="datetime64[ns, UTC]")
         found.add(np.ones(n, bool), "triggered_at", "missing")
@@ -470,34 +610,85 @@ def check_rows(frame: pd.DataFrame, now: pd.Timestamp | None = None) -> tuple[np
     if "timezone" in clean:
         zones = clean["timezone"]
         unknown = {z for z in zones.dropna().unique() if not _known_zone(z)}
-        found.add(zones.isin(unknown).to_numpy(), "timezone", "unknown IANA time zone")
-        clean["timezone"] = zones.where(~zones.isin(unknown), None)
+        if unknown:
+            found.add(zones.isin(unknown).to_numpy(), "timezone", "unknown IANA time zone")
+            clean["timezone"] = zones.where(~zones.isin(unknown), None)
     for col in frame.columns:
         name = str(col)
         if not name.startswith("opt_in_"):
             continue
         s = frame[col]
-        ok = (np.ones(len(s), bool) if pd.api.types.is_bool_dtype(s)
-              else _is(s, (bool, np.bool_)) | s.isna().to_numpy())
+        if pd.api.types.is_bool_dtype(s):
+            clean[name] = s
+            continue
+        ok = _is(s, (bool, np.bool_)) | s.isna().to_numpy()
         if name in OPT_IN_COLUMNS:
             found.add(~ok, name, "not true, false or null")
-        clean[name] = s if pd.api.types.is_bool_dtype(s) else pd.array(
-            s.where(ok & s.notna().to_numpy(), None).astype(object), dtype="boolean")
+        clean[name] = pd.array(s.where(ok & s.notna().to_numpy(), None).astype(object), dtype="boolean")
     for col in WHOLE_COLUMNS:
-        v = _number(frame, col, found, whole=True, upper=MAX_COUNTS[col])
-        if v is not None:
-            clean[col] = v
-    v = _number(frame, "days_since_order", found, whole=False, upper=None)
-    if v is not None:
+        if col in frame:
+            v, _ = _number(frame, col, found, whole=True, upper=MAX_COUNTS[col])
+            clean[col] = pd.Series(v, index=frame.index)
+    if "days_since_order" in frame:
+        v, _ = _number(frame, "days_since_order", found, whole=False, upper=None)
         # The last order cannot predate the earliest plausible timestamp.
         span = (triggered - EARLIEST).dt.total_seconds().to_numpy(float) / 86_400.0
         found.add(v > np.where(np.isnan(span), np.inf, span), "days_since_order", f"before {EARLIEST:%Y-%m-%d}")
-        clean["days_since_order"] = v
+        clean["days_since_order"] = pd.Series(v, index=frame.index)
+    clean_extra = _plausible_numbers(frame)
+    for col, kind in _EXTRA_KINDS.items():
+        if col not in frame or col in clean_extra:
+            continue
+        if kind == "text":
+            text = _text(frame, col, found)
+            if text is not None:
+                clean[col] = text
+            continue
+        v, nulled = _number(frame, col, found, whole=kind == "count", upper=1.0 if kind == "share" else None,
+                            lower=None if kind == "number" else 0.0)
+        # A numeric column without problems is handed on as it came (no copy).
+        clean[col] = pd.Series(v, index=frame.index) if nulled else frame[col]
+    # The local clock from the checked time and zone; a caller's own local_hour is not trusted.
+    hour, weekday = local_clock(triggered, clean.get("timezone"))
+    clean["local_hour"] = hour
+    clean["local_weekday"] = weekday
     for col in frame.columns:  # columns the model does not read pass through unchecked
         if col not in clean:
             clean[col] = frame[col]
     reasons = found.reasons()
-    return reasons, triggered, clean
+    return reasons, triggered, pd.DataFrame(clean, index=frame.index, copy=False)
+
+
+#: Kinds of the checked columns beyond the trigger's own.
+_EXTRA_KINDS: dict[str, str] = CUSTOMER_KINDS | SCORE_KINDS
+
+
+def _plausible_numbers(frame: pd.DataFrame) -> set[str]:
+    """The feature and score columns of ``frame`` of a plain numeric dtype whose every value passes its check.
+
+    Whole-column reductions on the column's own array (no copy): a decision
+    row has about 75 such columns, and checking each value by value cost a
+    fifth of the request. A column that fails, or is not of a plain numeric
+    dtype (object, nullable, bool), is then checked value by value (naming
+    its problems).
+    """
+    passed = set()
+    for col, kind in _EXTRA_KINDS.items():
+        if kind == "text" or col not in frame:
+            continue
+        a = frame[col].to_numpy()
+        if a.dtype.kind in "iu":  # whole numbers, no nulls, no infinities
+            ok = not len(a) or ((kind == "number" or a.min() >= 0) and (kind != "share" or a.max() <= 1))
+        elif a.dtype.kind == "f":
+            with np.errstate(invalid="ignore"):
+                ok = not (np.isinf(a).any() or (kind != "number" and (a < 0).any())
+                          or (kind == "share" and (a > 1).any())
+                          or (kind == "count" and (np.isfinite(a) & (np.floor(a) != a)).any()))
+        else:
+            ok = False
+        if ok:
+            passed.add(col)
+    return passed
 
 
 _ZONES: dict[str, bool] = {}
@@ -514,7 +705,7 @@ def _known_zone(name: str) -> bool:
 
 
 def needed_columns(policy: Policy) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """``(columns the policy reads, those of them that have no default for a null value)``.
+    """``(trigger columns the policy reads, those of them that have no default for a null value)``.
 
     The rules read the opt-ins only; any other policy reads every context
     feature (:func:`~cadence.features.context.context_features`).
@@ -527,12 +718,48 @@ def needed_columns(policy: Policy) -> tuple[tuple[str, ...], tuple[str, ...]]:
     return CONTEXT_COLUMNS, ("timezone", "sends_7d", "orders_90d")
 
 
+def needed_families(policy: Policy) -> tuple[str, ...]:
+    """The context families of :data:`FAMILY_COLUMNS` a policy decides with (its ``context``, if it names them).
+
+    >>> needed_families(RulesPolicy())
+    ()
+    """
+    context = getattr(policy, "context", None)
+    # UpliftPolicy reads its context with the policy learner only (learner="dr"); its uplift
+    # learners decide from the trigger's columns whatever ``context`` says.
+    if context is None or isinstance(policy, RulesPolicy) or getattr(policy, "learner", "dr") != "dr":
+        return ()
+    names = (context,) if isinstance(context, str) else tuple(context)
+    return tuple(f for f in names if f in FAMILY_COLUMNS)
+
+
+def missing_family(frame: pd.DataFrame, family: str) -> np.ndarray:
+    """Per row: does it lack the ``family`` (every one of its columns absent or null)?
+
+    A trigger whose customer has no row in ``customer_features`` (or no
+    scores) comes out of the left join of
+    :func:`~cadence.features.decision_rows.decision_rows` with nulls in all of them.
+
+    >>> missing_family(pd.DataFrame({"p_alive": [0.5, None], "clv_365d": [None, None]}), "scores").tolist()
+    [False, True]
+    """
+    present = [c for c in FAMILY_COLUMNS[family] if c in frame]
+    lacks = np.ones(len(frame), bool)
+    for c in present:
+        lacks &= frame[c].isna().to_numpy()
+        if not lacks.any():
+            break
+    return lacks
+
+
 def fallback_reasons(frame: pd.DataFrame, policy: Policy) -> np.ndarray:
     """Per row of a checked frame (:func:`check_rows`), why it falls back to the rules ('' when it does not).
 
     Information the policy reads is absent (a column, or a null where the
-    policy has no default), or a channel the model does not know is opted
-    in: the rules decide such a row from what there is.
+    policy has no default), a context family the policy decides with is
+    missing from the row (:func:`missing_family`: ``missing customer
+    features``, ``missing scores``), or a channel the model does not know is
+    opted in: the rules decide such a row from what there is.
 
     >>> c = pd.DataFrame({"stage": ["birthday", "birthday"], "opt_in_email": [True, True], "opt_in_fax": [False, True]})
     >>> fallback_reasons(c, RulesPolicy()).tolist()
@@ -553,6 +780,8 @@ def fallback_reasons(frame: pd.DataFrame, policy: Policy) -> np.ndarray:
     absent = [c for c in reads if c not in frame]
     if absent:
         add(np.ones(n, bool), f"missing column(s) {', '.join(absent)}")
+    for family in needed_families(policy):
+        add(missing_family(frame, family), f"missing {FAMILY_LABELS[family]}")
     return found.reasons()
 
 
@@ -566,13 +795,24 @@ def stage_priority(stage: np.ndarray) -> np.ndarray:
         from cadence.policies.orchestrator import STAGE_PRIORITY as order
     except ImportError:  # the orchestrator is optional: fall back to the contract's stage order
         order = STAGES
-    rank = {s: float(len(order) - i) for i, s in enumerate(order)}
-    return np.array([rank.get(str(s), 0.0) for s in stage], float)
+    rank = np.r_[np.arange(len(order), 0, -1, dtype=float), 0.0]  # the last: unknown stages
+    codes = pd.Categorical(np.asarray(stage, dtype=object), categories=list(order)).codes
+    return rank[codes]
 
 
 # --------------------------------------------------------------------------- #
 # The pyfunc model
 # --------------------------------------------------------------------------- #
+
+_CONTROLLER: list[ThreadpoolController] = []
+
+
+def _blas() -> ThreadpoolController:
+    """The process's thread pools, found once (at the first request, when the policy's libraries are loaded)."""
+    if not _CONTROLLER:
+        _CONTROLLER.append(ThreadpoolController())
+    return _CONTROLLER[0]
+
 
 #: How the ``reason`` of a row held for an invalid value starts.
 HOLD_REASON = "hold (invalid input): "
@@ -618,36 +858,46 @@ class PolicyModel(PythonModel):
         n = len(frame)
         held, triggered, work = check_rows(frame)
         hold = held != ""
-        reason = np.where(hold, "", fallback_reasons(work, self.policy)).astype(object)
+        reason = fallback_reasons(work, self.policy)
+        reason[hold] = ""
         ok = ~hold & (reason == "")
         for col in WHOLE_COLUMNS:
             if col in work:
                 work[col] = work[col].fillna(0).astype(np.int64)
-        decisions = pd.DataFrame({"action": ["hold"] * n, "channel": [None] * n, "delay_minutes": [0] * n,
-                                  "incentive": [None] * n, "propensity": [1.0] * n,
-                                  "priority": [np.nan] * n}, dtype=object)
+        action = np.full(n, "hold", dtype=object)
+        channel = np.full(n, None, dtype=object)
+        delay = np.zeros(n, np.int64)
+        incentive = np.full(n, None, dtype=object)
+        priority = np.full(n, np.nan)
         rng = np.random.default_rng(self.seed)
         for rows, policy in ((ok, self.policy), (~hold & ~ok, self._fallback())):
-            if rows.any():
-                part = work[rows].reset_index(drop=True)
-                d = policy.decide(part, rng).reset_index(drop=True)
-                check_decisions(d, len(part), policy.policy_id)
-                if (d["propensity"].to_numpy(float) < 1).any():
-                    raise ValueError(f"policy {policy.policy_id!r} is stochastic; PolicyModel explores itself "
-                                     "and needs a deterministic policy")
-                idx = np.flatnonzero(rows)
-                for col in ("action", "channel", "delay_minutes", "incentive", "propensity"):
-                    decisions.loc[idx, col] = d[col].to_numpy(object)
-                if "priority" in d:
-                    decisions.loc[idx, "priority"] = d["priority"].to_numpy(float)
-        decisions["delay_minutes"] = decisions["delay_minutes"].astype(np.int64)
-        decisions["priority"] = decisions["priority"].astype(float)
-        stage = work["stage"].astype(object).where(work["stage"].notna(), "").astype(str)
-        codes = encode_actions(stage, decisions)
+            if not rows.any():
+                continue
+            # The whole checked frame when every row goes to one policy (no copy of ~95 columns).
+            part = work if rows.all() else work[rows].reset_index(drop=True)
+            # One BLAS thread: a request's matrix products are small, and the scoring server's workers
+            # (and other requests) share the cores; threads only contend (on 2 busy cores they halved
+            # the learned policy's throughput, benchmarks/RESULTS.md).
+            with _blas().limit(limits=1, user_api="blas"):
+                d = policy.decide(part, rng)
+            check_decisions(d, len(part), policy.policy_id)
+            if (d["propensity"].to_numpy(float) < 1).any():
+                raise ValueError(f"policy {policy.policy_id!r} is stochastic; PolicyModel explores itself "
+                                 "and needs a deterministic policy")
+            action[rows] = d["action"].to_numpy(object)
+            channel[rows] = d["channel"].to_numpy(object)
+            delay[rows] = d["delay_minutes"].to_numpy(np.int64)
+            incentive[rows] = d["incentive"].to_numpy(object)
+            if "priority" in d:
+                priority[rows] = d["priority"].to_numpy(float)
+        decisions = pd.DataFrame({"action": action, "channel": channel, "delay_minutes": delay,
+                                  "incentive": incentive, "priority": priority}, copy=False)
+        stage = work["stage"].to_numpy(object)
+        stage = np.where(pd.isna(stage), "", stage).astype(str)
+        codes = encode_actions(pd.Series(stage), decisions)
         opt = opt_in_matrix(work)
-        explores = ok & ~np.isin(stage.to_numpy(), list(TRANSACTIONAL_STAGES))
-        return _Greedy(work, triggered, decisions, codes, held, reason, explores,
-                       allowed_actions(stage.to_numpy(), opt))
+        explores = ok & ~np.isin(stage, list(TRANSACTIONAL_STAGES))
+        return _Greedy(work, triggered, decisions, codes, held, reason, explores, allowed_actions(stage, opt))
 
     def action_distribution(self, candidates: pd.DataFrame) -> np.ndarray:
         """``(n, N_ACTIONS)`` probability of each action of :data:`~cadence.features.logged.ACTION_NAMES` per row.
@@ -675,10 +925,12 @@ class PolicyModel(PythonModel):
         n = len(g.frame)
         code = g.codes.copy()
         propensity = np.ones(n)
-        reason = np.array([HOLD_REASON + h if h else (f"rules fallback: {r}" if r else "")
-                           for h, r in zip(g.held, g.reason, strict=True)], dtype=object)
+        reason = np.full(n, "", dtype=object)
+        fell = g.reason != ""
+        reason[fell] = "rules fallback: " + g.reason[fell]
+        held = g.held != ""
+        reason[held] = HOLD_REASON + g.held[held]
         if self.epsilon > 0 and n:
-            dist = exploration_distribution(g.codes, g.valid, self.epsilon, g.explores)
             u_explore, u_pick = row_uniforms(g.frame, g.triggered.astype("int64").to_numpy(), self.seed)
             explored = g.explores & (u_explore < self.epsilon)
             rows = np.flatnonzero(explored)
@@ -686,7 +938,9 @@ class PolicyModel(PythonModel):
             k = valid.sum(axis=1)
             nth = np.minimum((u_pick[rows] * k).astype(np.int64), k - 1)
             code[rows] = np.argmax(valid & (np.cumsum(valid, axis=1) == (nth + 1)[:, None]), axis=1)
-            propensity = dist[np.arange(n), code]
+            # The chosen action's entry of exploration_distribution, without building the (n, 49) matrix.
+            eps = np.where(g.explores, self.epsilon, 0.0)
+            propensity = eps / np.maximum(g.valid.sum(axis=1), 1) + (1.0 - eps) * (code == g.codes)
             reason = np.where(explored & (code != g.codes), f"exploration (epsilon={self.epsilon:g})", reason)
         out = self._frame(g, code, propensity, reason)
         if index is not None:
@@ -701,13 +955,14 @@ class PolicyModel(PythonModel):
         channel = g.decisions["channel"].to_numpy(object).copy()
         delay = g.decisions["delay_minutes"].to_numpy(np.int64).copy()
         incentive = g.decisions["incentive"].to_numpy(object).copy()
-        for i in np.flatnonzero(changed):
-            picked = decode_action(int(code[i]))
-            if picked is None:
-                channel[i], delay[i], incentive[i] = None, 0, None
-            else:
-                channel[i], incentive[i] = picked[0], picked[2]
-                delay[i] = delay_choices(str(stage[i]))[picked[1]]
+        rows = np.flatnonzero(changed & (code > 0))
+        if rows.size:  # explored sends: their channel, delay (the stage's slot) and incentive from the code
+            picked = code[rows]
+            channel[rows] = np.asarray(CHANNELS, dtype=object)[CODE_CHANNEL[picked]]
+            incentive[rows] = np.asarray(INCENTIVES, dtype=object)[CODE_INCENTIVE[picked]]
+            abandon = np.isin(stage[rows], list(ABANDON_STAGES))
+            slot = CODE_SLOT[picked]
+            delay[rows] = np.where(abandon, np.asarray(ABANDON_DELAYS)[slot], np.asarray(OTHER_DELAYS)[slot])
         send = code > 0
         channel[~send], incentive[~send], delay[~send] = None, None, 0
         # The policy's own priority where it gives one, else the stage's: per row, so a row's
@@ -717,10 +972,15 @@ class PolicyModel(PythonModel):
         items = (g.frame["products"].astype(object).to_numpy().copy() if "products" in g.frame
                  else np.full(n, None, dtype=object))
         items[~send] = None
-        # Timestamps or None (not NaT, which MLflow's JSON writer would print as the text "NaT").
+        # UTC datetimes or None (not NaT, which MLflow's JSON writer would print as the text "NaT").
+        # Python datetimes, not pandas Timestamps: boxing Timestamps costs more than the decision.
         send_at = np.full(n, None, dtype=object)
         timed = send & g.triggered.notna().to_numpy()
-        send_at[timed] = (g.triggered + pd.to_timedelta(delay, unit="min"))[timed].astype(object).to_numpy()
+        if timed.any():
+            at = pd.DatetimeIndex(g.triggered[timed]) + pd.to_timedelta(delay[timed], unit="min")
+            with warnings.catch_warnings():  # a trigger time's nanoseconds are dropped (microseconds kept)
+                warnings.simplefilter("ignore", UserWarning)
+                send_at[timed] = at.to_pydatetime()
         return pd.DataFrame({
             "action": action,
             "channel": channel,
@@ -730,5 +990,5 @@ class PolicyModel(PythonModel):
             "items": items,
             "priority": np.where(send, priority, 0.0),
             "propensity": propensity.astype(float),
-            "reason": reason.astype(str),
+            "reason": reason,
         })

@@ -70,6 +70,7 @@ True
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -98,6 +99,7 @@ from cadence.contract.triggers import (
 )
 from cadence.data.bandit import LoggedBandit
 from cadence.features.context import ACTION_FEATURES, context_features
+from cadence.policies.context import CONTEXT_FAMILIES, check_families, encode_context, fallback_reasons, family_columns
 from cadence.policies.learner import PolicyLearner
 from cadence.policies.rules import RulesPolicy, decisions_frame, opt_in_matrix
 
@@ -106,23 +108,13 @@ Learner = Literal["s", "t", "x", "ct"]
 Method = Literal["dr", "s", "t", "x", "ct"]
 
 
-def shop_context(candidates: pd.DataFrame) -> pd.DataFrame:
-    """The learner's context of trigger candidates (index 0..n-1); see the module docstring."""
-    n = len(candidates)
-    hour, weekday = local_time(candidates)
-    out = {"stage": pd.Categorical(candidates["stage"].astype(str).to_numpy(), categories=list(STAGES)),
-           "hour_sin": np.sin(2 * np.pi * hour / 24), "hour_cos": np.cos(2 * np.pi * hour / 24),
-           "weekend": (weekday >= 5).astype(float)}
-    opt = opt_in_matrix(candidates)
-    for i, ch in enumerate(CHANNELS):
-        out[f"opt_in_{ch}"] = opt[:, i].astype(float)
-    for col in ("sends_7d", "orders_90d"):
-        out[col] = (pd.to_numeric(candidates[col]).fillna(0).to_numpy(float) if col in candidates
-                    else np.zeros(n))
-    since = (pd.to_numeric(candidates["days_since_order"], errors="coerce").to_numpy(float)
-             if "days_since_order" in candidates else np.full(n, np.nan))
-    out["log_days_since_order"] = np.log1p(np.clip(since, 0, None))  # NaN: never ordered
-    return pd.DataFrame(out)
+def shop_context(candidates: pd.DataFrame, context: Sequence[str] = ("trigger",)) -> pd.DataFrame:
+    """The learner's context of trigger candidates (index 0..n-1): :func:`~cadence.policies.context.encode_context`.
+
+    The default is the trigger family alone (the seven columns); the policy
+    passes its own ``context``.
+    """
+    return encode_context(candidates, context)
 
 
 def make_learner(kind: Learner, random_state: int = 0) -> Any:
@@ -181,11 +173,42 @@ class UpliftPolicy:
     min_rows: int = 300
     random_state: int = 0
     policy_id: str = field(default="learned-uplift-v1")
+    #: Context families the policy learner reads (``learner="dr"`` only), some of
+    #: :data:`~cadence.policies.context.CONTEXT_FAMILIES`.
+    context: tuple[str, ...] = CONTEXT_FAMILIES
 
     def get_params(self, deep: bool = True) -> dict[str, Any]:
         """Constructor parameters (scikit-learn style, for tuning and export metadata)."""
         return {k: getattr(self, k) for k in ("learner", "threshold", "fatigue_cost", "incentives",
-                                               "max_sends_7d", "min_rows", "random_state", "policy_id")}
+                                               "max_sends_7d", "min_rows", "random_state", "policy_id", "context")}
+
+    def set_params(self, **params: Any) -> UpliftPolicy:
+        """Set constructor parameters (scikit-learn style); unknown names raise ``ValueError``."""
+        valid = self.get_params()
+        for k, v in params.items():
+            if k not in valid:
+                raise ValueError(f"UpliftPolicy: unknown parameter {k!r}; valid: {', '.join(valid)}")
+            setattr(self, k, v)
+        return self
+
+    def fallback_reasons(self, candidates: pd.DataFrame) -> np.ndarray:
+        """Per candidate, why the fitted policy hands it to the rules, ``""`` where it decides itself.
+
+        Reasons: ``"stage not modelled"`` (transactional, or too few
+        randomised rows to learn from) or, for the policy learner, a missing
+        context family (``"no customer features"``, ``"no model scores"``,
+        :func:`~cadence.policies.context.fallback_reasons`).
+        """
+        if not hasattr(self, "stages_"):
+            raise RuntimeError("UpliftPolicy is not fitted: call fit(log) first")
+        stage = candidates["stage"].astype(str).to_numpy()
+        out = np.full(len(candidates), "", dtype=object)
+        if self.learner == "dr":
+            out = fallback_reasons(candidates, self.context)
+            if self.learner_ is None:
+                out[:] = "stage not modelled"
+        out[~np.isin(stage, list(self.stages_))] = "stage not modelled"
+        return out
 
     def fit(self, log: LoggedBandit) -> UpliftPolicy:
         """Fit on the randomised rows of a messages log: the policy learner, or the per-stage uplift models."""
@@ -237,8 +260,15 @@ class UpliftPolicy:
 
     def _fit_learner(self, log: LoggedBandit) -> UpliftPolicy:
         assert log.candidates is not None and log.rewards is not None  # checked by fit
+        fams = check_families(self.context)
+        for family in fams:
+            if family != "trigger" and not any(c in log.candidates.columns for c in family_columns(family)):
+                raise ValueError(
+                    f"log.candidates: no column of the {family!r} context family; attach it "
+                    "(cadence.workflows.logs.load_log(data_dir, context=...)) or leave it out of context")
         stage = log.candidates["stage"].astype(str).to_numpy()
-        randomised = log.pscore < 1
+        # Rows without a family the policy reads are the rules' (fallback_reasons), in the fit as in decide.
+        randomised = (log.pscore < 1) & (fallback_reasons(log.candidates, fams) == "")
         send = log.action > 0
         modelled = [s for s in np.unique(stage) if s not in TRANSACTIONAL_STAGES
                     and (randomised & send & (stage == s)).sum() >= self.min_rows
@@ -254,7 +284,7 @@ class UpliftPolicy:
         allowed = allowed_actions(stage[rows], opt_in_matrix(cands))
         allowed[np.arange(rows.size), action] = True  # whatever the log did was possible
         self.learner_ = make_policy_learner(self.threshold, self.fatigue_cost, self.random_state).fit(
-            shop_context(cands), log.rewards["net_revenue"].to_numpy()[rows], action=action,
+            shop_context(cands, fams), log.rewards["net_revenue"].to_numpy()[rows], action=action,
             pscore=log.pscore[rows], allowed=allowed, groups=None if log.groups is None else log.groups[rows])
         return self
 
@@ -277,14 +307,14 @@ class UpliftPolicy:
 
     def _decide_learner(self, candidates: pd.DataFrame, out: pd.DataFrame) -> pd.DataFrame:
         stage = candidates["stage"].astype(str).to_numpy()
-        rows = np.flatnonzero(np.isin(stage, list(self.stages_)))
+        rows = np.flatnonzero(np.isin(stage, list(self.stages_)) & (fallback_reasons(candidates, self.context) == ""))
         if rows.size == 0 or self.learner_ is None:
             return out
         part = candidates.iloc[rows]
         allowed = allowed_actions(stage[rows], opt_in_matrix(part), self.incentives)
         if self.max_sends_7d is not None and "sends_7d" in part:
             allowed[part["sends_7d"].fillna(0).to_numpy() >= self.max_sends_7d, 1:] = False
-        code = self.learner_.predict(shop_context(part), allowed=allowed).astype(np.int64)
+        code = self.learner_.predict(shop_context(part, self.context), allowed=allowed).astype(np.int64)
         slot = CODE_SLOT[code]
         abandon = np.isin(stage[rows], list(ABANDON_STAGES))
         delay = np.where(abandon, np.asarray(ABANDON_DELAYS)[np.maximum(slot, 0)],

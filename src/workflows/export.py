@@ -4,7 +4,8 @@
 directory's messages log, estimates it offline, and logs **one** MLflow
 pyfunc model (:class:`~cadence.deployment.serving.PolicyModel`) with
 
-* an input and output signature and a synthetic input example (no customer
+* an output signature (no input schema: the model checks its inputs, listed
+  in the metadata's ``inputs``) and a synthetic input example (no customer
   ids, no real rows);
 * pinned requirements: the exact installed version of every distribution
   the shipped code and the pickled policy import (:func:`pinned_requirements`);

@@ -125,8 +125,11 @@ def test_export_metadata(registry, policy: str) -> None:
         assert lo <= v <= hi
     with using_tracking(registry.uri):
         model = mlflow.models.get_model_info(f"models:/cadence-{policy}/{res['version']}")
-    assert model.signature.inputs.required_input_names() == []  # the model checks its inputs itself
+    assert model.signature.inputs is None  # the model checks its inputs itself
     meta = model.metadata["cadence"]
+    from cadence.deployment.serving import INPUT_COLUMNS
+
+    assert set(meta["inputs"]) == {c.name for c in INPUT_COLUMNS}  # documented there instead
     assert meta["estimates_of"].startswith("the model as served (epsilon = 0,") and meta["estimate_supported"]
     assert meta["estimates"]["net_revenue"]["lower"] <= meta["estimates"]["net_revenue"]["value"]
     assert meta["orchestrator"]["max_per_7d"] == 3
@@ -141,3 +144,103 @@ def test_export_metadata(registry, policy: str) -> None:
     pins = res["requirements"]
     assert all("==" in r for r in pins) and not any(r.startswith("cadence") for r in pins)
     assert any(r.startswith("scikit-learn==") for r in pins) == (policy == "learned")
+
+
+@pytest.fixture(scope="module")
+def learned_dr(registry, shop: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    """``UpliftPolicy(learner="dr")`` (with every context family when the policy takes them) exported
+    with epsilon 0 into the session's registry: alias ``challenger``."""
+    import inspect
+
+    from cadence.deployment.registry import save_policy
+    from cadence.policies.learned import UpliftPolicy
+    from cadence.workflows.export import export_policy
+
+    params: dict[str, object] = {"learner": "dr"}
+    if "context" in inspect.signature(UpliftPolicy).parameters:
+        # The trigger's columns: export_policy fits on the shop's messages log, which does not carry the
+        # customer and score families yet; the fallback of rows lacking a family is tested in-process
+        # (tests/export/test_decision_rows_served.py).
+        params["context"] = ["trigger"]
+    policies = tmp_path_factory.mktemp("dr-policies")
+    save_policy("learned-dr", "learned", params, policies_dir=policies)
+    res = export_policy(shop, "learned-dr", "cadence-learned-dr", tracking_uri=registry.uri, epsilon=0.0,
+                        policies_dir=policies, force=True)
+    return {"export": res, "policies": policies}
+
+
+def test_fresh_process_scores_the_feature_pipelines_rows(registry, shop: Path, learned_dr: dict[str, object],
+                                                         tmp_path: Path) -> None:
+    """What ``cadence features`` wrote (plus per-customer scores), joined by ``decision_rows`` and nothing else,
+    goes to the exported learned policy loaded by alias in a fresh process: the decisions are the in-project
+    policy's, and rows of customers lacking a family the policy decides with are the rules', with the reason."""
+    from cadence.deployment.registry import build_policy
+    from cadence.deployment.serving import MAX_ROWS, SCORE_KINDS
+    from cadence.features.decision_rows import decision_rows
+    from cadence.workflows.features import build_features
+
+    log = load_log(shop)
+    as_of = pd.Timestamp(log.candidates["triggered_at"].max()).ceil("D")
+    # The raw shop beside the planted one has every table the features read.
+    import inspect
+
+    with_scores = "scores" in inspect.signature(build_features).parameters  # the scoring step
+    run = build_features(shop.parent / "raw", as_of, tmp_path / "features", since=as_of - pd.Timedelta(days=10),
+                         **({"scores": True} if with_scores else {}))
+    trig = pd.read_parquet(run.out_dir / "trigger_candidates.parquet")
+    feats = pd.read_parquet(run.out_dir / "customer_features.parquet")
+    customers = feats["customer_id"].to_numpy()
+    if with_scores:
+        scores = pd.read_parquet(run.out_dir / "customer_scores.parquet")
+        assert set(SCORE_KINDS) <= set(scores.columns)
+    else:  # before the scoring step existed: its columns and kinds, values drawn
+        rng = np.random.default_rng(5)
+        scores = pd.DataFrame({"customer_id": customers, "scored_at": as_of,
+                               **{c: rng.random(len(customers)) * (1 if k == "share" else 90)
+                                  for c, k in SCORE_KINDS.items()}})
+    # A tenth of the customers have no features, another tenth no scores.
+    no_features, no_scores = customers[::10], customers[5::10]
+    rows = decision_rows(trig, feats[~feats["customer_id"].isin(no_features)],
+                         scores[~scores["customer_id"].isin(no_scores)])
+    assert 200 < len(rows) <= MAX_ROWS and rows.shape[1] > 80
+    data = tmp_path / "decision_rows.parquet"
+    rows.to_parquet(data)
+
+    name = "cadence-learned-dr"
+    child = CHILD.replace("@champion", "@challenger")
+    done = subprocess.run([sys.executable, "-c", child, registry.uri, str(data), str(tmp_path), name],
+                          cwd=tmp_path, env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+                          capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    got = pd.read_parquet(tmp_path / f"{name}.parquet")
+
+    # In project: the same policy fitted on the same customers, deciding on the rows as the pipeline wrote
+    # them (the log's name for the trigger time); the rules where a family it decides with is missing.
+    fit_rows, _ = split_customers(log, 0.5, 0)
+    policy = build_policy("learned-dr", log.subset(fit_rows), policies_dir=learned_dr["policies"])  # type: ignore[arg-type]
+    assert policy is not None and policy.learner == "dr"  # type: ignore[attr-defined]
+    in_project = rows.rename(columns={"eligible_at": "triggered_at"})
+    rng = np.random.default_rng(0)
+    expected = policy.decide(in_project, rng)
+    families = set(getattr(policy, "context", None) or ())
+    lacking = np.zeros(len(rows), bool)
+    reason = np.full(len(rows), "", dtype=object)
+    for family, missing in (("customer", rows["customer_id"].isin(no_features)),
+                            ("scores", rows["customer_id"].isin(no_scores))):
+        if family in families:
+            lacking |= missing.to_numpy()
+            label = "customer features" if family == "customer" else "scores"
+            reason = np.where(missing, np.where(reason == "", f"rules fallback: missing {label}",
+                                                reason + f"; missing {label}"), reason)
+    if lacking.any():
+        rules = RulesPolicy().decide(in_project, rng)
+        expected = expected.where(np.repeat(~lacking[:, None], expected.shape[1], axis=1), rules)
+    assert len(got) == len(rows)
+    pd.testing.assert_frame_equal(_norm(got), _norm(expected))
+    assert got["reason"].tolist() == reason.tolist()
+    assert (got["propensity"] == 1.0).all()
+    # The policy really decides here (not the rules everywhere), and it reads the rows' own times.
+    assert not _norm(expected).equals(_norm(RulesPolicy().decide(in_project, rng)))
+    send = (got["action"] == "send").to_numpy()
+    sent_at = pd.to_datetime(rows["eligible_at"], utc=True) + pd.to_timedelta(got["delay_minutes"], unit="min")
+    assert (pd.to_datetime(got.loc[send, "send_at"], utc=True) == sent_at[send]).all()

@@ -1,0 +1,249 @@
+"""What the learned policy decides with: families of context columns, their encoding, and the rows that lack one.
+
+Three families (:data:`CONTEXT_FAMILIES`), each a set of columns of a trigger
+candidate row:
+
+* ``"trigger"`` -- the candidate's own decision context (what ``cadence
+  features`` writes into ``trigger_candidates`` and the messages log carries):
+  stage, local hour and weekend, channel opt-ins, ``sends_7d``,
+  ``orders_90d``, ``days_since_order``. Never missing.
+* ``"customer"`` -- the customer's features as of the trigger
+  (:data:`~cadence.features.policy_context.CUSTOMER_COLUMNS`, the 70
+  columns of ``customer_features`` but the id), joined on by
+  :class:`~cadence.features.policy_context.PolicyContext` or, when serving,
+  by joining ``customer_features`` on ``customer_id``.
+* ``"scores"`` -- the models' scores as of the trigger
+  (:data:`SCORE_COLUMNS`).
+
+A family is **missing** on a row when every one of its columns is absent
+or null (:func:`missing_families`): a customer without a feature snapshot
+yet, or a serving row that was not joined. The learned policy hands such
+rows to the rules and says why (:func:`fallback_reasons`).
+
+Encoding (:func:`encode_context`), for the policy learner's linear decision
+model: counts, amounts and day spans as ``log1p`` of the value (clipped at
+0; they are heavily right-skewed), rates and shares as they are,
+``top_category`` as a category, ``last_unresolved_query`` as a 0/1 flag (the
+query text itself is not a decision input), the days until a predicted
+repurchase as a signed ``log1p``. Nulls stay null: the learner adds its own
+missing-value indicators.
+
+:class:`WithContext` wraps any policy so that it receives the context
+columns: the world re-run (``simulate_truth``) and the replay give a policy
+only the trigger family, and the wrapper as-of-joins the rest by
+``customer_id`` and ``triggered_at`` before the inner policy decides.
+
+Examples
+--------
+>>> import pandas as pd
+>>> rows = pd.DataFrame({"customer_id": ["a", "b"], "tenure_days": [30.0, None], "orders_all": [2.0, None]})
+>>> missing_families(rows).values.tolist()
+[[False, True], [True, True]]
+>>> fallback_reasons(rows, ("trigger", "customer")).tolist()
+['', 'no customer features']
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from cadence.contract.actions import Policy
+from cadence.contract.clock import local_time
+from cadence.contract.tables import CHANNELS, STAGES
+from cadence.features.policy_context import CUSTOMER_COLUMNS, PolicyContext
+from cadence.policies.rules import opt_in_matrix
+
+#: The context families, in encoding order; the learned policy's default is all of them.
+CONTEXT_FAMILIES: tuple[str, ...] = ("trigger", "customer", "scores")
+#: The trigger family's input columns (besides ``stage``, ``triggered_at`` and ``timezone``).
+TRIGGER_COLUMNS: tuple[str, ...] = (*(f"opt_in_{c}" for c in CHANNELS), "sends_7d", "orders_90d", "days_since_order")
+#: The models' scores as of the trigger (the scoring step's columns).
+SCORE_COLUMNS: tuple[str, ...] = ("churn_risk_30d", "churn_risk_60d", "churn_risk_90d", "p_alive",
+                                  "expected_purchases_90d", "clv_365d", "repurchase_due_days")
+#: Customer columns used as they are (rates, shares, a small count); every other number is log1p'd.
+_AS_IS = frozenset({"zero_result_rate", "search_click_rate", "search_purchase_rate", "top_category_share",
+                    "unsubscribed_channels", "churn_risk_30d", "churn_risk_60d", "churn_risk_90d", "p_alive"})
+_REASONS = {"customer": "no customer features", "scores": "no model scores"}
+
+
+def family_columns(family: str) -> tuple[str, ...]:
+    """The input columns of a context family (:data:`CONTEXT_FAMILIES`)."""
+    if family == "trigger":
+        return ("stage", "triggered_at", "timezone", *TRIGGER_COLUMNS)
+    if family == "customer":
+        return CUSTOMER_COLUMNS
+    if family == "scores":
+        return SCORE_COLUMNS
+    raise ValueError(f"context: unknown family {family!r}; choose from {CONTEXT_FAMILIES}")
+
+
+def check_families(context: Sequence[str]) -> tuple[str, ...]:
+    """``context`` as a tuple in :data:`CONTEXT_FAMILIES` order; unknown or no families raise ``ValueError``."""
+    if isinstance(context, str):
+        context = (context,)
+    unknown = [f for f in context if f not in CONTEXT_FAMILIES]
+    if unknown or not context:
+        raise ValueError(f"context: expected some of {CONTEXT_FAMILIES}, got {tuple(context)!r}")
+    return tuple(f for f in CONTEXT_FAMILIES if f in context)
+
+
+def missing_families(candidates: pd.DataFrame) -> pd.DataFrame:
+    """Per row, whether the ``customer`` and ``scores`` families are missing (every column absent or null).
+
+    One boolean column per family that can be missing, rows in ``candidates``'
+    order (its index). The trigger family is the candidate itself and is
+    never missing.
+    """
+    out = {}
+    for family in ("customer", "scores"):
+        cols = [c for c in family_columns(family) if c in candidates.columns]
+        out[family] = (candidates[cols].isna().all(axis=1).to_numpy() if cols
+                       else np.ones(len(candidates), bool))
+    return pd.DataFrame(out, index=candidates.index)
+
+
+def fallback_reasons(candidates: pd.DataFrame, context: Sequence[str] = CONTEXT_FAMILIES) -> np.ndarray:
+    """Per row, why a policy that reads ``context`` cannot decide it: ``""`` when it can.
+
+    Reasons: ``"no customer features"``, ``"no model scores"`` (joined by
+    ``"; "`` when both).
+    """
+    fams = check_families(context)
+    miss = missing_families(candidates)
+    out = np.full(len(candidates), "", dtype=object)
+    for family in ("customer", "scores"):
+        if family in fams:
+            m = miss[family].to_numpy()
+            out[m] = np.where(out[m] == "", _REASONS[family], out[m] + "; " + _REASONS[family])
+    return out
+
+
+def _log1p(x: np.ndarray) -> np.ndarray:
+    return np.log1p(np.clip(x, 0, None))
+
+
+def _numbers(candidates: pd.DataFrame, col: str) -> np.ndarray:
+    if col not in candidates.columns:
+        return np.full(len(candidates), np.nan)
+    return pd.to_numeric(candidates[col], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+
+
+def trigger_context(candidates: pd.DataFrame) -> dict[str, Any]:
+    """The trigger family's encoded columns (the learned policy's seven-column context)."""
+    n = len(candidates)
+    hour, weekday = local_time(candidates)
+    out: dict[str, Any] = {
+        "stage": pd.Categorical(candidates["stage"].astype(str).to_numpy(), categories=list(STAGES)),
+        "hour_sin": np.sin(2 * np.pi * hour / 24), "hour_cos": np.cos(2 * np.pi * hour / 24),
+        "weekend": (weekday >= 5).astype(float)}
+    opt = opt_in_matrix(candidates)
+    for i, ch in enumerate(CHANNELS):
+        out[f"opt_in_{ch}"] = opt[:, i].astype(float)
+    for col in ("sends_7d", "orders_90d"):
+        out[col] = np.nan_to_num(_numbers(candidates, col)) if col in candidates else np.zeros(n)
+    out["log_days_since_order"] = _log1p(_numbers(candidates, "days_since_order"))  # NaN: never ordered
+    return out
+
+
+def customer_context(candidates: pd.DataFrame) -> dict[str, Any]:
+    """The customer family's encoded columns (see the module docstring); all null where absent."""
+    out: dict[str, Any] = {}
+    for col in CUSTOMER_COLUMNS:
+        if col == "top_category":
+            vals = candidates[col] if col in candidates.columns else pd.Series([None] * len(candidates))
+            out[col] = pd.Categorical(vals.to_numpy(dtype=object))
+        elif col == "last_unresolved_query":
+            have = col in candidates.columns
+            flag = candidates[col].notna().to_numpy(float) if have else np.zeros(len(candidates))
+            # The flag is only a fact where the family is present (tenure is always set then).
+            flag[np.isnan(_numbers(candidates, "tenure_days"))] = np.nan
+            out["has_unresolved_query"] = flag
+        else:
+            x = _numbers(candidates, col)
+            out[col if col in _AS_IS else f"log_{col}"] = x if col in _AS_IS else _log1p(x)
+    return out
+
+
+def score_context(candidates: pd.DataFrame) -> dict[str, Any]:
+    """The scores family's encoded columns; all null where absent."""
+    out: dict[str, Any] = {}
+    for col in SCORE_COLUMNS:
+        x = _numbers(candidates, col)
+        if col in _AS_IS:
+            out[col] = x
+        elif col == "repurchase_due_days":  # negative: overdue
+            out["signed_log_repurchase_due_days"] = np.sign(x) * np.log1p(np.abs(x))
+        else:
+            out[f"log_{col}"] = _log1p(x)
+    return out
+
+
+def encode_context(candidates: pd.DataFrame, context: Sequence[str] = CONTEXT_FAMILIES) -> pd.DataFrame:
+    """The policy learner's context of trigger candidates (index 0..n-1): the families of ``context``, encoded.
+
+    >>> import pandas as pd
+    >>> c = pd.DataFrame({"stage": ["cart_abandon"], "triggered_at": pd.to_datetime(["2025-01-01 12:00"], utc=True),
+    ...                   "timezone": ["UTC"], "opt_in_email": [True], "tenure_days": [9.0]})
+    >>> x = encode_context(c)
+    >>> x.shape[1], round(float(x["log_tenure_days"].iloc[0]), 3), bool(np.isnan(x["p_alive"].iloc[0]))
+    (85, 2.303, True)
+    """
+    fams = check_families(context)
+    parts: dict[str, Any] = {}
+    if "trigger" in fams:
+        parts |= trigger_context(candidates)
+    if "customer" in fams:
+        parts |= customer_context(candidates)
+    if "scores" in fams:
+        parts |= score_context(candidates)
+    return pd.DataFrame(parts)
+
+
+@dataclass
+class WithContext:
+    """``policy`` deciding on candidates with ``context``'s columns as-of-joined by ``customer_id`` and ``triggered_at``.
+
+    What the world re-run and the replay need: they hand a policy the
+    trigger's own columns only. The context comes from the *logged* data (a
+    :class:`~cadence.features.policy_context.PolicyContext` built from the
+    shop's tables); in a re-run under another policy the message-driven part
+    of a customer's history (sends, opens, conversions and the orders they
+    cause) differs from the logged one, so the wrapped policy reads the
+    logged history's features there: an approximation, small where messages
+    change few orders.
+
+    >>> from cadence.policies.rules import RulesPolicy
+    >>> WithContext(RulesPolicy(), PolicyContext()).policy_id == RulesPolicy().policy_id
+    True
+    """
+
+    policy: Policy
+    context: PolicyContext
+
+    @property
+    def policy_id(self) -> str:
+        return self.policy.policy_id
+
+    @property
+    def row_wise(self) -> bool:
+        """Row-wise when the inner policy is (the join is per row)."""
+        return bool(getattr(self.policy, "row_wise", False))
+
+    def decide(self, candidates: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
+        """The inner policy's decisions on ``candidates`` with the context attached."""
+        return self.policy.decide(self.context.attach(candidates), rng)
+
+    def reset(self) -> None:
+        """Reset the inner policy's state, if it keeps any."""
+        if hasattr(self.policy, "reset"):
+            self.policy.reset()
+
+
+__all__ = ["CONTEXT_FAMILIES", "SCORE_COLUMNS", "TRIGGER_COLUMNS", "WithContext", "check_families",
+           "customer_context", "encode_context", "fallback_reasons", "family_columns", "missing_families",
+           "score_context", "trigger_context"]
