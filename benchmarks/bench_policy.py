@@ -105,7 +105,7 @@ def main() -> None:
     policies = {}
     for kind in ("t", "dr"):
         t = time.perf_counter()
-        policies[kind] = UpliftPolicy(learner=kind).fit(log)
+        policies[kind] = UpliftPolicy(learner=kind, context=("trigger",)).fit(log)
         print(f"UpliftPolicy(learner={kind!r}) fitted on {log.n:,} logged rows in {time.perf_counter() - t:.1f} s")
     shop_learner = policies["dr"].learner_
     assert shop_learner is not None

@@ -137,11 +137,12 @@ def make_learner(kind: Learner, random_state: int = 0) -> Any:
     raise ValueError(f"learner: expected one of s, t, x, ct, got {kind!r}")
 
 
-def make_policy_learner(threshold: float = 0.0, fatigue_cost: float = 0.0, random_state: int = 0) -> PolicyLearner:
+def make_policy_learner(threshold: float = 0.0, fatigue_cost: float = 0.0, random_state: int = 0,
+                        alpha: float = 1.0, scores: str = "dr") -> PolicyLearner:
     """The shop's configuration of :class:`~cadence.policies.learner.PolicyLearner` (module docstring)."""
     send_cost = np.r_[0.0, np.full(N_ACTIONS - 1, fatigue_cost + threshold)]
     return PolicyLearner(actions=list(range(N_ACTIONS)), action_costs=send_cost.tolist(),
-                         action_features=ACTION_FEATURES, random_state=random_state)
+                         action_features=ACTION_FEATURES, random_state=random_state, alpha=alpha, scores=scores)
 
 
 def _cost(incentive: str, value: float) -> float:
@@ -176,11 +177,16 @@ class UpliftPolicy:
     #: Context families the policy learner reads (``learner="dr"`` only), some of
     #: :data:`~cadence.policies.context.CONTEXT_FAMILIES`.
     context: tuple[str, ...] = CONTEXT_FAMILIES
+    #: Ridge penalty of the policy learner's decision model (``learner="dr"``), in rows.
+    alpha: float = 1.0
+    #: What the policy learner's decision model regresses (``learner="dr"``): doubly-robust
+    #: scores, the reward model (``"dm"``) or inverse-propensity scores.
+    scores: str = "dr"
 
     def get_params(self, deep: bool = True) -> dict[str, Any]:
         """Constructor parameters (scikit-learn style, for tuning and export metadata)."""
         return {k: getattr(self, k) for k in ("learner", "threshold", "fatigue_cost", "incentives",
-                                               "max_sends_7d", "min_rows", "random_state", "policy_id", "context")}
+                                               "max_sends_7d", "min_rows", "random_state", "policy_id", "context", "alpha", "scores")}
 
     def set_params(self, **params: Any) -> UpliftPolicy:
         """Set constructor parameters (scikit-learn style); unknown names raise ``ValueError``."""
@@ -283,7 +289,8 @@ class UpliftPolicy:
         action = log.action[rows]
         allowed = allowed_actions(stage[rows], opt_in_matrix(cands))
         allowed[np.arange(rows.size), action] = True  # whatever the log did was possible
-        self.learner_ = make_policy_learner(self.threshold, self.fatigue_cost, self.random_state).fit(
+        self.learner_ = make_policy_learner(self.threshold, self.fatigue_cost, self.random_state, self.alpha,
+                                            self.scores).fit(
             shop_context(cands, fams), log.rewards["net_revenue"].to_numpy()[rows], action=action,
             pscore=log.pscore[rows], allowed=allowed, groups=None if log.groups is None else log.groups[rows])
         return self
