@@ -59,7 +59,13 @@ from cadence.contract.clock import epoch_seconds
 from cadence.contract.triggers import TriggerRules
 from cadence.features.customer import DEFAULT_RULES, customer_features, feature_columns
 from cadence.features.decision_context import CONTEXT_COLUMNS
-from cadence.features.engine import as_of_literal, duckdb_sql, engine_name, fetch_arrow, utc_timestamp
+from cadence.features.engine import (
+    as_of_literal,
+    duckdb_sql,
+    engine_name,
+    fetch_arrow,
+    utc_timestamp,
+)
 
 #: The time column of :func:`customer_snapshots` (the snapshot's cutoff).
 SNAPSHOT_AT = "snapshot_at"
@@ -93,7 +99,7 @@ def snapshot_times(start: Any, end: Any, every: str | pd.Timedelta = "7D") -> pd
 
 
 def customer_snapshots(con: Any, tables: Mapping[str, ibis.Table], times: Sequence[Any], *,
-                       rules: TriggerRules = DEFAULT_RULES) -> pd.DataFrame:
+                       rules: TriggerRules = DEFAULT_RULES, compile_once: bool = True) -> pd.DataFrame:
     """Customer features at every cutoff of ``times``, stacked: ``customer_id``, :data:`SNAPSHOT_AT`, features.
 
     One pass of :func:`~cadence.features.customer.customer_features` per
@@ -101,7 +107,9 @@ def customer_snapshots(con: Any, tables: Mapping[str, ibis.Table], times: Sequen
     only rows strictly before its cutoff. Rows are ordered by cutoff, then
     customer. Columns: ``customer_id``, ``snapshot_at`` and
     :data:`CUSTOMER_COLUMNS` (counts 0 and the rest null for a customer
-    without history, as the feature table).
+    without history, as the feature table). ``compile_once`` (DuckDB):
+    compile the query once and swap its cutoff per pass (see
+    :func:`_templated_pass`); ``False`` builds and compiles every pass.
 
     >>> from cadence.features.engine import connect, register
     >>> con = connect()
@@ -116,7 +124,7 @@ def customer_snapshots(con: Any, tables: Mapping[str, ibis.Table], times: Sequen
     cutoffs = sorted({utc_timestamp(t) for t in times})
     if not cutoffs:
         raise ValueError("customer_snapshots: no cutoffs")
-    run = _templated_pass(con, tables, rules) if engine_name(con) == "duckdb" else None
+    run = _templated_pass(con, tables, rules) if compile_once and engine_name(con) == "duckdb" else None
     parts = []
     for cut in cutoffs:
         part = run(cut) if run is not None else fetch_arrow(con, customer_features(tables, cut, rules=rules))

@@ -137,7 +137,8 @@ def _log1p(x: np.ndarray) -> np.ndarray:
 def _numbers(candidates: pd.DataFrame, col: str) -> np.ndarray:
     if col not in candidates.columns:
         return np.full(len(candidates), np.nan)
-    return pd.to_numeric(candidates[col], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+    x = pd.to_numeric(candidates[col], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+    return np.where(np.isfinite(x), x, np.nan)  # a score can be infinite (no finite prediction): unknown
 
 
 def trigger_context(candidates: pd.DataFrame) -> dict[str, Any]:

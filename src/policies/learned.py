@@ -26,10 +26,16 @@ net uplift exceeds ``threshold``. The uplift learner is any of
 the generic :class:`~cadence.policies.learner.PolicyLearner`
 (:func:`make_policy_learner`), fitted on the randomised marketing rows:
 
-* context (:func:`shop_context`): the stage (a category), local hour (a
-  point on the clock) and weekend, channel opt-ins, ``sends_7d``,
-  ``orders_90d`` and the log of ``days_since_order`` (missing for customers
-  who never ordered: the learner adds the indicator itself);
+* context (:func:`shop_context`, :mod:`cadence.policies.context`): the
+  families of ``context`` (default all three): the trigger's own (the stage,
+  a category; local hour, a point on the clock, and weekend; channel
+  opt-ins, ``sends_7d``, ``orders_90d`` and the log of ``days_since_order``,
+  missing for customers who never ordered: the learner adds the indicator
+  itself), the customer's 69 features as of the trigger and the models'
+  scores as of the trigger (attached to the log by
+  ``cadence.workflows.logs.load_log(data_dir, context=...)``; in a re-run or
+  replay by :class:`~cadence.policies.context.WithContext`). Rows missing a
+  family the policy reads follow the rules (:meth:`UpliftPolicy.fallback_reasons`);
 * actions: the 49 codes of :data:`~cadence.contract.actions.ACTION_NAMES`,
   sharing one decision model through their features (send, channel, delay
   slot, incentive: :data:`~cadence.features.context.ACTION_FEATURES`);
@@ -88,8 +94,7 @@ from cadence.contract.actions import (
     decode_action,
     delay_choices,
 )
-from cadence.contract.clock import local_time
-from cadence.contract.tables import CHANNELS, INCENTIVES, STAGES
+from cadence.contract.tables import CHANNELS, INCENTIVES
 from cadence.contract.triggers import (
     ABANDON_STAGES,
     INCENTIVE_COST_FIXED,
@@ -99,7 +104,13 @@ from cadence.contract.triggers import (
 )
 from cadence.data.bandit import LoggedBandit
 from cadence.features.context import ACTION_FEATURES, context_features
-from cadence.policies.context import CONTEXT_FAMILIES, check_families, encode_context, fallback_reasons, family_columns
+from cadence.policies.context import (
+    CONTEXT_FAMILIES,
+    check_families,
+    encode_context,
+    fallback_reasons,
+    family_columns,
+)
 from cadence.policies.learner import PolicyLearner
 from cadence.policies.rules import RulesPolicy, decisions_frame, opt_in_matrix
 

@@ -31,9 +31,11 @@ truth, the estimators do not.
 
 Examples
 --------
->>> runs = policy_context_study([1], customers=300, days=60, families=("full", "trigger"), offline=False)
->>> sorted(runs["policy"].unique())
-['full', 'rules', 'trigger']
+>>> runs = pd.DataFrame({"seed": [1, 1, 2, 2], "kind": "truth", "policy": ["full", "trigger"] * 2,
+...                      "reference": "", "estimator": "truth", "value": [3.0, 2.5, 2.9, 2.6]})
+>>> d = summarise(runs)["differences"].iloc[0]
+>>> d["policy"], d["reference"], round(d["true_diff"], 3), d["positive_seeds"]
+('full', 'trigger', 0.4, 2)
 """
 
 from __future__ import annotations

@@ -103,3 +103,23 @@ def test_the_log_with_context_trains_and_rows_without_it_follow_the_rules(shop: 
     assert bare is not None
     wrapped = WithContext(pol, context).decide(bare, np.random.default_rng(0))
     pd.testing.assert_frame_equal(wrapped.reset_index(drop=True), d.reset_index(drop=True))
+
+
+#: A world where the response type hangs on what only the customer family shows (opens, browsing).
+MUST_WORLD = dict(segment_weights={"persuadable": {"engagement": 2.5, "browsing": 2.0},
+                                   "annoyed": {"engagement": -2.5, "browsing": -1.0}}, deal_weights={})
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason=(
+    "measured 2026-12-02: with all 69 customer columns the full-context policy loses to the seven-column one "
+    "in this world (seed 1, 1,500 customers x 120 days, scores='dm': 2.457 against 2.491 true net revenue per "
+    "trigger); six engagement and browsing columns alone win (2.549). See benchmarks/RESULTS.md"))
+def test_full_context_beats_the_seven_columns_in_truth_where_features_decide() -> None:
+    from cadence.studies.policy_context import policy_context_study
+    from cadence.synthetic import ObservableResponse
+
+    runs = policy_context_study([1, 2], customers=1500, days=120, families=("full", "trigger"), offline=False,
+                                response=ObservableResponse(**MUST_WORLD), scores="dm", min_rows=100)
+    truth = runs.pivot(index="seed", columns="policy", values="value")
+    assert ((truth["full"] - truth["trigger"]) > 0).all()
