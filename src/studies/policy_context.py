@@ -34,7 +34,7 @@ Examples
 >>> runs = pd.DataFrame({"seed": [1, 1, 2, 2], "kind": "truth", "policy": ["full", "trigger"] * 2,
 ...                      "reference": "", "estimator": "truth", "value": [3.0, 2.5, 2.9, 2.6]})
 >>> d = summarise(runs)["differences"].iloc[0]
->>> d["policy"], d["reference"], round(d["true_diff"], 3), d["positive_seeds"]
+>>> d["policy"], d["reference"], round(float(d["true_diff"]), 3), int(d["positive_seeds"])
 ('full', 'trigger', 0.4, 2)
 """
 
