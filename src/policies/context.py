@@ -8,16 +8,22 @@ candidate row:
   stage, local hour and weekend, channel opt-ins, ``sends_7d``,
   ``orders_90d``, ``days_since_order``. Never missing.
 * ``"customer"`` -- the customer's features as of the trigger
-  (:data:`~cadence.features.policy_context.CUSTOMER_COLUMNS`, the 70
-  columns of ``customer_features`` but the id), joined on by
+  (:data:`~cadence.features.policy_context.CUSTOMER_COLUMNS`, the 69
+  columns of ``customer_features`` but the id and ``orders_90d``, which the trigger has exactly), joined on by
   :class:`~cadence.features.policy_context.PolicyContext` or, when serving,
   by joining ``customer_features`` on ``customer_id``.
 * ``"scores"`` -- the models' scores as of the trigger
-  (:data:`SCORE_COLUMNS`).
+  (:data:`~cadence.models.scores.SCORE_COLUMNS`: churn risk at 30/60/90
+  days, P(alive), expected purchases in 90 days, CLV over 365 days, days
+  until the predicted repurchase), from the scoring step
+  (:func:`cadence.workflows.scores.score_snapshots`).
 
 A family is **missing** on a row when every one of its columns is absent
 or null (:func:`missing_families`): a customer without a feature snapshot
-yet, or a serving row that was not joined. The learned policy hands such
+yet, or a serving row that was not joined. Scores exist only for customers
+with an order before the scoring time, so a row whose trigger context says
+the customer never ordered (``days_since_order`` null) is not missing its
+scores: they are null by definition and the learner reads that. The learned policy hands such
 rows to the rules and says why (:func:`fallback_reasons`).
 
 Encoding (:func:`encode_context`), for the policy learner's linear decision
@@ -56,15 +62,13 @@ from cadence.contract.actions import Policy
 from cadence.contract.clock import local_time
 from cadence.contract.tables import CHANNELS, STAGES
 from cadence.features.policy_context import CUSTOMER_COLUMNS, PolicyContext
+from cadence.models.scores import SCORE_COLUMNS
 from cadence.policies.rules import opt_in_matrix
 
 #: The context families, in encoding order; the learned policy's default is all of them.
 CONTEXT_FAMILIES: tuple[str, ...] = ("trigger", "customer", "scores")
 #: The trigger family's input columns (besides ``stage``, ``triggered_at`` and ``timezone``).
 TRIGGER_COLUMNS: tuple[str, ...] = (*(f"opt_in_{c}" for c in CHANNELS), "sends_7d", "orders_90d", "days_since_order")
-#: The models' scores as of the trigger (the scoring step's columns).
-SCORE_COLUMNS: tuple[str, ...] = ("churn_risk_30d", "churn_risk_60d", "churn_risk_90d", "p_alive",
-                                  "expected_purchases_90d", "clv_365d", "repurchase_due_days")
 #: Customer columns used as they are (rates, shares, a small count); every other number is log1p'd.
 _AS_IS = frozenset({"zero_result_rate", "search_click_rate", "search_purchase_rate", "top_category_share",
                     "unsubscribed_channels", "churn_risk_30d", "churn_risk_60d", "churn_risk_90d", "p_alive"})
@@ -97,13 +101,16 @@ def missing_families(candidates: pd.DataFrame) -> pd.DataFrame:
 
     One boolean column per family that can be missing, rows in ``candidates``'
     order (its index). The trigger family is the candidate itself and is
-    never missing.
+    never missing. Scores are not missing on a row whose ``days_since_order``
+    is null (present and null: the customer never ordered, so has no scores).
     """
     out = {}
     for family in ("customer", "scores"):
         cols = [c for c in family_columns(family) if c in candidates.columns]
         out[family] = (candidates[cols].isna().all(axis=1).to_numpy() if cols
                        else np.ones(len(candidates), bool))
+    if "days_since_order" in candidates.columns:
+        out["scores"] &= candidates["days_since_order"].notna().to_numpy()
     return pd.DataFrame(out, index=candidates.index)
 
 
@@ -130,7 +137,8 @@ def _log1p(x: np.ndarray) -> np.ndarray:
 def _numbers(candidates: pd.DataFrame, col: str) -> np.ndarray:
     if col not in candidates.columns:
         return np.full(len(candidates), np.nan)
-    return pd.to_numeric(candidates[col], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+    x = pd.to_numeric(candidates[col], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+    return np.where(np.isfinite(x), x, np.nan)  # a score can be infinite (no finite prediction): unknown
 
 
 def trigger_context(candidates: pd.DataFrame) -> dict[str, Any]:
@@ -191,7 +199,7 @@ def encode_context(candidates: pd.DataFrame, context: Sequence[str] = CONTEXT_FA
     ...                   "timezone": ["UTC"], "opt_in_email": [True], "tenure_days": [9.0]})
     >>> x = encode_context(c)
     >>> x.shape[1], round(float(x["log_tenure_days"].iloc[0]), 3), bool(np.isnan(x["p_alive"].iloc[0]))
-    (85, 2.303, True)
+    (87, 2.303, True)
     """
     fams = check_families(context)
     parts: dict[str, Any] = {}
@@ -244,6 +252,6 @@ class WithContext:
             self.policy.reset()
 
 
-__all__ = ["CONTEXT_FAMILIES", "SCORE_COLUMNS", "TRIGGER_COLUMNS", "WithContext", "check_families",
+__all__ = ["CONTEXT_FAMILIES", "TRIGGER_COLUMNS", "WithContext", "check_families",
            "customer_context", "encode_context", "fallback_reasons", "family_columns", "missing_families",
            "score_context", "trigger_context"]

@@ -26,10 +26,16 @@ net uplift exceeds ``threshold``. The uplift learner is any of
 the generic :class:`~cadence.policies.learner.PolicyLearner`
 (:func:`make_policy_learner`), fitted on the randomised marketing rows:
 
-* context (:func:`shop_context`): the stage (a category), local hour (a
-  point on the clock) and weekend, channel opt-ins, ``sends_7d``,
-  ``orders_90d`` and the log of ``days_since_order`` (missing for customers
-  who never ordered: the learner adds the indicator itself);
+* context (:func:`shop_context`, :mod:`cadence.policies.context`): the
+  families of ``context`` (default all three): the trigger's own (the stage,
+  a category; local hour, a point on the clock, and weekend; channel
+  opt-ins, ``sends_7d``, ``orders_90d`` and the log of ``days_since_order``,
+  missing for customers who never ordered: the learner adds the indicator
+  itself), the customer's 69 features as of the trigger and the models'
+  scores as of the trigger (attached to the log by
+  ``cadence.workflows.logs.load_log(data_dir, context=...)``; in a re-run or
+  replay by :class:`~cadence.policies.context.WithContext`). Rows missing a
+  family the policy reads follow the rules (:meth:`UpliftPolicy.fallback_reasons`);
 * actions: the 49 codes of :data:`~cadence.contract.actions.ACTION_NAMES`,
   sharing one decision model through their features (send, channel, delay
   slot, incentive: :data:`~cadence.features.context.ACTION_FEATURES`);
@@ -88,8 +94,7 @@ from cadence.contract.actions import (
     decode_action,
     delay_choices,
 )
-from cadence.contract.clock import local_time
-from cadence.contract.tables import CHANNELS, INCENTIVES, STAGES
+from cadence.contract.tables import CHANNELS, INCENTIVES
 from cadence.contract.triggers import (
     ABANDON_STAGES,
     INCENTIVE_COST_FIXED,
@@ -99,7 +104,13 @@ from cadence.contract.triggers import (
 )
 from cadence.data.bandit import LoggedBandit
 from cadence.features.context import ACTION_FEATURES, context_features
-from cadence.policies.context import CONTEXT_FAMILIES, check_families, encode_context, fallback_reasons, family_columns
+from cadence.policies.context import (
+    CONTEXT_FAMILIES,
+    check_families,
+    encode_context,
+    fallback_reasons,
+    family_columns,
+)
 from cadence.policies.learner import PolicyLearner
 from cadence.policies.rules import RulesPolicy, decisions_frame, opt_in_matrix
 
@@ -137,11 +148,12 @@ def make_learner(kind: Learner, random_state: int = 0) -> Any:
     raise ValueError(f"learner: expected one of s, t, x, ct, got {kind!r}")
 
 
-def make_policy_learner(threshold: float = 0.0, fatigue_cost: float = 0.0, random_state: int = 0) -> PolicyLearner:
+def make_policy_learner(threshold: float = 0.0, fatigue_cost: float = 0.0, random_state: int = 0,
+                        alpha: float = 1.0, scores: str = "dr") -> PolicyLearner:
     """The shop's configuration of :class:`~cadence.policies.learner.PolicyLearner` (module docstring)."""
     send_cost = np.r_[0.0, np.full(N_ACTIONS - 1, fatigue_cost + threshold)]
     return PolicyLearner(actions=list(range(N_ACTIONS)), action_costs=send_cost.tolist(),
-                         action_features=ACTION_FEATURES, random_state=random_state)
+                         action_features=ACTION_FEATURES, random_state=random_state, alpha=alpha, scores=scores)
 
 
 def _cost(incentive: str, value: float) -> float:
@@ -176,11 +188,16 @@ class UpliftPolicy:
     #: Context families the policy learner reads (``learner="dr"`` only), some of
     #: :data:`~cadence.policies.context.CONTEXT_FAMILIES`.
     context: tuple[str, ...] = CONTEXT_FAMILIES
+    #: Ridge penalty of the policy learner's decision model (``learner="dr"``), in rows.
+    alpha: float = 1.0
+    #: What the policy learner's decision model regresses (``learner="dr"``): doubly-robust
+    #: scores, the reward model (``"dm"``) or inverse-propensity scores.
+    scores: str = "dr"
 
     def get_params(self, deep: bool = True) -> dict[str, Any]:
         """Constructor parameters (scikit-learn style, for tuning and export metadata)."""
         return {k: getattr(self, k) for k in ("learner", "threshold", "fatigue_cost", "incentives",
-                                               "max_sends_7d", "min_rows", "random_state", "policy_id", "context")}
+                                               "max_sends_7d", "min_rows", "random_state", "policy_id", "context", "alpha", "scores")}
 
     def set_params(self, **params: Any) -> UpliftPolicy:
         """Set constructor parameters (scikit-learn style); unknown names raise ``ValueError``."""
@@ -283,7 +300,8 @@ class UpliftPolicy:
         action = log.action[rows]
         allowed = allowed_actions(stage[rows], opt_in_matrix(cands))
         allowed[np.arange(rows.size), action] = True  # whatever the log did was possible
-        self.learner_ = make_policy_learner(self.threshold, self.fatigue_cost, self.random_state).fit(
+        self.learner_ = make_policy_learner(self.threshold, self.fatigue_cost, self.random_state, self.alpha,
+                                            self.scores).fit(
             shop_context(cands, fams), log.rewards["net_revenue"].to_numpy()[rows], action=action,
             pscore=log.pscore[rows], allowed=allowed, groups=None if log.groups is None else log.groups[rows])
         return self

@@ -5,6 +5,15 @@ tables) and :mod:`cadence.simulation.replay` (the walk, whole or by
 partition). Only the columns a logged decision needs are read
 (:data:`LOG_SKIP_COLUMNS` are left on disk).
 
+The learned policy reads more than the log's own decision context: the
+customer's features and the models' scores as of each trigger
+(:mod:`cadence.policies.context`). :func:`load_context` computes them from
+the data directory on a weekly grid
+(:class:`~cadence.features.policy_context.PolicyContext`) and
+``load_log(data_dir, context=ctx)`` attaches them to the log's candidates;
+the same ``ctx`` feeds a policy in the world re-run or the replay through
+:class:`~cadence.policies.context.WithContext`.
+
 Examples
 --------
 >>> import tempfile
@@ -19,6 +28,7 @@ from __future__ import annotations
 import functools
 import os
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +39,7 @@ from cadence.contract.actions import Policy
 from cadence.data.bandit import LoggedBandit
 from cadence.data.io import PathLike, read_table, table_path, table_paths
 from cadence.features.logged import log_from_tables
+from cadence.features.policy_context import PolicyContext
 
 if TYPE_CHECKING:  # the replay (and the models it imports) loads only when a replay runs
     from cadence.simulation.replay import Engine, LogPart
@@ -60,10 +71,81 @@ def log_tables(data_dir: PathLike) -> dict[str, pd.DataFrame]:
     return {name: _read_log_table(path, name) for name, path in table_paths(data_dir, list(LOG_TABLES)).items()}
 
 
-def load_log(data_dir: PathLike) -> LoggedBandit:
-    """A data directory's messages log as a :class:`~cadence.data.bandit.LoggedBandit` (tables of :func:`log_tables`)."""
+def load_log(data_dir: PathLike, context: PolicyContext | None = None) -> LoggedBandit:
+    """A data directory's messages log as a :class:`~cadence.data.bandit.LoggedBandit` (tables of :func:`log_tables`).
+
+    With ``context`` (:func:`load_context`), its columns as of each
+    trigger are added to ``log.candidates`` (:meth:`PolicyContext.attach`).
+    """
     t = log_tables(data_dir)
-    return log_from_tables(t["messages"], t["customers"], t["orders"])
+    log = log_from_tables(t["messages"], t["customers"], t["orders"])
+    return log if context is None else with_context(log, context)
+
+
+def with_context(log: LoggedBandit, context: PolicyContext) -> LoggedBandit:
+    """``log`` with ``context``'s columns as of each trigger added to its candidates."""
+    import dataclasses
+
+    if log.candidates is None:
+        raise ValueError("log.candidates: missing (a messages log has them, load_log)")
+    return dataclasses.replace(log, candidates=context.attach(log.candidates), reward=None if log.rewards is not None else log.reward)
+
+
+#: The tables customer features read.
+FEATURE_INPUTS: tuple[str, ...] = ("customers", "orders", "order_items", "events", "messages", "products")
+
+
+def load_context(data_dir: PathLike, *, families: Sequence[str] = ("customer", "scores"),
+                 start: Any = None, end: Any = None, every: str = "7D", refit_every: int | None = 4,
+                 scorer: Any = None, engine: str = "duckdb") -> PolicyContext:
+    """The customer features and model scores of a data directory on a grid of times, for :meth:`PolicyContext.attach`.
+
+    Parameters
+    ----------
+    data_dir
+        A contract data directory.
+    families
+        ``"customer"`` (:func:`~cadence.features.policy_context.customer_snapshots`)
+        and/or ``"scores"`` (:func:`~cadence.workflows.scores.score_snapshots`).
+    start, end
+        The grid's first and last time; by default midnight a week after the first
+        logged trigger (features of the first week would read an almost
+        empty history) and the last logged trigger.
+    every
+        Grid step (a pandas offset, ``"7D"``): the most a decision's context
+        can be out of date.
+    refit_every
+        Refit the scoring models at every ``refit_every``-th time (``None``:
+        one fit at ``start``); a fit reads only orders before its time.
+    scorer
+        A :class:`~cadence.models.scores.CustomerScorer` with the scoring
+        settings (defaults otherwise).
+    """
+    from cadence.features.engine import connect, utc_timestamp
+    from cadence.features.policy_context import customer_snapshots, snapshot_times
+    from cadence.policies.context import check_families
+    from cadence.workflows.features import load_tables
+    from cadence.workflows.scores import score_snapshots
+
+    fams = check_families(families)
+    if start is None or end is None:
+        path = table_path(data_dir, "messages")
+        if path is None:
+            raise ValueError("messages: missing table (give start and end for the context grid)")
+        trig = read_table(path, "messages", columns=["triggered_at"])["triggered_at"]
+        # Midnight: whole-day grid times (the scoring step's day arithmetic needs them, see the report).
+        start = start if start is not None else (trig.min() + pd.Timedelta(days=7)).floor("D")
+        end = end if end is not None else trig.max()
+    times = snapshot_times(utc_timestamp(start), utc_timestamp(end), every)
+    con = connect(engine)
+    names = [n for n in FEATURE_INPUTS if table_path(data_dir, n) is not None]
+    tables = load_tables(con, data_dir, names)
+    customer = customer_snapshots(con, tables, times) if "customer" in fams else None
+    scores = None
+    if "scores" in fams:
+        scores = score_snapshots(con, {k: tables[k] for k in ("orders", "order_items") if k in tables}, times,
+                                 refit_every=refit_every, scorer=scorer)
+    return PolicyContext(customer=customer, scores=scores)
 
 
 def replay_log(data_dir: PathLike, policy: Policy, *, engine: Engine = "process", workers: int | None = None,
@@ -165,4 +247,5 @@ def read_log_part(folder: Path, p: int) -> LogPart | None:
     return LogPart(msgs, customers, orders, rows)
 
 
-__all__ = ["LOG_SKIP_COLUMNS", "LOG_TABLES", "load_log", "log_tables", "read_log_part", "replay_log", "split_log"]
+__all__ = ["FEATURE_INPUTS", "LOG_SKIP_COLUMNS", "LOG_TABLES", "load_context", "load_log", "log_tables", "read_log_part",
+           "replay_log", "split_log", "with_context"]

@@ -24,7 +24,7 @@ def log(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-de
 
 @pytest.fixture(scope="module")
 def policy(log) -> UpliftPolicy:  # type: ignore[no-untyped-def]
-    return UpliftPolicy(learner="dr", min_rows=100).fit(log)
+    return UpliftPolicy(learner="dr", min_rows=100, context=("trigger",)).fit(log)
 
 
 def test_the_shop_is_a_policy_learner_with_a_mask(policy: UpliftPolicy, log) -> None:  # type: ignore[no-untyped-def]
@@ -62,13 +62,13 @@ def test_decisions_respect_opt_ins_stages_and_the_protocol(policy: UpliftPolicy,
 def test_constructor_switches_become_the_mask_and_costs(policy: UpliftPolicy, log) -> None:  # type: ignore[no-untyped-def]
     cands = log.candidates
     modelled = cands["stage"].astype(str).isin(list(policy.stages_)).to_numpy()
-    plain = UpliftPolicy(learner="dr", min_rows=100, incentives=False).fit(log).decide(cands, np.random.default_rng(0))
+    plain = UpliftPolicy(learner="dr", min_rows=100, context=("trigger",), incentives=False).fit(log).decide(cands, np.random.default_rng(0))
     assert (plain.loc[modelled & (plain["action"] == "send").to_numpy(), "incentive"] == "none").all()
-    capped = UpliftPolicy(learner="dr", min_rows=100, max_sends_7d=0).fit(log).decide(cands, np.random.default_rng(0))
+    capped = UpliftPolicy(learner="dr", min_rows=100, context=("trigger",), max_sends_7d=0).fit(log).decide(cands, np.random.default_rng(0))
     assert (capped.loc[modelled, "action"] == "hold").all()
     # A send must beat holding by the threshold: a high one holds more.
     base = policy.decide(cands, np.random.default_rng(0))
-    strict = UpliftPolicy(learner="dr", min_rows=100, threshold=2.0).fit(log).decide(cands, np.random.default_rng(0))
+    strict = UpliftPolicy(learner="dr", min_rows=100, context=("trigger",), threshold=2.0).fit(log).decide(cands, np.random.default_rng(0))
     assert (strict.loc[modelled, "action"] == "send").mean() < (base.loc[modelled, "action"] == "send").mean()
 
 

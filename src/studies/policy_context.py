@@ -1,0 +1,202 @@
+"""Does the learned policy gain from deciding with the customer's features and scores? The truth, over many seeds.
+
+For each seed of the observable-response world
+(:class:`~cadence.synthetic.config.ObservableResponse`: response types and
+deal sensitivity depend on frequency, recency, engagement, tenure and
+browsing, which a shop can see):
+
+1. generate the shop under the randomised logging policy, compute the
+   policy context from its tables (:func:`cadence.workflows.logs.load_context`:
+   weekly customer-feature and score snapshots) and load the log with it;
+2. split the customers in half (:func:`~cadence.data.bandit.split_customers`);
+   fit on one half the learned policy with every context family (``full``),
+   with the trigger's seven columns only (``trigger``), and with one family
+   dropped at a time (``no_trigger``, ``no_customer``, ``no_scores``);
+   ``rules`` is :class:`~cadence.policies.rules.RulesPolicy`;
+3. the **truth**: re-run the world under each policy
+   (:func:`~cadence.synthetic.world.iter_world`, the world's own draws; the
+   policy reads its context through
+   :class:`~cadence.policies.context.WithContext` from the *logged* data) and
+   take the expected net revenue per trigger of the **other half's**
+   customers (:func:`true_net_revenue`);
+4. the **offline estimates** of the paired differences ``full - trigger``
+   and ``full - rules`` on the other half's log: replay and doubly robust
+   (:func:`cadence.simulation.replay.simulate` with the second policy as
+   baseline), each with its 95% interval, and whether it covers the true
+   difference.
+
+:func:`summarise` gives the mean true difference over seeds with a 95%
+t-interval and each estimator's coverage. This is a study: it reads the
+truth, the estimators do not.
+
+Examples
+--------
+>>> runs = pd.DataFrame({"seed": [1, 1, 2, 2], "kind": "truth", "policy": ["full", "trigger"] * 2,
+...                      "reference": "", "estimator": "truth", "value": [3.0, 2.5, 2.9, 2.6]})
+>>> d = summarise(runs)["differences"].iloc[0]
+>>> d["policy"], d["reference"], round(float(d["true_diff"]), 3), int(d["positive_seeds"])
+('full', 'trigger', 0.4, 2)
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from cadence.contract.actions import Policy
+from cadence.data.bandit import split_customers
+from cadence.policies.context import CONTEXT_FAMILIES, WithContext
+from cadence.policies.learned import UpliftPolicy
+from cadence.policies.rules import RulesPolicy
+from cadence.synthetic.config import ObservableResponse, ShopConfig
+from cadence.synthetic.world import customer_ids, generate_shop, iter_world
+from cadence.workflows.logs import load_context, load_log
+
+#: The learned policies of the study: name -> context families.
+VARIANTS: dict[str, tuple[str, ...]] = {
+    "full": CONTEXT_FAMILIES,
+    "trigger": ("trigger",),
+    "no_trigger": ("customer", "scores"),
+    "no_customer": ("trigger", "scores"),
+    "no_scores": ("trigger", "customer"),
+}
+#: The paired differences estimated offline: (policy, reference).
+COMPARISONS: tuple[tuple[str, str], ...] = (("full", "trigger"), ("full", "rules"))
+
+
+def true_net_revenue(policy: Policy, cfg: ShopConfig, customers: Iterable[str]) -> tuple[float, int]:
+    """Expected net revenue per trigger of ``customers`` when the world of ``cfg`` is re-run under ``policy``.
+
+    The same quantity as :func:`~cadence.synthetic.world.simulate_truth`'s
+    ``net_revenue / triggers`` (first messages and the follow-ups they
+    cause, conversions that land before the data ends), restricted to the
+    triggers of ``customers``. Returns (value, triggers).
+    """
+    keep = pd.Index(pd.unique(np.asarray(list(customers), dtype=object)))
+    total, n = 0.0, 0
+    for bb, out in iter_world(cfg, policy):
+        ids = np.asarray(customer_ids(bb.people.idx).to_numpy(zero_copy_only=False), dtype=object)
+        mine = keep.get_indexer(ids[bb.trig_cust]) >= 0
+        net = out.p_convert * out.p_in_window * (out.value_if_converted - out.incentive_cost)
+        fu = out.fu
+        net = net + fu.p_convert * fu.p_in_window * (out.value_if_converted - fu.incentive_cost)
+        total += float(net[mine].sum())
+        n += int(mine.sum())
+    return total / max(n, 1), n
+
+
+def world(seed: int, customers: int, days: int, response: ObservableResponse | None = None) -> ShopConfig:
+    """The study's shop: the observable-response world of ``seed``."""
+    return ShopConfig(customers=customers, days=days, seed=seed, observable_response=response or ObservableResponse())
+
+
+def policy_context_study(seeds: Iterable[int], *, customers: int = 4000, days: int = 210,
+                         families: Sequence[str] = tuple(VARIANTS), offline: bool = True,
+                         response: ObservableResponse | None = None, min_rows: int = 300,
+                         scores: str = "dr", progress: bool = False) -> pd.DataFrame:
+    """One row per (seed, policy) with the true net revenue per trigger, and per (seed, comparison, estimator) offline.
+
+    Columns: ``seed, kind`` (``"truth"`` or ``"estimate"``), ``policy``,
+    ``reference`` (comparisons), ``estimator`` (``truth``, ``replay``,
+    ``doubly robust``), ``value`` (truth: the policy's value; estimate: the
+    estimated difference), ``lower, upper`` (estimates), ``triggers``.
+    ``scores`` is the learned policies' :attr:`UpliftPolicy.scores`.
+    """
+    from cadence.simulation.replay import simulate
+
+    rows: list[dict[str, Any]] = []
+    for seed in seeds:
+        t0 = time.perf_counter()
+        cfg = world(seed, customers, days, response)
+        with tempfile.TemporaryDirectory() as tmp:
+            shop = generate_shop(cfg, Path(tmp) / "shop")
+            ctx = load_context(shop)
+            log = load_log(shop, context=ctx)
+        fit_rows, eval_rows = split_customers(log, 0.5, seed)
+        train, test = log.subset(fit_rows), log.subset(eval_rows)
+        assert test.candidates is not None
+        judged = test.candidates["customer_id"].astype(str).unique()
+        policies: dict[str, Policy] = {
+            name: UpliftPolicy(learner="dr", context=VARIANTS[name], min_rows=min_rows, scores=scores,
+                               random_state=seed).fit(train)
+            for name in families}
+        policies["rules"] = RulesPolicy()
+        t_fit = time.perf_counter()
+        truth = {}
+        for name, pol in policies.items():
+            truth[name], n_trig = true_net_revenue(WithContext(pol, ctx), cfg, judged)
+            rows.append({"seed": seed, "kind": "truth", "policy": name, "reference": "", "estimator": "truth",
+                         "value": truth[name], "lower": np.nan, "upper": np.nan, "triggers": n_trig})
+        t_truth = time.perf_counter()
+        if offline:
+            for cand, ref in COMPARISONS:
+                if cand not in policies or ref not in policies:
+                    continue
+                est = simulate(test, policies[cand], policies[ref], workers=1, seed=seed,
+                               metrics=("net_revenue",), by_stage=False)["estimates"]
+                est = est[(est["policy"] == "candidate") & (est["estimator"].isin(["replay", "doubly robust"]))]
+                for _, r in est.iterrows():
+                    rows.append({"seed": seed, "kind": "estimate", "policy": cand, "reference": ref,
+                                 "estimator": r["estimator"], "value": float(r["lift"]),
+                                 "lower": float(r["lift_lower"]), "upper": float(r["lift_upper"]),
+                                 "triggers": test.n})
+        if progress:
+            print(f"seed {seed}: fit {t_fit - t0:.0f} s, truth {t_truth - t_fit:.0f} s, "
+                  f"offline {time.perf_counter() - t_truth:.0f} s; "
+                  + ", ".join(f"{k} {v:.3f}" for k, v in truth.items()), flush=True)
+    return pd.DataFrame(rows)
+
+
+def _t_interval(x: np.ndarray, alpha: float = 0.05) -> tuple[float, float, float]:
+    from scipy import stats
+
+    m = float(np.mean(x))
+    if len(x) < 2:
+        return m, np.nan, np.nan
+    half = float(stats.t.ppf(1 - alpha / 2, len(x) - 1) * np.std(x, ddof=1) / np.sqrt(len(x)))
+    return m, m - half, m + half
+
+
+def summarise(runs: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """The study's tables.
+
+    ``values``: per policy, the mean true net revenue per trigger over seeds.
+    ``differences``: per (policy, reference) pair, the mean true paired
+    difference with a 95% t-interval across seeds and the seeds it is
+    positive in; for every learned variant against ``full`` (what dropping a
+    family costs) and ``full`` against ``trigger`` and ``rules``.
+    ``coverage``: per comparison and estimator, the share of seeds whose
+    interval covers the true difference, the mean estimate and true
+    difference, and the mean interval width.
+    """
+    truth = runs[runs["kind"] == "truth"].pivot(index="seed", columns="policy", values="value")
+    values = truth.agg(["mean", "std"]).T.rename_axis("policy").reset_index()
+    pairs = [("full", "trigger"), ("full", "rules"), ("trigger", "rules")]
+    pairs += [("full", v) for v in VARIANTS if v not in ("full", "trigger")]
+    diff_rows = []
+    for a, b in pairs:
+        if a in truth and b in truth:
+            d = (truth[a] - truth[b]).to_numpy()
+            m, lo, hi = _t_interval(d)
+            diff_rows.append({"policy": a, "reference": b, "seeds": len(d), "true_diff": m, "lower": lo, "upper": hi,
+                              "positive_seeds": int((d > 0).sum())})
+    est = runs[runs["kind"] == "estimate"].copy()
+    cov = pd.DataFrame()
+    if len(est):
+        est["true_diff"] = [truth.loc[s, p] - truth.loc[s, r]
+                            for s, p, r in zip(est["seed"], est["policy"], est["reference"], strict=True)]
+        est["covered"] = (est["lower"] <= est["true_diff"]) & (est["true_diff"] <= est["upper"])
+        g = est.groupby(["policy", "reference", "estimator"], sort=False)
+        cov = pd.DataFrame({"seeds": g.size(), "coverage": g["covered"].mean(), "estimate": g["value"].mean(),
+                            "true_diff": g["true_diff"].mean(),
+                            "mean_width": (g["upper"].mean() - g["lower"].mean())}).reset_index()
+    return {"values": values, "differences": pd.DataFrame(diff_rows), "coverage": cov}
+
+
+__all__ = ["COMPARISONS", "VARIANTS", "policy_context_study", "summarise", "true_net_revenue", "world"]
