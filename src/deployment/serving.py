@@ -733,31 +733,13 @@ def needed_families(policy: Policy) -> tuple[str, ...]:
     return tuple(f for f in names if f in FAMILY_COLUMNS)
 
 
-def missing_family(frame: pd.DataFrame, family: str) -> np.ndarray:
-    """Per row: does it lack the ``family`` (every one of its columns absent or null)?
-
-    A trigger whose customer has no row in ``customer_features`` (or no
-    scores) comes out of the left join of
-    :func:`~cadence.features.decision_rows.decision_rows` with nulls in all of them.
-
-    >>> missing_family(pd.DataFrame({"p_alive": [0.5, None], "clv_365d": [None, None]}), "scores").tolist()
-    [False, True]
-    """
-    present = [c for c in FAMILY_COLUMNS[family] if c in frame]
-    lacks = np.ones(len(frame), bool)
-    for c in present:
-        lacks &= frame[c].isna().to_numpy()
-        if not lacks.any():
-            break
-    return lacks
-
-
 def fallback_reasons(frame: pd.DataFrame, policy: Policy) -> np.ndarray:
     """Per row of a checked frame (:func:`check_rows`), why it falls back to the rules ('' when it does not).
 
     Information the policy reads is absent (a column, or a null where the
     policy has no default), a context family the policy decides with is
-    missing from the row (:func:`missing_family`: ``missing customer
+    missing from the row (the policy's own rule,
+    :func:`cadence.policies.context.missing_families`: ``missing customer
     features``, ``missing scores``), or a channel the model does not know is
     opted in: the rules decide such a row from what there is.
 
@@ -780,8 +762,14 @@ def fallback_reasons(frame: pd.DataFrame, policy: Policy) -> np.ndarray:
     absent = [c for c in reads if c not in frame]
     if absent:
         add(np.ones(n, bool), f"missing column(s) {', '.join(absent)}")
-    for family in needed_families(policy):
-        add(missing_family(frame, family), f"missing {FAMILY_LABELS[family]}")
+    families = needed_families(policy)
+    if families:
+        from cadence.policies.context import missing_families
+
+        # The policy's definition, so the served model falls back on exactly the rows the policy would.
+        missing = missing_families(frame)
+        for family in families:
+            add(missing[family].to_numpy(), f"missing {FAMILY_LABELS[family]}")
     return found.reasons()
 
 

@@ -30,13 +30,20 @@ def _rules_space(trial: Any) -> dict[str, Any]:
 
 def _learned_space(trial: Any) -> dict[str, Any]:
     cap = trial.suggest_int("max_sends_7d", 0, 12)
-    return {
-        "learner": trial.suggest_categorical("learner", ["s", "t", "x", "ct"]),
+    params = {
+        "learner": trial.suggest_categorical("learner", ["s", "t", "x", "ct", "dr"]),
         "threshold": trial.suggest_float("threshold", -1.0, 3.0),
         "fatigue_cost": trial.suggest_float("fatigue_cost", 0.0, 3.0),
         "incentives": trial.suggest_categorical("incentives", [True, False]),
         "max_sends_7d": None if cap == 0 else cap,  # 0 stands for "no cap"
     }
+    if params["learner"] == "dr":
+        # The policy learner on the trigger's own context: the log ``cadence tune`` reads carries no
+        # customer features or scores (``benchmarks/RESULTS.md``: the full context did not beat it in truth).
+        params["context"] = ("trigger",)
+        params["alpha"] = trial.suggest_float("alpha", 0.1, 1000.0, log=True)
+        params["scores"] = trial.suggest_categorical("scores", ["dr", "dm"])
+    return params
 
 
 #: Search space per family: trial -> constructor parameters.
