@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from cadence.contract.actions import LOGGING, Policy
-from cadence.data.bandit import split_customers
+from cadence.data.bandit import LoggedBandit, split_customers
 from cadence.data.io import PathLike
 from cadence.deployment.registry import build_policy, needs_fit
 from cadence.evaluation.estimators import OffPolicyEstimator
@@ -54,6 +54,23 @@ def evaluate_named(data_dir: PathLike, names: list[str], *, metrics: tuple[str, 
                   n_refit=n_refit, estimators=estimators)
     df.attrs.update({"rows_evaluated": test.n, "rows_fitted": 0 if train is None else train.n})
     return df
+
+
+def fitted_named(data_dir: PathLike, name: str, *, policies_dir: PathLike = POLICIES_DIR, seed: int = 0,
+                 fit_share: float = 0.5) -> tuple[Policy | None, LoggedBandit]:
+    """A named policy fitted as ``cadence evaluate`` fits it, and the log it is judged on.
+
+    A policy that learns is fitted on the ``fit_share`` of customers
+    :func:`~cadence.data.bandit.split_customers` draws with ``seed`` (the
+    same split as :func:`evaluate_named`'s) and returned with the other
+    customers' rows; any other policy with the whole log. ``None`` for
+    ``logging``.
+    """
+    log = load_log(data_dir)
+    if not needs_fit(name, policies_dir):
+        return build_policy(name, None, policies_dir=policies_dir), log
+    fit_rows, eval_rows = split_customers(log, fit_share, seed)
+    return build_policy(name, log.subset(fit_rows), policies_dir=policies_dir), log.subset(eval_rows)
 
 
 def simulate_named(data_dir: Any, policy: str, baseline: str = LOGGING, *,
