@@ -738,7 +738,7 @@ def fallback_reasons(frame: pd.DataFrame, policy: Policy) -> np.ndarray:
 
     Information the policy reads is absent (a column, or a null where the
     policy has no default), a context family the policy decides with is
-    missing from the row (the policy's own rule,
+    missing from the row (the policy's own rule, its ``missing_families``,
     :func:`cadence.policies.context.missing_families`: ``missing customer
     features``, ``missing scores``), or a channel the model does not know is
     opted in: the rules decide such a row from what there is.
@@ -764,12 +764,17 @@ def fallback_reasons(frame: pd.DataFrame, policy: Policy) -> np.ndarray:
         add(np.ones(n, bool), f"missing column(s) {', '.join(absent)}")
     families = needed_families(policy)
     if families:
-        from cadence.policies.context import missing_families
-
-        # The policy's definition, so the served model falls back on exactly the rows the policy would.
-        missing = missing_families(frame)
+        # The policy's own definition (not imported here: the rules' model needs none of the context
+        # machinery), so the served model falls back on exactly the rows the policy would.
+        own = getattr(policy, "missing_families", None)
+        missing = None if own is None else own(frame)
         for family in families:
-            add(missing[family].to_numpy(), f"missing {FAMILY_LABELS[family]}")
+            if missing is not None:
+                lacks = missing[family].to_numpy()
+            else:  # any other policy: a family is missing where every one of its columns is absent or null
+                cols = [c for c in FAMILY_COLUMNS[family] if c in frame]
+                lacks = frame[cols].isna().all(axis=1).to_numpy() if cols else np.ones(len(frame), bool)
+            add(lacks, f"missing {FAMILY_LABELS[family]}")
     return found.reasons()
 
 

@@ -110,6 +110,7 @@ from cadence.policies.context import (
     encode_context,
     fallback_reasons,
     family_columns,
+    missing_families,
 )
 from cadence.policies.learner import PolicyLearner
 from cadence.policies.rules import RulesPolicy, decisions_frame, opt_in_matrix
@@ -207,6 +208,14 @@ class UpliftPolicy:
                 raise ValueError(f"UpliftPolicy: unknown parameter {k!r}; valid: {', '.join(valid)}")
             setattr(self, k, v)
         return self
+
+    def missing_families(self, candidates: pd.DataFrame) -> pd.DataFrame:
+        """Per candidate, which context families it lacks (:func:`cadence.policies.context.missing_families`).
+
+        The served model asks the policy, so it falls back on exactly the rows
+        the policy would without importing what the context is built from.
+        """
+        return missing_families(candidates)
 
     def fallback_reasons(self, candidates: pd.DataFrame) -> np.ndarray:
         """Per candidate, why the fitted policy hands it to the rules, ``""`` where it decides itself.

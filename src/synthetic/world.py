@@ -423,7 +423,8 @@ def true_relevance(cfg: ShopConfig, customer_ids: ArrayLike, product_ids: ArrayL
     --------
     >>> from cadence.synthetic import ShopConfig, Tastes
     >>> cfg = ShopConfig(customers=100, days=30, seed=1, tastes=Tastes())
-    >>> r = true_relevance(cfg, ["C0000003"], None, "2025-01-20")
+    >>> third = customer_ids(np.array([3])).to_pylist()   # the shop's ids, never a literal one
+    >>> r = true_relevance(cfg, third, None, "2025-01-20")
     >>> r.shape[0], round(float(r.to_numpy().mean()), 6) <= 1.0
     (1, True)
     """
