@@ -48,6 +48,10 @@ DECISION_COLUMNS: tuple[str, ...] = ("action", "channel", "delay_minutes", "ince
 FOLLOWUP_COLUMNS: tuple[str, ...] = (
     "followup_action", "followup_channel", "followup_delay_minutes", "followup_incentive", "followup_propensity",
 )
+#: Optional decision columns choosing the products a send shows: ``items`` (``|``-joined
+#: product ids, None for none) and ``items_propensity`` (the probability of that set given
+#: the send). A policy without them shows whatever its caller's item rule picks.
+ITEM_COLUMNS: tuple[str, ...] = ("items", "items_propensity")
 
 #: Delay choices (minutes after the trigger) that policies pick from.
 ABANDON_DELAYS: tuple[int, ...] = (20, 60, 720)

@@ -11,7 +11,11 @@ Conventions
   numbers with leading zeros (CDNOW's ``00001``).
 * Every timestamp is timezone-aware UTC (``datetime64[ns, UTC]``).
 * ``messages.items`` is a ``|``-separated list of product ids so that the
-  table round-trips through CSV as well as Parquet.
+  table round-trips through CSV as well as Parquet; the optional
+  ``messages.items_propensity`` is the probability with which the policy
+  chose that set of items given the send (so the joint probability of the
+  logged decision is ``propensity * items_propensity``) and the optional
+  ``messages.item_candidates`` the candidate set it chose them from.
 
 Examples
 --------
@@ -240,6 +244,12 @@ TABLES: dict[str, Table] = {
                 _opt("unsubscribed_at", "timestamp"),
                 # A sequence's later messages (a follow-up is step 2); absent means every row is step 1.
                 _opt("step", "int", min_value=1),
+                # Probability with which the policy chose the shown ``items`` given the send (the
+                # action's own is ``propensity``); absent or null when items were not randomised.
+                _opt("items_propensity", "float", min_value=0.0, min_exclusive=True, max_value=1.0),
+                # The products the message could have shown (``|``-joined), when its items were
+                # chosen among a candidate set: what item-level off-policy estimators need.
+                _opt("item_candidates", "str"),
             ),
             key=("message_id",),
             foreign_keys=(

@@ -219,15 +219,25 @@ def compare_recommenders(recommenders: Mapping[str, Recommender], data: Interact
         fitted = clone(recommenders[name]).fit(data)
         recs = fitted.recommend(customers, k=k, candidates=candidates, exclude=exclude)
         per[name] = ranking_metrics(recs, bought, k, unit=unit)
+    rows = _paired_intervals(per, base, per[base]["customer_id"].to_numpy(), k, alpha, n_bootstrap, random_state)
+    return pd.DataFrame(rows, columns=list(COMPARISON_COLUMNS))
+
+
+def _paired_intervals(per: Mapping[str, pd.DataFrame], base: str, groups: np.ndarray, k: int, alpha: float,
+                      n_bootstrap: int, random_state: int | None) -> list[tuple[Any, ...]]:
+    """Each method's metric means with customer-clustered intervals, and paired differences from ``base``.
+
+    ``per`` holds one frame per method with the same units in the same
+    order (columns :data:`METRICS`); ``groups`` is each unit's customer.
+    """
     units = per[base]
-    groups = units["customer_id"].to_numpy()
     n = len(units)
     clusters = Clusters(groups, n)
     boot = PoissonBootstrap(clusters.n_clusters, n_bootstrap, random_state)
     cols, index = [], []
-    for name in names:
+    for name, frame in per.items():
         for m in METRICS:
-            v = per[name][m].to_numpy(np.float64)
+            v = frame[m].to_numpy(np.float64)
             cols.append(RowValues(v, None))
             cols.append(RowValues(v - units[m].to_numpy(np.float64), None))
             index.append((name, m))
@@ -241,7 +251,106 @@ def compare_recommenders(recommenders: Mapping[str, Recommender], data: Interact
             diff = cols[2 * j + 1].value
             dlo, dhi, _ = percentile_interval(reps[:, 2 * j + 1], alpha)
         rows.append((name, m, k, cols[2 * j].value, lo, hi, se, diff, dlo, dhi, n, clusters.n_clusters))
-    return pd.DataFrame(rows, columns=list(COMPARISON_COLUMNS))
+    return rows
+
+
+def _items_as_ranks(items: pd.Series) -> pd.DataFrame:
+    """``|``-joined product ids per unit -> ``customer_id`` (the unit), ``product_id``, ``rank``."""
+    s = items.where(items.notna(), "").astype(str)
+    lists = s.str.split("|")
+    n = lists.str.len().to_numpy()
+    unit = np.repeat(np.arange(len(s)), n)
+    rank = np.arange(int(n.sum())) - np.repeat(np.cumsum(n) - n, n) + 1
+    pid = np.asarray([p for lst in lists.to_numpy() for p in lst], dtype=object)
+    keep = pid != ""
+    return pd.DataFrame({"customer_id": unit[keep].astype(str), "product_id": pid[keep], "rank": rank[keep]})
+
+
+def stage_ranking_metrics(selections: Mapping[str, pd.Series], candidates: pd.DataFrame, purchases: pd.DataFrame,
+                          *, k: int = 10, horizon_days: float = 7.0, baseline: str | None = None,
+                          alpha: float = 0.05, n_bootstrap: int = 1000,
+                          random_state: int | None = 0) -> pd.DataFrame:
+    """Hit rate@k, recall@k and NDCG@k of each item selection, per stage of the trigger, with intervals.
+
+    A unit is one trigger candidate whose customer bought something in
+    ``[eligible_at, eligible_at + horizon_days)``; its relevant products are
+    those bought then, and its list is the selection's ``items`` for that
+    trigger (:meth:`cadence.policies.items.ItemSelector.select`). Intervals
+    resample whole customers (one customer's triggers move together), with
+    the same resamples for every selection, so differences from the
+    baseline are paired; each stage is resampled on its own.
+
+    Parameters
+    ----------
+    selections
+        Name to a Series of ``|``-joined product ids on ``candidates``' index.
+    candidates
+        ``customer_id``, ``stage``, ``eligible_at``.
+    purchases
+        ``customer_id``, ``product_id``, ``ts`` (order lines; the judging
+        window must cover every trigger's horizon, or its later purchases
+        count as not bought).
+    k, horizon_days, baseline, alpha, n_bootstrap, random_state
+        As in :func:`compare_recommenders`; ``baseline`` defaults to the first selection.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``stage`` followed by :data:`COMPARISON_COLUMNS` (``recommender`` is
+        the selection's name); stages without a unit have no rows.
+
+    Examples
+    --------
+    >>> cands = pd.DataFrame({"customer_id": ["a", "b"], "stage": ["browse_abandon"] * 2,
+    ...                       "eligible_at": pd.to_datetime(["2025-03-01"] * 2, utc=True)})
+    >>> bought = pd.DataFrame({"customer_id": ["a", "b"], "product_id": ["x", "z"],
+    ...                        "ts": pd.to_datetime(["2025-03-02"] * 2, utc=True)})
+    >>> sel = {"recent": pd.Series(["y|x", "y"]), "model": pd.Series(["x|y", "z"])}
+    >>> t = stage_ranking_metrics(sel, cands, bought, k=2, n_bootstrap=50)
+    >>> t.loc[t.metric == "hit_rate", ["recommender", "value", "diff"]].values.tolist()
+    [['recent', 0.5, 0.0], ['model', 1.0, 0.5]]
+    """
+    check_interval_args(alpha, "bootstrap", n_bootstrap)
+    if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+        raise ValueError(f"k must be a positive integer, got {k!r}")
+    if not isinstance(horizon_days, int | float) or horizon_days <= 0:
+        raise ValueError(f"horizon_days must be a positive number, got {horizon_days!r}")
+    if not selections:
+        raise ValueError("selections: give at least one")
+    names = list(selections)
+    base = names[0] if baseline is None else baseline
+    if base not in selections:
+        raise ValueError(f"baseline: {base!r} is not one of {names}")
+    for frame, name, need in ((candidates, "candidates", ("customer_id", "stage", "eligible_at")),
+                              (purchases, "purchases", ("customer_id", "product_id", "ts"))):
+        missing = [c for c in need if c not in frame.columns]
+        if missing:
+            raise ValueError(f"{name}: missing column {', '.join(map(repr, missing))}")
+    for name, sel in selections.items():
+        if not isinstance(sel, pd.Series) or not sel.index.equals(candidates.index):
+            raise ValueError(f"selections[{name!r}]: expected a Series on candidates' index")
+    cand = pd.DataFrame({"unit": np.arange(len(candidates)), "customer_id": candidates["customer_id"].astype(str).to_numpy(),
+                         "stage": candidates["stage"].astype(str).to_numpy(),
+                         "start": pd.to_datetime(candidates["eligible_at"], utc=True).to_numpy()})
+    cand["end"] = cand["start"] + np.timedelta64(int(float(horizon_days) * 86_400e9), "ns")
+    bought = purchases[["customer_id", "product_id", "ts"]].astype({"customer_id": str, "product_id": str})
+    bought = bought.assign(ts=pd.to_datetime(bought["ts"], utc=True).to_numpy())
+    rel = cand.merge(bought, on="customer_id")
+    rel = rel[(rel["ts"] >= rel["start"]) & (rel["ts"] < rel["end"])]
+    rel = rel[["unit", "product_id"]].drop_duplicates().rename(columns={"unit": "customer_id"})
+    rel["customer_id"] = rel["customer_id"].astype(str)
+    ranked = {name: _items_as_ranks(sel.reset_index(drop=True)) for name, sel in selections.items()}
+    per_all = {name: ranking_metrics(r, rel, k) for name, r in ranked.items()}
+    out = []
+    for stage in sorted(cand["stage"].unique()):
+        units = set(cand.loc[cand["stage"] == stage, "unit"].astype(str))
+        per = {name: f[f["customer_id"].isin(units)].reset_index(drop=True) for name, f in per_all.items()}
+        if not len(per[base]):
+            continue
+        groups = cand["customer_id"].to_numpy()[per[base]["customer_id"].astype(int).to_numpy()]
+        for row in _paired_intervals(per, base, groups, k, alpha, n_bootstrap, random_state):
+            out.append((stage, *row))
+    return pd.DataFrame(out, columns=["stage", *COMPARISON_COLUMNS])
 
 
 def plot_recommenders(table: pd.DataFrame, *, what: Literal["value", "diff"] = "value") -> go.Figure:
@@ -278,5 +387,6 @@ def plot_recommenders(table: pd.DataFrame, *, what: Literal["value", "diff"] = "
     return fig
 
 
-__all__ = ["time_split", "ranking_metrics", "compare_recommenders", "plot_recommenders", "METRICS",
+__all__ = ["time_split", "ranking_metrics", "compare_recommenders", "stage_ranking_metrics", "plot_recommenders",
+           "METRICS",
            "COMPARISON_COLUMNS"]

@@ -210,12 +210,21 @@ class InteractionData:
         sessions and orders (:func:`cadence.features.affinity.cooccurrence`).
     bought_together : pandas.DataFrame
         The same, over order baskets only (complementary products).
+    earlier : InteractionData or None
+        The same tables as of ``label_start`` (before ``as_of``), for a model
+        that learns from what happened next (the learned blend); None unless
+        :func:`load_interactions` was given ``label_days``.
+    labels : pandas.DataFrame or None
+        ``customer_id``, ``product_id``: the products each customer bought in
+        ``[earlier.as_of, as_of)`` (distinct pairs), or None.
     """
 
     as_of: pd.Timestamp
     interactions: pd.DataFrame
     cooccurrence: pd.DataFrame
     bought_together: pd.DataFrame
+    earlier: InteractionData | None = None
+    labels: pd.DataFrame | None = None
 
     def __post_init__(self) -> None:
         missing = [c for c in INTERACTION_COLUMNS if c not in self.interactions.columns]
@@ -226,15 +235,28 @@ class InteractionData:
             gone = [c for c in ("product_id", "other_product_id", "score") if c not in frame.columns]
             if gone:
                 raise ValueError(f"{name}: missing column {', '.join(map(repr, gone))}")
+        if (self.earlier is None) != (self.labels is None):
+            raise ValueError("earlier and labels come together: give both or neither")
+        if self.earlier is not None and self.labels is not None:
+            if not self.earlier.as_of < self.as_of:
+                raise ValueError(f"earlier: as_of {self.earlier.as_of} must be before {self.as_of}")
+            gone = [c for c in ("customer_id", "product_id") if c not in self.labels.columns]
+            if gone:
+                raise ValueError(f"labels: missing column {', '.join(map(repr, gone))}")
 
 
 def load_interactions(con: Any, tables: Tables, as_of: AsOf, *, weights: Mapping[str, float] = DEFAULT_WEIGHTS,
-                      neighbours: int = 50, rules: TriggerRules = DEFAULT_RULES) -> InteractionData:
+                      neighbours: int = 50, rules: TriggerRules = DEFAULT_RULES,
+                      label_days: float | None = None) -> InteractionData:
     """Fetch :func:`interactions` and the two co-occurrence tables before ``as_of`` into an :class:`InteractionData`.
 
     ``neighbours`` is the number of co-occurring products kept per product.
     Without order tables ``bought_together`` is empty; without events,
-    ``cooccurrence`` is over orders alone.
+    ``cooccurrence`` is over orders alone. With ``label_days``, also the same
+    tables as of ``label_start = as_of - label_days`` (``earlier``) and the
+    products bought in ``[label_start, as_of)`` (``labels``): a time split
+    inside the history, for a model fitted on what followed (nothing at or
+    after ``as_of`` is read either way).
 
     Examples
     --------
@@ -258,7 +280,15 @@ def load_interactions(con: Any, tables: Tables, as_of: AsOf, *, weights: Mapping
         order_tables = {"orders": lines[0], "order_items": lines[1]}
         bt = fetch_frame(con, cooccurrence(order_tables, cutoff, top_k=neighbours, rules=rules),
                          ["product_id", "other_product_id"])
-    return InteractionData(cutoff, inter, co, bt)
+    if label_days is None:
+        return InteractionData(cutoff, inter, co, bt)
+    if not isinstance(label_days, int | float) or isinstance(label_days, bool) or label_days <= 0:
+        raise ValueError(f"label_days must be a positive number of days, got {label_days!r}")
+    start = cutoff - pd.Timedelta(days=float(label_days))
+    earlier = load_interactions(con, tables, start, weights=weights, neighbours=neighbours, rules=rules)
+    labels = fetch_frame(con, purchases_between(tables, start, cutoff), ["customer_id", "product_id", "order_id"])
+    labels = labels[["customer_id", "product_id"]].drop_duplicates().reset_index(drop=True)
+    return InteractionData(cutoff, inter, co, bt, earlier, labels)
 
 
 __all__ = ["interactions", "purchases_between", "load_interactions", "InteractionData", "KINDS", "DEFAULT_WEIGHTS",

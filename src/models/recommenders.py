@@ -20,6 +20,13 @@ k, candidates=None, exclude=None)`` returns a tidy table (``customer_id``,
   feedback with the `implicit` library (ALS, BPR, item-item cosine or BM25).
 * :class:`BlendRecommender`: a weighted reciprocal-rank fusion of other
   recommenders within the candidate set.
+* :class:`LearnedBlendRecommender`: ranks by a classifier's predicted
+  purchase probability on the other recommenders' scores, fitted on a time
+  split inside the history.
+
+:meth:`Recommender.score_pairs` scores arbitrary (customer, product) pairs,
+for stages whose candidates differ per recipient
+(:class:`cadence.policies.items.ItemSelector`).
 
 What is written by hand, and why
 --------------------------------
@@ -63,8 +70,12 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 from sklearn.base import BaseEstimator, _fit_context, clone
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
 
@@ -78,12 +89,26 @@ BATCH_CELLS = 4_000_000
 Candidates = Sequence[str] | pd.DataFrame | None
 
 
-def _positions(index: np.ndarray, values: pd.Series) -> np.ndarray:
-    """Position of each value in the sorted id array ``index`` (-1 when absent); a hash look-up, not a search."""
-    return pd.Index(index).get_indexer(pd.Index(values.astype(str).to_numpy(dtype=object)))
+def _positions(index: np.ndarray, values: pd.Series | np.ndarray) -> np.ndarray:
+    """Position of each value in the sorted id array ``index`` (-1 when absent); a hash look-up, not a search.
+
+    A categorical column is looked up once per category (then by its codes):
+    at tens of millions of rows that avoids materialising a string per row.
+    """
+    if isinstance(values, pd.Series) and isinstance(values.dtype, pd.CategoricalDtype):
+        cats = pd.Index(index).get_indexer(pd.Index(values.cat.categories.astype(str).to_numpy(dtype=object)))
+        codes = values.cat.codes.to_numpy()
+        return np.where(codes >= 0, cats[codes], -1)
+    vals = values.astype(str).to_numpy(dtype=object) if isinstance(values, pd.Series) else \
+        np.asarray(values).astype(str).astype(object)
+    return pd.Index(index).get_indexer(pd.Index(vals))
 
 
 def _sorted_unique(values: pd.Series) -> np.ndarray:
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        used = np.unique(values.cat.codes.to_numpy())
+        used = used[used >= 0]
+        return np.sort(np.asarray(values.cat.categories.astype(str).to_numpy(dtype=object)[used], dtype=object))
     # Hash the distinct ids first: sorting only those is far cheaper than np.unique's sort of every row.
     return np.sort(np.asarray(pd.unique(values.astype(str).to_numpy(dtype=object)), dtype=object))
 
@@ -121,6 +146,39 @@ def _top_k(s: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, n
     return rr[keep], cc[keep], sc[keep], rank[keep]
 
 
+PAIR_CHUNK = 500_000
+
+
+def _lookup(m: sp.csr_matrix, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """``m[rows[i], cols[i]]`` for every i (0 where the matrix holds nothing)."""
+    if not len(rows):
+        return np.zeros(0)
+    return np.asarray(m[rows, cols], dtype=np.float64).ravel()
+
+
+def _row_dot(a: sp.csr_matrix, b_t: sp.csr_matrix, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """``(a @ b)[rows[i], cols[i]]`` from ``a`` and ``b``'s transpose, both CSR, without forming ``a @ b``."""
+    out = np.zeros(len(rows))
+    for start in range(0, len(rows), PAIR_CHUNK):
+        sl = slice(start, start + PAIR_CHUNK)
+        out[sl] = np.asarray(a[rows[sl]].multiply(b_t[cols[sl]]).sum(axis=1), dtype=np.float64).ravel()
+    return out
+
+
+def _tidy(ids: np.ndarray, rr: np.ndarray, products: np.ndarray, cc: np.ndarray, sc: np.ndarray,
+          rank: np.ndarray) -> pd.DataFrame:
+    return pd.DataFrame({"customer_id": ids[rr], "product_id": products[cc], "rank": rank.astype(np.int64),
+                         "score": sc.astype(np.float64)}, columns=list(RECOMMENDATION_COLUMNS))
+
+
+def _check_recommend_args(customer_ids: Any, k: Any) -> np.ndarray:
+    if isinstance(customer_ids, str):
+        raise TypeError("customer_ids must be a sequence of ids, not one string")
+    if not isinstance(k, Integral) or isinstance(k, bool) or k < 1:
+        raise ValueError(f"k must be a positive integer, got {k!r}")
+    return np.asarray([str(c) for c in customer_ids], dtype=object)
+
+
 class Recommender(BaseEstimator):
     """Base class: subclasses write ``_fit(data)`` and ``_scores(rows)``; this class does the rest.
 
@@ -153,9 +211,8 @@ class Recommender(BaseEstimator):
         if len(inter) == 0:
             raise ValueError(f"interactions: no rows before as_of {data.as_of}")
         self.as_of_ = data.as_of
-        products = pd.concat([inter["product_id"], data.cooccurrence["other_product_id"],
-                              data.bought_together["other_product_id"]], ignore_index=True)
-        self.product_ids_ = _sorted_unique(products)
+        parts = [inter["product_id"], data.cooccurrence["other_product_id"], data.bought_together["other_product_id"]]
+        self.product_ids_ = np.unique(np.concatenate([_sorted_unique(p) for p in parts])).astype(object)
         self.customer_ids_ = _sorted_unique(inter["customer_id"])
         self.n_features_in_ = len(self.product_ids_)
         ci = _positions(self.customer_ids_, inter["customer_id"])
@@ -193,6 +250,50 @@ class Recommender(BaseEstimator):
         rows = order[cpos[ok]]
         mat = sp.csr_matrix((np.ones(int(ok.sum()), bool), (rows, ppos[ok])), shape=(len(ids), len(self.product_ids_)))
         return None, mat
+
+    def score_pairs(self, customer_ids: Sequence[str], product_ids: Sequence[str]) -> np.ndarray:
+        """The score of each ``(customer_ids[i], product_ids[i])`` pair (``-inf``: nothing to say).
+
+        The same score :meth:`recommend` ranks by, for arbitrary pairs: what a
+        lifecycle stage needs when each recipient has their own small
+        candidate set (the products that dropped in price, the matches of a
+        search). A product unknown at fit scores ``-inf``.
+        """
+        check_is_fitted(self, "product_ids_")
+        c = np.asarray(customer_ids, dtype=object)
+        p = np.asarray(product_ids, dtype=object)
+        if c.shape != p.shape or c.ndim != 1:
+            raise ValueError(f"customer_ids and product_ids must be 1-d and of one length, got {c.shape} and {p.shape}")
+        return self.score_positions(self._rows(c), _positions(self.product_ids_, p))
+
+    def score_positions(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """:meth:`score_pairs` by position: ``rows`` into ``customer_ids_``, ``cols`` into ``product_ids_`` (-1: unknown).
+
+        Positions let a caller with millions of pairs hash each id once.
+        """
+        check_is_fitted(self, "product_ids_")
+        rows = np.asarray(rows, dtype=np.int64)
+        cols = np.asarray(cols, dtype=np.int64)
+        out = np.full(len(rows), -np.inf)
+        ok = cols >= 0
+        if ok.any():
+            out[ok] = self._pair_scores(rows[ok], cols[ok])
+        return out
+
+    def _pair_scores(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """Pair scores for known products; the default scores each distinct customer's whole row."""
+        uniq, inv = np.unique(rows, return_inverse=True)
+        out = np.empty(len(rows))
+        batch = max(1, BATCH_CELLS // max(len(self.product_ids_), 1))
+        order = np.argsort(inv, kind="stable")
+        bounds = np.searchsorted(inv[order], np.arange(0, len(uniq) + batch, batch))
+        ids = np.where(uniq >= 0, self.customer_ids_[np.maximum(uniq, 0)], "")
+        for b, start in enumerate(range(0, len(uniq), batch)):
+            sl = slice(start, start + batch)
+            s = np.asarray(self._score_batch(ids[sl], uniq[sl], None, None), dtype=np.float64)
+            sel = order[bounds[b]:bounds[b + 1]]
+            out[sel] = s[inv[sel] - start, cols[sel]]
+        return out
 
     def recommend(self, customer_ids: Sequence[str], k: int = 10, candidates: Candidates = None,
                   exclude: Candidates | str = None) -> pd.DataFrame:
@@ -307,6 +408,23 @@ class PopularityRecommender(Recommender):
     def _scores(self, rows: np.ndarray) -> np.ndarray:
         return np.broadcast_to(self.popularity_, (len(rows), len(self.popularity_)))
 
+    def _pair_scores(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        return self.popularity_[cols]
+
+    def recommend(self, customer_ids: Sequence[str], k: int = 10, candidates: Candidates = None,
+                  exclude: Candidates | str = None) -> pd.DataFrame:
+        """As :meth:`Recommender.recommend`; one list computed once when no per-customer set applies."""
+        per_customer = isinstance(candidates, pd.DataFrame) or isinstance(exclude, pd.DataFrame) or \
+            (isinstance(exclude, str) and exclude == "seen")
+        if per_customer or isinstance(customer_ids, str) or len(customer_ids) == 0:
+            return super().recommend(customer_ids, k, candidates, exclude)
+        ids = np.asarray([str(c) for c in customer_ids], dtype=object)
+        one = super().recommend(ids[:1], k, candidates, exclude)
+        n = len(one)
+        return pd.DataFrame({"customer_id": np.repeat(ids, n), "product_id": np.tile(one["product_id"].to_numpy(), len(ids)),
+                             "rank": np.tile(one["rank"].to_numpy(), len(ids)),
+                             "score": np.tile(one["score"].to_numpy(), len(ids))}, columns=list(RECOMMENDATION_COLUMNS))
+
 
 class RecentlyViewedRecommender(Recommender):
     """The customer's own viewed products, most recent view first (the baseline).
@@ -349,6 +467,31 @@ class RecentlyViewedRecommender(Recommender):
         s[known[sub.row], sub.col] = sub.data - 1e6
         return s
 
+    def recommend(self, customer_ids: Sequence[str], k: int = 10, candidates: Candidates = None,
+                  exclude: Candidates | str = None) -> pd.DataFrame:
+        """As :meth:`Recommender.recommend`; without candidates or exclusions, straight from the sparse views."""
+        if candidates is not None or exclude is not None:
+            return super().recommend(customer_ids, k, candidates, exclude)
+        check_is_fitted(self, "last_viewed_")
+        ids = _check_recommend_args(customer_ids, k)
+        rows = self._rows(ids)
+        known = np.flatnonzero(rows >= 0)
+        sub = self.last_viewed_[rows[known]].tocoo()
+        rr, cc, sc = known[sub.row], sub.col, sub.data - 1e6
+        # Same order as the dense top-k: by customer, best score, then the smaller product.
+        o = np.lexsort((cc, -sc, rr))
+        rr, cc, sc = rr[o], cc[o], sc[o]
+        rank = np.arange(len(rr)) - np.searchsorted(rr, rr, side="left") + 1
+        keep = rank <= k
+        return _tidy(ids, rr[keep], self.product_ids_, cc[keep], sc[keep], rank[keep])
+
+    def _pair_scores(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        out = np.full(len(rows), -np.inf)
+        known = np.flatnonzero(rows >= 0)
+        v = _lookup(self.last_viewed_, rows[known], cols[known])
+        out[known[v > 0]] = v[v > 0] - 1e6
+        return out
+
 
 def _similarity(table: pd.DataFrame, products: np.ndarray) -> sp.csr_matrix:
     pi = _positions(products, table["product_id"])
@@ -389,6 +532,7 @@ class CooccurrenceRecommender(Recommender):
     def _fit(self, data: InteractionData) -> None:
         table = data.cooccurrence if self.source == "all" else data.bought_together
         self.similarity_ = _similarity(table, self.product_ids_)
+        self.similarity_t_ = self.similarity_.T.tocsr()
         if self.source == "all":
             self.seeds_ = self.user_items_
         else:
@@ -400,6 +544,15 @@ class CooccurrenceRecommender(Recommender):
         pop = PopularityRecommender().fit(data)
         self.popularity_ = pop.popularity_
 
+    def _fallback(self) -> np.ndarray:
+        fin = np.isfinite(self.popularity_)
+        # Popularity mapped into (-2, -1), increasing: below every co-occurrence score (> 0), same order.
+        pop = np.full(len(self.popularity_), -np.inf)
+        if fin.any():
+            p = self.popularity_[fin]
+            pop[fin] = -1.0 - 1.0 / (1.0 + p)
+        return pop
+
     def _scores(self, rows: np.ndarray) -> np.ndarray:
         s = np.zeros((len(rows), len(self.product_ids_)))
         known = np.flatnonzero(rows >= 0)
@@ -407,13 +560,16 @@ class CooccurrenceRecommender(Recommender):
             s[known] = (self.seeds_[rows[known]] @ self.similarity_).toarray()
         s[s <= 0] = -np.inf
         if self.fallback:
-            fin = np.isfinite(self.popularity_)
-            # Popularity mapped into (-2, -1), increasing: below every co-occurrence score (> 0), same order.
-            pop = np.full(len(self.popularity_), -np.inf)
-            if fin.any():
-                p = self.popularity_[fin]
-                pop[fin] = -1.0 - 1.0 / (1.0 + p)
-            s = np.where(np.isfinite(s), s, pop[None, :])
+            s = np.where(np.isfinite(s), s, self._fallback()[None, :])
+        return s
+
+    def _pair_scores(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        s = np.zeros(len(rows))
+        known = np.flatnonzero(rows >= 0)
+        s[known] = _row_dot(self.seeds_, self.similarity_t_, rows[known], cols[known])
+        s[s <= 0] = -np.inf
+        if self.fallback:
+            s = np.where(np.isfinite(s), s, self._fallback()[cols])
         return s
 
 
@@ -506,6 +662,8 @@ class ImplicitRecommender(Recommender):
             m.fit(conf, show_progress=False)
         self.model_ = m
         self.confidence_ = conf
+        if self.model in ("cosine", "bm25"):
+            self.similarity_t_ = sp.csr_matrix(m.similarity).T.tocsr()
 
     def _make(self, als: Any, bpr: Any, cosine: Any, bm25: Any, seed: int) -> Any:
         if self.model == "als":
@@ -529,8 +687,92 @@ class ImplicitRecommender(Recommender):
             s[known] = np.where(sim > 0, sim, -np.inf)
         return s
 
+    def recommend(self, customer_ids: Sequence[str], k: int = 10, candidates: Candidates = None,
+                  exclude: Candidates | str = None) -> pd.DataFrame:
+        """As :meth:`Recommender.recommend`; factor models without candidates use `implicit`'s threaded top-k.
 
-class BlendRecommender(Recommender):
+        (``exclude="seen"`` is passed to it as its per-customer filter.)
+        """
+        seen = isinstance(exclude, str) and exclude == "seen"
+        if self.model not in ("als", "bpr") or candidates is not None or not (exclude is None or seen):
+            return super().recommend(customer_ids, k, candidates, exclude)
+        from implicit.cpu.topk import topk
+
+        check_is_fitted(self, "model_")
+        ids = _check_recommend_args(customer_ids, k)
+        rows = self._rows(ids)
+        known = np.flatnonzero(rows >= 0)
+        kk = min(int(k), len(self.product_ids_))
+        if not len(known):
+            return _tidy(ids, known, self.product_ids_, known, np.zeros(0), known)
+        items = np.ascontiguousarray(self.model_.item_factors, dtype=np.float32)
+        users = np.ascontiguousarray(np.asarray(self.model_.user_factors)[rows[known]], dtype=np.float32)
+        filt = self.user_items_[rows[known]].astype(np.float32).tocsr() if seen else None
+        with threadpool_limits(1, "blas"):
+            cols, scores = topk(items, users, kk, filter_query_items=filt, num_threads=self.num_threads)
+        rr = np.repeat(known, kk)
+        cc, sc = cols.ravel().astype(np.int64), scores.ravel().astype(np.float64)
+        rank = np.tile(np.arange(1, kk + 1), len(known))
+        # implicit pads a short list (everything else filtered) with -1 or the lowest float32.
+        ok = (cc >= 0) & (scores.ravel() > np.finfo(np.float32).min)
+        return _tidy(ids, rr[ok], self.product_ids_, cc[ok], sc[ok], rank[ok])
+
+    def _pair_scores(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        out = np.full(len(rows), -np.inf)
+        known = np.flatnonzero(rows >= 0)
+        r, c = rows[known], cols[known]
+        if self.model in ("als", "bpr"):
+            uf, itf = np.asarray(self.model_.user_factors), np.asarray(self.model_.item_factors)
+            for start in range(0, len(r), PAIR_CHUNK):
+                sl = slice(start, start + PAIR_CHUNK)
+                out[known[sl]] = np.einsum("ij,ij->i", uf[r[sl]], itf[c[sl]])
+        else:
+            v = _row_dot(self.confidence_, self.similarity_t_, r, c)
+            out[known] = np.where(v > 0, v, -np.inf)
+        return out
+
+
+class _Composite(Recommender):
+    """Nested parameters (``name__param``) of a recommender built from named component recommenders."""
+
+    recommenders: list[tuple[str, Recommender]]
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        out = super().get_params(deep=False)
+        if deep:
+            for name, est in self.recommenders:
+                out[name] = est
+                out.update({f"{name}__{k}": v for k, v in est.get_params(deep=True).items()})
+        return out
+
+    def set_params(self, **params: Any) -> _Composite:
+        own = {k: params.pop(k) for k in list(params) if k in self._get_param_names()}
+        super().set_params(**own)
+        if params:
+            names = dict(self.recommenders)
+            nested: dict[str, dict[str, Any]] = {}
+            for key, value in params.items():
+                name, _, sub = key.partition("__")
+                if name not in names:
+                    raise ValueError(f"Invalid parameter {key!r} for {type(self).__name__}")
+                if sub:
+                    nested.setdefault(name, {})[sub] = value
+                else:
+                    self.recommenders = [(n, value if n == name else e) for n, e in self.recommenders]
+            for name, sub_params in nested.items():
+                dict(self.recommenders)[name].set_params(**sub_params)
+        return self
+
+    def _check_components(self) -> list[str]:
+        if not self.recommenders:
+            raise ValueError("recommenders: give at least one (name, recommender) pair")
+        names = [n for n, _ in self.recommenders]
+        if len(set(names)) != len(names):
+            raise ValueError(f"recommenders: names must be unique, got {names}")
+        return names
+
+
+class BlendRecommender(_Composite):
     """A weighted reciprocal-rank fusion of other recommenders, within the candidate set.
 
     ``score(c, j) = sum_m weights[m] / (offset + rank_m(c, j))`` where
@@ -569,38 +811,8 @@ class BlendRecommender(Recommender):
         self.offset = offset
         self.depth = depth
 
-    def get_params(self, deep: bool = True) -> dict[str, Any]:
-        out = super().get_params(deep=False)
-        if deep:
-            for name, est in self.recommenders:
-                out[name] = est
-                out.update({f"{name}__{k}": v for k, v in est.get_params(deep=True).items()})
-        return out
-
-    def set_params(self, **params: Any) -> BlendRecommender:
-        own = {k: params.pop(k) for k in list(params) if k in ("recommenders", "weights", "offset", "depth")}
-        super().set_params(**own)
-        if params:
-            names = dict(self.recommenders)
-            nested: dict[str, dict[str, Any]] = {}
-            for key, value in params.items():
-                name, _, sub = key.partition("__")
-                if name not in names:
-                    raise ValueError(f"Invalid parameter {key!r} for BlendRecommender")
-                if sub:
-                    nested.setdefault(name, {})[sub] = value
-                else:
-                    self.recommenders = [(n, value if n == name else e) for n, e in self.recommenders]
-            for name, sub_params in nested.items():
-                dict(self.recommenders)[name].set_params(**sub_params)
-        return self
-
     def _fit(self, data: InteractionData) -> None:
-        if not self.recommenders:
-            raise ValueError("recommenders: give at least one (name, recommender) pair")
-        names = [n for n, _ in self.recommenders]
-        if len(set(names)) != len(names):
-            raise ValueError(f"recommenders: names must be unique, got {names}")
+        names = self._check_components()
         if self.weights is not None and len(self.weights) != len(self.recommenders):
             raise ValueError(f"weights: expected {len(self.recommenders)} values, got {len(self.weights)}")
         self.recommenders_ = [(n, clone(e).fit(data)) for n, e in self.recommenders]
@@ -620,5 +832,215 @@ class BlendRecommender(Recommender):
         return total
 
 
+def default_blend_estimator() -> Any:
+    """The learned blend's default classifier: logistic regression on standardised features, missing scores as 0 plus a flag.
+
+    Linear, so scoring tens of millions of (customer, product) pairs costs a
+    dot product each; pass a ``HistGradientBoostingClassifier`` for
+    interactions between the features at a higher scoring cost.
+    """
+    return make_pipeline(SimpleImputer(strategy="constant", fill_value=0.0, add_indicator=True,
+                                       keep_empty_features=True),
+                         StandardScaler(), LogisticRegression(C=1.0, max_iter=500))
+
+
+class LearnedBlendRecommender(_Composite):
+    """Ranks by a classifier's predicted purchase probability, learned point in time on the components' scores.
+
+    The fit is a time split inside the history (``X`` from
+    :func:`~cadence.features.interactions.load_interactions` with
+    ``label_days``): the components are fitted on the interactions before
+    ``label_start`` (``X.earlier``), each sampled customer's candidates are
+    the union of the components' top ``depth`` products, and the classifier
+    learns which of those pairs were bought in ``[label_start, as_of)``
+    (``X.labels``). The components are then refitted on everything before
+    ``as_of`` and the classifier scores their pairs: the score is a purchase
+    probability, comparable across customers and stages.
+
+    Features of a pair: each component's score (NaN where it has none), the
+    product's buyers and customers (log), the customer's products and total
+    weight (log), and the customer's own weight and purchases of the product.
+
+    Parameters
+    ----------
+    recommenders : list of (str, Recommender)
+        Components (unfitted; cloned).
+    estimator : classifier or None
+        Any scikit-learn classifier with ``predict_proba`` that accepts NaN
+        (None: :func:`default_blend_estimator`, a logistic regression).
+    depth : int
+        Candidates per component and customer, at fit and in :meth:`recommend`.
+    max_customers : int
+        Customers sampled for the fit (seeded).
+    random_state : int or None
+
+    Attributes
+    ----------
+    recommenders_ : list of (str, Recommender)
+        Components fitted on all the history before ``as_of``.
+    estimator_ : classifier
+        Fitted on the earlier split.
+    n_train_pairs_, n_train_positives_ : int
+    feature_names_ : list of str
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from cadence.features.interactions import load_interactions
+    >>> from cadence.features.purchases import duckdb_tables
+    >>> orders = pd.DataFrame({"order_id": [f"o{i}" for i in range(6)], "customer_id": list("abcabc"),
+    ...     "revenue": [1.0] * 6, "ts": pd.to_datetime(["2025-01-02"] * 3 + ["2025-01-20"] * 3, utc=True)})
+    >>> items = pd.DataFrame({"order_id": [f"o{i}" for i in range(6)], "product_id": list("xxyyzy")})
+    >>> con, t = duckdb_tables({"orders": orders, "order_items": items})
+    >>> data = load_interactions(con, t, "2025-02-01", label_days=20)
+    >>> blend = LearnedBlendRecommender([("pop", PopularityRecommender())], random_state=0).fit(data)
+    >>> (blend.n_train_pairs_, blend.n_train_positives_)  # 3 customers x {x, y}; a and c bought y later
+    (6, 2)
+    >>> bool(blend.recommend(["a"], k=2)["score"].between(0, 1).all())  # purchase probabilities
+    True
+    """
+
+    _parameter_constraints: dict[str, list[Any]] = {
+        "recommenders": [list], "estimator": [HasMethods(["fit", "predict_proba"]), None],
+        "depth": [Interval(Integral, 1, None, closed="left")],
+        "max_customers": [Interval(Integral, 1, None, closed="left")], "random_state": ["random_state"]}
+
+    def __init__(self, recommenders: list[tuple[str, Recommender]], estimator: Any = None, depth: int = 50,
+                 max_customers: int = 20_000, random_state: int | None = None):
+        self.recommenders = recommenders
+        self.estimator = estimator
+        self.depth = depth
+        self.max_customers = max_customers
+        self.random_state = random_state
+
+    def _fit(self, data: InteractionData) -> None:
+        names = self._check_components()
+        if data.earlier is None or data.labels is None:
+            raise ValueError("X: the learned blend needs a time split inside the history; "
+                             "load it with load_interactions(..., label_days=...)")
+        rng = check_random_state(self.random_state)
+        early = data.earlier
+        comps = [clone(e).fit(early) for _, e in self.recommenders]
+        stats = _PairStats(comps[0], early)
+        customers = comps[0].customer_ids_
+        if len(customers) > self.max_customers:
+            customers = np.sort(rng.choice(customers, self.max_customers, replace=False))
+        pairs = pd.concat([c.recommend(list(customers), k=self.depth)[["customer_id", "product_id"]] for c in comps],
+                          ignore_index=True).drop_duplicates()
+        lab = data.labels[["customer_id", "product_id"]].astype(str)
+        key = pd.MultiIndex.from_frame(pairs)
+        y = key.isin(pd.MultiIndex.from_frame(lab)).astype(np.int64)
+        if y.sum() == 0 or y.sum() == len(y):
+            raise ValueError(f"labels: {int(y.sum())} of {len(y)} candidate pairs were bought in "
+                             f"[{early.as_of}, {data.as_of}); the blend needs both bought and not bought "
+                             "(lengthen label_days or raise depth)")
+        rows = comps[0]._rows(pairs["customer_id"].to_numpy(dtype=object))
+        cols = _positions(comps[0].product_ids_, pairs["product_id"])
+        x = _features(comps, stats, rows, cols)
+        # A component that scores nothing (views-only recommender, orders-only data) gives an all-NaN column,
+        # which the histogram binning refuses: it is a constant, so 0 says the same.
+        self.empty_features_ = np.flatnonzero(np.isnan(x).all(axis=0))
+        x[:, self.empty_features_] = 0.0
+        est = self.estimator if self.estimator is not None else default_blend_estimator()
+        self.estimator_ = clone(est).fit(x, y)
+        self.n_train_pairs_ = int(len(y))
+        self.n_train_positives_ = int(y.sum())
+        self.feature_names_ = [*(f"score_{n}" for n in names), *_PairStats.NAMES]
+        self.recommenders_ = [(n, clone(e).fit(data)) for n, e in self.recommenders]
+        self.stats_ = _PairStats(self.recommenders_[0][1], data)
+
+    def _predict(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        out = np.empty(len(rows))
+        comps = [e for _, e in self.recommenders_]
+        for start in range(0, len(rows), PAIR_CHUNK):
+            sl = slice(start, start + PAIR_CHUNK)
+            x = _features(comps, self.stats_, rows[sl], cols[sl])
+            x[:, self.empty_features_] = 0.0
+            out[sl] = self.estimator_.predict_proba(x)[:, 1]
+        return out
+
+    def _pair_scores(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        return self._predict(rows, cols)
+
+    def recommend(self, customer_ids: Sequence[str], k: int = 10, candidates: Candidates = None,
+                  exclude: Candidates | str = None) -> pd.DataFrame:
+        """As :meth:`Recommender.recommend`, ranking the components' top ``depth`` by purchase probability.
+
+        The candidates are generated for all customers at once and scored as
+        pairs (no dense customers x products block): the blend never ranks a
+        product no component put in its top ``depth``.
+        """
+        check_is_fitted(self, "estimator_")
+        if isinstance(customer_ids, str):
+            raise TypeError("customer_ids must be a sequence of ids, not one string")
+        if not isinstance(k, Integral) or isinstance(k, bool) or k < 1:
+            raise ValueError(f"k must be a positive integer, got {k!r}")
+        ids = np.asarray([str(c) for c in customer_ids], dtype=object)
+        uniq = pd.unique(ids)
+        depth = max(int(self.depth), int(k))
+        pairs = pd.concat([e.recommend(list(uniq), k=depth, candidates=candidates, exclude=exclude)
+                           [["customer_id", "product_id"]] for _, e in self.recommenders_],
+                          ignore_index=True).drop_duplicates()
+        if not len(pairs):
+            return pd.DataFrame(
+                {c: pd.Series(dtype=t) for c, t in zip(RECOMMENDATION_COLUMNS, (object, object, "int64", "float64"),
+                                                       strict=True)})
+        order_of = pd.Index(uniq).get_indexer(pd.Index(pairs["customer_id"].to_numpy(dtype=object)))
+        cols = _positions(self.product_ids_, pairs["product_id"])
+        p = self._predict(self._rows(pairs["customer_id"].to_numpy(dtype=object)), cols)
+        # Customers in the order given, best first, ties to the smaller product id (as the dense top-k).
+        o = np.lexsort((cols, -p, order_of))
+        who, cols, p = order_of[o], cols[o], p[o]
+        rank = np.arange(len(who)) - np.searchsorted(who, who, side="left") + 1
+        keep = rank <= k
+        top = pd.DataFrame({"u": who[keep], "product_id": self.product_ids_[cols[keep]], "rank": rank[keep].astype(np.int64),
+                            "score": p[keep]})
+        # Every position of a customer in customer_ids gets that customer's list.
+        pos = pd.DataFrame({"u": pd.Index(uniq).get_indexer(pd.Index(ids)), "at": np.arange(len(ids))})
+        out = pos.merge(top, on="u").sort_values(["at", "rank"], kind="stable")
+        out.insert(0, "customer_id", uniq[out["u"].to_numpy()])
+        return out[list(RECOMMENDATION_COLUMNS)].reset_index(drop=True)
+
+
+class _PairStats:
+    """Item, customer and pair counts of one fitted index (the blend's non-score features)."""
+
+    NAMES: tuple[str, ...] = ("log_item_buyers", "log_item_customers", "log_customer_products",
+                              "log_customer_weight", "log_own_weight", "own_purchases")
+
+    def __init__(self, fitted: Recommender, data: InteractionData):
+        inter = data.interactions
+        pi = _positions(fitted.product_ids_, inter["product_id"])
+        ci = _positions(fitted.customer_ids_, inter["customer_id"])
+        n_p, n_c = len(fitted.product_ids_), len(fitted.customer_ids_)
+        bought = (inter["purchases"].to_numpy() > 0).astype(np.float64)
+        self.item_buyers = np.log1p(np.bincount(pi, weights=bought, minlength=n_p))
+        self.item_customers = np.log1p(np.bincount(pi, minlength=n_p).astype(np.float64))
+        self.customer_products = np.log1p(np.bincount(ci, minlength=n_c).astype(np.float64))
+        self.customer_weight = np.log1p(np.bincount(ci, weights=inter["weight"].to_numpy(np.float64), minlength=n_c))
+        self.own_weight = fitted.user_items_
+        self.own_purchases = sp.csr_matrix((bought, (ci, pi)), shape=(n_c, n_p))
+        self.own_purchases.eliminate_zeros()
+
+
+def _features(comps: list[Recommender], stats: _PairStats, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    x = np.full((len(rows), len(comps) + len(_PairStats.NAMES)), np.nan)
+    for j, c in enumerate(comps):
+        v = c.score_positions(rows, cols)
+        x[:, j] = np.where(np.isfinite(v), v, np.nan)
+    known_c = rows >= 0
+    known_p = cols >= 0
+    j = len(comps)
+    x[known_p, j] = stats.item_buyers[cols[known_p]]
+    x[known_p, j + 1] = stats.item_customers[cols[known_p]]
+    x[:, j + 2:] = 0.0
+    x[known_c, j + 2] = stats.customer_products[rows[known_c]]
+    x[known_c, j + 3] = stats.customer_weight[rows[known_c]]
+    both = np.flatnonzero(known_c & known_p)
+    x[both, j + 4] = np.log1p(_lookup(stats.own_weight, rows[both], cols[both]))
+    x[both, j + 5] = _lookup(stats.own_purchases, rows[both], cols[both])
+    return x
+
+
 __all__ = ["Recommender", "PopularityRecommender", "RecentlyViewedRecommender", "CooccurrenceRecommender",
-           "ImplicitRecommender", "BlendRecommender", "RECOMMENDATION_COLUMNS"]
+           "ImplicitRecommender", "BlendRecommender", "LearnedBlendRecommender", "RECOMMENDATION_COLUMNS"]

@@ -4,9 +4,15 @@
 """
 
 from cadence.synthetic.churn import true_churn_risk
-from cadence.synthetic.config import ObservableResponse, ResponseParams, ShopConfig
+from cadence.synthetic.config import ObservableResponse, ResponseParams, ShopConfig, Tastes
 from cadence.synthetic.logging_policy import RandomizedLoggingPolicy
-from cadence.synthetic.world import generate_shop, load_config, load_truth, simulate_truth
+from cadence.synthetic.world import (
+    generate_shop,
+    load_config,
+    load_truth,
+    simulate_truth,
+    true_relevance,
+)
 
 __all__ = [
     "ResponseParams",
@@ -18,4 +24,6 @@ __all__ = [
     "load_truth",
     "simulate_truth",
     "true_churn_risk",
+    "Tastes",
+    "true_relevance",
 ]

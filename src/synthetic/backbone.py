@@ -15,6 +15,7 @@ trigger moments.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -29,6 +30,12 @@ from cadence.synthetic.config import (
     UNKNOWN_QUERIES,
     ShopConfig,
 )
+
+if TYPE_CHECKING:
+    from cadence.synthetic.tastes import CustomerTastes, ItemTastes
+
+#: A chunk's latent tastes for drawing: product side, customer side and the choice stream.
+Taste = tuple["ItemTastes", "CustomerTastes", np.random.Generator]
 
 EV = {name: i for i, name in enumerate(
     ("page_view", "search", "product_view", "add_to_cart", "remove_from_cart", "checkout_start", "purchase")
@@ -101,6 +108,9 @@ class Backbone:
     uniforms: np.ndarray  # (n_triggers, 8)
     # browsing sessions per day while alive (latent; for the churn truth)
     browse_rate: np.ndarray | None = None
+    # latent tastes (ShopConfig.tastes), None in the default world
+    item_tastes: ItemTastes | None = None
+    customer_tastes: CustomerTastes | None = None
 
 
 @dataclass
@@ -256,8 +266,12 @@ def _purchases(cfg: ShopConfig, pp: People, rng: np.random.Generator) -> tuple[n
 
 
 def draw_orders(cfg: ShopConfig, cat: Catalog, pp: People, rng: np.random.Generator,
-                sampler: ProductSampler | None = None) -> OrderDraws:
+                sampler: ProductSampler | None = None, taste: Taste | None = None) -> OrderDraws:
     """Organic purchases, their items and the replenishment chains (updates ``pp.death_s``).
+
+    With ``taste`` (:class:`~cadence.synthetic.config.Tastes`) the items of
+    regular orders follow the customers' tastes and complements instead of
+    category affinity and popularity.
 
     Examples
     --------
@@ -274,7 +288,12 @@ def draw_orders(cfg: ShopConfig, cat: Catalog, pp: People, rng: np.random.Genera
     # Items of regular orders: 1 + Poisson(0.5) products, in stock when bought.
     n_items = 1 + rng.poisson(0.5, len(o_cust))
     it_order = np.repeat(np.arange(len(o_cust)), n_items)
-    it_prod = sampler.sample(rng, pp.affinity_cum[o_cust[it_order]], o_s[it_order], in_stock=True)
+    if taste is None:
+        it_prod = sampler.sample(rng, pp.affinity_cum[o_cust[it_order]], o_s[it_order], in_stock=True)
+    else:
+        from cadence.synthetic.tastes import order_items
+
+        it_prod = order_items(cfg, taste[0], taste[1], cat, o_cust, o_s, it_order, taste[2])
     o_kind = np.zeros(len(o_cust), np.int8)
 
     # Replenishment: a consumable is bought again after ~its interval, while alive.
@@ -324,12 +343,15 @@ def _near_preferred_hour(t_s: np.ndarray, cust: np.ndarray, pp: People, rng: np.
 
 def draw_sessions(cfg: ShopConfig, cat: Catalog, pp: People, rng: np.random.Generator, sampler: ProductSampler,
                   browse_rate: np.ndarray, lo_s: np.ndarray, hi_s: np.ndarray, o_cust: np.ndarray,
-                  o_s: np.ndarray, it_order: np.ndarray, it_prod: np.ndarray) -> tuple[np.ndarray, ...]:
+                  o_s: np.ndarray, it_order: np.ndarray, it_prod: np.ndarray,
+                  taste: Taste | None = None) -> tuple[np.ndarray, ...]:
     """Browsing sessions in ``[lo_s, hi_s)`` per customer plus one purchase session per order, as events.
 
     Orders ``(o_cust, o_s)`` are sorted by (customer, time) with their items
     ``(it_order, it_prod)``. Returns ``ev_cust, ev_s, ev_type, ev_product,
-    ev_query, ev_results, ev_session`` sorted by (customer, time).
+    ev_query, ev_results, ev_session`` sorted by (customer, time). With
+    ``taste`` free product views and fallback cart adds follow the customers'
+    tastes (a clicked search's views stay in the query's category).
 
     Examples
     --------
@@ -436,7 +458,13 @@ def draw_sessions(cfg: ShopConfig, cat: Catalog, pp: People, rng: np.random.Gene
     sess_search_cat[srch] = np.where(is_zero, -1, q_cat)
     sc = sess_search_cat[ev_session[free]]
     cats = np.where(sc >= 0, sc, cats)
-    ev_product[free] = sampler.sample_in(rng, cats, ev_s[free], in_stock=False)
+    if taste is None:
+        ev_product[free] = sampler.sample_in(rng, cats, ev_s[free], in_stock=False)
+    else:
+        from cadence.synthetic.tastes import choose
+
+        ev_product[free] = choose(cfg, taste[0], taste[1], cat, ev_cust[free], ev_s[free], taste[2], in_stock=False,
+                                  category=sc)
     # Cart adds in non-purchase sessions: the first viewed products, if in stock.
     view_idx = np.flatnonzero(is_view)
     first_view = np.searchsorted(view_idx, first)
@@ -444,7 +472,14 @@ def draw_sessions(cfg: ShopConfig, cat: Catalog, pp: People, rng: np.random.Gene
     src = first_view[ev_session[fa]] + np.where(is_rm[fa], 0, rank_in_block[fa])
     src = np.minimum(src, len(view_idx) - 1)
     same = ev_session[view_idx[src]] == ev_session[fa]
-    ev_product[fa] = np.where(same, ev_product[view_idx[src]], sampler.sample(rng, pp.affinity_cum[ev_cust[fa]], ev_s[fa], True))
+    if taste is None:
+        fallback = sampler.sample(rng, pp.affinity_cum[ev_cust[fa]], ev_s[fa], True)
+    else:
+        from cadence.synthetic.tastes import choose
+
+        fallback = np.full(len(fa), -1, np.int64)
+        fallback[~same] = choose(cfg, taste[0], taste[1], cat, ev_cust[fa[~same]], ev_s[fa[~same]], taste[2], in_stock=True)
+    ev_product[fa] = np.where(same, ev_product[view_idx[src]], fallback)
     drop_add = is_add & ~in_order
     drop_add[drop_add] = ~cat.in_stock_at(ev_product[drop_add], ev_s[drop_add])
     keep = ~drop_add & (ev_s < cfg.end_s) & (ev_s >= pp.alive_from_s[ev_cust])
@@ -514,7 +549,13 @@ def build_backbone(cfg: ShopConfig, cat: Catalog, chunk: int) -> Backbone:
     pp = draw_people(cfg, chunk, rng)
     n = len(pp.idx)
     sampler = ProductSampler(cat)
-    draws = draw_orders(cfg, cat, pp, rng, sampler)
+    taste: Taste | None = None
+    if cfg.tastes is not None:
+        from cadence.synthetic.tastes import customer_tastes, item_tastes
+
+        taste = (item_tastes(cfg, cat), customer_tastes(cfg, pp.affinity_cum, chunk),
+                 np.random.default_rng([cfg.seed, 10, chunk]))
+    draws = draw_orders(cfg, cat, pp, rng, sampler, taste)
     o_cust, o_s, o_kind = draws.cust, draws.s, draws.kind
     it_order, it_prod = draws.item_order, draws.item_product
 
@@ -554,7 +595,7 @@ def build_backbone(cfg: ShopConfig, cat: Catalog, chunk: int) -> Backbone:
     active_end = np.minimum(pp.death_s, cfg.end_s)
     browse_rate = cfg.browse_per_purchase * pp.rate * rng.lognormal(0, 0.5, n) + cfg.browse_floor
     ev_cust, ev_s, ev_type, ev_product, ev_query, ev_results, ev_session = draw_sessions(
-        cfg, cat, pp, rng, sampler, browse_rate, pp.alive_from_s, active_end, o_cust, o_s, it_order, it_prod)
+        cfg, cat, pp, rng, sampler, browse_rate, pp.alive_from_s, active_end, o_cust, o_s, it_order, it_prod, taste)
 
     bb = Backbone(
         people=pp, ev_cust=ev_cust, ev_s=ev_s, ev_type=ev_type.astype(np.int8), ev_product=ev_product,
@@ -565,6 +606,7 @@ def build_backbone(cfg: ShopConfig, cat: Catalog, chunk: int) -> Backbone:
         trig_cust=np.zeros(0, np.int64), trig_stage=np.zeros(0, np.int8), trig_s=np.zeros(0, np.int64),
         trig_products=np.zeros((0, 3), np.int64), trig_query=np.zeros(0, object), trig_order=np.zeros(0, np.int64),
         uniforms=np.zeros((0, 8)), browse_rate=browse_rate,
+        item_tastes=None if taste is None else taste[0], customer_tastes=None if taste is None else taste[1],
     )
     if cfg.observable_response is not None:
         observable_response_types(cfg, bb.people, browse_rate, chunk)

@@ -172,6 +172,103 @@ class ObservableResponse:
             raise ValueError(f"observable_response: unknown traits {bad}; choose from {OBSERVABLE_TRAITS}")
 
 
+#: Regular-order purchases (latest first) whose complements a customer's choice remembers.
+TASTE_HISTORY = 8
+#: Draws a cart add or order item gets to land on a product in stock (the last one is kept).
+TASTE_TRIES = 8
+
+
+@dataclass(frozen=True)
+class Tastes:
+    """Latent item tastes: what customers view, cart and buy, and how much a message's items matter (opt-in).
+
+    By default (``ShopConfig.tastes = None``) a product is drawn by picking a
+    category from the customer's category affinity ``a_c`` (Dirichlet(0.35))
+    and then a product of that category by popularity ``pi_i``: the customer's
+    taste within a category is nobody's. With ``Tastes`` every customer ``c``
+    has ``factors`` latent taste factors ``U_c ~ N(0, I)`` and every product
+    ``i`` factors ``V_i ~ N(0, I / factors)``, and the static weight of a product is
+
+    ``w_ci = a_c[cat(i)] * pi_i / Pi_cat(i) * exp(taste_scale * U_c . V_i)``
+
+    (``Pi_k`` the popularity of category ``k``; ``taste_scale = 0`` is the
+    default world's rule). Each product ``A`` also has ``complements``
+    partner products (half in its own category, half in a partner category,
+    by popularity): after buying ``A`` in a regular order at ``t_A``, each
+    partner ``B`` gets the kernel ``kappa_cB(t) = sum exp(-(t - t_A) / complement_days)``
+    over the customer's last :data:`TASTE_HISTORY` regular-order purchases before
+    ``t`` (organic orders, not replenishments or orders caused by messages, so
+    relevance is the same under every policy). The probability that a choice
+    the customer makes at ``t`` is product ``i`` (over the products that exist
+    at ``t``, ``E(t)``) is
+
+    ``p_ci(t) = (1 - g) * w_ci / sum_{j in E(t)} w_cj + g * kappa_ci(t) / K_c(t)``,
+    ``K_c(t) = sum_{j in E(t)} kappa_cj(t)``, ``g = complement_share * K / (1 + complement_share * K)``,
+
+    and the **true relevance** is its lift over an average product,
+    ``r_ci(t) = |E(t)| * p_ci(t)`` (the mean over existing products is 1).
+    Product views (outside purchase sessions and searches), fallback cart
+    adds and the items of regular orders are drawn from ``p_ci(t)``; carts
+    and orders keep only products in stock at ``t`` (redrawing, up to
+    :data:`TASTE_TRIES` times). A clicked search still views products of the
+    query's category, chosen within it by ``w_ci`` (no complements).
+
+    **Response.** A sent message that shows items ``S`` (the ``items``
+    column) shifts its click and conversion log-odds by
+
+    ``item_effect * (log(1 + mean_{i in S} r_ci(tau)) - log 2)`` (conversion)
+    and ``click_item_effect * (...)`` (click),
+
+    ``tau`` the send time: items of average relevance (``r = 1``) leave the
+    response as it was, irrelevant ones lower it, relevant ones raise it
+    (the conversion probability under hold is unchanged). A converted send
+    with items buys one shown item, drawn with probability proportional to
+    ``r``, and its true value if converted is the ``r``-weighted mean price.
+
+    **Items and their propensity.** Every trigger has a candidate set (its
+    products, then the most popular products existing at the trigger of the
+    first product's category, else of the search query's category, else
+    overall; ``candidates`` products at most), passed to policies as the
+    ``item_candidates`` column. A policy whose decisions carry ``items``
+    (``|``-joined product ids, any catalogue products) shows those;
+    otherwise the world shows ``items_per_message`` candidates drawn
+    uniformly on recommendation stages, as the logging policy does. The log
+    records ``items``, ``items_propensity`` (the set's probability given the
+    send, ``1 / binom(m, k)`` for the logging policy) and ``item_candidates``;
+    the truth records each message's ``items_relevance`` (mean ``r``), and
+    :func:`cadence.synthetic.true_relevance` gives ``r_ci(t)`` for any
+    customer, product and time.
+
+    Taste draws come from their own random streams, so everything drawn
+    before the first product choice (people, purchase times) is the
+    default world's.
+    """
+
+    factors: int = 8
+    taste_scale: float = 1.5
+    complements: int = 2
+    complement_share: float = 0.25
+    complement_days: float = 30.0
+    item_effect: float = 0.5
+    click_item_effect: float = 0.5
+    items_per_message: int = 3
+    candidates: int = 12
+
+    def __post_init__(self) -> None:
+        if self.factors < 1:
+            raise ValueError(f"tastes.factors must be >= 1, got {self.factors}")
+        for name in ("taste_scale", "complement_share", "item_effect", "click_item_effect"):
+            if not np.isfinite(getattr(self, name)) or getattr(self, name) < 0:
+                raise ValueError(f"tastes.{name} must be a finite number >= 0, got {getattr(self, name)}")
+        if self.complements < 0:
+            raise ValueError(f"tastes.complements must be >= 0, got {self.complements}")
+        if self.complement_days <= 0:
+            raise ValueError(f"tastes.complement_days must be > 0, got {self.complement_days}")
+        if not 1 <= self.items_per_message <= self.candidates:
+            raise ValueError(f"tastes: need 1 <= items_per_message <= candidates, got {self.items_per_message}"
+                             f" and {self.candidates}")
+
+
 @dataclass(frozen=True)
 class ShopConfig:
     """Everything that shapes a synthetic shop; the same config gives the same bytes.
@@ -218,6 +315,9 @@ class ShopConfig:
     #: (:class:`ObservableResponse`); None (the default) keeps them independent of
     #: everything the shop sees, and the shop byte-identical to earlier versions.
     observable_response: ObservableResponse | None = None
+    #: Latent item tastes and item-dependent response (:class:`Tastes`); None (the
+    #: default) keeps today's category-and-popularity rule, byte-identical.
+    tastes: Tastes | None = None
 
     def __post_init__(self) -> None:
         if self.customers < 1:
@@ -252,4 +352,6 @@ class ShopConfig:
         out = asdict(self)
         if self.observable_response is None:
             del out["observable_response"]  # a default shop's metadata stays byte-identical
+        if self.tastes is None:
+            del out["tastes"]
         return out

@@ -24,6 +24,21 @@ follow-up's action at its time (fatigue counting the first message) and
 ``p0`` that of holding: it adds its own persuasion on top and never
 un-converts. A trigger converts at most once. Follow-ups draw from their own
 uniforms, per trigger, so policies with follow-ups share random numbers too.
+
+**Items** (shops with :class:`~cadence.synthetic.config.Tastes`): the policy
+sees each trigger's candidate set in ``item_candidates`` (``|``-joined
+product ids, see :func:`cadence.synthetic.tastes.candidate_sets`). If its
+decisions carry an ``items`` column, a send shows those products (any
+catalogue products, ``|``-joined; None shows none) and ``items_propensity``
+(if given) is logged; without the column the world applies the logging
+item rule (:func:`~cadence.synthetic.logging_policy.subset_positions`, its
+own per-trigger uniforms, so policies share them) to sends on
+recommendation stages. The items' true relevance at the send time moves
+click and conversion log-odds (the formula is in ``Tastes``); a follow-up
+shows the first message's items with the same effect. A converted send
+with items buys one of them, drawn in proportion to relevance, and its
+value if converted is the relevance-weighted mean price. In a shop without
+tastes the world ignores ``items`` (messages show the trigger's products).
 """
 
 from __future__ import annotations
@@ -39,7 +54,12 @@ from scipy.special import expit, ndtri
 from cadence.contract.actions import Policy, check_decisions
 from cadence.contract.clock import circular_hours
 from cadence.contract.tables import CHANNELS, INCENTIVES, STAGES
-from cadence.contract.triggers import ABANDON_STAGES, INCENTIVE_COST_FIXED, INCENTIVE_PERCENT
+from cadence.contract.triggers import (
+    ABANDON_STAGES,
+    INCENTIVE_COST_FIXED,
+    INCENTIVE_PERCENT,
+    RECOMMENDATION_STAGES,
+)
 from cadence.synthetic.backbone import SEGMENT_NAMES, Backbone
 from cadence.synthetic.catalog import DAY, Catalog
 from cadence.synthetic.config import ShopConfig
@@ -107,6 +127,12 @@ class Outcomes:
     products: np.ndarray  # '|'-joined product ids of each trigger's context
     conv_step: np.ndarray  # 1 or 2: which message converted (0 when none)
     fu: FollowUps
+    # shops with tastes: what each send showed, its logged probability, its items' mean true relevance
+    items: np.ndarray | None = None  # '|'-joined product ids, None when none
+    items_propensity: np.ndarray | None = None
+    items_relevance: np.ndarray | None = None
+    conv_product: np.ndarray | None = None  # product a converted send with items buys (-1 otherwise)
+    item_candidates: np.ndarray | None = None  # '|'-joined candidate set of each trigger
 
 
 @dataclass
@@ -176,7 +202,7 @@ def product_strings(products: np.ndarray, product_ids: np.ndarray) -> np.ndarray
         rows = np.flatnonzero(k == width)
         if len(rows) == 0:
             continue
-        cols = [pa.array(product_ids[products[rows, j]], pa.string()) for j in range(width)]
+        cols = [pa.array(np.asarray(product_ids, dtype=object)[products[rows, j]], pa.string()) for j in range(width)]
         joined = cols[0] if width == 1 else pc.binary_join_element_wise(*cols, "|")
         out[rows] = joined.to_numpy(zero_copy_only=False)
     return out
@@ -184,7 +210,7 @@ def product_strings(products: np.ndarray, product_ids: np.ndarray) -> np.ndarray
 
 def candidates_frame(bb: Backbone, rows: np.ndarray, opt_in: np.ndarray, dtypes: dict[str, pd.CategoricalDtype],
                      products: np.ndarray, sends_7d: np.ndarray, orders_90d: np.ndarray,
-                     last_order_s: np.ndarray) -> pd.DataFrame:
+                     last_order_s: np.ndarray, item_candidates: np.ndarray | None = None) -> pd.DataFrame:
     """The policy's view of some triggers: observable context only, never latent truth.
 
     ``opt_in`` is (len(rows), 4): each customer's channel opt-ins at the trigger;
@@ -192,6 +218,7 @@ def candidates_frame(bb: Backbone, rows: np.ndarray, opt_in: np.ndarray, dtypes:
     ``orders_90d`` their orders in the 90 days before it and
     ``days_since_order`` the days since their last order (NaN for none): what
     :func:`cadence.features.logged.logged_candidates` reads back from the tables.
+    ``item_candidates`` (shops with tastes) the products a message may show.
     """
     c = bb.trig_cust[rows]
     frame = {
@@ -209,6 +236,8 @@ def candidates_frame(bb: Backbone, rows: np.ndarray, opt_in: np.ndarray, dtypes:
     t = bb.trig_s[rows]
     # Ring slots never written hold min // 2; anything at or below it means "no order".
     frame["days_since_order"] = np.where(last_order_s > np.iinfo(np.int64).min // 2, (t - last_order_s) / DAY, np.nan)
+    if item_candidates is not None:
+        frame["item_candidates"] = item_candidates[rows]
     return pd.DataFrame(frame)
 
 
@@ -239,6 +268,7 @@ def run_messages(cfg: ShopConfig, cat: Catalog, bb: Backbone, policy: Policy, ch
     from cadence.synthetic.backbone import TZ_NAMES
 
     value = basket_values(cat, bb)
+    tastes = _TasteState(cfg, cat, bb, chunk) if cfg.tastes is not None else None
     products = product_strings(bb.trig_products, cat.product_id)
     dtypes = {
         "customer_id": pd.CategoricalDtype(pd.Index(customer_ids)),
@@ -256,6 +286,13 @@ def run_messages(cfg: ShopConfig, cat: Catalog, bb: Backbone, policy: Policy, ch
         fatigue=np.zeros(n_t, np.int64), p_in_window=np.ones(n_t), products=products,
         conv_step=np.zeros(n_t, np.int8), fu=FollowUps.empty(n_t),
     )
+    item_shift = np.zeros(n_t)  # the shown items' relevance term of each trigger's send
+    if tastes is not None:
+        out.items = np.full(n_t, None, dtype=object)
+        out.items_propensity = np.full(n_t, np.nan)
+        out.items_relevance = np.full(n_t, np.nan)
+        out.conv_product = np.full(n_t, -1, np.int64)
+        out.item_candidates = tastes.cand_str
     u_fu: np.ndarray | None = None  # follow-up uniforms, drawn once per chunk when first needed
     ring = np.full((n_c, _RING), np.iinfo(np.int64).min // 2)
     ring_pos = np.zeros(n_c, np.int64)
@@ -296,7 +333,8 @@ def run_messages(cfg: ShopConfig, cat: Catalog, bb: Backbone, policy: Policy, ch
         return np.where(send, np.where(inc_names == "percent_code", INCENTIVE_PERCENT * value[rows], fixed), 0.0)
 
     def click_probability(c: np.ndarray, r: np.ndarray) -> np.ndarray:
-        return expit(rp.click_base + 0.5 * pp.open_affinity[c] + 0.4 * (bb.trig_products[r, 0] >= 0))
+        items = 0.0 if tastes is None else tastes.spec.click_item_effect * item_shift[r]
+        return expit(rp.click_base + 0.5 * pp.open_affinity[c] + 0.4 * (bb.trig_products[r, 0] >= 0) + items)
 
     def sends_in_week(c: np.ndarray, at: np.ndarray) -> np.ndarray:
         """Sends remembered in ``(at - 7 days, at]`` (fatigue)."""
@@ -337,6 +375,8 @@ def run_messages(cfg: ShopConfig, cat: Catalog, bb: Backbone, policy: Policy, ch
         sent = decided & sendable
         n7 = sends_in_week(c, tau2) + (tau[j] > tau2 - 7 * DAY)  # the first message, not yet in the ring
         _l0, l2, po, pu = respond(c, st, ch2, inc2, delay, tau2, n7)
+        if tastes is not None:
+            l2 = l2 + tastes.spec.item_effect * item_shift[r]
         p2 = expit(l2)
         c_if = np.clip((p2 - p0[j]) / (1 - p0[j]), 0.0, 1.0)
         uf = u_fu[r]  # type: ignore[index]
@@ -393,7 +433,8 @@ def run_messages(cfg: ShopConfig, cat: Catalog, bb: Backbone, policy: Policy, ch
         conv_before = conv_ring[c] < t[:, None]
         n90 = n90 + (conv_before & (conv_ring[c] >= (t - 90 * DAY)[:, None])).sum(axis=1)
         last = np.maximum(last, np.where(conv_before, conv_ring[c], np.iinfo(np.int64).min).max(axis=1))
-        cands = candidates_frame(bb, rows, current, dtypes, products, recent, n90, last)
+        cands = candidates_frame(bb, rows, current, dtypes, products, recent, n90, last,
+                                 None if tastes is None else tastes.cand_str)
         dec = policy.decide(cands, rng_policy)
         check_decisions(dec, len(rows), policy.policy_id)
         send = (dec["action"] == "send").to_numpy()
@@ -409,6 +450,9 @@ def run_messages(cfg: ShopConfig, cat: Catalog, bb: Backbone, policy: Policy, ch
         tau = t + delay * 60
         n7 = sends_in_week(c, tau)
         logit0, logit1, po, pu = respond(c, s, ch, inc, delay, tau, n7)
+        if tastes is not None:
+            tastes.show(dec, rows, send, tau, out, value, item_shift, policy.policy_id)
+            logit1 = logit1 + tastes.spec.item_effect * item_shift[rows]
         p0 = expit(logit0)
         p_conv = np.where(send, expit(logit1), p0)
         p_open = np.where(send, po, 0.0)
@@ -459,3 +503,80 @@ def run_messages(cfg: ShopConfig, cat: Catalog, bb: Backbone, policy: Policy, ch
         if fu is not None:
             _apply_follow_up(fu)
     return out
+
+
+class _TasteState:
+    """What run_messages needs in a shop with tastes: candidate sets, item uniforms, relevance."""
+
+    def __init__(self, cfg: ShopConfig, cat: Catalog, bb: Backbone, chunk: int):
+        from cadence.synthetic.tastes import candidate_sets, mass_table
+
+        assert cfg.tastes is not None and bb.item_tastes is not None and bb.customer_tastes is not None
+        self.cfg, self.cat, self.bb, self.spec = cfg, cat, bb, cfg.tastes
+        self.cand = candidate_sets(self.spec, bb.item_tastes, bb.trig_products, bb.trig_query, bb.trig_s)
+        self.cand_str = product_strings(self.cand, cat.product_id)
+        rng = np.random.default_rng([cfg.seed, 11, chunk])
+        # Per-trigger uniforms (common to every policy): the fallback item rule, and which shown item is bought.
+        self.u_items = rng.random((len(bb.trig_s), self.cand.shape[1]))
+        self.u_buy = rng.random(len(bb.trig_s))
+        self.index = pd.Index(cat.product_id)
+        self.table = mass_table(cfg, bb.item_tastes, bb.customer_tastes, cfg.start_s)
+
+    def _parse(self, items: pd.Series, policy_id: str) -> np.ndarray:
+        from cadence.synthetic.logging_policy import split_items
+
+        ids = split_items(items)
+        if ids.shape[1] == 0:
+            return np.full((len(items), 1), -1, np.int64)
+        given = pd.notna(ids)
+        codes = np.full(ids.shape, -1, np.int64)
+        codes[given] = self.index.get_indexer(pd.Index(ids[given].astype(str)))
+        bad = given & (codes < 0)
+        if bad.any():
+            raise ValueError(f"policy {policy_id!r}: decisions column 'items' names {int(bad.sum())} product id(s) "
+                             f"not in the catalogue, e.g. {ids[bad][0]!r}")
+        # Left-align each row's products.
+        pos = np.argsort(codes < 0, axis=1, kind="stable")
+        return np.take_along_axis(codes, pos, axis=1)
+
+    def show(self, dec: pd.DataFrame, rows: np.ndarray, send: np.ndarray, tau: np.ndarray, out: Outcomes,
+             value: np.ndarray, item_shift: np.ndarray, policy_id: str) -> None:
+        """Record the items each send shows, their relevance term, what a conversion buys and its value."""
+        from cadence.synthetic.logging_policy import subset_positions
+        from cadence.synthetic.tastes import relevance
+
+        assert out.items is not None and out.items_propensity is not None and out.items_relevance is not None
+        assert out.conv_product is not None
+        bb, cat = self.bb, self.cat
+        if "items" in dec.columns:
+            shown = self._parse(dec["items"], policy_id)
+            prop = (dec["items_propensity"].to_numpy(dtype=float) if "items_propensity" in dec.columns
+                    else np.full(len(rows), np.nan))
+        else:
+            rec = np.isin(bb.trig_stage[rows], [i for i, st in enumerate(STAGES) if st in RECOMMENDATION_STAGES])
+            pos, prop = subset_positions(self.cand[rows] >= 0, self.spec.items_per_message, self.u_items[rows])
+            shown = np.where(pos >= 0, np.take_along_axis(self.cand[rows], np.maximum(pos, 0), axis=1), -1)
+            shown[~rec] = -1
+        shown[~send] = -1
+        has = (shown >= 0).any(axis=1)
+        r_i, c_i = np.nonzero(shown >= 0)
+        rel = np.zeros(shown.shape)
+        rel[r_i, c_i] = relevance(self.cfg, bb.item_tastes, bb.customer_tastes, bb.trig_cust[rows][r_i],  # type: ignore[arg-type]
+                                  shown[r_i, c_i], tau[r_i], self.table)
+        k = np.maximum((shown >= 0).sum(axis=1), 1)
+        mean_rel = rel.sum(axis=1) / k
+        item_shift[rows] = np.where(has, np.log1p(mean_rel) - np.log(2.0), 0.0)
+        out.items[rows] = np.where(has, product_strings(shown, cat.product_id), np.array(None, dtype=object))
+        out.items_propensity[rows] = np.where(has, prop, np.nan)
+        out.items_relevance[rows] = np.where(has, mean_rel, np.nan)
+        # A conversion buys one shown item, in proportion to relevance (uniformly if all are 0).
+        weight = np.where(shown >= 0, rel + 1e-12, 0.0)
+        cum = np.cumsum(weight, axis=1)
+        total = cum[:, -1]
+        j = np.minimum((cum < (self.u_buy[rows] * total)[:, None]).sum(axis=1), shown.shape[1] - 1)
+        out.conv_product[rows] = np.where(has, shown[np.arange(len(rows)), j], -1)
+        t_price = np.repeat(bb.trig_s[rows], shown.shape[1]).reshape(shown.shape)
+        price = np.zeros(shown.shape)
+        price[r_i, c_i] = cat.price_at(shown[r_i, c_i], t_price[r_i, c_i])
+        expected = (weight * price).sum(axis=1) / np.where(total > 0, total, 1.0)
+        value[rows] = np.where(has, np.round(expected, 2), value[rows])

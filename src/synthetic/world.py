@@ -49,9 +49,11 @@ TRUTH_DIR = "_truth"
 #: Parquet options that make the same seed give the same bytes (the world's own copy of the data layer's).
 PARQUET_OPTIONS: dict[str, object] = {"compression": "zstd", "write_statistics": True}
 PathLike = str | os.PathLike[str]
+ArrayLike = np.ndarray | pd.Series | list[str] | tuple[str, ...]
 _FIRST = ("Ada", "Ben", "Chloe", "Dev", "Elif", "Femi", "Gus", "Hana", "Ivan", "Jun", "Kemi", "Lea")
 _LAST = ("Smith", "Okafor", "Garcia", "Müller", "Rossi", "Tanaka", "Nguyen", "Kowalski", "Silva", "Dubois")
 _EVENT_CODE_TO_NAME = {v: k for k, v in EV.items()}
+_NULL = np.array(None, dtype=object)
 
 
 # ---------------------------------------------------------------- ids and times
@@ -140,6 +142,11 @@ def _chunk_tables(cfg: ShopConfig, cat: Catalog, bb: Backbone, out: Outcomes, po
     })
     # Items of conversion orders: the trigger's products, else one usual-basket line.
     cp = bb.trig_products[conv]
+    if out.conv_product is not None:  # shops with tastes: a send with items bought one of them
+        bought = out.conv_product[conv] >= 0
+        cp = cp.copy()
+        cp[bought] = -1
+        cp[bought, 0] = out.conv_product[conv][bought]
     has = cp >= 0
     ci_row, ci_col = np.nonzero(has)
     usual = ~has.any(axis=1)
@@ -180,7 +187,7 @@ def _chunk_tables(cfg: ShopConfig, cat: Catalog, bb: Backbone, out: Outcomes, po
     conv_of_trigger[conv] = np.arange(len(conv))
     stage_names = np.asarray(STAGES, dtype=object)[bb.trig_stage]
     rec = np.isin(stage_names, list(RECOMMENDATION_STAGES)) & out.send
-    items = np.where(rec, out.products, np.array(None, dtype=object))
+    items = np.where(rec, out.products, np.array(None, dtype=object)) if out.items is None else out.items
     messages = pa.table({
         "message_id": msg_ids,
         "customer_id": pc.take(cids, pa.array(bb.trig_cust)),
@@ -226,6 +233,19 @@ def _chunk_tables(cfg: ShopConfig, cat: Catalog, bb: Backbone, out: Outcomes, po
             "unsubscribed_at": _ts(fu.unsub_s[f]),
             "step": pa.array(np.full(len(f), 2, np.int64)),
         })
+        if out.items is not None:  # a follow-up shows its first message's items
+            follow = follow.set_column(follow.schema.get_field_index("items"), "items",
+                                       pa.array(np.where(fu.send[f], out.items[f], np.array(None, dtype=object)), pa.string()))
+            follow = follow.append_column("items_propensity", pa.array(
+                np.where(fu.send[f], out.items_propensity[f], np.nan), mask=~fu.send[f] | np.isnan(out.items_propensity[f])))  # type: ignore[index]
+            follow = follow.append_column("item_candidates", pa.array(
+                np.where(fu.send[f] & pd.notna(out.items[f]), out.item_candidates[f], _NULL), pa.string()))  # type: ignore[index]
+    if out.items_propensity is not None:
+        messages = messages.append_column("items_propensity", pa.array(
+            out.items_propensity, mask=np.isnan(out.items_propensity)))
+        messages = messages.append_column("item_candidates", pa.array(
+            np.where(pd.notna(out.items), out.item_candidates, _NULL), pa.string()))  # type: ignore[arg-type]
+    if len(f):
         messages = pa.concat_tables([messages, follow.cast(messages.schema)])
     truth_customers = pa.table({
         "customer_id": cids,
@@ -251,6 +271,8 @@ def _chunk_tables(cfg: ShopConfig, cat: Catalog, bb: Backbone, out: Outcomes, po
         "incentive_cost_if_converted": pa.array(out.incentive_cost),
         "fatigue_7d": pa.array(out.fatigue),
     })
+    if out.items_relevance is not None:
+        truth_messages = truth_messages.append_column("items_relevance", pa.array(out.items_relevance))
     if len(f):
         truth_messages = pa.concat_tables([truth_messages, pa.table({
             "message_id": messages["message_id"].slice(len(bb.trig_s)),
@@ -262,6 +284,8 @@ def _chunk_tables(cfg: ShopConfig, cat: Catalog, bb: Backbone, out: Outcomes, po
             "value_if_converted": pa.array(out.value_if_converted[f]),
             "incentive_cost_if_converted": pa.array(fu.incentive_cost[f]),
             "fatigue_7d": pa.array(fu.fatigue[f]),
+            **({} if out.items_relevance is None else
+               {"items_relevance": pa.array(np.where(fu.send[f], out.items_relevance[f], np.nan))}),
         })])
     kinds = np.r_[np.where(bb.ord_kind == 1, "replenishment", "regular"),
                   np.where(out.send[conv], "message_send", "message_hold")]
@@ -301,6 +325,12 @@ def catalog_tables(cfg: ShopConfig, cat: Catalog) -> dict[str, pa.Table]:
         "consumable": pa.array(cat.consumable),
         "repurchase_interval_days": pa.array(cat.interval_days),
     })
+    if cfg.tastes is not None:  # the products each product raises the relevance of once bought
+        from cadence.synthetic.messages import product_strings
+        from cadence.synthetic.tastes import item_tastes
+
+        truth = truth.append_column("complements", pa.array(
+            product_strings(item_tastes(cfg, cat).complements, cat.product_id), pa.string()))
     return {"products": products, "product_changes": product_changes, "_truth_products": truth}
 
 
@@ -374,6 +404,73 @@ def simulate_truth(policy: Policy, cfg: ShopConfig, progress: bool = False) -> p
 
 
 
+def true_relevance(cfg: ShopConfig, customer_ids: ArrayLike, product_ids: ArrayLike | None,
+                   at: object) -> np.ndarray | pd.DataFrame:
+    """Each customer's true relevance of products at given times (shops with :class:`~cadence.synthetic.config.Tastes`).
+
+    The relevance ``r_ci(t)`` is the lift of product ``i`` in the customer's
+    choice probability at ``t`` over an average existing product (formula
+    in ``Tastes``): 1 is average, 0 for a product that does not exist yet.
+    It reads the customer's regular purchases strictly before ``t``. For
+    tests and studies only; estimators never call it.
+
+    ``customer_ids`` (n) and ``at`` (a timestamp, or n of them) with
+    ``product_ids`` (n, aligned) return an array (n,); with
+    ``product_ids=None`` every product, as a frame (n rows indexed by
+    customer id, one column per product id). Each call regenerates the
+    policy-independent world of the chunks involved (about a second per
+    20,000 customers), so ask for many triples at once.
+
+    Examples
+    --------
+    >>> from cadence.synthetic import ShopConfig, Tastes
+    >>> cfg = ShopConfig(customers=100, days=30, seed=1, tastes=Tastes())
+    >>> r = true_relevance(cfg, ["C0000003"], None, "2025-01-20")
+    >>> r.shape[0], round(float(r.to_numpy().mean()), 6) <= 1.0
+    (1, True)
+    """
+    from cadence.synthetic.tastes import relevance
+
+    if cfg.tastes is None:
+        raise ValueError("true_relevance: this shop has no latent tastes; generate it with ShopConfig(tastes=Tastes())")
+    cids = np.asarray(customer_ids, dtype=object).ravel()
+    n = len(cids)
+    text = pd.Series(cids, dtype=object).astype(str)
+    ok = text.str.fullmatch(r"C\d+").to_numpy()
+    idx = np.where(ok, pd.to_numeric(text.str[1:], errors="coerce").fillna(-1), -1).astype(np.int64)
+    bad = (idx < 0) | (idx >= cfg.customers)
+    if bad.any():
+        raise ValueError(f"true_relevance: customer_ids: {int(bad.sum())} id(s) not in this shop, e.g. {cids[bad][0]!r}")
+    t = pd.to_datetime(pd.Series(np.broadcast_to(np.asarray(at, dtype=object), (n,))), utc=True)
+    if t.isna().any():
+        raise ValueError("true_relevance: at: missing or unparseable times")
+    t_s = ((t - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)).to_numpy(dtype=np.int64)
+    cat = make_catalog(cfg)
+    if product_ids is None:
+        prod = np.tile(np.arange(cat.n), n)
+        row = np.repeat(np.arange(n), cat.n)
+    else:
+        pids = np.asarray(product_ids, dtype=object).ravel()
+        if len(pids) != n:
+            raise ValueError(f"true_relevance: product_ids: {len(pids)} values for {n} customer ids")
+        prod = pd.Index(cat.product_id).get_indexer(pd.Index(pids.astype(str)))
+        if (prod < 0).any():
+            raise ValueError(f"true_relevance: product_ids: {int((prod < 0).sum())} id(s) not in the catalogue, "
+                             f"e.g. {pids[prod < 0][0]!r}")
+        row = np.arange(n)
+    out = np.zeros(len(row))
+    chunk_of = idx // cfg.chunk_size
+    for chunk in np.unique(chunk_of):
+        bb = build_backbone(cfg, cat, int(chunk))
+        sel = np.flatnonzero(chunk_of[row] == chunk)
+        local = idx[row[sel]] - int(chunk) * cfg.chunk_size
+        out[sel] = relevance(cfg, bb.item_tastes, bb.customer_tastes, local, prod[sel], t_s[row[sel]])  # type: ignore[arg-type]
+    if product_ids is not None:
+        return out
+    return pd.DataFrame(out.reshape(n, cat.n), index=pd.Index(cids, name="customer_id"),
+                        columns=pd.Index(cat.product_id, name="product_id"))
+
+
 @contextlib.contextmanager
 def _fresh_folder(out_dir: Path) -> Iterator[Path]:
     """Yield a temporary sibling of ``out_dir``; rename it to ``out_dir`` on success, remove it on failure."""
@@ -397,7 +494,8 @@ def generate_shop(cfg: ShopConfig, out_dir: PathLike, *, policy: Policy | None =
 
     Writes ``<table>.parquet`` for every contract table and ``_truth/``
     (latent customer traits, true response probabilities per message, the
-    source of every order, consumables and the logging policy's true value).
+    source of every order, consumables (and, with tastes, each product's
+    complements) and the logging policy's true value).
 
     Examples
     --------
@@ -448,14 +546,16 @@ def load_truth(data_dir: PathLike) -> dict[str, pd.DataFrame]:
 def load_config(data_dir: PathLike) -> ShopConfig:
     """The :class:`ShopConfig` a generated shop was made with."""
     from cadence.contract.triggers import TriggerRules
-    from cadence.synthetic.config import ObservableResponse, ResponseParams
+    from cadence.synthetic.config import ObservableResponse, ResponseParams, Tastes
 
     meta = json.loads((Path(data_dir) / TRUTH_DIR / "shop.json").read_text())["config"]
     meta["rules"] = TriggerRules(**meta["rules"])
     meta["response"] = ResponseParams(**meta["response"])
     if meta.get("observable_response") is not None:
         meta["observable_response"] = ObservableResponse(**meta["observable_response"])
+    if meta.get("tastes") is not None:
+        meta["tastes"] = Tastes(**meta["tastes"])
     return ShopConfig(**meta)
 
 
-__all__ = ["generate_shop", "simulate_truth", "load_truth", "load_config", "iter_world"]
+__all__ = ["generate_shop", "simulate_truth", "load_truth", "load_config", "iter_world", "true_relevance"]

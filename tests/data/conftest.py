@@ -107,6 +107,8 @@ def shop() -> dict[str, pd.DataFrame]:
             "revenue": [38.0, None, None],
             "unsubscribed_at": _ts(None, None, None),
             "step": [1, 1, 1],
+            "items_propensity": [1.0, None, 0.5],
+            "item_candidates": ["p1", None, "p1|p2|p3"],
         }
     )
     return {

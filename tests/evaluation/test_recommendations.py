@@ -15,6 +15,7 @@ from cadence.evaluation.recommendations import (
     compare_recommenders,
     plot_recommenders,
     ranking_metrics,
+    stage_ranking_metrics,
     time_split,
 )
 from cadence.features.engine import connect
@@ -144,3 +145,39 @@ def test_bad_comparison_inputs(split: Any) -> None:
         compare_recommenders(recs, data, bought[bought.customer_id == "nobody"])
     with pytest.raises(ValueError, match="horizon_days must be a positive number"):
         time_split(None, {}, data.as_of, 0)
+
+
+# ---------------------------------------------------------------- per stage
+def test_stage_metrics_by_hand() -> None:
+    cands = pd.DataFrame({"customer_id": ["a", "a", "b", "c", "d"],
+                          "stage": ["browse_abandon", "price_drop", "browse_abandon", "price_drop", "price_drop"],
+                          "eligible_at": pd.to_datetime(["2025-03-01", "2025-03-20", "2025-03-01", "2025-03-01",
+                                                         "2025-03-01"], utc=True)}, index=[10, 11, 12, 13, 14])
+    bought = pd.DataFrame({"customer_id": ["a", "a", "b", "c"], "product_id": ["x", "w", "z", "q"],
+                           "ts": pd.to_datetime(["2025-03-02", "2025-03-21", "2025-03-03", "2025-03-30"], utc=True)})
+    sel = {"base": pd.Series(["y|x", "w", "z|y", "q", "q"], index=cands.index),
+           "other": pd.Series(["x", "v", "", "q", ""], index=cands.index)}
+    t = stage_ranking_metrics(sel, cands, bought, k=2, horizon_days=7, n_bootstrap=100)
+    got = t.set_index(["stage", "recommender", "metric"])
+    # browse: a bought x (base rank 2, other rank 1), b bought z (base rank 1, other nothing).
+    assert got.loc[("browse_abandon", "base", "hit_rate"), "value"] == 1.0
+    assert got.loc[("browse_abandon", "other", "hit_rate"), "value"] == 0.5
+    assert got.loc[("browse_abandon", "base", "ndcg"), "value"] == pytest.approx((1 / math.log2(3) + 1) / 2)
+    assert got.loc[("browse_abandon", "other", "hit_rate"), "diff"] == -0.5
+    # price drop: only a's trigger of 20 March has a purchase within 7 days (c bought 29 days later, d nothing).
+    assert got.loc[("price_drop", "base", "hit_rate"), "n_units"] == 1
+    assert got.loc[("price_drop", "other", "recall"), "value"] == 0.0
+    assert list(t.columns) == ["stage", *COMPARISON_COLUMNS]
+    assert (t["lower"] <= t["value"]).all() and (t["value"] <= t["upper"]).all()
+
+
+def test_stage_metrics_bad_input() -> None:
+    cands = pd.DataFrame({"customer_id": ["a"], "stage": ["browse_abandon"],
+                          "eligible_at": pd.to_datetime(["2025-03-01"], utc=True)})
+    bought = pd.DataFrame({"customer_id": ["a"], "product_id": ["x"], "ts": pd.to_datetime(["2025-03-02"], utc=True)})
+    with pytest.raises(ValueError, match="purchases: missing column 'ts'"):
+        stage_ranking_metrics({"s": pd.Series(["x"])}, cands, bought.drop(columns=["ts"]))
+    with pytest.raises(ValueError, match=r"selections\['s'\]: expected a Series on candidates' index"):
+        stage_ranking_metrics({"s": pd.Series(["x"], index=[5])}, cands, bought)
+    with pytest.raises(ValueError, match="baseline: 'nope'"):
+        stage_ranking_metrics({"s": pd.Series(["x"])}, cands, bought, baseline="nope")

@@ -18,6 +18,7 @@ from cadence.models.recommenders import (
     BlendRecommender,
     CooccurrenceRecommender,
     ImplicitRecommender,
+    LearnedBlendRecommender,
     PopularityRecommender,
     RecentlyViewedRecommender,
     Recommender,
@@ -200,3 +201,101 @@ def test_top_k_matches_a_full_stable_sort(seed: int, k: int) -> None:
         g = got[got.customer_id == c]
         assert g["product_id"].tolist() == list(rec.product_ids_[order])
         assert g["score"].tolist() == list(row[order])
+
+
+# ---------------------------------------------------------------- pair scores and the learned blend
+@pytest.mark.parametrize("est", FAMILIES, ids=_name)
+def test_pair_scores_are_the_scores_recommend_ranks_by(est: Recommender) -> None:
+    rec = clone(est).fit(DATA)
+    ids = ["a", "b", "c", "d", "stranger"]
+    full = rec.recommend(ids, k=len(rec.product_ids_))
+    got = rec.score_pairs(full["customer_id"].tolist(), full["product_id"].tolist())
+    np.testing.assert_allclose(got, full["score"].to_numpy(), rtol=1e-5, atol=1e-6)  # float32 factors
+    # Pairs recommend leaves out score -inf; an unknown product too.
+    listed = set(zip(full["customer_id"], full["product_id"], strict=True))
+    rest = [(c, p) for c in ids for p in [*rec.product_ids_, "unknown"] if (c, p) not in listed]
+    if rest:
+        assert np.isneginf(rec.score_pairs([c for c, _ in rest], [p for _, p in rest])).all()
+
+
+def _label_data() -> InteractionData:
+    """Sixty customers over two months; the fit learns from what they bought in the last 30 days."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(60):
+        for j in range(6):
+            day = int(rng.integers(1, 59))
+            # Customers of the first half buy x-y-z, the second half u-v-w: repeat buyers of their own group.
+            group = "xyz" if i < 30 else "uvw"
+            rows.append((f"o{i}-{j}", f"c{i}", group[int(rng.integers(0, 3))],
+                         pd.Timestamp("2025-01-01", tz="UTC") + pd.Timedelta(days=day)))
+    orders = pd.DataFrame({"order_id": [r[0] for r in rows], "customer_id": [r[1] for r in rows],
+                           "revenue": 1.0, "ts": [r[3] for r in rows]})
+    items = pd.DataFrame({"order_id": [r[0] for r in rows], "product_id": [r[2] for r in rows]})
+    con, t = duckdb_tables({"orders": orders, "order_items": items})
+    return load_interactions(con, t, AS_OF, label_days=30)
+
+
+LABELLED = _label_data()
+
+
+def _learned(**kw: Any) -> LearnedBlendRecommender:
+    return LearnedBlendRecommender([("pop", PopularityRecommender()), ("co", CooccurrenceRecommender()),
+                                    ("recent", RecentlyViewedRecommender())], random_state=0, **kw)
+
+
+def test_learned_blend_scikit_learn_contract() -> None:
+    est = _learned()
+    check_no_attributes_set_in_init(type(est).__name__, est)
+    before = set(vars(est))
+    twin = clone(est)
+    assert twin.get_params()["pop__signal"] == "purchases" and twin.get_params(deep=False)["depth"] == 50
+    with pytest.raises(NotFittedError):
+        twin.recommend(["c0"], k=2)
+    assert twin.fit(LABELLED) is twin
+    fitted = set(vars(twin)) - before
+    assert all(a.endswith("_") for a in fitted), sorted(fitted)
+    assert not hasattr(est, "estimator_")
+    assert twin.feature_names_[:3] == ["score_pop", "score_co", "score_recent"]
+    assert 0 < twin.n_train_positives_ < twin.n_train_pairs_
+    twin.set_params(co__source="orders", depth=5)
+    assert twin.recommenders[1][1].source == "orders" and twin.depth == 5
+
+
+def test_learned_blend_ranks_by_purchase_probability() -> None:
+    rec = _learned().fit(LABELLED)
+    out = rec.recommend([f"c{i}" for i in range(60)], k=3)
+    assert out["score"].between(0, 1).all()
+    # Each group's customers get their own group's products first (they rebuy within the group).
+    first = out[out["rank"] == 1].set_index("customer_id")["product_id"]
+    assert first[[f"c{i}" for i in range(30)]].isin(list("xyz")).mean() >= 0.9
+    assert first[[f"c{i}" for i in range(30, 60)]].isin(list("uvw")).mean() >= 0.9
+    np.testing.assert_allclose(rec.score_pairs(out["customer_id"].tolist(), out["product_id"].tolist()),
+                               out["score"].to_numpy())
+    again = _learned().fit(LABELLED).recommend([f"c{i}" for i in range(60)], k=3)
+    pd.testing.assert_frame_equal(out, again)  # seeded
+
+
+def test_learned_blend_needs_a_time_split_with_both_outcomes() -> None:
+    with pytest.raises(ValueError, match=r"load_interactions\(\.\.\., label_days=\.\.\.\)"):
+        _learned().fit(DATA)
+    nobody = InteractionData(LABELLED.as_of, LABELLED.interactions, LABELLED.cooccurrence,
+                             LABELLED.bought_together, LABELLED.earlier, LABELLED.labels.iloc[:0])
+    with pytest.raises(ValueError, match="labels: 0 of .* candidate pairs were bought"):
+        _learned().fit(nobody)
+    with pytest.raises(ValueError, match="earlier and labels come together"):
+        InteractionData(LABELLED.as_of, LABELLED.interactions, LABELLED.cooccurrence, LABELLED.bought_together,
+                        LABELLED.earlier, None)
+
+
+@pytest.mark.parametrize("est", [ImplicitRecommender("als", factors=4, random_state=0),
+                                 ImplicitRecommender("bpr", factors=4, random_state=0), RecentlyViewedRecommender()],
+                         ids=_name)
+@pytest.mark.parametrize("exclude", [None, "seen"])
+def test_fast_paths_match_the_dense_top_k(est: Recommender, exclude: str | None) -> None:
+    rec = clone(est).fit(DATA)
+    ids = ["a", "b", "c", "d", "stranger", "a"]
+    fast = rec.recommend(ids, k=3, exclude=exclude)
+    dense = Recommender.recommend(rec, ids, k=3, exclude=exclude)
+    pd.testing.assert_frame_equal(fast[["customer_id", "product_id", "rank"]], dense[["customer_id", "product_id", "rank"]])
+    np.testing.assert_allclose(fast["score"], dense["score"], rtol=1e-5, atol=1e-6)

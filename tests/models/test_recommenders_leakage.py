@@ -17,6 +17,7 @@ from cadence.models.recommenders import (
     BlendRecommender,
     CooccurrenceRecommender,
     ImplicitRecommender,
+    LearnedBlendRecommender,
     PopularityRecommender,
     RecentlyViewedRecommender,
 )
@@ -34,6 +35,8 @@ def _recommenders() -> dict[str, Any]:
         "bpr": ImplicitRecommender("bpr", factors=8, iterations=5, random_state=0),
         "bm25": ImplicitRecommender("bm25"),
         "blend": BlendRecommender([("p", PopularityRecommender()), ("r", RecentlyViewedRecommender())]),
+        "learned": LearnedBlendRecommender([("p", PopularityRecommender()), ("r", RecentlyViewedRecommender()),
+                                            ("c", CooccurrenceRecommender())], random_state=0),
     }
 
 
@@ -47,7 +50,8 @@ def shop() -> dict[str, pd.DataFrame]:
 
 def _recommend_all(frames: dict[str, pd.DataFrame], customers: list[str]) -> dict[str, pd.DataFrame]:
     con, tables = duckdb_tables(frames)
-    data = load_interactions(con, tables, AS_OF)
+    # With a time split inside the history for the learned blend (the others ignore it).
+    data = load_interactions(con, tables, AS_OF, label_days=30)
     return {name: est.fit(data).recommend(customers, k=10) for name, est in _recommenders().items()}
 
 
