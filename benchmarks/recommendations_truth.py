@@ -40,10 +40,10 @@ def main() -> None:
     print(truth.groupby("rule")[["conversion", "click", "relevance", "messages"]].mean().round(4).to_string())
     for metric in ("conversion", "click"):
         for est in ("pi", "exact"):
-            per_seed, summary = differences(study, metric, est)
+            summary = pd.concat([differences(study, metric, est, model=m)[1] for m in ("model", "model_views")])
             print(f"\n## {metric}: true paired differences (95% t-interval over seeds), coverage of the {est} estimate")
             print(summary.round(4).to_string(index=False))
-    per_seed, _ = differences(study, "conversion", "pi")
+    per_seed = pd.concat([differences(study, "conversion", "pi", model=m)[0] for m in ("model", "model_views")])
     print("\n## per seed, conversion, pi")
     print(per_seed.round(4).to_string(index=False))
     print("\n## NDCG@10 against the true relevance (mean over seeds)")

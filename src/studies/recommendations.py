@@ -32,7 +32,7 @@ Examples
 >>> cfg = ShopConfig(customers=300, days=120, seed=1, tastes=Tastes())
 >>> res = run_seed(cfg, model="popularity", ndcg_rows=50)
 >>> sorted(res["truth"]["rule"])
-['logging', 'model', 'popularity', 'recently_viewed']
+['logging', 'model', 'model_views', 'popularity', 'recently_viewed']
 """
 
 from __future__ import annotations
@@ -46,7 +46,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cadence.evaluation.items import candidate_pairs, evaluate_item_rules, item_rows, top_within_candidates
+from cadence.evaluation.items import (
+    candidate_pairs,
+    evaluate_item_rules,
+    item_rows,
+    top_within_candidates,
+)
 from cadence.features.interactions import load_interactions
 from cadence.features.purchases import duckdb_tables
 from cadence.models.recommenders import (
@@ -61,7 +66,7 @@ from cadence.synthetic.world import iter_world
 
 #: A scorer: (customer ids, product ids, times) of candidate pairs -> scores (higher is better).
 PairScorer = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
-RULES: tuple[str, ...] = ("recently_viewed", "popularity", "model")
+RULES: tuple[str, ...] = ("recently_viewed", "popularity", "model", "model_views")
 MODELS: tuple[str, ...] = ("learned_blend", "als", "cooccurrence", "popularity")
 _TABLES = ("events", "orders", "order_items")
 
@@ -109,6 +114,20 @@ def recently_viewed_scorer(events: pd.DataFrame) -> PairScorer:
             if j >= lo:
                 out[i] = float(secs[j])
         return out
+    return score
+
+
+def viewed_first_scorer(viewed: PairScorer, model: PairScorer) -> PairScorer:
+    """The candidates viewed before ``t`` first, each group ranked by the model's score.
+
+    The model is fitted once, before the split; this lets it use the one
+    live signal the straw man has (what was viewed up to the trigger), the
+    way :class:`~cadence.policies.items.ItemSelector` pins a trigger's own
+    products before ranking by predicted interest.
+    """
+    def score(c: np.ndarray, p: np.ndarray, t: np.ndarray) -> np.ndarray:
+        m = np.nan_to_num(np.asarray(model(c, p, t), dtype=float), nan=-1e11, neginf=-1e11, posinf=1e11)
+        return np.where(np.isfinite(viewed(c, p, t)), 1e12, 0.0) + m
     return score
 
 
@@ -203,8 +222,9 @@ def run_seed(cfg: ShopConfig, *, split: float = 0.5, model: str = "learned_blend
     data = load_interactions(con, tables, start, label_days=max(14.0, cfg.days * split / 4))
     pop = PopularityRecommender().fit(data)
     rec = pop if model == "popularity" else model_recommender(model, cfg.seed).fit(data)
-    scorers = {"recently_viewed": recently_viewed_scorer(frames["events"]), "popularity": recommender_scorer(pop),
-               "model": recommender_scorer(rec)}
+    viewed = recently_viewed_scorer(frames["events"])
+    scorers = {"recently_viewed": viewed, "popularity": recommender_scorer(pop), "model": recommender_scorer(rec)}
+    scorers["model_views"] = viewed_first_scorer(viewed, scorers["model"])
     t_fit = time.perf_counter()
 
     # Offline: the logged messages with items sent at or after the split (never the truth).
@@ -254,18 +274,22 @@ def recommendation_study(seeds: Iterable[int], make_config: Callable[[int], Shop
 
 
 def differences(study: dict[str, pd.DataFrame], metric: str = "conversion", estimator: str = "pi",
-                alpha: float = 0.05) -> pd.DataFrame:
-    """Per seed and difference (``model - recently_viewed``, ``model - popularity``): truth, estimate, covered."""
+                alpha: float = 0.05, model: str = "model") -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per seed and difference (``<model> - recently_viewed``, ``<model> - popularity``): truth, estimate, covered.
+
+    Returns ``(per_seed, summary)``; the summary's ``true_lower``/``true_upper``
+    are a t-interval of the mean true difference over seeds.
+    """
     from scipy import stats
 
     truth = study["truth"].pivot(index="seed", columns="rule", values=metric)
     est = study["estimates"]
     rows = []
     for base in ("recently_viewed", "popularity"):
-        name = f"model - {base}"
+        name = f"{model} - {base}"
         e = est[(est["metric"] == metric) & (est["estimator"] == estimator) & (est["rule"] == name)].set_index("seed")
         for seed in truth.index:
-            true = float(truth.loc[seed, "model"] - truth.loc[seed, base])
+            true = float(truth.loc[seed, model] - truth.loc[seed, base])
             rows.append({"seed": seed, "difference": name, "true": true, "estimate": e.loc[seed, "estimate"],
                          "lower": e.loc[seed, "lower"], "upper": e.loc[seed, "upper"],
                          "covered": bool(e.loc[seed, "lower"] <= true <= e.loc[seed, "upper"])})
@@ -277,8 +301,9 @@ def differences(study: dict[str, pd.DataFrame], metric: str = "conversion", esti
     half = z * summary["true_sd"] / np.sqrt(summary["seeds"])
     summary.insert(3, "true_lower", summary["true_mean"] - half)
     summary.insert(4, "true_upper", summary["true_mean"] + half)
-    return per_seed, summary  # type: ignore[return-value]
+    return per_seed, summary
 
 
 __all__ = ["ItemRulePolicy", "MODELS", "RULES", "choose_items", "differences", "model_recommender", "ndcg_at",
-           "recently_viewed_scorer", "recommendation_study", "recommender_scorer", "run_seed", "true_per_message"]
+           "recently_viewed_scorer", "recommendation_study", "recommender_scorer", "run_seed", "true_per_message",
+           "viewed_first_scorer"]
