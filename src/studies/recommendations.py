@@ -28,11 +28,13 @@ This is a study: it reads the truth; the estimators it checks do not.
 
 Examples
 --------
->>> from cadence.synthetic import ShopConfig, Tastes
->>> cfg = ShopConfig(customers=300, days=120, seed=1, tastes=Tastes())
->>> res = run_seed(cfg, model="popularity", ndcg_rows=50)
->>> sorted(res["truth"]["rule"])
-['logging', 'model', 'model_views', 'popularity', 'recently_viewed']
+The whole study takes a minute per seed (``benchmarks/recommendations_truth.py``);
+its pieces are small, e.g. NDCG@10 of a ranking against graded gains:
+
+>>> import numpy as np
+>>> row, pos = np.array([0, 0, 0]), np.array([0, 1, 2])
+>>> ndcg_at(np.array([3.0, 2.0, 1.0]), np.array([0.0, 1.0, 2.0]), row, pos, 1).round(3).tolist()
+[0.62]
 """
 
 from __future__ import annotations
@@ -89,7 +91,7 @@ def model_recommender(name: str, seed: int = 0) -> Recommender:
 def recommender_scorer(rec: Recommender) -> PairScorer:
     """Scores of a fitted recommender (time-independent: it knows only what came before its ``as_of``)."""
     def score(c: np.ndarray, p: np.ndarray, t: np.ndarray) -> np.ndarray:
-        return rec.score_pairs(c.astype(str), p.astype(str))
+        return rec.score_pairs(c.astype(str).tolist(), p.astype(str).tolist())
     return score
 
 
@@ -102,7 +104,7 @@ def recently_viewed_scorer(events: pd.DataFrame) -> PairScorer:
     keys = frame["key"].to_numpy(dtype=object)
     secs = frame["s"].to_numpy(np.int64)
     index = pd.Index(pd.unique(keys))
-    code = index.get_indexer(keys)
+    code = index.get_indexer(pd.Index(keys))
     starts = np.searchsorted(code, np.arange(len(index) + 1))
 
     def score(c: np.ndarray, p: np.ndarray, t: np.ndarray) -> np.ndarray:
