@@ -15,7 +15,8 @@ Conventions
   ``messages.items_propensity`` is the probability with which the policy
   chose that set of items given the send (so the joint probability of the
   logged decision is ``propensity * items_propensity``) and the optional
-  ``messages.item_candidates`` the candidate set it chose them from.
+  ``messages.item_candidates`` the trigger's candidate set they were chosen
+  from (logged for holds too).
 
 Examples
 --------
@@ -247,8 +248,8 @@ TABLES: dict[str, Table] = {
                 # Probability with which the policy chose the shown ``items`` given the send (the
                 # action's own is ``propensity``); absent or null when items were not randomised.
                 _opt("items_propensity", "float", min_value=0.0, min_exclusive=True, max_value=1.0),
-                # The products the message could have shown (``|``-joined), when its items were
-                # chosen among a candidate set: what item-level off-policy estimators need.
+                # The products the message could show (``|``-joined): the trigger's candidate set,
+                # context logged for sends and holds alike; what item-level off-policy estimators need.
                 _opt("item_candidates", "str"),
             ),
             key=("message_id",),

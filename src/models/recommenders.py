@@ -419,7 +419,7 @@ class PopularityRecommender(Recommender):
         if per_customer or isinstance(customer_ids, str) or len(customer_ids) == 0:
             return super().recommend(customer_ids, k, candidates, exclude)
         ids = np.asarray([str(c) for c in customer_ids], dtype=object)
-        one = super().recommend(ids[:1], k, candidates, exclude)
+        one = super().recommend(list(ids[:1]), k, candidates, exclude)
         n = len(one)
         return pd.DataFrame({"customer_id": np.repeat(ids, n), "product_id": np.tile(one["product_id"].to_numpy(), len(ids)),
                              "rank": np.tile(one["rank"].to_numpy(), len(ids)),

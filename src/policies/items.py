@@ -122,7 +122,10 @@ class ItemSelector(BaseEstimator):
         Price drops, restocks and arrivals this many days before a trigger
         form its pool.
     pool_size : int
-        At most the latest ``pool_size`` changes in that window.
+        At most the latest ``pool_size`` changes in that window. Each is
+        scored for the recipient, so a change stage costs triggers x
+        ``pool_size`` pair scores (at 200 a million-customer run spent most
+        of its selection time there).
 
     Attributes
     ----------
@@ -151,7 +154,7 @@ class ItemSelector(BaseEstimator):
 
     def __init__(self, recommender: Any, *, matcher: SearchMatcher | None = None,
                  n_items: int | Mapping[str, int] = 3, n_similar: int = 20, match_depth: int = 20,
-                 change_days: float = 14.0, pool_size: int = 200):
+                 change_days: float = 14.0, pool_size: int = 50):
         self.recommender = recommender
         self.matcher = matcher
         self.n_items = n_items
@@ -265,9 +268,10 @@ class ItemSelector(BaseEstimator):
 
     # ------------------------------------------------------------------ select
     def _n_items(self, stages: np.ndarray) -> np.ndarray:
-        if isinstance(self.n_items, dict):
-            return pd.Series(stages).map(lambda s: self.n_items.get(s, 3)).to_numpy(np.int64)
-        return np.full(len(stages), int(self.n_items), np.int64)
+        n = self.n_items
+        if isinstance(n, Mapping):
+            return pd.Series(stages).map(lambda s: n.get(s, 3)).to_numpy(np.int64)
+        return np.full(len(stages), int(n), np.int64)
 
     def select(self, candidates: pd.DataFrame) -> pd.Series:
         """The products each candidate's message shows: ``|``-joined ids, best first (``""``: none).
@@ -304,7 +308,7 @@ class ItemSelector(BaseEstimator):
         universe = np.concatenate([self.product_ids_, np.asarray(new_ids, dtype=object)])
         rec_cols = np.concatenate([self.recommender_cols_, np.full(len(new_ids), -1)])
         if len(new_ids):
-            trig_code[trig_code < 0] = len(self.product_ids_) + pd.Index(new_ids).get_indexer(trig_ids[trig_code < 0])
+            trig_code[trig_code < 0] = len(self.product_ids_) + pd.Index(new_ids).get_indexer(pd.Index(trig_ids[trig_code < 0]))
         cust_rows = self.recommender_._rows(cand["customer_id"].astype(str).to_numpy(dtype=object))
 
         rows, codes, prio, key1, key2 = [], [], [], [], []
@@ -374,7 +378,8 @@ class ItemSelector(BaseEstimator):
             r = top[owner]
             add(r, self._codes(rec["product_id"].to_numpy(dtype=object)[idx]), _RANKED,
                 rec["rank"].to_numpy(np.float64)[idx], np.zeros(len(idx)))
-        r, c, p, k1, k2 = (np.concatenate(x) for x in (rows, codes, prio, key1, key2))
+        r, c = np.concatenate(rows).astype(np.int64), np.concatenate(codes).astype(np.int64)
+        p, k1, k2 = np.concatenate(prio), np.concatenate(key1), np.concatenate(key2)
         excluded = rule[trig_row] == "top_without_trigger"  # follow-up: not what was just bought
         if excluded.any():
             keep = ~np.isin(r * len(universe) + c, trig_row[excluded] * len(universe) + trig_code[excluded])

@@ -460,11 +460,6 @@ def draw_sessions(cfg: ShopConfig, cat: Catalog, pp: People, rng: np.random.Gene
     cats = np.where(sc >= 0, sc, cats)
     if taste is None:
         ev_product[free] = sampler.sample_in(rng, cats, ev_s[free], in_stock=False)
-    else:
-        from cadence.synthetic.tastes import choose
-
-        ev_product[free] = choose(cfg, taste[0], taste[1], cat, ev_cust[free], ev_s[free], taste[2], in_stock=False,
-                                  category=sc)
     # Cart adds in non-purchase sessions: the first viewed products, if in stock.
     view_idx = np.flatnonzero(is_view)
     first_view = np.searchsorted(view_idx, first)
@@ -475,10 +470,8 @@ def draw_sessions(cfg: ShopConfig, cat: Catalog, pp: People, rng: np.random.Gene
     if taste is None:
         fallback = sampler.sample(rng, pp.affinity_cum[ev_cust[fa]], ev_s[fa], True)
     else:
-        from cadence.synthetic.tastes import choose
-
         fallback = np.full(len(fa), -1, np.int64)
-        fallback[~same] = choose(cfg, taste[0], taste[1], cat, ev_cust[fa[~same]], ev_s[fa[~same]], taste[2], in_stock=True)
+        _taste_views_and_carts(cfg, cat, taste, ev_cust, ev_s, ev_product, free, sc, fa[~same], fallback, ~same)
     ev_product[fa] = np.where(same, ev_product[view_idx[src]], fallback)
     drop_add = is_add & ~in_order
     drop_add[drop_add] = ~cat.in_stock_at(ev_product[drop_add], ev_s[drop_add])
@@ -498,6 +491,22 @@ def draw_sessions(cfg: ShopConfig, cat: Catalog, pp: People, rng: np.random.Gene
         a[perm] for a in (ev_cust, ev_s, ev_type, ev_product, ev_query, ev_results, ev_session)
     )
     return ev_cust, ev_s, ev_type, ev_product, ev_query, ev_results, ev_session
+
+def _taste_views_and_carts(cfg: ShopConfig, cat: Catalog, taste: Taste, ev_cust: np.ndarray, ev_s: np.ndarray,
+                           ev_product: np.ndarray, free: np.ndarray, search_cat: np.ndarray, carts: np.ndarray,
+                           fallback: np.ndarray, fill: np.ndarray) -> None:
+    """Free product views and fallback cart adds by taste, from one pass over the catalogue (in place)."""
+    from cadence.synthetic.tastes import mix, static_draws
+
+    it, ct, trng = taste
+    q = np.r_[free, carts]
+    nv = len(free)
+    category = np.r_[search_cat, np.full(len(carts), -1)]
+    static, u = static_draws(cfg, it, ct, ev_cust[q], ev_s[q], trng, np.arange(len(q)) >= nv, category)
+    ev_product[free] = mix(cfg, it, ct, cat, ev_cust[free], ev_s[free], static[:nv, :1], u[:nv, :1], False,
+                           search_cat)
+    fallback[fill] = mix(cfg, it, ct, cat, ev_cust[carts], ev_s[carts], static[nv:], u[nv:], True)
+
 
 def observable_traits(cfg: ShopConfig, pp: People, browse_rate: np.ndarray) -> dict[str, np.ndarray]:
     """The standardised traits of :data:`~cadence.synthetic.config.OBSERVABLE_TRAITS` (fixed transforms,

@@ -139,14 +139,16 @@ def _log_weight(spec: Tastes, it: ItemTastes, ct: CustomerTastes, cust: np.ndarr
 
 
 def _scan(spec: Tastes, it: ItemTastes, ct: CustomerTastes, cust: np.ndarray, t: np.ndarray,
-          u: np.ndarray | None = None, category: np.ndarray | None = None) -> tuple[np.ndarray, ...]:
+          u: np.ndarray | None = None, category: np.ndarray | None = None,
+          tries: np.ndarray | None = None) -> tuple[np.ndarray, ...]:
     """Mass of the products existing at ``t`` for each query, and draws from them.
 
     Returns ``(mass, shift, draws)``: ``mass = sum_{j in E(t)} exp(log w_cj - shift_c)``,
     ``shift_c`` the customer's largest log weight, and ``draws`` (n, T)
     products drawn in proportion to ``w`` among existing ones (within
     ``category`` where it is >= 0), one per column of the uniforms ``u``
-    (n, T, 2): the first picks the category, the second the product.
+    (n, T, 2): the first picks the category, the second the product; with
+    ``tries`` (n,) a query gets only its first ``tries`` draws (-1 after).
     """
     n_q, n_cat, n_p = len(cust), len(CATEGORY_NAMES), it.n
     mass, shift = np.zeros(n_q), np.zeros(n_q)
@@ -183,26 +185,28 @@ def _scan(spec: Tastes, it: ItemTastes, ct: CustomerTastes, cust: np.ndarray, t:
         starts = it.cat_start[:-1]
         m = cum[row[:, None], starts[None, :] + n_exist[qs]] - cum[row[:, None], starts[None, :]]
         mass[qs], shift[qs] = m.sum(axis=1), top[row]
+        cm_all = np.cumsum(m, axis=1)
         for j in range(n_try):
-            uj = u[qs, j]  # type: ignore[index]
-            cm = np.cumsum(m, axis=1)
-            k = np.minimum((cm < (uj[:, 0] * mass[qs])[:, None]).sum(axis=1), n_cat - 1)
-            k = np.where(m[np.arange(len(qs)), k] > 0, k, np.argmax(m, axis=1))  # float edge: an empty category
+            sel = np.flatnonzero(tries[qs] > j) if tries is not None else np.arange(len(qs))
+            qj, rj, mj = qs[sel], row[sel], m[sel]
+            uj = u[qj, j]  # type: ignore[index]
+            k = np.minimum((cm_all[sel] < (uj[:, 0] * mass[qj])[:, None]).sum(axis=1), n_cat - 1)
+            k = np.where(mj[np.arange(len(qj)), k] > 0, k, np.argmax(mj, axis=1))  # float edge: an empty category
             if category is not None:
-                fixed = category[qs]
-                usable = (fixed >= 0) & (m[np.arange(len(qs)), np.maximum(fixed, 0)] > 0)
+                fixed = category[qj]
+                usable = (fixed >= 0) & (mj[np.arange(len(qj)), np.maximum(fixed, 0)] > 0)
                 k = np.where(usable, fixed, k)
             lo = it.cat_start[k].astype(np.int64)
-            hi = lo + n_exist[qs, k]
-            x = cum[row, lo] + uj[:, 1] * (cum[row, hi] - cum[row, lo])
+            hi = lo + n_exist[qj, k]
+            x = cum[rj, lo] + uj[:, 1] * (cum[rj, hi] - cum[rj, lo])
             # Bisection: the largest position p in [lo, hi) with cum[p] <= x has a positive weight.
             for _ in range(steps):
                 mid = (lo + hi) // 2
-                go = (hi - lo > 1) & (cum[row, mid] <= x)
+                go = (hi - lo > 1) & (cum[rj, mid] <= x)
                 stay = (hi - lo > 1) & ~go
                 lo = np.where(go, mid, lo)
                 hi = np.where(stay, mid, hi)
-            draws[qs, j] = it.order[np.minimum(lo, n_p - 1)]
+            draws[qj, j] = it.order[np.minimum(lo, n_p - 1)]
     return mass, shift, draws
 
 
@@ -237,17 +241,18 @@ def _share(spec: Tastes, k_total: np.ndarray) -> np.ndarray:
 
 
 def static_draws(cfg: ShopConfig, it: ItemTastes, ct: CustomerTastes, cust: np.ndarray, t: np.ndarray,
-                 rng: np.random.Generator, in_stock: bool,
+                 rng: np.random.Generator, in_stock: bool | np.ndarray,
                  category: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The taste part of choices (it does not depend on purchase history): draws and the mixture uniforms.
 
     Returns ``(static, u)``: (n, T) products drawn from ``w`` among those
-    existing at ``t`` and (n, T, 4) uniforms, ``T = TASTE_TRIES`` when
-    ``in_stock`` else 1.
+    existing at ``t`` and (n, T, 4) uniforms, ``T = TASTE_TRIES`` where
+    ``in_stock`` (a flag, or one per query) else 1 (later columns -1).
     """
-    tries = TASTE_TRIES if in_stock else 1
-    u = rng.random((len(cust), tries, 4))
-    _, _, static = _scan(_spec(cfg), it, ct, cust, t, u[:, :, :2], category)
+    need = np.broadcast_to(np.asarray(in_stock, bool), (len(cust),))
+    tries = np.where(need, TASTE_TRIES, 1)
+    u = rng.random((len(cust), int(tries.max()) if len(cust) else 1, 4))
+    _, _, static = _scan(_spec(cfg), it, ct, cust, t, u[:, :, :2], category, tries)
     return static, u
 
 

@@ -53,7 +53,6 @@ ArrayLike = np.ndarray | pd.Series | list[str] | tuple[str, ...]
 _FIRST = ("Ada", "Ben", "Chloe", "Dev", "Elif", "Femi", "Gus", "Hana", "Ivan", "Jun", "Kemi", "Lea")
 _LAST = ("Smith", "Okafor", "Garcia", "Müller", "Rossi", "Tanaka", "Nguyen", "Kowalski", "Silva", "Dubois")
 _EVENT_CODE_TO_NAME = {v: k for k, v in EV.items()}
-_NULL = np.array(None, dtype=object)
 
 
 # ---------------------------------------------------------------- ids and times
@@ -238,13 +237,12 @@ def _chunk_tables(cfg: ShopConfig, cat: Catalog, bb: Backbone, out: Outcomes, po
                                        pa.array(np.where(fu.send[f], out.items[f], np.array(None, dtype=object)), pa.string()))
             follow = follow.append_column("items_propensity", pa.array(
                 np.where(fu.send[f], out.items_propensity[f], np.nan), mask=~fu.send[f] | np.isnan(out.items_propensity[f])))  # type: ignore[index]
-            follow = follow.append_column("item_candidates", pa.array(
-                np.where(fu.send[f] & pd.notna(out.items[f]), out.item_candidates[f], _NULL), pa.string()))  # type: ignore[index]
+            follow = follow.append_column("item_candidates", pa.array(out.item_candidates[f], pa.string()))  # type: ignore[index]
     if out.items_propensity is not None:
         messages = messages.append_column("items_propensity", pa.array(
             out.items_propensity, mask=np.isnan(out.items_propensity)))
-        messages = messages.append_column("item_candidates", pa.array(
-            np.where(pd.notna(out.items), out.item_candidates, _NULL), pa.string()))  # type: ignore[arg-type]
+        # Context, not decision: logged for sends and holds alike, so it does not reveal the action.
+        messages = messages.append_column("item_candidates", pa.array(out.item_candidates, pa.string()))
     if len(f):
         messages = pa.concat_tables([messages, follow.cast(messages.schema)])
     truth_customers = pa.table({
