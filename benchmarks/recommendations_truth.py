@@ -30,9 +30,13 @@ def main() -> None:
     warnings.filterwarnings("ignore")
     pd.set_option("display.width", 200)
     t0 = time.perf_counter()
-    study = recommendation_study(range(1, args.seeds + 1),
-                                 lambda s: ShopConfig(customers=args.customers, days=args.days, seed=s, tastes=Tastes()),
-                                 model=args.model)
+    parts = []
+    for seed in range(1, args.seeds + 1):
+        parts.append(recommendation_study([seed], lambda s: ShopConfig(customers=args.customers, days=args.days,
+                                                                       seed=s, tastes=Tastes()), model=args.model))
+        truth = parts[-1]["truth"].set_index("rule")["conversion"].round(4).to_dict()
+        print(f"seed {seed} done at {time.perf_counter() - t0:.0f} s: {truth}", flush=True)
+    study = {key: pd.concat([p[key] for p in parts], ignore_index=True) for key in parts[0]}
     print(f"# {args.seeds} seeds x {args.customers} customers x {args.days} days, model={args.model}, "
           f"{time.perf_counter() - t0:.0f} s")
     truth = study["truth"]

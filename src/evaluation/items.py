@@ -16,6 +16,9 @@ with per-row weights ``w`` times the logged outcome:
   additive over the shown items (each item adds its own term); it uses every
   logged set that overlaps ``T``, so its variance is far below the exact-set
   estimator's. Rows with ``m <= k`` showed every candidate: ``w = 1``.
+  When the outcome is not additive (a response to the items' *mean*
+  relevance through a link function), PI is biased for rules far from the
+  logging; the exact-set estimator is the unbiased check.
 * :func:`exact_set_weights`, the exact-set IPS ``1{T = S} / items_propensity``:
   unbiased for any outcome, but only the rows whose logged set is exactly
   ``T`` (one in ``binom(m, k)``) count.

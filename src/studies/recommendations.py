@@ -11,7 +11,9 @@ For each seed of a shop with latent tastes (:class:`~cadence.synthetic.config.Ta
    item_candidates** by a score: ``recently_viewed`` (the customer's last
    view of the product strictly before the trigger, read from the logged
    events at the trigger: the straw man, fully up to date), ``popularity``
-   and ``model`` (scores of recommenders fitted before ``split``);
+   and ``model`` (scores of recommenders fitted before ``split``), and
+   ``model_views`` (:func:`viewed_first_scorer`: the candidates viewed before
+   the trigger first, each group ranked by the model);
 4. the offline estimate (:func:`cadence.evaluation.items.evaluate_item_rules`,
    pseudo-inverse and exact-set) of each rule and of ``model`` minus each
    baseline, on the logged messages with items sent at or after ``split``;
