@@ -26,7 +26,9 @@ purchase probability for the learned blend. Everything the selector knows
 was fitted before ``as_of`` (interactions, co-occurrence, catalogue changes,
 the products the matcher indexes); a trigger only adds its own context.
 Selection is vectorised: triggers become (trigger, product) pairs, scored
-at once and cut to ``n_items`` by one sort.
+at once and cut to ``n_items`` by one sort, in chunks of 200,000 triggers
+(the pairs of a million triggers would not fit in a few GB; the items are
+those of one call).
 
 Examples
 --------
