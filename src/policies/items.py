@@ -26,7 +26,9 @@ purchase probability for the learned blend. Everything the selector knows
 was fitted before ``as_of`` (interactions, co-occurrence, catalogue changes,
 the products the matcher indexes); a trigger only adds its own context.
 Selection is vectorised: triggers become (trigger, product) pairs, scored
-at once and cut to ``n_items`` by one sort.
+at once and cut to ``n_items`` by one sort, in chunks of 200,000 triggers
+(the pairs of a million triggers would not fit in a few GB; the items are
+those of one call).
 
 Examples
 --------
@@ -76,6 +78,7 @@ STAGE_RULES: Mapping[str, str] = {
 SELECT_COLUMNS: tuple[str, ...] = ("customer_id", "stage", "eligible_at", "products")
 _CHANGE_STAGES = ("price_drop", "back_in_stock", "new_arrivals")
 _PINNED, _RANKED = 0, 1
+_CHUNK = 200_000  # triggers selected at once: bounds the (trigger, product) pairs held in memory
 
 
 def _split(products: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -293,6 +296,20 @@ class ItemSelector(BaseEstimator):
         unknown = sorted(set(pd.unique(stages)) - set(STAGE_RULES))
         if unknown:
             raise ValueError(f"candidates: column 'stage' has unknown stages {unknown}")
+        if len(cand) <= _CHUNK:
+            return self._select(cand, None)
+        # In chunks of triggers: every pair of a chunk lives at once (tens of millions at a million triggers).
+        # The top-product depth is the whole call's, so a chunk ranks exactly what one call would.
+        follow = np.flatnonzero(pd.Series(stages).map(STAGE_RULES).to_numpy(dtype=object) == "top_without_trigger")
+        fr = _split(pd.Series(cand["products"].to_numpy()[follow], index=np.arange(len(follow))))[0]
+        extra = int(np.bincount(fr).max()) if len(fr) else 0
+        top = np.isin(pd.Series(stages).map(STAGE_RULES).to_numpy(dtype=object), ["top", "top_without_trigger"])
+        k_top = int(self._n_items(stages[top]).max()) + extra if top.any() else None
+        parts = [self._select(cand.iloc[i:i + _CHUNK], k_top) for i in range(0, len(cand), _CHUNK)]
+        return pd.concat(parts).rename("items")
+
+    def _select(self, cand: pd.DataFrame, k_top: int | None) -> pd.Series:
+        stages = cand["stage"].astype(str).to_numpy(dtype=object)
         rule = pd.Series(stages).map(STAGE_RULES).to_numpy(dtype=object)
         if (rule == "search").any() and "query" not in cand.columns:
             raise ValueError("candidates: missing column 'query' (search_abandon rows match it)")
@@ -368,7 +385,7 @@ class ItemSelector(BaseEstimator):
             extra = int(np.bincount(trig_row[follow]).max()) if follow.any() else 0
             ids = cand["customer_id"].astype(str).to_numpy(dtype=object)[top]
             uniq, inv = np.unique(ids, return_inverse=True)
-            k = int(self._n_items(stages[top]).max()) + extra
+            k = int(self._n_items(stages[top]).max()) + extra if k_top is None else k_top
             rec = self.recommender_.recommend(list(uniq), k=k)
             rc = np.searchsorted(uniq, rec["customer_id"].to_numpy(dtype=object))
             per = np.bincount(rc, minlength=len(uniq))
@@ -393,7 +410,12 @@ class ItemSelector(BaseEstimator):
         out = np.full(n, "", dtype=object)
         if not len(r):
             return out
-        order = np.lexsort((c, k2, k1, p, r))
+        # The order of lexsort((c, k2, k1, p, r)) with two keys: the floats replaced by their ranks (one sort
+        # each of fewer values) and packed with the integers into int64 (a third less time than five keys).
+        u1, rank1 = np.unique(k1, return_inverse=True)
+        u2, rank2 = np.unique(k2, return_inverse=True)
+        order = np.lexsort((rank2.astype(np.int64) * (int(c.max()) + 1) + c,
+                            (r * 2 + p.astype(np.int64)) * len(u1) + rank1))
         r, c = r[order], c[order]
         # The first occurrence of a product in a row wins (a pinned product is not repeated as a similar one).
         keep = ~pd.Series(r * len(universe) + c).duplicated().to_numpy()  # a hash, not another sort

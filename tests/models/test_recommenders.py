@@ -299,3 +299,26 @@ def test_fast_paths_match_the_dense_top_k(est: Recommender, exclude: str | None)
     dense = Recommender.recommend(rec, ids, k=3, exclude=exclude)
     pd.testing.assert_frame_equal(fast[["customer_id", "product_id", "rank"]], dense[["customer_id", "product_id", "rank"]])
     np.testing.assert_allclose(fast["score"], dense["score"], rtol=1e-5, atol=1e-6)
+
+
+def test_warm_als_refit_starts_from_the_earlier_factors() -> None:
+    """warm_iterations: the blend's second ALS fit starts from the earlier split's factors (fewer iterations)."""
+    als = ImplicitRecommender("als", factors=4, iterations=10, random_state=0, warm_iterations=2)
+    rec = LearnedBlendRecommender([("pop", PopularityRecommender()), ("als", als)], random_state=0).fit(LABELLED)
+    final = rec.recommenders_[1][1]
+    assert final.model_.iterations == 2 and list(final.customer_ids_) == sorted(final.customer_ids_)
+    early = ImplicitRecommender("als", factors=4, iterations=10, random_state=0).fit(LABELLED.earlier)
+    # Two more iterations from the earlier factors stay close to them; a fresh 2-iteration fit would not start there.
+    both = np.isin(final.product_ids_, early.product_ids_)
+    moved = np.abs(final.model_.item_factors[both] - early.model_.item_factors).max()
+    assert np.isfinite(final.model_.user_factors).all() and len(final.customer_ids_) >= len(early.customer_ids_)
+    assert moved < np.abs(early.model_.item_factors).max()
+    # It ranks each group's customers within their own group, as a cold fit does.
+    first = final.recommend([f"c{i}" for i in range(60)], k=1).set_index("customer_id")["product_id"]
+    cold = ImplicitRecommender("als", factors=4, iterations=10, random_state=0).fit(LABELLED)
+    ref = cold.recommend([f"c{i}" for i in range(60)], k=1).set_index("customer_id")["product_id"]
+    own = np.array([p in ("xyz" if i < 30 else "uvw") for i, p in enumerate(first)])
+    cold_own = np.array([p in ("xyz" if i < 30 else "uvw") for i, p in enumerate(ref)])
+    assert cold_own.mean() >= 0.9 and own.mean() >= 0.9
+    with pytest.raises(ValueError, match="warm_iterations"):
+        ImplicitRecommender(warm_iterations=0).fit(LABELLED)

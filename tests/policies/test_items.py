@@ -234,3 +234,20 @@ def test_rows_at_or_after_as_of_change_no_selection(synthetic: dict[str, pd.Data
     after = _select(full, candidates)
     assert (before[candidates["stage"] != "order_status"] != "").mean() > 0.8
     pd.testing.assert_series_equal(before, after)
+
+
+def test_selection_in_chunks_of_triggers_equals_one_call(synthetic: dict[str, pd.DataFrame],
+                                                         candidates: pd.DataFrame, monkeypatch: Any) -> None:
+    """Large calls are selected in chunks of triggers (bounded memory); the items are the same."""
+    import cadence.policies.items as items_mod
+
+    past = _cut(synthetic)
+    con, t = duckdb_tables({k: past[k] for k in ("events", "orders", "order_items")})
+    sel = _selector().fit(load_interactions(con, t, SHOP_AS_OF, label_days=30), past["products"],
+                          past["product_changes"])
+    cands = candidates.set_axis(np.arange(len(candidates))[::-1] * 3)  # an index of its own is kept
+    whole = sel.select(cands)
+    monkeypatch.setattr(items_mod, "_CHUNK", 37)
+    assert len(cands) > 3 * 37
+    pd.testing.assert_series_equal(sel.select(cands), whole)
+    assert (whole != "").mean() > 0.5
