@@ -96,7 +96,7 @@ FEATURE_INPUTS: tuple[str, ...] = ("customers", "orders", "order_items", "events
 
 
 def load_context(data_dir: PathLike, *, families: Sequence[str] = ("customer", "scores"),
-                 start: Any = None, end: Any = None, every: str = "7D", refit_every: int | None = 4,
+                 start: Any = None, end: Any = None, every: str = "7D", refit_days: float | None = 28.0,
                  scorer: Any = None, engine: str = "duckdb") -> PolicyContext:
     """The customer features and model scores of a data directory on a grid of times, for :meth:`PolicyContext.attach`.
 
@@ -114,9 +114,10 @@ def load_context(data_dir: PathLike, *, families: Sequence[str] = ("customer", "
     every
         Grid step (a pandas offset, ``"7D"``): the most a decision's context
         can be out of date.
-    refit_every
-        Refit the scoring models at every ``refit_every``-th time (``None``:
-        one fit at ``start``); a fit reads only orders before its time.
+    refit_days
+        Refit the scoring models every ``refit_days`` days of the grid
+        (:func:`~cadence.workflows.scores.score_snapshots`; ``None``: one fit
+        at ``start``); a fit reads only orders before its time.
     scorer
         A :class:`~cadence.models.scores.CustomerScorer` with the scoring
         settings (defaults otherwise).
@@ -144,7 +145,7 @@ def load_context(data_dir: PathLike, *, families: Sequence[str] = ("customer", "
     scores = None
     if "scores" in fams:
         scores = score_snapshots(con, {k: tables[k] for k in ("orders", "order_items") if k in tables}, times,
-                                 refit_every=refit_every, scorer=scorer)
+                                 refit_days=refit_days, scorer=scorer)
     return PolicyContext(customer=customer, scores=scores)
 
 
