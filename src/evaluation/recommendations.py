@@ -138,6 +138,17 @@ def ranking_metrics(recommendations: pd.DataFrame, purchases: pd.DataFrame, k: i
     return per[[*keys, "n_relevant", *METRICS]]
 
 
+
+def _names_and_baseline(named: Mapping[str, Any], baseline: str | None, what: str) -> tuple[list[str], str]:
+    """The names of ``named`` and the baseline among them (the first by default), or a clear error."""
+    if not named:
+        raise ValueError(f"{what}: give at least one")
+    names = list(named)
+    base = names[0] if baseline is None else baseline
+    if base not in named:
+        raise ValueError(f"baseline: {base!r} is not one of {names}")
+    return names, base
+
 def compare_recommenders(recommenders: Mapping[str, Recommender], data: InteractionData, purchases: pd.DataFrame,
                          *, k: int = 10, baseline: str | None = None, unit: Unit = "customer",
                          population: Population = "with_history", candidates: Any = None, exclude: Any = None,
@@ -195,12 +206,7 @@ def compare_recommenders(recommenders: Mapping[str, Recommender], data: Interact
     [['popular', 1.0], ['recent', 0.0]]
     """
     check_interval_args(alpha, "bootstrap", n_bootstrap)
-    if not recommenders:
-        raise ValueError("recommenders: give at least one")
-    names = list(recommenders)
-    base = names[0] if baseline is None else baseline
-    if base not in recommenders:
-        raise ValueError(f"baseline: {base!r} is not one of {names}")
+    names, base = _names_and_baseline(recommenders, baseline, "recommenders")
     if population not in ("with_history", "all"):
         raise ValueError(f"population: expected 'with_history' or 'all', got {population!r}")
     if not isinstance(data, InteractionData):
@@ -315,12 +321,7 @@ def stage_ranking_metrics(selections: Mapping[str, pd.Series], candidates: pd.Da
         raise ValueError(f"k must be a positive integer, got {k!r}")
     if not isinstance(horizon_days, int | float) or horizon_days <= 0:
         raise ValueError(f"horizon_days must be a positive number, got {horizon_days!r}")
-    if not selections:
-        raise ValueError("selections: give at least one")
-    names = list(selections)
-    base = names[0] if baseline is None else baseline
-    if base not in selections:
-        raise ValueError(f"baseline: {base!r} is not one of {names}")
+    names, base = _names_and_baseline(selections, baseline, "selections")
     for frame, name, need in ((candidates, "candidates", ("customer_id", "stage", "eligible_at")),
                               (purchases, "purchases", ("customer_id", "product_id", "ts"))):
         missing = [c for c in need if c not in frame.columns]
