@@ -228,13 +228,10 @@ def main() -> None:
     reps = -(-args.rows // log.n)
     cands = pd.concat([log.candidates] * reps, ignore_index=True).head(args.rows)
     policies = {}
-    import inspect
-
-    # The policy learner on the trigger's columns (the messages log carries no other context family).
-    trigger_only = {"context": ("trigger",)} if "context" in inspect.signature(UpliftPolicy).parameters else {}
     for kind in ("t", "dr"):
         t = time.perf_counter()
-        policies[kind] = UpliftPolicy(learner=kind, **(trigger_only if kind == "dr" else {})).fit(log)
+        # The policy learner on the trigger's columns (the messages log carries no other context family).
+        policies[kind] = UpliftPolicy(learner=kind, context=("trigger",)).fit(log)
         print(f"UpliftPolicy(learner={kind!r}) fitted on {log.n:,} logged rows in {time.perf_counter() - t:.1f} s")
     shop_learner = policies["dr"].learner_
     assert shop_learner is not None

@@ -14,7 +14,7 @@ sequence lift (:mod:`cadence.simulation.sequences`):
 * :class:`Clusters`: rows grouped into independent units (customers) for
   cluster bootstraps and cluster-robust normal intervals.
 * :func:`percentile_interval` (bootstrap replicates), :func:`normal_interval`
-  (CLT / delta method on influence values), :func:`z_interval`,
+  (CLT / delta method on influence values), :func:`z_interval`, :func:`t_interval` (a mean over seeds),
   :func:`sd_interval` (``value +- z * sd`` of replicates) and
   :func:`hajek_mean` (a weighted mean with its delta-method variance).
 * :func:`refit_replicates`: resamples that refit the reward model
@@ -213,6 +213,21 @@ def bootstrap_replicates(boot: PoissonBootstrap, cols: Sequence[RowValues], clus
 def z_interval(center: float, se: float, alpha: float) -> tuple[float, float, float]:
     z = float(stats.norm.ppf(1 - alpha / 2))
     return center - z * se, center + z * se, se
+
+
+def t_interval(values: ArrayLike, alpha: float) -> tuple[float, float, float]:
+    """Student-t interval of the mean of a few independent values (e.g. one per seed); NaN below two.
+
+    >>> [round(v, 3) for v in t_interval([1.0, 2.0, 3.0], 0.05)]
+    [-0.484, 4.484, 0.577]
+    """
+    x = np.asarray(values, dtype=float)
+    if x.size < 2:
+        return math.nan, math.nan, math.nan
+    se = float(x.std(ddof=1) / math.sqrt(x.size))
+    half = float(stats.t.ppf(1 - alpha / 2, x.size - 1)) * se
+    center = float(x.mean())
+    return center - half, center + half, se
 
 
 def normal_interval(psi: FloatArray, center: float, alpha: float,

@@ -51,6 +51,7 @@ import pandas as pd
 
 from cadence.contract.actions import Policy
 from cadence.data.bandit import split_customers
+from cadence.evaluation.intervals import t_interval
 from cadence.policies.context import CONTEXT_FAMILIES, WithContext
 from cadence.policies.learned import UpliftPolicy
 from cadence.policies.rules import RulesPolicy
@@ -153,16 +154,6 @@ def policy_context_study(seeds: Iterable[int], *, customers: int = 4000, days: i
     return pd.DataFrame(rows)
 
 
-def _t_interval(x: np.ndarray, alpha: float = 0.05) -> tuple[float, float, float]:
-    from scipy import stats
-
-    m = float(np.mean(x))
-    if len(x) < 2:
-        return m, np.nan, np.nan
-    half = float(stats.t.ppf(1 - alpha / 2, len(x) - 1) * np.std(x, ddof=1) / np.sqrt(len(x)))
-    return m, m - half, m + half
-
-
 def summarise(runs: pd.DataFrame) -> dict[str, pd.DataFrame]:
     """The study's tables.
 
@@ -183,7 +174,8 @@ def summarise(runs: pd.DataFrame) -> dict[str, pd.DataFrame]:
     for a, b in pairs:
         if a in truth and b in truth:
             d = (truth[a] - truth[b]).to_numpy()
-            m, lo, hi = _t_interval(d)
+            m = float(np.mean(d))
+            lo, hi, _ = t_interval(d, 0.05)
             diff_rows.append({"policy": a, "reference": b, "seeds": len(d), "true_diff": m, "lower": lo, "upper": hi,
                               "positive_seeds": int((d > 0).sum())})
     est = runs[runs["kind"] == "estimate"].copy()

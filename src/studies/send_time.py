@@ -34,6 +34,7 @@ from tqdm.auto import tqdm
 from cadence.contract.actions import Policy
 from cadence.contract.clock import circular_hours
 from cadence.data.io import PathLike
+from cadence.evaluation.intervals import t_interval
 from cadence.models.send_time import SendTimeModel
 from cadence.policies.rules import RulesPolicy
 from cadence.policies.send_time import SEND_TIME_STAGES, SendTimePolicy
@@ -245,11 +246,10 @@ def send_time_gain(runs: pd.DataFrame, baseline: str = "rules (fixed delay)", al
             for policy in [p for p in w.columns if p != baseline]:
                 d = (w[policy] - w[baseline]).to_numpy()
                 n = len(d)
-                se = d.std(ddof=1) / np.sqrt(n) if n > 1 else np.nan
-                half = stats.t.ppf(1 - alpha / 2, n - 1) * se if n > 1 else np.nan
+                lower, upper, _ = t_interval(d, alpha)
                 out.append({"scope": scope, "policy": policy, "metric": metric,
                             "baseline": float(w[baseline].mean()), "value": float(w[policy].mean()),
-                            "gain": round(float(d.mean()), 12), "lower": float(d.mean() - half),
-                            "upper": float(d.mean() + half), "relative": float(d.mean() / base) if (base := w[baseline].mean()) else np.nan,
+                            "gain": round(float(d.mean()), 12), "lower": lower,
+                            "upper": upper, "relative": float(d.mean() / base) if (base := w[baseline].mean()) else np.nan,
                             "seeds_better": int((d > 0).sum()), "seeds": n})
     return pd.DataFrame(out)
