@@ -200,12 +200,17 @@ def scoring_tables(tables: Tables) -> tuple[Any, dict[str, ibis.Table]]:
     return con, out
 
 
-def _times(at: Any) -> list[pd.Timestamp]:
+def scoring_times(at: Any, name: str = "at") -> list[pd.Timestamp]:
+    """One time or many as sorted, distinct UTC timestamps; an empty set is an error naming ``name``.
+
+    >>> scoring_times(["2025-02-01", "2025-01-01", "2025-02-01"])[0]
+    Timestamp('2025-01-01 00:00:00+0000', tz='UTC')
+    """
     values = [at] if isinstance(at, (str, pd.Timestamp)) or not isinstance(at, Sequence | pd.Index | np.ndarray) \
         else list(at)
-    times = sorted({utc(v, "at") for v in values})
+    times = sorted({utc(v, name) for v in values})
     if not times:
-        raise ScoreInputError("at: no scoring time")
+        raise ScoreInputError(f"{name}: no scoring time")
     return times
 
 
@@ -382,7 +387,7 @@ class CustomerScorer(BaseEstimator):
             ``scored_at``, ``customer_id``.
         """
         check_is_fitted(self, "as_of_")
-        times = _times(at)
+        times = scoring_times(at)
         if times[0] < self.as_of_:
             raise ScoreInputError(f"at: {times[0]} is before the fit cutoff {self.as_of_}: a score there would read a "
                              "model fitted on later orders; fit at or before the first scoring time")
@@ -432,5 +437,5 @@ class CustomerScorer(BaseEstimator):
         return due.reindex(key).to_numpy(dtype="float64")
 
 
-__all__ = ["CustomerScorer", "ScoreWarning", "ScoreInputError", "scoring_tables", "SCORE_COLUMNS", "SCORE_TABLE_COLUMNS",
+__all__ = ["CustomerScorer", "ScoreWarning", "ScoreInputError", "scoring_tables", "scoring_times", "SCORE_COLUMNS", "SCORE_TABLE_COLUMNS",
            "CHURN_HORIZONS", "COUNT_MODELS", "REQUIRED_COLUMNS"]

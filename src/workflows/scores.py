@@ -45,7 +45,7 @@ from cadence.data.io import (
     write_table,
 )
 from cadence.features.engine import connect, register
-from cadence.models.scores import CustomerScorer, ScoreInputError, ScoreWarning
+from cadence.models.scores import CustomerScorer, ScoreInputError, ScoreWarning, scoring_times
 
 #: File name of the scores next to the feature files.
 SCORES_FILE = "customer_scores.parquet"
@@ -78,13 +78,6 @@ class ScoresRun:
     rows: int
     seconds: float
     failures: dict[str, str] = field(default_factory=dict)
-
-
-def _times(times: Sequence[Any]) -> list[pd.Timestamp]:
-    out = sorted({utc(t, "times") for t in times})
-    if not out:
-        raise ValueError("times: no scoring time")
-    return out
 
 
 def score_snapshots(con: Any, tables: Mapping[str, Any], times: Sequence[Any], *, fit_at: Any = None,
@@ -131,7 +124,7 @@ def score_snapshots(con: Any, tables: Mapping[str, Any], times: Sequence[Any], *
     ...
     ValueError: fit_at (2024-03-05 00:00:00+00:00) is after the first scoring time (2024-03-01 00:00:00+00:00): those scores would read later orders
     """
-    ts = _times(times)
+    ts = scoring_times(times, "times")
     first = ts[0] if fit_at is None else utc(fit_at, "fit_at")
     if first > ts[0]:
         raise ValueError(f"fit_at ({first}) is after the first scoring time ({ts[0]}): those scores would read "
