@@ -25,7 +25,7 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=10)
     ap.add_argument("--customers", type=int, default=3000)
     ap.add_argument("--days", type=int, default=365)
-    ap.add_argument("--model", choices=MODELS, default="learned_blend")
+    ap.add_argument("--model", choices=MODELS, default="live_blend")
     args = ap.parse_args()
     warnings.filterwarnings("ignore")
     pd.set_option("display.width", 200)

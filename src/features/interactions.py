@@ -61,6 +61,8 @@ KINDS: tuple[str, ...] = ("views", "carts", "purchases", "searches")
 DEFAULT_WEIGHTS: Mapping[str, float] = {"views": 1.0, "carts": 3.0, "purchases": 5.0, "searches": 2.0}
 #: Columns of :func:`interactions`, in order.
 INTERACTION_COLUMNS: tuple[str, ...] = ("customer_id", "product_id", *KINDS, "weight", "last_at", "last_viewed_at")
+#: Columns of :func:`interaction_events`, in order.
+EVENT_COLUMNS: tuple[str, ...] = ("customer_id", "product_id", "kind", "ts")
 #: Columns of :func:`purchases_between`, in order.
 PURCHASE_COLUMNS: tuple[str, ...] = ("customer_id", "order_id", "product_id", "ts")
 _EVENT_KIND = {"product_view": "views", "add_to_cart": "carts"}
@@ -85,6 +87,66 @@ def _order_lines(tables: Tables) -> tuple[ibis.Table, ibis.Table] | None:
     if "order_id" not in orders.columns:
         raise ValueError("orders: missing column 'order_id' (needed to join order_items)")
     return orders, items
+
+
+def _interaction_rows(tables: Tables, cutoff: Any, rules: TriggerRules) -> ibis.Table:
+    """Every interaction strictly before ``cutoff``: ``customer_id``, ``product_id``, ``ts``, ``kind`` (of :data:`KINDS`)."""
+    events = require_columns(tables, "events")
+    lines = _order_lines(tables)
+    parts: list[ibis.Table] = []
+    if events is not None:
+        ev = events.filter((events.ts < cutoff) & events.product_id.notnull())
+        kinds = dict(_EVENT_KIND)
+        if lines is None:
+            kinds["purchase"] = "purchases"
+        ev = ev.filter(ev.event_type.isin(list(kinds)))
+        kind = ev.event_type.cases(*kinds.items())
+        parts.append(ev.select("customer_id", "product_id", "ts", kind=kind))
+        # Search-led views: views of a session at or after its first search.
+        se = sessionised_events(events, cutoff, rules)
+        first = (se.filter(se.event_type == "search").group_by(["customer_id", "sess"])
+                 .aggregate(first_search=se.ts.min()))
+        first = first.select(f_cust=first.customer_id, f_sess=first.sess, first_search=first.first_search)
+        views = se.filter((se.event_type == "product_view") & se.product_id.notnull())
+        led = views.join(first, (views.customer_id == first.f_cust) & (views.sess == first.f_sess)
+                         & (views.ts >= first.first_search))
+        parts.append(led.select("customer_id", "product_id", "ts", kind=ibis.literal("searches")))
+    if lines is not None:
+        orders, items = lines
+        o = orders.filter(orders.ts < cutoff).select(o_id=orders.order_id, customer_id=orders.customer_id,
+                                                     ts=orders.ts)
+        # Distinct lines: an order counts once per product whatever its quantity or repeated lines.
+        it = items.select(i_oid=items.order_id, product_id=items.product_id).distinct()
+        j = it.join(o, it.i_oid == o.o_id)
+        parts.append(j.select("customer_id", "product_id", "ts", kind=ibis.literal("purchases")))
+    if not parts:
+        raise ValueError("interactions need an events table, or orders and order_items")
+    return ibis.union(*parts, distinct=False) if len(parts) > 1 else parts[0]
+
+
+def interaction_events(tables: Tables, as_of: AsOf, since: AsOf | None = None, *,
+                       rules: TriggerRules = DEFAULT_RULES) -> ibis.Table:
+    """Each interaction in ``[since, as_of)`` as one row: :data:`EVENT_COLUMNS` (``kind`` one of :data:`KINDS`).
+
+    The time-stamped rows :func:`interactions` aggregates: what a model
+    needs to know what a customer did *up to a decision time* (the last view
+    of a product, the latest purchases), not only before ``as_of``.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from cadence.features.purchases import duckdb_tables, fetch_frame
+    >>> con, t = duckdb_tables({"events": pd.DataFrame({
+    ...     "event_id": ["e1", "e2"], "customer_id": ["a", "a"], "product_id": ["x", "y"],
+    ...     "event_type": ["product_view", "add_to_cart"], "session_id": ["s", "s"],
+    ...     "ts": pd.to_datetime(["2025-01-01", "2025-01-03"], utc=True)})})
+    >>> fetch_frame(con, interaction_events(t, "2025-01-02"), ["ts"])[["product_id", "kind"]].values.tolist()
+    [['x', 'views']]
+    """
+    u = _interaction_rows(tables, as_of_literal(utc(as_of, "as_of")), rules)
+    if since is not None:
+        u = u.filter(u.ts >= as_of_literal(utc(since, "since")))
+    return u.select(*EVENT_COLUMNS)
 
 
 def interactions(tables: Tables, as_of: AsOf, *, weights: Mapping[str, float] = DEFAULT_WEIGHTS,
@@ -123,38 +185,7 @@ def interactions(tables: Tables, as_of: AsOf, *, weights: Mapping[str, float] = 
     [{'purchases': 1, 'weight': 5.0}]
     """
     w = _check_weights(weights)
-    cutoff = as_of_literal(utc(as_of, "as_of"))
-    events = require_columns(tables, "events")
-    lines = _order_lines(tables)
-    parts: list[ibis.Table] = []
-    if events is not None:
-        ev = events.filter((events.ts < cutoff) & events.product_id.notnull())
-        kinds = dict(_EVENT_KIND)
-        if lines is None:
-            kinds["purchase"] = "purchases"
-        ev = ev.filter(ev.event_type.isin(list(kinds)))
-        kind = ev.event_type.cases(*kinds.items())
-        parts.append(ev.select("customer_id", "product_id", "ts", kind=kind))
-        # Search-led views: views of a session at or after its first search.
-        se = sessionised_events(events, cutoff, rules)
-        first = (se.filter(se.event_type == "search").group_by(["customer_id", "sess"])
-                 .aggregate(first_search=se.ts.min()))
-        first = first.select(f_cust=first.customer_id, f_sess=first.sess, first_search=first.first_search)
-        views = se.filter((se.event_type == "product_view") & se.product_id.notnull())
-        led = views.join(first, (views.customer_id == first.f_cust) & (views.sess == first.f_sess)
-                         & (views.ts >= first.first_search))
-        parts.append(led.select("customer_id", "product_id", "ts", kind=ibis.literal("searches")))
-    if lines is not None:
-        orders, items = lines
-        o = orders.filter(orders.ts < cutoff).select(o_id=orders.order_id, customer_id=orders.customer_id,
-                                                     ts=orders.ts)
-        # Distinct lines: an order counts once per product whatever its quantity or repeated lines.
-        it = items.select(i_oid=items.order_id, product_id=items.product_id).distinct()
-        j = it.join(o, it.i_oid == o.o_id)
-        parts.append(j.select("customer_id", "product_id", "ts", kind=ibis.literal("purchases")))
-    if not parts:
-        raise ValueError("interactions need an events table, or orders and order_items")
-    u = ibis.union(*parts, distinct=False) if len(parts) > 1 else parts[0]
+    u = _interaction_rows(tables, as_of_literal(utc(as_of, "as_of")), rules)
     counts = {k: u.count(where=u.kind == k).cast("int64") for k in KINDS}
     agg = u.group_by(["customer_id", "product_id"]).aggregate(
         **counts, last_at=u.ts.max(), last_viewed_at=u.ts.max(where=u.kind == "views"))
@@ -217,6 +248,14 @@ class InteractionData:
     labels : pandas.DataFrame or None
         ``customer_id``, ``product_id``: the products each customer bought in
         ``[earlier.as_of, as_of)`` (distinct pairs), or None.
+    events : pandas.DataFrame or None
+        :data:`EVENT_COLUMNS`: each interaction of the last ``events_days``
+        before ``as_of`` (:func:`interaction_events`), sorted by customer and
+        time, for a model of what happened up to a decision time
+        (:class:`~cadence.models.recommenders.LiveBlendRecommender`); None
+        unless :func:`load_interactions` was given ``events_days``.
+    events_since : pandas.Timestamp or None
+        The start of the window ``events`` covers (``as_of - events_days``).
     """
 
     as_of: pd.Timestamp
@@ -225,6 +264,8 @@ class InteractionData:
     bought_together: pd.DataFrame
     earlier: InteractionData | None = None
     labels: pd.DataFrame | None = None
+    events: pd.DataFrame | None = None
+    events_since: pd.Timestamp | None = None
 
     def __post_init__(self) -> None:
         missing = [c for c in INTERACTION_COLUMNS if c not in self.interactions.columns]
@@ -243,11 +284,17 @@ class InteractionData:
             gone = [c for c in ("customer_id", "product_id") if c not in self.labels.columns]
             if gone:
                 raise ValueError(f"labels: missing column {', '.join(map(repr, gone))}")
+        if (self.events is None) != (self.events_since is None):
+            raise ValueError("events and events_since come together: give both or neither")
+        if self.events is not None:
+            gone = [c for c in EVENT_COLUMNS if c not in self.events.columns]
+            if gone:
+                raise ValueError(f"events: missing column {', '.join(map(repr, gone))}")
 
 
 def load_interactions(con: Any, tables: Tables, as_of: AsOf, *, weights: Mapping[str, float] = DEFAULT_WEIGHTS,
                       neighbours: int = 50, rules: TriggerRules = DEFAULT_RULES,
-                      label_days: float | None = None) -> InteractionData:
+                      label_days: float | None = None, events_days: float | None = None) -> InteractionData:
     """Fetch :func:`interactions` and the two co-occurrence tables before ``as_of`` into an :class:`InteractionData`.
 
     ``neighbours`` is the number of co-occurring products kept per product.
@@ -256,7 +303,8 @@ def load_interactions(con: Any, tables: Tables, as_of: AsOf, *, weights: Mapping
     tables as of ``label_start = as_of - label_days`` (``earlier``) and the
     products bought in ``[label_start, as_of)`` (``labels``): a time split
     inside the history, for a model fitted on what followed (nothing at or
-    after ``as_of`` is read either way).
+    after ``as_of`` is read either way). With ``events_days``, also each
+    interaction of ``[as_of - events_days, as_of)`` (``events``, time-stamped).
 
     Examples
     --------
@@ -280,16 +328,22 @@ def load_interactions(con: Any, tables: Tables, as_of: AsOf, *, weights: Mapping
         order_tables = {"orders": lines[0], "order_items": lines[1]}
         bt = fetch_frame(con, cooccurrence(order_tables, cutoff, top_k=neighbours, rules=rules),
                          ["product_id", "other_product_id"])
+    for name, days in (("label_days", label_days), ("events_days", events_days)):
+        if days is not None and (not isinstance(days, int | float) or isinstance(days, bool) or days <= 0):
+            raise ValueError(f"{name} must be a positive number of days, got {days!r}")
+    events = since = None
+    if events_days is not None:
+        since = cutoff - pd.Timedelta(days=float(events_days))
+        events = fetch_frame(con, interaction_events(tables, cutoff, since, rules=rules),
+                             ["customer_id", "ts", "product_id", "kind"])
     if label_days is None:
-        return InteractionData(cutoff, inter, co, bt)
-    if not isinstance(label_days, int | float) or isinstance(label_days, bool) or label_days <= 0:
-        raise ValueError(f"label_days must be a positive number of days, got {label_days!r}")
+        return InteractionData(cutoff, inter, co, bt, events=events, events_since=since)
     start = cutoff - pd.Timedelta(days=float(label_days))
     earlier = load_interactions(con, tables, start, weights=weights, neighbours=neighbours, rules=rules)
     labels = fetch_frame(con, purchases_between(tables, start, cutoff), ["customer_id", "product_id", "order_id"])
     labels = labels[["customer_id", "product_id"]].drop_duplicates().reset_index(drop=True)
-    return InteractionData(cutoff, inter, co, bt, earlier, labels)
+    return InteractionData(cutoff, inter, co, bt, earlier, labels, events, since)
 
 
-__all__ = ["interactions", "purchases_between", "load_interactions", "InteractionData", "KINDS", "DEFAULT_WEIGHTS",
-           "INTERACTION_COLUMNS", "PURCHASE_COLUMNS"]
+__all__ = ["interactions", "interaction_events", "purchases_between", "load_interactions", "InteractionData", "KINDS", "DEFAULT_WEIGHTS",
+           "INTERACTION_COLUMNS", "EVENT_COLUMNS", "PURCHASE_COLUMNS"]

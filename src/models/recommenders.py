@@ -79,7 +79,7 @@ from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
 
-from cadence.contract.clock import epoch_seconds
+from cadence.contract.clock import epoch_seconds, utc
 from cadence.features.interactions import InteractionData
 
 #: Columns of :meth:`Recommender.recommend`, in order.
@@ -1077,5 +1077,461 @@ def _features(comps: list[Recommender], stats: _PairStats, rows: np.ndarray, col
     return x
 
 
+# ---------------------------------------------------------------------------------------- live signals
+#: Kinds of interaction the live state keeps, by code (search-led views repeat a view, so they are left out).
+LIVE_KINDS: tuple[str, ...] = ("views", "carts", "purchases")
+_DAY = 86_400
+
+
+def _live_frame(events: pd.DataFrame, name: str) -> pd.DataFrame:
+    """Check ``events`` (:data:`~cadence.features.interactions.EVENT_COLUMNS`) and keep the live kinds."""
+    if not isinstance(events, pd.DataFrame):
+        raise TypeError(f"{name}: expected a DataFrame with columns customer_id, product_id, kind, ts, "
+                        f"got {type(events).__name__}")
+    missing = [c for c in ("customer_id", "product_id", "kind", "ts") if c not in events.columns]
+    if missing:
+        raise ValueError(f"{name}: missing column {', '.join(map(repr, missing))}")
+    bad = sorted(set(events["kind"].dropna().astype(str)) - {*LIVE_KINDS, "searches"})
+    if bad:
+        raise ValueError(f"{name}: column 'kind': unknown kind {', '.join(map(repr, bad))}; "
+                         f"expected {', '.join(LIVE_KINDS)}")
+    if events["ts"].isna().any() or events["customer_id"].isna().any() or events["product_id"].isna().any():
+        raise ValueError(f"{name}: customer_id, product_id and ts must not be null")
+    return events.loc[events["kind"].astype(str).isin(LIVE_KINDS)]
+
+
+class LiveEvents:
+    """Interactions as integer arrays sorted by (customer, time), ready for point-in-time look-ups.
+
+    Built by :meth:`LiveBlendRecommender.prepare_recent` (once, for many
+    calls of :meth:`LiveBlendRecommender.score_pairs_at`). ``cust`` indexes
+    ``customers`` (sorted ids), ``prod`` the recommender's products
+    (``len(product_ids_) + i`` for ``extra[i]``, a product unknown at fit),
+    ``kind`` :data:`LIVE_KINDS` codes, ``sec`` epoch seconds.
+    """
+
+    def __init__(self, customers: np.ndarray, cust: np.ndarray, prod: np.ndarray, kind: np.ndarray, sec: np.ndarray,
+                 extra: pd.Index | None = None):
+        order = np.lexsort((sec, cust))
+        self.extra = pd.Index([], dtype=object) if extra is None else extra
+        self.customers = customers
+        self.cust, self.prod, self.kind, self.sec = cust[order], prod[order], kind[order], sec[order]
+        self.starts = np.searchsorted(self.cust, np.arange(len(customers) + 1))
+
+    @classmethod
+    def from_frame(cls, events: pd.DataFrame, products: np.ndarray, extra: pd.Index | None = None) -> LiveEvents:
+        """From an events frame; products outside ``products`` get ``len(products) + their position in extra``."""
+        customers = _sorted_unique(events["customer_id"]) if len(events) else np.zeros(0, object)
+        cust = _positions(customers, events["customer_id"])
+        prod = _positions(products, events["product_id"])
+        if extra is not None and (prod < 0).any():
+            unknown = np.flatnonzero(prod < 0)
+            prod[unknown] = len(products) + extra.get_indexer(
+                pd.Index(events["product_id"].astype(str).to_numpy(dtype=object)[unknown]))
+        kind = pd.Index(LIVE_KINDS).get_indexer(pd.Index(events["kind"].astype(str).to_numpy(dtype=object)))
+        ok = prod >= 0
+        return cls(customers, cust[ok], prod[ok], kind[ok].astype(np.int8), epoch_seconds(events["ts"])[ok], extra)
+
+    def take(self, customers: np.ndarray, since: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The events of ``customers`` (their position in the result) at or after ``since``."""
+        pos = _positions(self.customers, pd.Series(customers, dtype=object))
+        known = np.flatnonzero(pos >= 0)
+        owner, idx = _expand(self.starts[pos[known]], self.starts[pos[known] + 1])
+        keep = self.sec[idx] >= since
+        idx = idx[keep]
+        return known[owner[keep]], self.prod[idx], self.kind[idx], self.sec[idx]
+
+
+def _expand(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For ranges ``[lo[i], hi[i])``: (i repeated, every index in the range)."""
+    n = np.maximum(hi - lo, 0)
+    owner = np.repeat(np.arange(len(lo)), n)
+    idx = np.repeat(lo - np.cumsum(n) + n, n) + np.arange(int(n.sum()))
+    return owner, idx
+
+
+def _live_features(cust: np.ndarray, prod: np.ndarray, kind: np.ndarray, sec: np.ndarray,
+                   q_cust: np.ndarray, q_prod: np.ndarray, q_t: np.ndarray, n_cust: int,
+                   co: sp.csr_matrix, bt: sp.csr_matrix, lookback_s: int, recent: int, decay_s: float) -> np.ndarray:
+    """:data:`LIVE_NAMES` of each query (customer, product, time) from events strictly before the time.
+
+    Only events in ``[t - lookback, t)`` count. Customers and products are
+    integer keys (``< n_cust``; products ``>= co.shape[0]`` have no
+    co-occurrence). Look-ups are sorted searches on packed keys
+    (customer, product, seconds), so millions of queries cost a few sorts.
+    """
+    x = np.zeros((len(q_t), len(LIVE_NAMES)))
+    if not len(q_t):
+        return x
+    base = int(q_t.min()) - lookback_s - 1
+    span = np.int64(int(q_t.max()) - base + 2)
+    n_prod = np.int64(max(int(prod.max(initial=-1)), int(q_prod.max(initial=-1))) + 1)
+    if float(n_cust) * float(n_prod) * float(span) >= 2.0 ** 62:
+        raise ValueError("live features: too many customers x products x seconds in one call; score fewer customers "
+                         "at once")
+    keep = (sec >= base) & (sec < base + span)
+    cust, prod, kind, rel = cust[keep], prod[keep], kind[keep], sec[keep] - base
+    q_rel = q_t.astype(np.int64) - base
+    lo_rel = q_rel - lookback_s
+    # Pair look-ups, one kind at a time: counts in the window and the last time before t.
+    pair = cust.astype(np.int64) * n_prod + prod
+    q_pair = q_cust.astype(np.int64) * n_prod + q_prod
+    last_any = np.full(len(q_t), -1, np.int64)
+    for j, _ in enumerate(LIVE_KINDS):
+        m = kind == j
+        g = np.sort(pair[m] * span + rel[m])
+        if not len(g):
+            continue
+        hi = np.searchsorted(g, q_pair * span + q_rel, side="left")
+        lo = np.searchsorted(g, q_pair * span + lo_rel, side="left")
+        n = hi - lo
+        x[:, j] = np.log1p(n)
+        last = np.where(n > 0, g[np.maximum(hi - 1, 0)] - q_pair * span, -1)
+        if j == 0:
+            x[:, 3] = np.where(n > 0, 1.0 / (1.0 + (q_rel - last) / _DAY), 0.0)
+        last_any = np.maximum(last_any, last)
+    x[:, 4] = np.where(last_any >= 0, 1.0 / (1.0 + (q_rel - last_any) / _DAY), 0.0)
+    if not len(cust):
+        return x
+    # The customer's latest events: how active, and how their latest products go with this one.
+    g = cust.astype(np.int64) * span + rel  # already in (customer, time) order
+    hi = np.searchsorted(g, q_cust.astype(np.int64) * span + q_rel, side="left")
+    lo = np.searchsorted(g, q_cust.astype(np.int64) * span + lo_rel, side="left")
+    x[:, 5] = np.log1p(hi - lo)
+    n_known = co.shape[0]
+    q_known = q_prod < n_known
+    for r in range(1, recent + 1):
+        j = hi - r
+        ok = np.flatnonzero((j >= lo) & q_known & (prod[np.maximum(j, 0)] < n_known))
+        x[ok, 6] += _lookup(co, prod[j[ok]], q_prod[ok])
+    buys = np.flatnonzero(kind == LIVE_KINDS.index("purchases"))
+    if not len(buys):
+        return x
+    gb = g[buys]
+    hi = np.searchsorted(gb, q_cust.astype(np.int64) * span + q_rel, side="left")
+    lo = np.searchsorted(gb, q_cust.astype(np.int64) * span + lo_rel, side="left")
+    for r in range(1, recent + 1):
+        j = hi - r
+        ok = np.flatnonzero((j >= lo) & q_known & (prod[buys[np.maximum(j, 0)]] < n_known))
+        b = buys[j[ok]]
+        x[ok, 7] += _lookup(bt, prod[b], q_prod[ok]) * np.exp(-(q_rel[ok] - rel[b]) / decay_s)
+    return x
+
+
+#: The live features of a (customer, product) pair at a decision time ``t`` (events in ``[t - lookback, t)``).
+LIVE_NAMES: tuple[str, ...] = ("live_log_views", "live_log_carts", "live_log_purchases", "live_view_recency",
+                               "live_recency", "live_log_customer_events", "live_recent_cooccurrence",
+                               "live_recent_bought_together")
+
+
+class LiveBlendRecommender(LearnedBlendRecommender):
+    """The learned blend plus the customer's interactions up to the decision time, learned point in time.
+
+    :class:`LearnedBlendRecommender` scores a pair by what its components
+    knew at ``as_of``; a message is decided later, when the customer may have
+    viewed, carted or bought since. This model adds :data:`LIVE_NAMES`, read
+    from the customer's interactions in the ``lookback_days`` strictly
+    before the decision time ``t``: views, carts and purchases of the product
+    (log counts), the recency ``1 / (1 + days)`` of its last view and of its
+    last interaction of any kind, the customer's activity, the co-occurrence
+    of the product with the customer's ``recent`` latest interactions and
+    its "bought together" score with their latest purchases (decayed with
+    ``decay_days``). The classifier learns how much each counts.
+
+    Fit (``X`` from :func:`~cadence.features.interactions.load_interactions`
+    with ``label_days`` and ``events_days >= label_days + lookback_days``):
+    components fitted before ``label_start`` as in the learned blend;
+    decision times are sampled customers' interactions in
+    ``[label_start, as_of - horizon_days)`` plus ``delay_hours`` (about when
+    an abandonment message is decided); each decision's candidates are the
+    components' top ``depth`` and the products of the customer's ``recent``
+    latest interactions; a pair is positive when the customer bought the
+    product in ``[t, t + horizon_days)``. Live features of a training pair
+    read only events before its ``t`` and every label lies before ``as_of``.
+    The components are then refitted on all the history and the last
+    ``lookback_days`` of interactions before ``as_of`` are kept as the live
+    state.
+
+    Scoring at a decision time (:meth:`score_pairs_at`): the live state plus
+    the ``recent`` interactions the caller knows of between ``as_of`` and the
+    decision time (the events since the fit, or at least the trigger's own
+    viewed or carted products). :meth:`score_pairs`, :meth:`score_positions`
+    and :meth:`recommend` score as of ``as_of`` with the live state alone.
+
+    Parameters
+    ----------
+    recommenders, estimator, depth, max_customers, random_state
+        As :class:`LearnedBlendRecommender`.
+    lookback_days : float
+        Window of the live features before the decision time.
+    horizon_days : float
+        A training pair is positive if bought within this long after its decision time.
+    delay_hours : float
+        A training decision time is this long after a sampled interaction.
+    decisions_per_customer : int
+        Decision times sampled per customer at fit (seeded).
+    recent : int
+        Latest interactions (and latest purchases) whose co-occurrence counts.
+    decay_days : float
+        Decay of the "bought together" score of a purchase with its age.
+
+    Attributes
+    ----------
+    recommenders_, estimator_, n_train_pairs_, n_train_positives_, feature_names_
+        As :class:`LearnedBlendRecommender` (``feature_names_`` ends with :data:`LIVE_NAMES`).
+    n_train_decisions_ : int
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from cadence.features.interactions import load_interactions
+    >>> from cadence.features.purchases import duckdb_tables
+    >>> ts = pd.to_datetime(["2025-01-02", "2025-01-10", "2025-01-11", "2025-01-20", "2025-01-21", "2025-01-22"],
+    ...                     utc=True)
+    >>> orders = pd.DataFrame({"order_id": [f"o{i}" for i in range(6)], "customer_id": list("abcabc"),
+    ...                        "revenue": [1.0] * 6, "ts": ts})
+    >>> items = pd.DataFrame({"order_id": [f"o{i}" for i in range(6)], "product_id": list("xxyyzy")})
+    >>> con, t = duckdb_tables({"orders": orders, "order_items": items})
+    >>> data = load_interactions(con, t, "2025-02-01", label_days=25, events_days=60)
+    >>> rec = LiveBlendRecommender([("pop", PopularityRecommender())], lookback_days=30, horizon_days=14,
+    ...                            delay_hours=0, random_state=0).fit(data)
+    >>> rec.feature_names_[-1]
+    'live_recent_bought_together'
+    >>> later = pd.DataFrame({"customer_id": ["a"], "product_id": ["z"], "kind": ["views"],
+    ...                       "ts": pd.to_datetime(["2025-03-01"], utc=True)})
+    >>> at = pd.Timestamp("2025-03-02", tz="UTC")
+    >>> bool((rec.score_pairs_at(["a", "a"], ["x", "z"], at, recent=later) > 0).all())
+    True
+    """
+
+    _parameter_constraints: dict[str, list[Any]] = {
+        **LearnedBlendRecommender._parameter_constraints,
+        "lookback_days": [Interval(Real, 0, None, closed="neither")],
+        "horizon_days": [Interval(Real, 0, None, closed="neither")],
+        "delay_hours": [Interval(Real, 0, None, closed="left")],
+        "decisions_per_customer": [Interval(Integral, 1, None, closed="left")],
+        "recent": [Interval(Integral, 1, None, closed="left")],
+        "decay_days": [Interval(Real, 0, None, closed="neither")]}
+
+    def __init__(self, recommenders: list[tuple[str, Recommender]], estimator: Any = None, depth: int = 50,
+                 max_customers: int = 20_000, random_state: int | None = None, *, lookback_days: float = 90.0,
+                 horizon_days: float = 14.0, delay_hours: float = 1.0, decisions_per_customer: int = 3,
+                 recent: int = 10, decay_days: float = 30.0):
+        super().__init__(recommenders, estimator, depth, max_customers, random_state)
+        self.lookback_days = lookback_days
+        self.horizon_days = horizon_days
+        self.delay_hours = delay_hours
+        self.decisions_per_customer = decisions_per_customer
+        self.recent = recent
+        self.decay_days = decay_days
+
+    def _live_args(self) -> dict[str, Any]:
+        return {"lookback_s": int(round(self.lookback_days * _DAY)), "recent": int(self.recent),
+                "decay_s": float(self.decay_days) * _DAY}
+
+    def _fit(self, data: InteractionData) -> None:
+        names = self._check_components()
+        if data.earlier is None or data.labels is None:
+            raise ValueError("X: the live blend needs a time split inside the history; "
+                             "load it with load_interactions(..., label_days=..., events_days=...)")
+        if data.events is None or data.events_since is None:
+            raise ValueError("X: the live blend needs the time-stamped interactions; "
+                             "load it with load_interactions(..., events_days=...)")
+        label_start = data.earlier.as_of
+        if data.events_since > label_start - pd.Timedelta(days=float(self.lookback_days)):
+            raise ValueError(f"X: events start at {data.events_since}, after label_start - lookback_days "
+                             f"({label_start - pd.Timedelta(days=float(self.lookback_days))}); load with "
+                             f"events_days >= label_days + lookback_days")
+        rng = check_random_state(self.random_state)
+        early = data.earlier
+        comps = [clone(e).fit(early) for _, e in self.recommenders]
+        ref = comps[0]
+        stats = _PairStats(ref, early)
+        co, bt = _similarity(early.cooccurrence, ref.product_ids_), _similarity(early.bought_together, ref.product_ids_)
+        ev = _live_frame(data.events, "events")
+        extra = pd.Index(pd.unique(ev["product_id"].astype(str).to_numpy(dtype=object)))
+        extra = extra[pd.Index(ref.product_ids_).get_indexer(extra) < 0]
+        state = LiveEvents.from_frame(ev, ref.product_ids_, extra)
+        # Decision times: sampled customers' interactions in [label_start, as_of - horizon), plus the delay.
+        lo_s = int(epoch_seconds(pd.Series([label_start]))[0])
+        hi_s = int(epoch_seconds(pd.Series([data.as_of]))[0] - self.horizon_days * _DAY)
+        delay = int(round(self.delay_hours * 3600))
+        cand = np.flatnonzero((state.sec >= lo_s) & (state.sec + delay < hi_s))
+        if not len(cand):
+            raise ValueError(f"events: no interaction in [{label_start}, as_of - horizon_days) to learn from "
+                             "(lengthen label_days or shorten horizon_days)")
+        who = np.unique(state.cust[cand])
+        if len(who) > self.max_customers:
+            who = np.sort(rng.choice(who, self.max_customers, replace=False))
+        cand = cand[np.isin(state.cust[cand], who)]
+        # Up to decisions_per_customer of each customer's interactions, uniformly (a seeded shuffle, then the first n).
+        cand = cand[rng.permutation(len(cand))]
+        cand = cand[np.argsort(state.cust[cand], kind="stable")]
+        first = np.searchsorted(state.cust[cand], state.cust[cand], side="left")
+        cand = cand[np.arange(len(cand)) - first < self.decisions_per_customer]
+        d_cust, d_t = state.cust[cand], state.sec[cand] + delay
+        # Candidates: the components' top depth of each customer, and the products of their latest interactions.
+        ids = state.customers[who]
+        top = pd.concat([c.recommend(list(ids), k=self.depth)[["customer_id", "product_id"]] for c in comps],
+                        ignore_index=True).drop_duplicates()
+        top_c = _positions(state.customers, top["customer_id"])
+        top_p = _positions(ref.product_ids_, top["product_id"])
+        # Each decision gets its customer's top products.
+        by = np.argsort(top_c, kind="stable")
+        bounds = np.searchsorted(top_c[by], np.arange(len(state.customers) + 1))
+        owner, idx = _expand(bounds[d_cust], bounds[d_cust + 1])
+        q_dec, q_prod = owner, top_p[by[idx]]
+        # Packed (customer, seconds since the first event) keys: the state is in that order already.
+        horizon = int(round(self.horizon_days * _DAY))
+        t0 = int(state.sec.min())
+        span = np.int64(int(state.sec.max()) - t0 + horizon + delay + 2)
+        g = state.cust.astype(np.int64) * span + (state.sec - t0)
+        hi = np.searchsorted(g, d_cust.astype(np.int64) * span + (d_t - t0), side="left")
+        lo = np.searchsorted(g, d_cust.astype(np.int64) * span + np.maximum(d_t - t0 - self._live_args()["lookback_s"], 0),
+                             side="left")
+        r_dec, r_idx = _expand(np.maximum(lo, hi - self.recent), hi)
+        q_dec = np.concatenate([q_dec, r_dec])
+        q_prod = np.concatenate([q_prod, state.prod[r_idx]])
+        n_p = np.int64(len(ref.product_ids_) + len(extra))
+        key = np.unique(q_dec.astype(np.int64) * n_p + q_prod)
+        q_dec, q_prod = key // n_p, key % n_p
+        q_cust, q_t = d_cust[q_dec], d_t[q_dec]
+        # Label: bought in [t, t + horizon).
+        buys = state.kind == LIVE_KINDS.index("purchases")
+        if float(len(state.customers)) * float(n_p) * float(span) >= 2.0 ** 62:
+            raise ValueError("events: too many customers x products x seconds to pack; lower max_customers")
+        gb = np.sort((state.cust[buys].astype(np.int64) * n_p + state.prod[buys]) * span + (state.sec[buys] - t0))
+        qk = (q_cust.astype(np.int64) * n_p + q_prod) * span + (q_t - t0)
+        y = (np.searchsorted(gb, qk + horizon, side="left") > np.searchsorted(gb, qk, side="left"))
+        y = y.astype(np.int64)
+        if y.sum() == 0 or y.sum() == len(y):
+            raise ValueError(f"events: {int(y.sum())} of {len(y)} candidate pairs were bought within horizon_days of "
+                             "their decision time; the model needs both bought and not bought (lengthen label_days "
+                             "or horizon_days)")
+        known_p = np.where(q_prod < len(ref.product_ids_), q_prod, -1)
+        rows = ref._rows(state.customers[q_cust])
+        x = np.hstack([_features(comps, stats, rows, known_p),
+                       _live_features(state.cust, state.prod, state.kind, state.sec, q_cust, q_prod, q_t,
+                                      len(state.customers), co, bt, **self._live_args())])
+        self.empty_features_ = np.flatnonzero(np.isnan(x).all(axis=0))
+        x[:, self.empty_features_] = 0.0
+        est = self.estimator if self.estimator is not None else default_blend_estimator()
+        self.estimator_ = clone(est).fit(x, y)
+        self.n_train_pairs_ = int(len(y))
+        self.n_train_positives_ = int(y.sum())
+        self.n_train_decisions_ = int(len(d_t))
+        self.feature_names_ = [*(f"score_{n}" for n in names), *_PairStats.NAMES, *LIVE_NAMES]
+        self.recommenders_ = [(n, _refit(e, data, c)) for (n, e), c in zip(self.recommenders, comps, strict=True)]
+        self.stats_ = _PairStats(self.recommenders_[0][1], data)
+        self.cooccurrence_ = _similarity(data.cooccurrence, self.product_ids_)
+        self.bought_together_ = _similarity(data.bought_together, self.product_ids_)
+        as_of_s = int(epoch_seconds(pd.Series([data.as_of]))[0])
+        recent_ev = ev.loc[epoch_seconds(ev["ts"]) >= as_of_s - self._live_args()["lookback_s"]]
+        # Every product of the live state was seen before as_of, so it is in product_ids_.
+        self.live_ = LiveEvents.from_frame(recent_ev, self.product_ids_)
+
+    def _predict_at(self, customers: np.ndarray, cols: np.ndarray, t: np.ndarray,
+                    recent: LiveEvents | None) -> np.ndarray:
+        """Purchase probability of (customer id, product position, seconds) triples (cols ``>= n``: unknown products)."""
+        out = np.empty(len(cols))
+        comps = [e for _, e in self.recommenders_]
+        n_known = len(self.product_ids_)
+        as_of_s = int(epoch_seconds(pd.Series([self.as_of_]))[0])
+        uniq, q_cust = np.unique(customers, return_inverse=True)
+        since = int(t.min()) - self._live_args()["lookback_s"] if len(t) else as_of_s
+        parts = [self.live_.take(uniq, since)]
+        if recent is not None:
+            # Only what happened since the fit (the live state holds the rest), by customers being scored.
+            parts.append(recent.take(uniq, max(as_of_s, since)))
+        cust, prod, kind, sec = (np.concatenate(a) for a in zip(*parts, strict=True))
+        order = np.lexsort((sec, cust))
+        cust, prod, kind, sec = cust[order], prod[order], kind[order], sec[order]
+        rows = self._rows(uniq)[q_cust]
+        known_p = np.where(cols < n_known, cols, -1)
+        for start in range(0, len(cols), PAIR_CHUNK):
+            sl = slice(start, start + PAIR_CHUNK)
+            x = np.hstack([_features(comps, self.stats_, rows[sl], known_p[sl]),
+                           _live_features(cust, prod, kind, sec, q_cust[sl], cols[sl], t[sl], len(uniq),
+                                          self.cooccurrence_, self.bought_together_, **self._live_args())])
+            x[:, self.empty_features_] = 0.0
+            out[sl] = self.estimator_.predict_proba(x)[:, 1]
+        return out
+
+    def _predict(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        # As of the fit: the live state alone.
+        customers = np.where(rows >= 0, self.customer_ids_[np.maximum(rows, 0)], "\x00unknown")
+        t = np.full(len(rows), int(epoch_seconds(pd.Series([self.as_of_]))[0]), np.int64)
+        return self._predict_at(customers.astype(object), cols, t, None)
+
+    def prepare_recent(self, recent: pd.DataFrame) -> LiveEvents:
+        """``recent`` interactions (see :meth:`score_pairs_at`) indexed once, for many scoring calls.
+
+        Rows before ``as_of`` (the live state holds those) and ``searches``
+        rows are dropped.
+        """
+        check_is_fitted(self, "live_")
+        r = _live_frame(recent, "recent")
+        r = r.loc[epoch_seconds(r["ts"]) >= int(epoch_seconds(pd.Series([self.as_of_]))[0])]
+        extra = pd.Index(pd.unique(r["product_id"].astype(str).to_numpy(dtype=object)))
+        extra = extra[pd.Index(self.product_ids_).get_indexer(extra) < 0]
+        return LiveEvents.from_frame(r, self.product_ids_, extra)
+
+    def score_pairs_at(self, customer_ids: Sequence[str], product_ids: Sequence[str], at: Any,
+                       recent: pd.DataFrame | LiveEvents | None = None) -> np.ndarray:
+        """Purchase probability of each ``(customer_ids[i], product_ids[i])`` pair decided at ``at``.
+
+        Parameters
+        ----------
+        customer_ids, product_ids
+            Aligned 1-d sequences of ids.
+        at
+            The decision time: one timestamp, or one per pair (UTC). Times
+            before ``as_of`` are read as ``as_of`` (the live state holds
+            nothing newer, and nothing older is taken back out).
+        recent
+            The customers' interactions since the fit that the caller knows
+            of: a frame with ``customer_id``, ``product_id``, ``kind``
+            (``views``, ``carts`` or ``purchases``; ``searches`` rows are
+            ignored) and ``ts``, or the same prepared once with
+            :meth:`prepare_recent`. E.g. the events since ``as_of``, or at
+            least a trigger's own viewed or carted products stamped just
+            before ``at``. Rows before ``as_of`` and rows at or after a
+            pair's ``at`` are ignored (no look-ahead).
+
+        Returns
+        -------
+        numpy.ndarray
+            Probabilities. A product unknown at fit gets one too (from the
+            live features and the customer's, with no component scores).
+        """
+        check_is_fitted(self, "live_")
+        c = np.asarray([str(v) for v in customer_ids], dtype=object)
+        p = np.asarray([str(v) for v in product_ids], dtype=object)
+        if c.shape != p.shape or c.ndim != 1:
+            raise ValueError(f"customer_ids and product_ids must be 1-d and of one length, got {c.shape} and {p.shape}")
+        as_of_s = int(epoch_seconds(pd.Series([self.as_of_]))[0])
+        if isinstance(at, str | pd.Timestamp) or np.ndim(at) == 0:
+            t = np.full(len(c), int(epoch_seconds(pd.Series([utc(at, "at")]))[0]), np.int64)
+        else:
+            t = epoch_seconds(pd.Series(pd.to_datetime(np.asarray(at), utc=True)))
+            if len(t) != len(c):
+                raise ValueError(f"at: expected one time or {len(c)}, got {len(t)}")
+        t = np.maximum(np.asarray(t, dtype=np.int64), as_of_s)
+        rec = self.prepare_recent(recent) if isinstance(recent, pd.DataFrame) else recent
+        if rec is not None and not isinstance(rec, LiveEvents):
+            raise TypeError(f"recent: expected a DataFrame or LiveEvents, got {type(rec).__name__}")
+        n = len(self.product_ids_)
+        cols = _positions(self.product_ids_, p)
+        extra = rec.extra if rec is not None else pd.Index([], dtype=object)
+        unknown = np.flatnonzero(cols < 0)
+        if len(unknown):
+            # Unknown products of this call alone come after the prepared ones.
+            more = pd.Index(pd.unique(p[unknown]))
+            more = more[extra.get_indexer(more) < 0]
+            allx = extra.append(more)
+            cols[unknown] = n + allx.get_indexer(pd.Index(p[unknown]))
+        return self._predict_at(c, cols, t, rec)
+
 __all__ = ["Recommender", "PopularityRecommender", "RecentlyViewedRecommender", "CooccurrenceRecommender",
-           "ImplicitRecommender", "BlendRecommender", "LearnedBlendRecommender", "RECOMMENDATION_COLUMNS"]
+           "ImplicitRecommender", "BlendRecommender", "LearnedBlendRecommender", "LiveBlendRecommender",
+           "LiveEvents", "LIVE_KINDS", "LIVE_NAMES", "RECOMMENDATION_COLUMNS"]

@@ -56,12 +56,13 @@ from cadence.evaluation.items import (
     item_rows,
     top_within_candidates,
 )
-from cadence.features.interactions import load_interactions
-from cadence.features.purchases import duckdb_tables
+from cadence.features.interactions import interaction_events, load_interactions
+from cadence.features.purchases import duckdb_tables, fetch_frame
 from cadence.models.recommenders import (
     CooccurrenceRecommender,
     ImplicitRecommender,
     LearnedBlendRecommender,
+    LiveBlendRecommender,
     PopularityRecommender,
     Recommender,
 )
@@ -70,17 +71,24 @@ from cadence.synthetic.world import iter_world
 
 #: A scorer: (customer ids, product ids, times) of candidate pairs -> scores (higher is better).
 PairScorer = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
-RULES: tuple[str, ...] = ("recently_viewed", "popularity", "model", "model_views")
-MODELS: tuple[str, ...] = ("learned_blend", "als", "cooccurrence", "popularity")
+RULES: tuple[str, ...] = ("recently_viewed", "popularity", "model", "model_views", "blend", "blend_views")
+MODELS: tuple[str, ...] = ("live_blend", "learned_blend", "als", "cooccurrence", "popularity")
+#: Baselines every difference is taken against (``blend_views`` only when the model is the live blend).
+BASELINES: tuple[str, ...] = ("recently_viewed", "popularity", "blend_views")
+#: Days of interactions before the live blend's decision times that its live features read.
+LOOKBACK_DAYS = 90.0
 _TABLES = ("events", "orders", "order_items")
 
 
 def model_recommender(name: str, seed: int = 0) -> Recommender:
     """The model-based recommender of the study by name (:data:`MODELS`)."""
+    components: list[tuple[str, Recommender]] = [
+        ("pop", PopularityRecommender()), ("co", CooccurrenceRecommender()),
+        ("als", ImplicitRecommender("als", factors=16, random_state=seed))]
+    if name == "live_blend":
+        return LiveBlendRecommender(components, random_state=seed, lookback_days=LOOKBACK_DAYS)
     if name == "learned_blend":
-        return LearnedBlendRecommender([("pop", PopularityRecommender()), ("co", CooccurrenceRecommender()),
-                                        ("als", ImplicitRecommender("als", factors=16, random_state=seed))],
-                                       random_state=seed)
+        return LearnedBlendRecommender(components, random_state=seed)
     if name == "als":
         return ImplicitRecommender("als", factors=16, random_state=seed)
     if name == "cooccurrence":
@@ -94,6 +102,20 @@ def recommender_scorer(rec: Recommender) -> PairScorer:
     """Scores of a fitted recommender (time-independent: it knows only what came before its ``as_of``)."""
     def score(c: np.ndarray, p: np.ndarray, t: np.ndarray) -> np.ndarray:
         return rec.score_pairs(c.astype(str).tolist(), p.astype(str).tolist())
+    return score
+
+
+def live_scorer(rec: LiveBlendRecommender, recent: pd.DataFrame) -> PairScorer:
+    """Scores of a live blend at each pair's time, with the interactions logged since its fit (``recent``).
+
+    What a shop's scoring service has: the model fitted at ``as_of`` and the
+    event stream since; :meth:`~cadence.models.recommenders.LiveBlendRecommender.score_pairs_at`
+    reads only the rows strictly before each decision time.
+    """
+    prepared = rec.prepare_recent(recent)
+
+    def score(c: np.ndarray, p: np.ndarray, t: np.ndarray) -> np.ndarray:
+        return rec.score_pairs_at(c.astype(str), p.astype(str), pd.to_datetime(t, unit="s", utc=True), prepared)
     return score
 
 
@@ -210,7 +232,7 @@ def ndcg_at(scores: np.ndarray, gains: np.ndarray, row: np.ndarray, pos: np.ndar
         return np.where(ideal > 0, dcg(scores) / ideal, np.nan)
 
 
-def run_seed(cfg: ShopConfig, *, split: float = 0.5, model: str = "learned_blend", ndcg_rows: int = 2000,
+def run_seed(cfg: ShopConfig, *, split: float = 0.5, model: str = "live_blend", ndcg_rows: int = 2000,
              n_bootstrap: int = 300, alpha: float = 0.05) -> dict[str, pd.DataFrame]:
     """One seed: truth, offline estimates and NDCG of every rule (see the module docstring)."""
     if cfg.tastes is None:
@@ -223,11 +245,24 @@ def run_seed(cfg: ShopConfig, *, split: float = 0.5, model: str = "learned_blend
         frames = {t: pd.read_parquet(d / f"{t}.parquet") for t in _TABLES}
         messages = pd.read_parquet(d / "messages.parquet")
     con, tables = duckdb_tables(frames)
-    data = load_interactions(con, tables, start, label_days=max(14.0, cfg.days * split / 4))
+    label_days = max(14.0, cfg.days * split / 4)
+    data = load_interactions(con, tables, start, label_days=label_days, events_days=label_days + LOOKBACK_DAYS)
     pop = PopularityRecommender().fit(data)
     rec = pop if model == "popularity" else model_recommender(model, cfg.seed).fit(data)
     viewed = recently_viewed_scorer(frames["events"])
-    scorers = {"recently_viewed": viewed, "popularity": recommender_scorer(pop), "model": recommender_scorer(rec)}
+    scorers = {"recently_viewed": viewed, "popularity": recommender_scorer(pop)}
+    if isinstance(rec, LiveBlendRecommender):
+        # The interactions logged since the fit, as a scoring service would stream them; each score reads
+        # only those strictly before its trigger.
+        end = pd.Timestamp(cfg.start, tz="UTC") + pd.Timedelta(days=cfg.days + 1)
+        recent = fetch_frame(con, interaction_events(tables, end, start), ["customer_id", "ts", "product_id", "kind"])
+        scorers["model"] = live_scorer(rec, recent)
+        # The frozen learned blend, alone and behind the live "viewed" signal (the previous best hybrid).
+        blend = model_recommender("learned_blend", cfg.seed).fit(data)
+        scorers["blend"] = recommender_scorer(blend)
+        scorers["blend_views"] = viewed_first_scorer(viewed, scorers["blend"])
+    else:
+        scorers["model"] = recommender_scorer(rec)
     scorers["model_views"] = viewed_first_scorer(viewed, scorers["model"])
     t_fit = time.perf_counter()
 
@@ -239,7 +274,7 @@ def run_seed(cfg: ShopConfig, *, split: float = 0.5, model: str = "learned_blend
                for name, s in scorers.items()}
     est = pd.concat([evaluate_item_rules(rows, targets, metrics=("conversion", "click"), estimators=("pi", "exact"),
                                          baseline=b, alpha=alpha, n_bootstrap=n_bootstrap, random_state=cfg.seed)
-                     for b in ("recently_viewed", "popularity")]).drop_duplicates(["metric", "estimator", "rule"])
+                     for b in BASELINES if b in targets]).drop_duplicates(["metric", "estimator", "rule"])
     t_est = time.perf_counter()
 
     # Truth: the world re-run with each rule's items on the same sends.
@@ -289,7 +324,7 @@ def differences(study: dict[str, pd.DataFrame], metric: str = "conversion", esti
     truth = study["truth"].pivot(index="seed", columns="rule", values=metric)
     est = study["estimates"]
     rows = []
-    for base in ("recently_viewed", "popularity"):
+    for base in (b for b in BASELINES if b in truth.columns and b != model):
         name = f"{model} - {base}"
         e = est[(est["metric"] == metric) & (est["estimator"] == estimator) & (est["rule"] == name)].set_index("seed")
         for seed in truth.index:
@@ -308,6 +343,7 @@ def differences(study: dict[str, pd.DataFrame], metric: str = "conversion", esti
     return per_seed, summary
 
 
-__all__ = ["ItemRulePolicy", "MODELS", "RULES", "choose_items", "differences", "model_recommender", "ndcg_at",
+__all__ = ["BASELINES", "ItemRulePolicy", "LOOKBACK_DAYS", "MODELS", "RULES", "choose_items", "differences",
+           "live_scorer", "model_recommender", "ndcg_at",
            "recently_viewed_scorer", "recommendation_study", "recommender_scorer", "run_seed", "true_per_message",
            "viewed_first_scorer"]
