@@ -6,18 +6,20 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cadence.features.interactions import load_interactions
-from cadence.features.purchases import duckdb_tables
+from cadence.features.interactions import interaction_events, load_interactions
+from cadence.features.purchases import duckdb_tables, fetch_frame
 from cadence.models.recommenders import (
     BlendRecommender,
     CooccurrenceRecommender,
     ImplicitRecommender,
     LearnedBlendRecommender,
+    LiveBlendRecommender,
     PopularityRecommender,
     RecentlyViewedRecommender,
 )
@@ -37,7 +39,13 @@ def _recommenders() -> dict[str, Any]:
         "blend": BlendRecommender([("p", PopularityRecommender()), ("r", RecentlyViewedRecommender())]),
         "learned": LearnedBlendRecommender([("p", PopularityRecommender()), ("r", RecentlyViewedRecommender()),
                                             ("c", CooccurrenceRecommender())], random_state=0),
+        "live": _live(),
     }
+
+
+def _live() -> LiveBlendRecommender:
+    return LiveBlendRecommender([("p", PopularityRecommender()), ("c", CooccurrenceRecommender())], random_state=0,
+                                lookback_days=30, horizon_days=7)
 
 
 @pytest.fixture(scope="module")
@@ -50,8 +58,8 @@ def shop() -> dict[str, pd.DataFrame]:
 
 def _recommend_all(frames: dict[str, pd.DataFrame], customers: list[str]) -> dict[str, pd.DataFrame]:
     con, tables = duckdb_tables(frames)
-    # With a time split inside the history for the learned blend (the others ignore it).
-    data = load_interactions(con, tables, AS_OF, label_days=30)
+    # With a time split inside the history and time-stamped events for the learned blends (the others ignore them).
+    data = load_interactions(con, tables, AS_OF, label_days=30, events_days=60)
     return {name: est.fit(data).recommend(customers, k=10) for name, est in _recommenders().items()}
 
 
@@ -120,3 +128,39 @@ def test_appending_rows_at_or_after_as_of_changes_no_recommendation(shop: dict[s
     got = _recommend_all(_append(past, rows), customers)
     for name, frame in expected.items():
         pd.testing.assert_frame_equal(got[name], frame, obj=name)
+
+
+AT = AS_OF + pd.Timedelta(days=10)
+
+
+@pytest.fixture(scope="module")
+def live(shop: dict[str, pd.DataFrame]) -> tuple[LiveBlendRecommender, pd.DataFrame, list[str], list[str]]:
+    """The live blend fitted before AS_OF, the shop's interactions from AS_OF on, and pairs to score at AT."""
+    past = _cut(shop)
+    con, tables = duckdb_tables(past)
+    rec = _live().fit(load_interactions(con, tables, AS_OF, label_days=30, events_days=60))
+    con, tables = duckdb_tables(shop)
+    later = fetch_frame(con, interaction_events(tables, AS_OF + pd.Timedelta(days=60), AS_OF),
+                        ["customer_id", "ts", "product_id", "kind"])
+    customers = sorted(later.loc[later["ts"] < AT, "customer_id"].unique())[:30] + ["nobody"]
+    products = sorted(past["events"]["product_id"].dropna().unique())[:20] + ["new-product"]
+    return rec, later, [c for c in customers for _ in products], products * len(customers)
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_interactions_at_or_after_the_decision_time_change_no_live_score(live: Any, data: st.DataObject) -> None:
+    rec, later, cust, prod = live
+    before = later[later["ts"] < AT]
+    expected = rec.score_pairs_at(cust, prod, AT, recent=before)
+    assert not np.allclose(expected, rec.score_pairs_at(cust, prod, AT))  # what happened since the fit matters
+    n = data.draw(st.integers(1, 25))
+    extra = pd.DataFrame({
+        "customer_id": data.draw(st.lists(st.sampled_from([*cust[::21], "new-customer"]), min_size=n, max_size=n)),
+        "product_id": data.draw(st.lists(st.sampled_from([*prod[:21], "other-product"]), min_size=n, max_size=n)),
+        "kind": data.draw(st.lists(st.sampled_from(["views", "carts", "purchases", "searches"]), min_size=n,
+                                   max_size=n)),
+        "ts": [AT + pd.Timedelta(seconds=s) for s in data.draw(st.lists(st.integers(0, 30 * 86_400), min_size=n,
+                                                                          max_size=n))]})
+    got = rec.score_pairs_at(cust, prod, AT, recent=pd.concat([later, extra], ignore_index=True))
+    np.testing.assert_array_equal(got, expected)
