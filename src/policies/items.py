@@ -22,7 +22,10 @@ stage's rule (:data:`STAGE_RULES`):
 
 "Predicted interest" is the recommender's score of the (customer, product)
 pair (:meth:`~cadence.models.recommenders.Recommender.score_pairs`), a
-purchase probability for the learned blend. Everything the selector knows
+purchase probability for the learned blend. A recommender with live signals
+(:class:`~cadence.models.recommenders.LiveBlendRecommender`) scores at each
+trigger's ``eligible_at`` with its fitted state plus the trigger's own
+viewed or carted products (:func:`trigger_interactions`). Everything the selector knows
 was fitted before ``as_of`` (interactions, co-occurrence, catalogue changes,
 the products the matcher indexes); a trigger only adds its own context.
 Selection is vectorised: triggers become (trigger, product) pairs, scored
@@ -102,6 +105,35 @@ def _expand(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     owner = np.repeat(np.arange(len(lo)), n)
     idx = np.repeat(lo - np.cumsum(n) + n, n) + np.arange(int(n.sum()))
     return owner, idx
+
+
+#: Stages whose trigger products the customer just interacted with, and how (the rest name other products).
+TRIGGER_KINDS: Mapping[str, str] = {"browse_abandon": "views", "cart_abandon": "carts", "checkout_abandon": "carts"}
+
+
+def trigger_interactions(candidates: pd.DataFrame) -> pd.DataFrame:
+    """The interactions a trigger row itself reports, one second before its ``eligible_at``.
+
+    A browse abandonment's ``products`` were just viewed, a cart or checkout
+    abandonment's just carted (:data:`TRIGGER_KINDS`): what a model with
+    live signals (:meth:`~cadence.models.recommenders.LiveBlendRecommender.score_pairs_at`)
+    can know at serving from the trigger row alone. Columns ``customer_id``,
+    ``product_id``, ``kind``, ``ts``.
+
+    >>> cands = pd.DataFrame({"customer_id": ["a", "b"], "stage": ["cart_abandon", "birthday"],
+    ...                       "eligible_at": pd.to_datetime(["2025-01-20"] * 2, utc=True), "products": ["x|y", None]})
+    >>> trigger_interactions(cands)[["customer_id", "product_id", "kind"]].values.tolist()
+    [['a', 'x', 'carts'], ['a', 'y', 'carts']]
+    """
+    stages = candidates["stage"].astype(str).to_numpy(dtype=object)
+    kind = pd.Series(stages).map(TRIGGER_KINDS).to_numpy(dtype=object)
+    live = pd.notna(kind)
+    products = pd.Series(np.where(live, candidates["products"].to_numpy(dtype=object), None))
+    row, _, ids = _split(products)
+    ts = pd.Series(pd.to_datetime(candidates["eligible_at"], utc=True).to_numpy(), dtype="datetime64[ns, UTC]")
+    return pd.DataFrame({"customer_id": candidates["customer_id"].astype(str).to_numpy(dtype=object)[row],
+                         "product_id": ids, "kind": kind[row],
+                         "ts": (ts.iloc[row] - pd.Timedelta(seconds=1)).reset_index(drop=True)})
 
 
 class ItemSelector(BaseEstimator):
@@ -375,7 +407,13 @@ class ItemSelector(BaseEstimator):
             scored_c.append(c[idx])
             scored_k2.append(-t[idx].astype(np.float64))  # ties: the latest change first
         sr, sc, sk2 = (np.concatenate(x) for x in (scored_r, scored_c, scored_k2))
-        interest = self.recommender_.score_positions(cust_rows[sr], rec_cols[sc])
+        if hasattr(self.recommender_, "score_pairs_at"):
+            # A recommender with live signals scores at the decision time, knowing the trigger's own session.
+            ids = cand["customer_id"].astype(str).to_numpy(dtype=object)
+            at = pd.to_datetime(eligible, unit="s", utc=True)
+            interest = self.recommender_.score_pairs_at(ids[sr], universe[sc], at[sr], recent=trigger_interactions(cand))
+        else:
+            interest = self.recommender_.score_positions(cust_rows[sr], rec_cols[sc])
         # Unscored products (unknown to the recommender) go after every scored one.
         add(sr, sc, _RANKED, np.where(np.isfinite(interest), -interest, np.inf), sk2)
         # Top products: the recommender's own ranking, once per customer.
@@ -436,4 +474,4 @@ class ItemSelector(BaseEstimator):
         return out
 
 
-__all__ = ["ItemSelector", "STAGE_RULES", "SELECT_COLUMNS"]
+__all__ = ["ItemSelector", "STAGE_RULES", "SELECT_COLUMNS", "TRIGGER_KINDS", "trigger_interactions"]

@@ -116,3 +116,19 @@ def test_bad_input_is_named() -> None:
         rec.score_pairs_at(["c1"], ["p1"], AS_OF, recent=bad.drop(columns="ts"))
     with pytest.raises(ValueError, match="at: expected one time or 1"):
         rec.score_pairs_at(["c1"], ["p1"], [AS_OF, AS_OF])
+
+
+def test_the_item_selector_scores_at_the_trigger_with_its_own_products() -> None:
+    from cadence.policies.items import ItemSelector, trigger_interactions
+
+    sel = ItemSelector(_live(), n_items=3).fit(DATA)
+    at = AS_OF + pd.Timedelta(days=20)
+    cands = pd.DataFrame({"customer_id": ["c1", "c1"], "stage": ["browse_abandon", "buy_again"],
+                          "eligible_at": [at, at], "products": ["p5", "p1|p2|p3|p4|p5"]})
+    items = sel.select(cands)
+    assert items[0].split("|")[0] == "p5"  # the viewed product is pinned first
+    # The due products ranked by the live score at the trigger, which knows c1 just viewed p5.
+    due = [f"p{i}" for i in range(1, 6)]
+    s = sel.recommender_.score_pairs_at(["c1"] * 5, due, at, recent=trigger_interactions(cands))
+    assert items[1].split("|") == [due[i] for i in np.argsort(-s, kind="stable")[:3]]
+    assert "p5" in items[1].split("|")
