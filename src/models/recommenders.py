@@ -1201,9 +1201,9 @@ def _live_features(cust: np.ndarray, prod: np.ndarray, kind: np.ndarray, sec: np
     n_known = co.shape[0]
     q_known = q_prod < n_known
     for r in range(1, recent + 1):
-        j = hi - r
-        ok = np.flatnonzero((j >= lo) & q_known & (prod[np.maximum(j, 0)] < n_known))
-        x[ok, 6] += _lookup(co, prod[j[ok]], q_prod[ok])
+        at = hi - r
+        ok = np.flatnonzero((at >= lo) & q_known & (prod[np.maximum(at, 0)] < n_known))
+        x[ok, 6] += _lookup(co, prod[at[ok]], q_prod[ok])
     buys = np.flatnonzero(kind == LIVE_KINDS.index("purchases"))
     if not len(buys):
         return x
@@ -1211,9 +1211,9 @@ def _live_features(cust: np.ndarray, prod: np.ndarray, kind: np.ndarray, sec: np
     hi = np.searchsorted(gb, q_cust.astype(np.int64) * span + q_rel, side="left")
     lo = np.searchsorted(gb, q_cust.astype(np.int64) * span + lo_rel, side="left")
     for r in range(1, recent + 1):
-        j = hi - r
-        ok = np.flatnonzero((j >= lo) & q_known & (prod[buys[np.maximum(j, 0)]] < n_known))
-        b = buys[j[ok]]
+        at = hi - r
+        ok = np.flatnonzero((at >= lo) & q_known & (prod[buys[np.maximum(at, 0)]] < n_known))
+        b = buys[at[ok]]
         x[ok, 7] += _lookup(bt, prod[b], q_prod[ok]) * np.exp(-(q_rel[ok] - rel[b]) / decay_s)
     return x
 
@@ -1498,7 +1498,7 @@ class LiveBlendRecommender(LearnedBlendRecommender):
         extra = extra[pd.Index(self.product_ids_).get_indexer(extra) < 0]
         return LiveEvents.from_frame(r, self.product_ids_, extra)
 
-    def score_pairs_at(self, customer_ids: Sequence[str], product_ids: Sequence[str], at: Any,
+    def score_pairs_at(self, customer_ids: Sequence[str] | np.ndarray, product_ids: Sequence[str] | np.ndarray, at: Any,
                        recent: pd.DataFrame | LiveEvents | None = None) -> np.ndarray:
         """Purchase probability of each ``(customer_ids[i], product_ids[i])`` pair decided at ``at``.
 

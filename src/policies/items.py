@@ -128,7 +128,7 @@ def trigger_interactions(candidates: pd.DataFrame) -> pd.DataFrame:
     stages = candidates["stage"].astype(str).to_numpy(dtype=object)
     kind = pd.Series(stages).map(TRIGGER_KINDS).to_numpy(dtype=object)
     live = pd.notna(kind)
-    products = pd.Series(np.where(live, candidates["products"].to_numpy(dtype=object), None))
+    products = pd.Series(candidates["products"].to_numpy(dtype=object)).where(live)
     row, _, ids = _split(products)
     ts = pd.Series(pd.to_datetime(candidates["eligible_at"], utc=True).to_numpy(), dtype="datetime64[ns, UTC]")
     return pd.DataFrame({"customer_id": candidates["customer_id"].astype(str).to_numpy(dtype=object)[row],
@@ -410,8 +410,9 @@ class ItemSelector(BaseEstimator):
         if hasattr(self.recommender_, "score_pairs_at"):
             # A recommender with live signals scores at the decision time, knowing the trigger's own session.
             ids = cand["customer_id"].astype(str).to_numpy(dtype=object)
-            at = pd.to_datetime(eligible, unit="s", utc=True)
-            interest = self.recommender_.score_pairs_at(ids[sr], universe[sc], at[sr], recent=trigger_interactions(cand))
+            when = pd.to_datetime(eligible, unit="s", utc=True)
+            interest = self.recommender_.score_pairs_at(ids[sr], universe[sc], when[sr],
+                                                        recent=trigger_interactions(cand))
         else:
             interest = self.recommender_.score_positions(cust_rows[sr], rec_cols[sc])
         # Unscored products (unknown to the recommender) go after every scored one.
