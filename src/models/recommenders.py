@@ -1136,14 +1136,18 @@ class LiveEvents:
         """The events of ``customers`` (their position in the result) at or after ``since``."""
         pos = _positions(self.customers, pd.Series(customers, dtype=object))
         known = np.flatnonzero(pos >= 0)
-        owner, idx = _expand(self.starts[pos[known]], self.starts[pos[known] + 1])
+        owner, idx = expand_ranges(self.starts[pos[known]], self.starts[pos[known] + 1])
         keep = self.sec[idx] >= since
         idx = idx[keep]
         return known[owner[keep]], self.prod[idx], self.kind[idx], self.sec[idx]
 
 
-def _expand(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """For ranges ``[lo[i], hi[i])``: (i repeated, every index in the range)."""
+def expand_ranges(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For ranges ``[lo[i], hi[i])``: (i repeated, every index in the range).
+
+    >>> [a.tolist() for a in expand_ranges(np.array([0, 5]), np.array([2, 6]))]
+    [[0, 0, 1], [0, 1, 5]]
+    """
     n = np.maximum(hi - lo, 0)
     owner = np.repeat(np.arange(len(lo)), n)
     idx = np.repeat(lo - np.cumsum(n) + n, n) + np.arange(int(n.sum()))
@@ -1391,7 +1395,7 @@ class LiveBlendRecommender(LearnedBlendRecommender):
         # Each decision gets its customer's top products.
         by = np.argsort(top_c, kind="stable")
         bounds = np.searchsorted(top_c[by], np.arange(len(state.customers) + 1))
-        owner, idx = _expand(bounds[d_cust], bounds[d_cust + 1])
+        owner, idx = expand_ranges(bounds[d_cust], bounds[d_cust + 1])
         q_dec, q_prod = owner, top_p[by[idx]]
         # Packed (customer, seconds since the first event) keys: the state is in that order already.
         horizon = int(round(self.horizon_days * _DAY))
@@ -1401,7 +1405,7 @@ class LiveBlendRecommender(LearnedBlendRecommender):
         hi = np.searchsorted(g, d_cust.astype(np.int64) * span + (d_t - t0), side="left")
         lo = np.searchsorted(g, d_cust.astype(np.int64) * span + np.maximum(d_t - t0 - self._live_args()["lookback_s"], 0),
                              side="left")
-        r_dec, r_idx = _expand(np.maximum(lo, hi - self.recent), hi)
+        r_dec, r_idx = expand_ranges(np.maximum(lo, hi - self.recent), hi)
         q_dec = np.concatenate([q_dec, r_dec])
         q_prod = np.concatenate([q_prod, state.prod[r_idx]])
         # Only products the components know: a product new since label_start is in the candidates only when
@@ -1556,4 +1560,4 @@ class LiveBlendRecommender(LearnedBlendRecommender):
 
 __all__ = ["Recommender", "PopularityRecommender", "RecentlyViewedRecommender", "CooccurrenceRecommender",
            "ImplicitRecommender", "BlendRecommender", "LearnedBlendRecommender", "LiveBlendRecommender",
-           "LiveEvents", "LIVE_KINDS", "LIVE_NAMES", "RECOMMENDATION_COLUMNS"]
+           "LiveEvents", "LIVE_KINDS", "LIVE_NAMES", "RECOMMENDATION_COLUMNS", "expand_ranges"]

@@ -67,6 +67,7 @@ from cadence.contract.clock import epoch_seconds
 from cadence.contract.tables import STAGES
 from cadence.features.affinity import SearchMatcher
 from cadence.features.interactions import InteractionData
+from cadence.models.recommenders import expand_ranges
 
 #: Each stage's selection rule (see the module docstring).
 STAGE_RULES: Mapping[str, str] = {
@@ -97,14 +98,6 @@ def _split(products: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     ids = np.asarray([p for lst in lists.to_numpy() for p in lst], dtype=object)
     keep = ids != ""
     return rows[keep], pos[keep], ids[keep]
-
-
-def _expand(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """For ranges ``[lo[i], hi[i])``: (i repeated, every index in the range)."""
-    n = np.maximum(hi - lo, 0)
-    owner = np.repeat(np.arange(len(lo)), n)
-    idx = np.repeat(lo - np.cumsum(n) + n, n) + np.arange(int(n.sum()))
-    return owner, idx
 
 
 #: Stages whose trigger products the customer just interacted with, and how (the rest name other products).
@@ -382,7 +375,7 @@ class ItemSelector(BaseEstimator):
         sim = (trig_rule == "trigger_then_similar") & (trig_code < len(self.product_ids_))
         src_r, src_c = trig_row[sim], trig_code[sim]
         ip = self.neighbours_.indptr
-        owner, idx = _expand(ip[src_c], ip[src_c + 1])
+        owner, idx = expand_ranges(ip[src_c], ip[src_c + 1])
         scored_r.append(src_r[owner])
         scored_c.append(self.neighbours_.indices[idx])
         scored_k2.append(-self.neighbours_.data[idx])
@@ -402,7 +395,7 @@ class ItemSelector(BaseEstimator):
             hi = np.searchsorted(t, eligible[at], side="right")
             lo = np.maximum(np.searchsorted(t, eligible[at] - self.change_days * 86_400.0, side="right"),
                             hi - self.pool_size)
-            owner, idx = _expand(lo, hi)
+            owner, idx = expand_ranges(lo, hi)
             scored_r.append(at[owner])
             scored_c.append(c[idx])
             scored_k2.append(-t[idx].astype(np.float64))  # ties: the latest change first
@@ -430,7 +423,7 @@ class ItemSelector(BaseEstimator):
             per = np.bincount(rc, minlength=len(uniq))
             rec_start = np.concatenate([[0], np.cumsum(per)[:-1]])
             # Every trigger row of a customer gets that customer's list.
-            owner, idx = _expand(rec_start[inv], rec_start[inv] + per[inv])
+            owner, idx = expand_ranges(rec_start[inv], rec_start[inv] + per[inv])
             r = top[owner]
             add(r, self._codes(rec["product_id"].to_numpy(dtype=object)[idx]), _RANKED,
                 rec["rank"].to_numpy(np.float64)[idx], np.zeros(len(idx)))
