@@ -1286,8 +1286,7 @@ class LiveBlendRecommender(LearnedBlendRecommender):
         choice the customer made, about three times the positives of
         purchases alone, so the score is a probability of interest) or a
         purchase. On the synthetic shop with tastes ``'any'`` ranked
-        better (NDCG@10 against the true relevance 0.841 against 0.820, one
-        seed, ``benchmarks/RESULTS.md``).
+        better against the true relevance (a design run on one seed).
 
     Attributes
     ----------

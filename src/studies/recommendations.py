@@ -5,15 +5,23 @@ For each seed of a shop with latent tastes (:class:`~cadence.synthetic.config.Ta
 1. generate the shop under the randomised logging policy (uniform ``k``-of-``m``
    item sets on the recommendation stages);
 2. fit recommenders point in time on the history before ``split`` (a share
-   of the window): popularity and the model (:func:`model_recommender`, a
-   learned blend of popularity, co-occurrence and ALS by default);
+   of the window): popularity and the model (:func:`model_recommender`; by
+   default the live blend,
+   :class:`~cadence.models.recommenders.LiveBlendRecommender`, of
+   popularity, co-occurrence and ALS);
 3. define item rules that choose ``k`` items **within each trigger's
    item_candidates** by a score: ``recently_viewed`` (the customer's last
    view of the product strictly before the trigger, read from the logged
    events at the trigger: the straw man, fully up to date), ``popularity``
-   and ``model`` (scores of recommenders fitted before ``split``), and
-   ``model_views`` (:func:`viewed_first_scorer`: the candidates viewed before
-   the trigger first, each group ranked by the model);
+   (fitted before ``split``), ``model`` (the live blend fitted once before
+   ``split``, scoring each trigger at its time with the interactions logged
+   since the fit and strictly before the trigger, :func:`live_scorer`: what
+   a scoring service fed the event stream knows), and ``model_views``
+   (:func:`viewed_first_scorer`: the candidates viewed before the trigger
+   first, each group ranked by the model). With the live blend also
+   ``blend`` (the learned blend, frozen at ``split``) and ``blend_views``
+   (the same behind the viewed-first rule: the best rule before the live
+   blend);
 4. the offline estimate (:func:`cadence.evaluation.items.evaluate_item_rules`,
    pseudo-inverse and exact-set) of each rule and of ``model`` minus each
    baseline, on the logged messages with items sent at or after ``split``;
