@@ -23,6 +23,9 @@ k, candidates=None, exclude=None)`` returns a tidy table (``customer_id``,
 * :class:`LearnedBlendRecommender`: ranks by a classifier's predicted
   purchase probability on the other recommenders' scores, fitted on a time
   split inside the history.
+* :class:`LiveBlendRecommender`: the learned blend plus the customer's
+  interactions up to the decision time (:meth:`LiveBlendRecommender.score_pairs_at`),
+  learned from decisions sampled inside the history.
 
 :meth:`Recommender.score_pairs` scores arbitrary (customer, product) pairs,
 for stages whose candidates differ per recipient

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from cadence.features.interactions import (
+    EVENT_COLUMNS,
     INTERACTION_COLUMNS,
     InteractionData,
     interactions,
@@ -106,3 +107,19 @@ def test_load_interactions_bundles_both_cooccurrences() -> None:
     assert data.bought_together.empty
     with pytest.raises(ValueError, match="interactions: missing column 'weight'"):
         InteractionData(AS_OF, data.interactions.drop(columns="weight"), data.cooccurrence, data.bought_together)
+
+
+def test_events_days_keeps_each_interaction_of_the_window_before_the_cutoff() -> None:
+    con, t = duckdb_tables(_shop())
+    data = load_interactions(con, t, AS_OF, events_days=15)
+    assert data.events_since == AS_OF - pd.Timedelta(days=15)
+    ev = data.events
+    assert list(ev.columns) == list(EVENT_COLUMNS)
+    # Only b's view of x on 20 January is in [17 January, 1 February); at or after the cutoff nothing.
+    assert ev[["customer_id", "product_id", "kind"]].values.tolist() == [["b", "x", "views"]]
+    everything = load_interactions(con, t, AS_OF, events_days=365).events
+    assert sorted(everything["kind"]) == ["carts", "purchases", "searches", "views", "views", "views"]
+    assert (everything["ts"] < AS_OF).all()
+    assert load_interactions(con, t, AS_OF).events is None
+    with pytest.raises(ValueError, match="events_days must be a positive number of days"):
+        load_interactions(con, t, AS_OF, events_days=0)
