@@ -120,13 +120,14 @@ Learner = Literal["s", "t", "x", "ct"]
 Method = Literal["dr", "s", "t", "x", "ct"]
 
 
-def shop_context(candidates: pd.DataFrame, context: Sequence[str] = ("trigger",)) -> pd.DataFrame:
+def shop_context(candidates: pd.DataFrame, context: Sequence[str] = ("trigger",),
+                 customer_columns: str | Sequence[str] = "all") -> pd.DataFrame:
     """The learner's context of trigger candidates (index 0..n-1): :func:`~cadence.policies.context.encode_context`.
 
     The default is the trigger family alone (the seven columns); the policy
-    passes its own ``context``.
+    passes its own ``context`` and ``customer_columns``.
     """
-    return encode_context(candidates, context)
+    return encode_context(candidates, context, customer_columns)
 
 
 def make_learner(kind: Learner, random_state: int = 0) -> Any:
@@ -150,11 +151,12 @@ def make_learner(kind: Learner, random_state: int = 0) -> Any:
 
 
 def make_policy_learner(threshold: float = 0.0, fatigue_cost: float = 0.0, random_state: int = 0,
-                        alpha: float = 1.0, scores: str = "dr") -> PolicyLearner:
+                        alpha: float = 1.0, scores: str = "dr", select: float | None = None) -> PolicyLearner:
     """The shop's configuration of :class:`~cadence.policies.learner.PolicyLearner` (module docstring)."""
     send_cost = np.r_[0.0, np.full(N_ACTIONS - 1, fatigue_cost + threshold)]
     return PolicyLearner(actions=list(range(N_ACTIONS)), action_costs=send_cost.tolist(),
-                         action_features=ACTION_FEATURES, random_state=random_state, alpha=alpha, scores=scores)
+                         action_features=ACTION_FEATURES, random_state=random_state, alpha=alpha, scores=scores,
+                         select=select)
 
 
 def _cost(incentive: str, value: float) -> float:
@@ -194,11 +196,18 @@ class UpliftPolicy:
     #: What the policy learner's decision model regresses (``learner="dr"``): doubly-robust
     #: scores, the reward model (``"dm"``) or inverse-propensity scores.
     scores: str = "dr"
+    #: Column screening of the policy learner (``learner="dr"``): keep a context column only when
+    #: it improves the held-out score contrasts by this many standard errors (``None``: keep all).
+    select: float | None = None
+    #: The customer family's columns (``learner="dr"``): ``"core"``
+    #: (:data:`~cadence.policies.context.CUSTOMER_CORE`), ``"all"`` or encoded names.
+    customer_columns: str | tuple[str, ...] = "all"
 
     def get_params(self, deep: bool = True) -> dict[str, Any]:
         """Constructor parameters (scikit-learn style, for tuning and export metadata)."""
         return {k: getattr(self, k) for k in ("learner", "threshold", "fatigue_cost", "incentives",
-                                               "max_sends_7d", "min_rows", "random_state", "policy_id", "context", "alpha", "scores")}
+                                               "max_sends_7d", "min_rows", "random_state", "policy_id", "context", "alpha", "scores",
+                                               "select", "customer_columns")}
 
     def set_params(self, **params: Any) -> UpliftPolicy:
         """Set constructor parameters (scikit-learn style); unknown names raise ``ValueError``."""
@@ -310,8 +319,8 @@ class UpliftPolicy:
         allowed = allowed_actions(stage[rows], opt_in_matrix(cands))
         allowed[np.arange(rows.size), action] = True  # whatever the log did was possible
         self.learner_ = make_policy_learner(self.threshold, self.fatigue_cost, self.random_state, self.alpha,
-                                            self.scores).fit(
-            shop_context(cands, fams), log.rewards["net_revenue"].to_numpy()[rows], action=action,
+                                            self.scores, self.select).fit(
+            shop_context(cands, fams, self.customer_columns), log.rewards["net_revenue"].to_numpy()[rows], action=action,
             pscore=log.pscore[rows], allowed=allowed, groups=None if log.groups is None else log.groups[rows])
         return self
 
@@ -341,7 +350,7 @@ class UpliftPolicy:
         allowed = allowed_actions(stage[rows], opt_in_matrix(part), self.incentives)
         if self.max_sends_7d is not None and "sends_7d" in part:
             allowed[part["sends_7d"].fillna(0).to_numpy() >= self.max_sends_7d, 1:] = False
-        code = self.learner_.predict(shop_context(part, self.context), allowed=allowed).astype(np.int64)
+        code = self.learner_.predict(shop_context(part, self.context, self.customer_columns), allowed=allowed).astype(np.int64)
         slot = CODE_SLOT[code]
         abandon = np.isin(stage[rows], list(ABANDON_STAGES))
         delay = np.where(abandon, np.asarray(ABANDON_DELAYS)[np.maximum(slot, 0)],
