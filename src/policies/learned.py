@@ -151,12 +151,11 @@ def make_learner(kind: Learner, random_state: int = 0) -> Any:
 
 
 def make_policy_learner(threshold: float = 0.0, fatigue_cost: float = 0.0, random_state: int = 0,
-                        alpha: float = 1.0, scores: str = "dr", select: float | None = None) -> PolicyLearner:
+                        alpha: float = 1.0, scores: str = "dr") -> PolicyLearner:
     """The shop's configuration of :class:`~cadence.policies.learner.PolicyLearner` (module docstring)."""
     send_cost = np.r_[0.0, np.full(N_ACTIONS - 1, fatigue_cost + threshold)]
     return PolicyLearner(actions=list(range(N_ACTIONS)), action_costs=send_cost.tolist(),
-                         action_features=ACTION_FEATURES, random_state=random_state, alpha=alpha, scores=scores,
-                         select=select)
+                         action_features=ACTION_FEATURES, random_state=random_state, alpha=alpha, scores=scores)
 
 
 def _cost(incentive: str, value: float) -> float:
@@ -196,9 +195,6 @@ class UpliftPolicy:
     #: What the policy learner's decision model regresses (``learner="dr"``): doubly-robust
     #: scores, the reward model (``"dm"``) or inverse-propensity scores.
     scores: str = "dr"
-    #: Column screening of the policy learner (``learner="dr"``): keep a context column only when
-    #: it improves the held-out score contrasts by this many standard errors (``None``: keep all).
-    select: float | None = None
     #: The customer family's columns (``learner="dr"``): ``"core"``
     #: (:data:`~cadence.policies.context.CUSTOMER_CORE`), ``"all"`` or encoded names.
     customer_columns: str | tuple[str, ...] = "all"
@@ -207,7 +203,7 @@ class UpliftPolicy:
         """Constructor parameters (scikit-learn style, for tuning and export metadata)."""
         return {k: getattr(self, k) for k in ("learner", "threshold", "fatigue_cost", "incentives",
                                                "max_sends_7d", "min_rows", "random_state", "policy_id", "context", "alpha", "scores",
-                                               "select", "customer_columns")}
+                                               "customer_columns")}
 
     def set_params(self, **params: Any) -> UpliftPolicy:
         """Set constructor parameters (scikit-learn style); unknown names raise ``ValueError``."""
@@ -319,7 +315,7 @@ class UpliftPolicy:
         allowed = allowed_actions(stage[rows], opt_in_matrix(cands))
         allowed[np.arange(rows.size), action] = True  # whatever the log did was possible
         self.learner_ = make_policy_learner(self.threshold, self.fatigue_cost, self.random_state, self.alpha,
-                                            self.scores, self.select).fit(
+                                            self.scores).fit(
             shop_context(cands, fams, self.customer_columns), log.rewards["net_revenue"].to_numpy()[rows], action=action,
             pscore=log.pscore[rows], allowed=allowed, groups=None if log.groups is None else log.groups[rows])
         return self

@@ -139,78 +139,6 @@ def _vector(name: str, value: Any, n: int, *, numeric: bool = True) -> NDArray[A
     return out
 
 
-def _screen(z: FloatArray, scores: FloatArray, judge: FloatArray, mask: NDArray[np.bool_], phi: FloatArray | None,
-            columns: Mapping[Hashable, list[int]], folds: list[tuple[NDArray[np.intp], NDArray[np.intp]]],
-            groups: NDArray[Any] | None, alpha: float) -> dict[Hashable, float]:
-    """Per input column, the held-out gain of its action interactions on the score contrasts, in standard errors.
-
-    Only differences between a row's allowed actions decide, so the loss is
-    the squared error of the **contrasts** ``G[i, a] - mean_a G[i, a]`` (a
-    column that predicts a row's overall level, e.g. how much a big spender
-    buys whatever is sent, scores nothing). For each input column ``c`` two
-    ridge models of the contrasts are fitted on the training folds: the
-    context-free ``theta(a) = b0 phi(a)`` and ``theta(x, a) = [1, z_c(x)] B
-    phi(a)``; on the held-out fold each row's loss difference is taken,
-    summed per cluster (``groups``) and the column's statistic is their mean
-    over its standard error.
-
-    With the row-centred action features ``psi_ia = phi_a - mean_{a allowed} phi_a``
-    the fit needs per allowed-action pattern only ``C = sum_a psi psi^T``,
-    and per row ``h_i = sum_a G_ia psi_ia``; the held-out loss of ``B`` on a
-    row (up to a constant of the row) is ``v^T C v - 2 v . h``, ``v = [1, z] B``.
-    """
-    n, k = mask.shape
-    phi_m = np.eye(k) if phi is None else phi
-    patterns, pattern = np.unique(mask, axis=0, return_inverse=True)
-    pattern = np.asarray(pattern).ravel()
-    mean_phi = (patterns @ phi_m) / patterns.sum(axis=1, keepdims=True)  # (u, m)
-    cov = np.stack([(phi_m[row] - mu).T @ (phi_m[row] - mu) for row, mu in zip(patterns, mean_phi, strict=True)])
-    def centred(values: FloatArray) -> FloatArray:  # h_i = sum_a G_ia psi_ia, (n, m)
-        g = np.where(mask, values, 0.0)
-        return g @ phi_m - g.sum(axis=1, keepdims=True) * mean_phi[pattern]
-
-    h, h_judge = centred(scores), centred(judge)
-    m = phi_m.shape[1]
-    by_pattern = [np.flatnonzero(pattern == u) for u in range(len(patterns))]
-
-    def held_out_loss(x: FloatArray) -> FloatArray:
-        loss = np.empty(n)
-        for train, test in folds:
-            in_train = np.zeros(n, bool)
-            in_train[train] = True
-            p = x.shape[1]
-            gram = np.zeros((p * m, p * m))
-            for u, rows in enumerate(by_pattern):
-                xr = x[rows[in_train[rows]]]
-                if len(xr):
-                    gram += np.kron(xr.T @ xr, cov[u])
-            rhs = (x[train].T @ h[train]).ravel()
-            b = np.linalg.solve(gram + alpha * np.eye(p * m), rhs).reshape(p, m)
-            v = x[test] @ b
-            quad = np.empty(len(test))
-            pt = pattern[test]
-            for u in np.unique(pt):
-                sel = pt == u
-                quad[sel] = ((v[sel] @ cov[u]) * v[sel]).sum(axis=1)
-            loss[test] = quad - 2.0 * (v * h_judge[test]).sum(axis=1)
-        return loss
-
-    ones = np.ones((n, 1))
-    null = held_out_loss(ones)
-    cluster = np.arange(n) if groups is None else pd.factorize(np.asarray(groups))[0]
-    n_clusters = int(cluster.max()) + 1
-    out: dict[Hashable, float] = {}
-    for col, idx in columns.items():
-        if not idx:
-            out[col] = 0.0
-            continue
-        gain = np.bincount(cluster, weights=null - held_out_loss(np.column_stack([ones, z[:, idx]])),
-                           minlength=n_clusters)
-        sd = float(gain.std(ddof=1))
-        out[col] = float(gain.mean() / (sd / np.sqrt(n_clusters))) if sd > 0 else 0.0
-    return out
-
-
 class PolicyLearner(BaseEstimator):
     """Learn a policy over a finite action set from a logged bandit; see the module docstring.
 
@@ -234,13 +162,6 @@ class PolicyLearner(BaseEstimator):
     alpha : float >= 0
         Ridge penalty of the decision model (in rows: ``alpha=1`` weighs like
         one row).
-    select : float, optional
-        Column screening (module docstring, step 3a): keep an input column in
-        the decision model only when its interactions with the actions lower
-        the cross-validated error of the doubly-robust score contrasts by
-        more than ``select`` standard errors (clustered by ``groups``);
-        ``None`` keeps every column. ``2.0`` lets about one noise column in
-        forty through.
     n_knots : int >= 2, optional
         B-spline knots per numeric column (an additive non-linear model);
         ``None`` keeps numbers linear (standardised).
@@ -266,14 +187,6 @@ class PolicyLearner(BaseEstimator):
         ``theta(x, a) = [z(x), 1] @ coef_[:, a]``.
     encoder_ : ColumnTransformer
         ``z(x)``.
-    support_ : (d,) bool array
-        The encoded columns the decision model uses (all without ``select``);
-        ``coef_`` is 0 on the others.
-    selected_features_ : list
-        The input columns kept by the screening, in input order.
-    screen_t_ : dict
-        Per input column, the screening statistic (``select`` only): the
-        held-out gain of its interactions in standard errors.
     n_features_in_, feature_names_in_
         As in scikit-learn.
 
@@ -296,7 +209,6 @@ class PolicyLearner(BaseEstimator):
         "action_features": ["array-like", None],
         "scores": [StrOptions({"dr", "dm", "ips"})],
         "alpha": [Interval(Real, 0, None, closed="left")],
-        "select": [Interval(Real, None, None, closed="neither"), None],
         "n_knots": [Interval(Integral, 2, None, closed="left"), None],
         "max_categories": [Interval(Integral, 2, None, closed="left")],
         "cv": [Interval(Integral, 2, None, closed="left")],
@@ -313,7 +225,6 @@ class PolicyLearner(BaseEstimator):
         action_features: ArrayLike | None = None,
         scores: str = "dr",
         alpha: float = 1.0,
-        select: float | None = None,
         n_knots: int | None = None,
         max_categories: int = 16,
         cv: int = 2,
@@ -326,7 +237,6 @@ class PolicyLearner(BaseEstimator):
         self.action_features = action_features
         self.scores = scores
         self.alpha = alpha
-        self.select = select
         self.n_knots = n_knots
         self.max_categories = max_categories
         self.cv = cv
@@ -434,56 +344,21 @@ class PolicyLearner(BaseEstimator):
         phi = self._action_matrix(k)
 
         # Scores G (n, k), defined where allowed.
-        folds = list(GroupKFold(n_splits=self.cv).split(X, groups=group_codes) if group_codes is not None
+        if self.scores == "ips":
+            q = np.zeros((n, k))
+        else:
+            folds = (GroupKFold(n_splits=self.cv).split(X, groups=group_codes) if group_codes is not None
                      else KFold(n_splits=self.cv, shuffle=True, random_state=self.random_state).split(X))
-        q = np.zeros((n, k)) if self.scores == "ips" else self._cross_fitted_rewards(X, reward, codes, mask, folds, phi)
+            q = self._cross_fitted_rewards(X, reward, codes, mask, folds, phi)
         scores = np.where(mask, q, 0.0)
-        dr = scores.copy()
-        dr[np.arange(n), codes] += (reward - q[np.arange(n), codes]) / p
         if self.scores != "dm":
-            scores = dr
+            residual = reward - q[np.arange(n), codes]
+            scores[np.arange(n), codes] += residual / p
 
         self.encoder_ = self._encoder(X)
         z = self.encoder_.fit_transform(X)
-        columns = self._encoded_columns(X)
-        self.support_ = np.ones(z.shape[1], bool)
-        self.screen_t_: dict[Hashable, float] = {}
-        if self.select is not None:
-            # Fitted on the scores the decision model regresses, judged on the doubly-robust ones
-            # (unbiased whatever q is: q's own overfitting cannot vouch for a column).
-            self.screen_t_ = _screen(z, scores, dr, mask, phi, columns, folds, group_codes, float(max(self.alpha, 1e-6)))
-            keep = {c for c, t in self.screen_t_.items() if t > self.select}
-            self.support_ = np.isin(np.arange(z.shape[1]),
-                                    [j for c in keep for j in columns[c]])
-        names = list(getattr(self, "feature_names_in_", range(self.n_features_in_)))
-        self.selected_features_ = [c for c in names if self.support_[columns[c]].any()]
-        kept = np.column_stack([z[:, self.support_], np.ones(n)])
-        self.coef_ = np.zeros((z.shape[1] + 1, k))
-        self.coef_[np.r_[self.support_, True]] = self._ridge(kept, scores, mask, phi)
+        self.coef_ = self._ridge(np.column_stack([z, np.ones(n)]), scores, mask, phi)
         return self
-
-    def _encoded_columns(self, X: Any) -> dict[Hashable, list[int]]:
-        """Per input column, the indices of its encoded columns in ``z(x)`` (values, splines, indicators, one-hots)."""
-        ct = self.encoder_
-        names = list(X.columns) if isinstance(X, pd.DataFrame) else list(range(X.shape[1]))
-        out: dict[Hashable, list[int]] = {c: [] for c in names}
-        for name, trans, cols in ct.transformers_:
-            if name == "remainder" or not len(cols):
-                continue
-            start = ct.output_indices_[name].start
-            if name == "num":
-                per = (ct.output_indices_[name].stop - start) // len(cols)  # splines: n_knots + 2 per column
-                for i, c in enumerate(cols):
-                    out[c] += list(range(start + i * per, start + (i + 1) * per))
-            elif name == "missing":
-                for j, i in enumerate(trans.features_):
-                    out[cols[i]].append(start + j)
-            else:  # one-hot: a column per kept category, one more for the pooled rare ones
-                for c, cats, rare in zip(cols, trans.categories_, trans.infrequent_categories_, strict=True):
-                    width = len(cats) if rare is None else len(cats) - len(rare) + 1
-                    out[c] += list(range(start, start + width))
-                    start += width
-        return out
 
     def _check_X(self, X: Any, *, reset: bool) -> Any:
         if isinstance(X, pd.DataFrame):
@@ -595,6 +470,9 @@ class PolicyLearner(BaseEstimator):
             max_iter=self.max_iter, categorical_features=categorical_mask if categorical_mask.any() else None,
             random_state=self.random_state,
         )
+        empty = np.isnan(base[train]).all(axis=0)
+        if empty.any():  # a column missing in every training row says nothing, and HGB's binning fails on it
+            base = np.where(empty, 0.0, base)
         model.fit(np.column_stack([base[train], actions[codes[train]]]), reward[train])
         rows, acts = np.nonzero(mask[test])
         q[test[rows], acts] = model.predict(np.column_stack([base[test][rows], actions[acts]]))

@@ -14,6 +14,7 @@ from cadence.features.policy_context import CUSTOMER_COLUMNS, SNAPSHOT_AT, Polic
 from cadence.models.scores import SCORE_COLUMNS
 from cadence.policies.context import (
     CONTEXT_FAMILIES,
+    CUSTOMER_CORE,
     WithContext,
     encode_context,
     fallback_reasons,
@@ -37,13 +38,27 @@ def test_encoding_per_family() -> None:
                         last_unresolved_query=["red boots", None], zero_result_rate=[0.25, None],
                         p_alive=[0.8, None], repurchase_due_days=[-3.0, None], clv_365d=[120.0, None])
     x = encode_context(c)
-    assert x.shape[1] == 11 + len(CUSTOMER_COLUMNS) + len(SCORE_COLUMNS)
+    assert x.shape[1] == 11 + len(CUSTOMER_COLUMNS) + 1 + len(SCORE_COLUMNS)  # 1: open_rate
     assert x.loc[0, "log_orders_all"] == pytest.approx(np.log(5)) and x.loc[0, "zero_result_rate"] == 0.25
     assert x.loc[0, "has_unresolved_query"] == 1.0 and np.isnan(x.loc[1, "has_unresolved_query"])
     assert x.loc[0, "signed_log_repurchase_due_days"] == pytest.approx(-np.log(4)) and x.loc[0, "p_alive"] == 0.8
     assert str(x["top_category"].dtype) == "category" and "last_unresolved_query" not in x
     assert encode_context(c, ("trigger",)).shape[1] == 11
-    assert encode_context(c, ("customer",)).shape[1] == len(CUSTOMER_COLUMNS)
+    assert encode_context(c, ("customer",)).shape[1] == len(CUSTOMER_COLUMNS) + 1  # and open_rate
+
+
+def test_the_customer_columns_and_the_open_rate() -> None:
+    c = _cands().assign(tenure_days=[40.0, 10.0], opens_email=[3, 0], opens_push=[1, 0], sends_email_365d=[4, 0],
+                        sends_push_365d=[4, 0], orders_all=[2, 0])
+    x = encode_context(c, ("trigger", "customer"), customer_columns="core")
+    assert list(x.columns[11:]) == list(CUSTOMER_CORE)
+    # Opens per send over every channel; no sends: unknown, not 0.
+    assert x.loc[0, "open_rate"] == 0.5 and np.isnan(x.loc[1, "open_rate"])
+    assert np.isnan(encode_context(_cands(), ("customer",))["open_rate"]).all()  # no features at all
+    picked = encode_context(c, ("customer",), customer_columns=("open_rate", "log_tenure_days"))
+    assert list(picked.columns) == ["open_rate", "log_tenure_days"]
+    with pytest.raises(ValueError, match="customer_columns: .* unknown \\['tenure'\\]"):
+        encode_context(c, customer_columns=("tenure",))
 
 
 def test_missing_families_and_the_reasons() -> None:
@@ -59,7 +74,7 @@ def test_missing_families_and_the_reasons() -> None:
 
 
 def test_params_clone_and_set() -> None:
-    p = UpliftPolicy(learner="dr", context=("trigger", "scores"), alpha=5.0, scores="dm")
+    p = UpliftPolicy(learner="dr", context=("trigger", "scores"), alpha=5.0, scores="dm", customer_columns="core")
     q = clone(p)
     assert q.get_params() == p.get_params() and q is not p
     assert q.set_params(context=("trigger",)).context == ("trigger",)
