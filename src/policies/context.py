@@ -11,7 +11,15 @@ candidate row:
   (:data:`~cadence.features.policy_context.CUSTOMER_COLUMNS`, the 69
   columns of ``customer_features`` but the id and ``orders_90d``, which the trigger has exactly), joined on by
   :class:`~cadence.features.policy_context.PolicyContext` or, when serving,
-  by joining ``customer_features`` on ``customer_id``.
+  by joining ``customer_features`` on ``customer_id``. The learner reads
+  either all of them (``customer_columns="all"``) or a compact set,
+  :data:`CUSTOMER_CORE` (``"core"``): long-run orders, revenue and order
+  value, tenure, sessions, product views, session depth, opens per send
+  and days since the last open -- what the trigger's recency and
+  frequency lack. Why a compact set: the linear decision model gives every
+  column 13 coefficients (one per action feature), and at a few thousand
+  training customers 69 columns cost more in noise than they find
+  (``benchmarks/RESULTS.md``).
 * ``"scores"`` -- the models' scores as of the trigger
   (:data:`~cadence.models.scores.SCORE_COLUMNS`: churn risk at 30/60/90
   days, P(alive), expected purchases in 90 days, CLV over 365 days, days
@@ -28,7 +36,10 @@ rows to the rules and says why (:func:`fallback_reasons`).
 
 Encoding (:func:`encode_context`), for the policy learner's linear decision
 model: counts, amounts and day spans as ``log1p`` of the value (clipped at
-0; they are heavily right-skewed), rates and shares as they are,
+0; they are heavily right-skewed), rates and shares as they are, opens
+per send over every channel as ``open_rate`` (:func:`open_rate`, the
+engagement a count of opens alone confounds with how often the customer
+was messaged),
 ``top_category`` as a category, ``last_unresolved_query`` as a 0/1 flag (the
 query text itself is not a decision input), the days until a predicted
 repurchase as a signed ``log1p``. Nulls stay null: the learner adds its own

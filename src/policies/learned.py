@@ -31,7 +31,8 @@ the generic :class:`~cadence.policies.learner.PolicyLearner`
   a category; local hour, a point on the clock, and weekend; channel
   opt-ins, ``sends_7d``, ``orders_90d`` and the log of ``days_since_order``,
   missing for customers who never ordered: the learner adds the indicator
-  itself), the customer's 69 features as of the trigger and the models'
+  itself), the customer's features as of the trigger (``customer_columns``:
+  all 69, or the compact :data:`~cadence.policies.context.CUSTOMER_CORE`) and the models'
   scores as of the trigger (attached to the log by
   ``cadence.workflows.logs.load_log(data_dir, context=...)``; in a re-run or
   replay by :class:`~cadence.policies.context.WithContext`). Rows missing a
