@@ -197,8 +197,9 @@ class UpliftPolicy:
     #: scores, the reward model (``"dm"``) or inverse-propensity scores.
     scores: str = "dr"
     #: The customer family's columns (``learner="dr"``): ``"core"``
-    #: (:data:`~cadence.policies.context.CUSTOMER_CORE`), ``"all"`` or encoded names.
-    customer_columns: str | tuple[str, ...] = "all"
+    #: (:data:`~cadence.policies.context.CUSTOMER_CORE`, the default: all 69 cost more in noise
+    #: than they find at a few thousand customers, ``benchmarks/RESULTS.md``), ``"all"`` or encoded names.
+    customer_columns: str | tuple[str, ...] = "core"
 
     def get_params(self, deep: bool = True) -> dict[str, Any]:
         """Constructor parameters (scikit-learn style, for tuning and export metadata)."""

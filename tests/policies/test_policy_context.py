@@ -78,7 +78,7 @@ def test_params_clone_and_set() -> None:
     q = clone(p)
     assert q.get_params() == p.get_params() and q is not p
     assert q.set_params(context=("trigger",)).context == ("trigger",)
-    assert UpliftPolicy().context == CONTEXT_FAMILIES
+    assert UpliftPolicy().context == CONTEXT_FAMILIES and UpliftPolicy().customer_columns == "core"
     with pytest.raises(ValueError, match="unknown parameter 'contexts'"):
         q.set_params(contexts=("trigger",))
 
