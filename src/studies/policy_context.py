@@ -131,7 +131,7 @@ def world(seed: int, customers: int, days: int, response: ObservableResponse | N
 def policy_context_study(seeds: Iterable[int], *, customers: int = 4000, days: int = 210,
                          families: Sequence[str] = tuple(VARIANTS), offline: bool = True,
                          response: ObservableResponse | None = None, min_rows: int = 300,
-                         scores: str = "dr", customer_columns: str | Sequence[str] = "core",
+                         scores: str = "dr", customer_columns: str | tuple[str, ...] = "core",
                          progress: bool = False) -> pd.DataFrame:
     """One row per (seed, policy) with the true net revenue per trigger, and per (seed, comparison, estimator) offline.
 
