@@ -9,7 +9,7 @@ doubly robust) of ``full - trigger`` and ``full - rules`` cover the true
 difference.
 
 Usage: ``python benchmarks/policy_context_truth.py [--seeds 10] [--customers 3000] [--days 180]
-[--scores dr|dm] [--first-seed 0] [--save runs.parquet] [--load a.parquet b.parquet]``
+[--scores dr|dm] [--customer-columns core|all] [--first-seed 0] [--save runs.parquet] [--load a.parquet b.parquet]``
 (``--save``/``--load`` split a run over processes and join the per-seed rows).
 """
 
@@ -31,6 +31,7 @@ def main() -> None:
     ap.add_argument("--customers", type=int, default=3000)
     ap.add_argument("--days", type=int, default=180)
     ap.add_argument("--scores", default="dr", choices=["dr", "dm", "ips"])
+    ap.add_argument("--customer-columns", default="core", choices=["core", "all"])
     ap.add_argument("--save", help="write the per-seed rows to this parquet file")
     ap.add_argument("--load", nargs="+", help="summarise saved per-seed rows instead of running")
     args = ap.parse_args()
@@ -43,12 +44,13 @@ def main() -> None:
             warnings.simplefilter("ignore")  # the scoring models' convergence notes, per seed
             runs = policy_context_study(range(args.first_seed, args.first_seed + args.seeds),
                                         customers=args.customers, days=args.days, scores=args.scores,
-                                        progress=True)
+                                        customer_columns=args.customer_columns, progress=True)
         if args.save:
             runs.to_parquet(args.save)
     tables = summarise(runs)
     print(f"\n{runs['seed'].nunique()} seeds, {args.customers:,} customers x {args.days} days, "
-          f"policy learner scores={args.scores!r}, {time.perf_counter() - t0:.0f} s")
+          f"policy learner scores={args.scores!r}, customer_columns={args.customer_columns!r}, "
+          f"{time.perf_counter() - t0:.0f} s")
     print("\nTrue net revenue per trigger (judged customers), mean and sd over seeds")
     print(tables["values"].round(4).to_string(index=False))
     print("\nTrue paired differences (policy - reference), 95% t-interval across seeds")

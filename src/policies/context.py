@@ -11,7 +11,15 @@ candidate row:
   (:data:`~cadence.features.policy_context.CUSTOMER_COLUMNS`, the 69
   columns of ``customer_features`` but the id and ``orders_90d``, which the trigger has exactly), joined on by
   :class:`~cadence.features.policy_context.PolicyContext` or, when serving,
-  by joining ``customer_features`` on ``customer_id``.
+  by joining ``customer_features`` on ``customer_id``. The learner reads
+  either all of them (``customer_columns="all"``) or a compact set,
+  :data:`CUSTOMER_CORE` (``"core"``): long-run orders, revenue and order
+  value, tenure, sessions, product views, session depth, opens per send
+  and days since the last open -- what the trigger's recency and
+  frequency lack. Why a compact set: the linear decision model gives every
+  column 13 coefficients (one per action feature), and at a few thousand
+  training customers 69 columns cost more in noise than they find
+  (``benchmarks/RESULTS.md``).
 * ``"scores"`` -- the models' scores as of the trigger
   (:data:`~cadence.models.scores.SCORE_COLUMNS`: churn risk at 30/60/90
   days, P(alive), expected purchases in 90 days, CLV over 365 days, days
@@ -28,7 +36,10 @@ rows to the rules and says why (:func:`fallback_reasons`).
 
 Encoding (:func:`encode_context`), for the policy learner's linear decision
 model: counts, amounts and day spans as ``log1p`` of the value (clipped at
-0; they are heavily right-skewed), rates and shares as they are,
+0; they are heavily right-skewed), rates and shares as they are, opens
+per send over every channel as ``open_rate`` (:func:`open_rate`, the
+engagement a count of opens alone confounds with how often the customer
+was messaged),
 ``top_category`` as a category, ``last_unresolved_query`` as a 0/1 flag (the
 query text itself is not a decision input), the days until a predicted
 repurchase as a signed ``log1p``. Nulls stay null: the learner adds its own
@@ -73,6 +84,13 @@ TRIGGER_COLUMNS: tuple[str, ...] = (*(f"opt_in_{c}" for c in CHANNELS), "sends_7
 _AS_IS = frozenset({"zero_result_rate", "search_click_rate", "search_purchase_rate", "top_category_share",
                     "unsubscribed_channels", "churn_risk_30d", "churn_risk_60d", "churn_risk_90d", "p_alive"})
 _REASONS = {"customer": "no customer features", "scores": "no model scores"}
+#: The customer family's compact set (encoded names, :func:`customer_context`): what the
+#: trigger's seven columns lack of the customer's recency, frequency and value (long-run orders,
+#: revenue and order value), tenure, browsing (sessions, product views, session depth) and
+#: engagement (opens per send, days since the last open). ``customer_columns="all"`` reads all 69.
+CUSTOMER_CORE: tuple[str, ...] = ("log_orders_all", "log_revenue_365d", "log_aov_all", "log_tenure_days",
+                                  "log_sessions_90d", "log_product_views_90d", "log_avg_session_depth",
+                                  "open_rate", "log_last_open_days_ago")
 
 
 def family_columns(family: str) -> tuple[str, ...]:
@@ -158,8 +176,22 @@ def trigger_context(candidates: pd.DataFrame) -> dict[str, Any]:
     return out
 
 
-def customer_context(candidates: pd.DataFrame) -> dict[str, Any]:
-    """The customer family's encoded columns (see the module docstring); all null where absent."""
+def open_rate(candidates: pd.DataFrame) -> np.ndarray:
+    """Opens per send over every channel (opens of all history over sends in 365 days, at most 1); null without sends."""
+    opens = sum(np.nan_to_num(_numbers(candidates, f"opens_{c}")) for c in CHANNELS)
+    sends = sum(np.nan_to_num(_numbers(candidates, f"sends_{c}_365d")) for c in CHANNELS)
+    rate = np.minimum(opens / np.where(sends > 0, sends, np.nan), 1.0)
+    rate[np.isnan(_numbers(candidates, "tenure_days"))] = np.nan  # no features: unknown, not 0
+    return rate
+
+
+def customer_context(candidates: pd.DataFrame, columns: str | Sequence[str] = "all") -> dict[str, Any]:
+    """The customer family's encoded columns (see the module docstring); all null where absent.
+
+    ``columns``: ``"all"`` (the 69 features and ``open_rate``), ``"core"``
+    (:data:`CUSTOMER_CORE`) or a sequence of encoded names.
+    """
+    names = _customer_names(columns)
     out: dict[str, Any] = {}
     for col in CUSTOMER_COLUMNS:
         if col == "top_category":
@@ -174,7 +206,24 @@ def customer_context(candidates: pd.DataFrame) -> dict[str, Any]:
         else:
             x = _numbers(candidates, col)
             out[col if col in _AS_IS else f"log_{col}"] = x if col in _AS_IS else _log1p(x)
-    return out
+    out["open_rate"] = open_rate(candidates)
+    return out if names is None else {k: out[k] for k in names}
+
+
+def _customer_names(columns: str | Sequence[str]) -> tuple[str, ...] | None:
+    """The encoded customer columns ``columns`` names (None: all); unknown names raise ``ValueError``."""
+    if isinstance(columns, str):
+        if columns in ("all", "core"):
+            return None if columns == "all" else CUSTOMER_CORE
+        columns = (columns,)
+    known = (*(c if c in _AS_IS else f"log_{c}" for c in CUSTOMER_COLUMNS
+               if c not in ("top_category", "last_unresolved_query")),
+             "top_category", "has_unresolved_query", "open_rate")
+    unknown = [c for c in columns if c not in known]
+    if unknown or not columns:
+        raise ValueError(f"customer_columns: expected 'all', 'core' or encoded customer columns "
+                         f"(e.g. {CUSTOMER_CORE[:3]}), got unknown {unknown or tuple(columns)}")
+    return tuple(columns)
 
 
 def score_context(candidates: pd.DataFrame) -> dict[str, Any]:
@@ -191,7 +240,8 @@ def score_context(candidates: pd.DataFrame) -> dict[str, Any]:
     return out
 
 
-def encode_context(candidates: pd.DataFrame, context: Sequence[str] = CONTEXT_FAMILIES) -> pd.DataFrame:
+def encode_context(candidates: pd.DataFrame, context: Sequence[str] = CONTEXT_FAMILIES,
+                   customer_columns: str | Sequence[str] = "all") -> pd.DataFrame:
     """The policy learner's context of trigger candidates (index 0..n-1): the families of ``context``, encoded.
 
     >>> import pandas as pd
@@ -199,14 +249,16 @@ def encode_context(candidates: pd.DataFrame, context: Sequence[str] = CONTEXT_FA
     ...                   "timezone": ["UTC"], "opt_in_email": [True], "tenure_days": [9.0]})
     >>> x = encode_context(c)
     >>> x.shape[1], round(float(x["log_tenure_days"].iloc[0]), 3), bool(np.isnan(x["p_alive"].iloc[0]))
-    (87, 2.303, True)
+    (88, 2.303, True)
+    >>> list(encode_context(c, ("customer",), customer_columns="core")) == list(CUSTOMER_CORE)
+    True
     """
     fams = check_families(context)
     parts: dict[str, Any] = {}
     if "trigger" in fams:
         parts |= trigger_context(candidates)
     if "customer" in fams:
-        parts |= customer_context(candidates)
+        parts |= customer_context(candidates, customer_columns)
     if "scores" in fams:
         parts |= score_context(candidates)
     return pd.DataFrame(parts)
@@ -252,6 +304,6 @@ class WithContext:
             self.policy.reset()
 
 
-__all__ = ["CONTEXT_FAMILIES", "TRIGGER_COLUMNS", "WithContext", "check_families",
+__all__ = ["CONTEXT_FAMILIES", "CUSTOMER_CORE", "TRIGGER_COLUMNS", "WithContext", "check_families",
            "customer_context", "encode_context", "fallback_reasons", "family_columns", "missing_families",
-           "score_context", "trigger_context"]
+           "open_rate", "score_context", "trigger_context"]

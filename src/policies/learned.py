@@ -31,7 +31,8 @@ the generic :class:`~cadence.policies.learner.PolicyLearner`
   a category; local hour, a point on the clock, and weekend; channel
   opt-ins, ``sends_7d``, ``orders_90d`` and the log of ``days_since_order``,
   missing for customers who never ordered: the learner adds the indicator
-  itself), the customer's 69 features as of the trigger and the models'
+  itself), the customer's features as of the trigger (``customer_columns``:
+  all 69, or the compact :data:`~cadence.policies.context.CUSTOMER_CORE`) and the models'
   scores as of the trigger (attached to the log by
   ``cadence.workflows.logs.load_log(data_dir, context=...)``; in a re-run or
   replay by :class:`~cadence.policies.context.WithContext`). Rows missing a
@@ -120,13 +121,14 @@ Learner = Literal["s", "t", "x", "ct"]
 Method = Literal["dr", "s", "t", "x", "ct"]
 
 
-def shop_context(candidates: pd.DataFrame, context: Sequence[str] = ("trigger",)) -> pd.DataFrame:
+def shop_context(candidates: pd.DataFrame, context: Sequence[str] = ("trigger",),
+                 customer_columns: str | Sequence[str] = "all") -> pd.DataFrame:
     """The learner's context of trigger candidates (index 0..n-1): :func:`~cadence.policies.context.encode_context`.
 
     The default is the trigger family alone (the seven columns); the policy
-    passes its own ``context``.
+    passes its own ``context`` and ``customer_columns``.
     """
-    return encode_context(candidates, context)
+    return encode_context(candidates, context, customer_columns)
 
 
 def make_learner(kind: Learner, random_state: int = 0) -> Any:
@@ -194,11 +196,16 @@ class UpliftPolicy:
     #: What the policy learner's decision model regresses (``learner="dr"``): doubly-robust
     #: scores, the reward model (``"dm"``) or inverse-propensity scores.
     scores: str = "dr"
+    #: The customer family's columns (``learner="dr"``): ``"core"``
+    #: (:data:`~cadence.policies.context.CUSTOMER_CORE`, the default: all 69 cost more in noise
+    #: than they find at a few thousand customers, ``benchmarks/RESULTS.md``), ``"all"`` or encoded names.
+    customer_columns: str | tuple[str, ...] = "core"
 
     def get_params(self, deep: bool = True) -> dict[str, Any]:
         """Constructor parameters (scikit-learn style, for tuning and export metadata)."""
         return {k: getattr(self, k) for k in ("learner", "threshold", "fatigue_cost", "incentives",
-                                               "max_sends_7d", "min_rows", "random_state", "policy_id", "context", "alpha", "scores")}
+                                               "max_sends_7d", "min_rows", "random_state", "policy_id", "context", "alpha", "scores",
+                                               "customer_columns")}
 
     def set_params(self, **params: Any) -> UpliftPolicy:
         """Set constructor parameters (scikit-learn style); unknown names raise ``ValueError``."""
@@ -311,7 +318,7 @@ class UpliftPolicy:
         allowed[np.arange(rows.size), action] = True  # whatever the log did was possible
         self.learner_ = make_policy_learner(self.threshold, self.fatigue_cost, self.random_state, self.alpha,
                                             self.scores).fit(
-            shop_context(cands, fams), log.rewards["net_revenue"].to_numpy()[rows], action=action,
+            shop_context(cands, fams, self.customer_columns), log.rewards["net_revenue"].to_numpy()[rows], action=action,
             pscore=log.pscore[rows], allowed=allowed, groups=None if log.groups is None else log.groups[rows])
         return self
 
@@ -341,7 +348,7 @@ class UpliftPolicy:
         allowed = allowed_actions(stage[rows], opt_in_matrix(part), self.incentives)
         if self.max_sends_7d is not None and "sends_7d" in part:
             allowed[part["sends_7d"].fillna(0).to_numpy() >= self.max_sends_7d, 1:] = False
-        code = self.learner_.predict(shop_context(part, self.context), allowed=allowed).astype(np.int64)
+        code = self.learner_.predict(shop_context(part, self.context, self.customer_columns), allowed=allowed).astype(np.int64)
         slot = CODE_SLOT[code]
         abandon = np.isin(stage[rows], list(ABANDON_STAGES))
         delay = np.where(abandon, np.asarray(ABANDON_DELAYS)[np.maximum(slot, 0)],

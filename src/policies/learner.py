@@ -470,6 +470,9 @@ class PolicyLearner(BaseEstimator):
             max_iter=self.max_iter, categorical_features=categorical_mask if categorical_mask.any() else None,
             random_state=self.random_state,
         )
+        empty = np.isnan(base[train]).all(axis=0)
+        if empty.any():  # a column missing in every training row says nothing, and HGB's binning fails on it
+            base = np.where(empty, 0.0, base)
         model.fit(np.column_stack([base[train], actions[codes[train]]]), reward[train])
         rows, acts = np.nonzero(mask[test])
         q[test[rows], acts] = model.predict(np.column_stack([base[test][rows], actions[acts]]))

@@ -43,6 +43,7 @@ from __future__ import annotations
 import tempfile
 import time
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -52,16 +53,18 @@ import pandas as pd
 from cadence.contract.actions import Policy
 from cadence.data.bandit import split_customers
 from cadence.evaluation.intervals import t_interval
-from cadence.policies.context import CONTEXT_FAMILIES, WithContext
+from cadence.policies.context import CONTEXT_FAMILIES, WithContext, fallback_reasons
 from cadence.policies.learned import UpliftPolicy
 from cadence.policies.rules import RulesPolicy
 from cadence.synthetic.config import ObservableResponse, ShopConfig
 from cadence.synthetic.world import customer_ids, generate_shop, iter_world
 from cadence.workflows.logs import load_context, load_log
 
-#: The learned policies of the study: name -> context families.
+#: The learned policies of the study: name -> context families (the customer family with the
+#: study's ``customer_columns``; ``full_all`` with all 69 customer features).
 VARIANTS: dict[str, tuple[str, ...]] = {
     "full": CONTEXT_FAMILIES,
+    "full_all": CONTEXT_FAMILIES,
     "trigger": ("trigger",),
     "no_trigger": ("customer", "scores"),
     "no_customer": ("trigger", "scores"),
@@ -69,6 +72,34 @@ VARIANTS: dict[str, tuple[str, ...]] = {
 }
 #: The paired differences estimated offline: (policy, reference).
 COMPARISONS: tuple[tuple[str, str], ...] = (("full", "trigger"), ("full", "rules"))
+
+
+@dataclass
+class RulesWhereLacking:
+    """``policy``'s decisions, but the rules' on the rows that lack a family of ``context``.
+
+    The seven-column policy handicapped as the full-context one is: that one
+    hands rows without customer features or scores to the rules
+    (:func:`~cadence.policies.context.fallback_reasons`), so ``full`` against
+    this isolates what the extra columns are worth from what the fallback costs.
+    """
+
+    policy: Policy
+    context: tuple[str, ...] = CONTEXT_FAMILIES
+    row_wise = True
+
+    @property
+    def policy_id(self) -> str:
+        return self.policy.policy_id
+
+    def decide(self, candidates: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
+        out = self.policy.decide(candidates, rng)
+        lacking = np.flatnonzero(fallback_reasons(candidates, self.context) != "")
+        if lacking.size:
+            rules = RulesPolicy().decide(candidates.iloc[lacking], rng)
+            for j, col in enumerate(out.columns):
+                out.iloc[lacking, j] = rules[col].to_numpy()
+        return out
 
 
 def true_net_revenue(policy: Policy, cfg: ShopConfig, customers: Iterable[str]) -> tuple[float, int]:
@@ -100,14 +131,19 @@ def world(seed: int, customers: int, days: int, response: ObservableResponse | N
 def policy_context_study(seeds: Iterable[int], *, customers: int = 4000, days: int = 210,
                          families: Sequence[str] = tuple(VARIANTS), offline: bool = True,
                          response: ObservableResponse | None = None, min_rows: int = 300,
-                         scores: str = "dr", progress: bool = False) -> pd.DataFrame:
+                         scores: str = "dr", customer_columns: str | tuple[str, ...] = "core",
+                         progress: bool = False) -> pd.DataFrame:
     """One row per (seed, policy) with the true net revenue per trigger, and per (seed, comparison, estimator) offline.
 
     Columns: ``seed, kind`` (``"truth"`` or ``"estimate"``), ``policy``,
     ``reference`` (comparisons), ``estimator`` (``truth``, ``replay``,
     ``doubly robust``), ``value`` (truth: the policy's value; estimate: the
     estimated difference), ``lower, upper`` (estimates), ``triggers``.
-    ``scores`` is the learned policies' :attr:`UpliftPolicy.scores`.
+    ``scores`` and ``customer_columns`` are the learned policies'
+    :attr:`UpliftPolicy.scores` and :attr:`UpliftPolicy.customer_columns`
+    (``full_all``: ``"all"``). With ``trigger`` among ``families`` the policy
+    ``trigger_fallback`` is the trigger policy with the rules where the full
+    context lacks a family (:class:`RulesWhereLacking`).
     """
     from cadence.simulation.replay import simulate
 
@@ -125,8 +161,11 @@ def policy_context_study(seeds: Iterable[int], *, customers: int = 4000, days: i
         judged = test.candidates["customer_id"].astype(str).unique()
         policies: dict[str, Policy] = {
             name: UpliftPolicy(learner="dr", context=VARIANTS[name], min_rows=min_rows, scores=scores,
+                               customer_columns="all" if name == "full_all" else customer_columns,
                                random_state=seed).fit(train)
             for name in families}
+        if "trigger" in policies:
+            policies["trigger_fallback"] = RulesWhereLacking(policies["trigger"])
         policies["rules"] = RulesPolicy()
         t_fit = time.perf_counter()
         truth = {}
@@ -168,7 +207,8 @@ def summarise(runs: pd.DataFrame) -> dict[str, pd.DataFrame]:
     """
     truth = runs[runs["kind"] == "truth"].pivot(index="seed", columns="policy", values="value")
     values = truth.agg(["mean", "std"]).T.rename_axis("policy").reset_index()
-    pairs = [("full", "trigger"), ("full", "rules"), ("trigger", "rules")]
+    pairs = [("full", "trigger"), ("full", "rules"), ("trigger", "rules"), ("full", "trigger_fallback"),
+             ("trigger", "trigger_fallback"), ("full_all", "trigger")]
     pairs += [("full", v) for v in VARIANTS if v not in ("full", "trigger")]
     diff_rows = []
     for a, b in pairs:
@@ -191,4 +231,4 @@ def summarise(runs: pd.DataFrame) -> dict[str, pd.DataFrame]:
     return {"values": values, "differences": pd.DataFrame(diff_rows), "coverage": cov}
 
 
-__all__ = ["COMPARISONS", "VARIANTS", "policy_context_study", "summarise", "true_net_revenue", "world"]
+__all__ = ["COMPARISONS", "VARIANTS", "RulesWhereLacking", "policy_context_study", "summarise", "true_net_revenue", "world"]

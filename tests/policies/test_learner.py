@@ -117,6 +117,15 @@ def test_learns_the_best_arm_per_context_from_every_kind_of_column() -> None:
     assert est.predict(fresh).tolist()[0] == "c"
 
 
+def test_a_column_missing_in_every_row_of_a_fold_is_no_information() -> None:
+    # Scores measured only for some customers (one fold's worth): the reward model must not fail on them.
+    X, y, action, _ = small_log(600)
+    X["score"] = np.where(np.arange(len(X)) < 300, np.nan, 1.0)
+    est = PolicyLearner(actions=["a", "b", "c"], cv=2, random_state=0)
+    est.fit(X, y, action=action, pscore=np.full(len(X), 1 / 3), groups=np.arange(len(X)) < 300)
+    assert est.action_dist(X).shape == (len(X), 3)
+
+
 def test_allowed_mask_costs_and_action_features() -> None:
     X, y, action, _ = small_log()
     n = len(X)
