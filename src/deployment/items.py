@@ -22,8 +22,9 @@ needs history, like "recently viewed").
 Examples
 --------
 >>> import pandas as pd
->>> pseudonyms(pd.Series(["a", "b", "a"]), "k" * 16).nunique()
-2
+>>> p = pseudonyms(pd.Series(["a", "b", "a"]), "k" * 16)
+>>> len(set(p)), len(p[0])
+(2, 16)
 """
 
 from __future__ import annotations
@@ -140,4 +141,35 @@ class ServedItems:
                 "stage_rules": dict(STAGE_RULES), "customer_ids": "pseudonymised (keyed 64-bit hash)"}
 
 
-__all__ = ["ITEMS_FALLBACK", "KEY_CHARS", "ServedItems", "pseudonymise", "pseudonyms"]
+
+
+def item_packages(served: ServedItems) -> set[str]:
+    """Top-level packages loading and running ``served`` needs beyond the served model's own.
+
+    Those named by the code *and* imported when it loads, beyond what the
+    serving code itself loads.
+
+    :func:`~cadence.deployment.export.imported_packages` reads every import in
+    the source of the modules involved, lazy ones included (the feature
+    engine's Spark backend among them); a fresh interpreter that imports
+    :mod:`cadence.deployment.items` shows which of those loading really
+    imports. The pickled selector's own (``implicit`` for a matrix
+    factorisation) are added from the pickle.
+    """
+    import subprocess
+    import sys
+
+    from cadence.deployment.export import imported_packages, pickled_packages
+
+    def loaded(module: str) -> set[str]:
+        probe = f"import sys, {module}; print(' '.join(sorted({{m.split('.')[0] for m in sys.modules}})))"
+        done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300, check=True)
+        return set(done.stdout.split())
+
+    # What the served model loads anyway (mlflow pulls in optional packages such as pyspark when installed)
+    # is the serving code's requirement, not the items'.
+    extra = loaded(__name__) - loaded("cadence.deployment.serving")
+    return (imported_packages([__name__]) & extra) | (pickled_packages(served) - {"cadence"})
+
+
+__all__ = ["ITEMS_FALLBACK", "KEY_CHARS", "ServedItems", "item_packages", "pseudonymise", "pseudonyms"]

@@ -174,6 +174,23 @@ def fit_served_items(data_dir: PathLike, as_of: Any, *, recommender: str = DEFAU
     return ServedItems(selector, key, recommender)
 
 
+def export_items(data_dir: PathLike, as_of: Any, recommender: str | None, *, n_items: int = 3,
+                 seed: int = 0) -> tuple[ServedItems | None, str]:
+    """What an export fills ``items`` with: ``(served items or None, what the items are)``.
+
+    None (the trigger's products) when ``recommender`` is None or the data
+    directory lacks the tables a recommender is fitted on; the text says so.
+    """
+    if recommender is None:
+        return None, "the trigger's products (no recommender asked for)"
+    missing = missing_tables(data_dir)
+    if missing:
+        return None, (f"the trigger's products: no table {', '.join(missing)} to fit the {recommender} "
+                      "recommender on")
+    served = fit_served_items(data_dir, as_of, recommender=recommender, n_items=n_items, seed=seed)
+    return served, f"chosen per stage by the {recommender} recommender, fitted before {served.selector.as_of_}"
+
+
 # --------------------------------------------------------------------------- #
 # Comparison on a time split
 # --------------------------------------------------------------------------- #
@@ -323,5 +340,5 @@ def compare_recommenders_named(data_dir: PathLike, *, names: Sequence[str] | Non
 
 
 __all__ = ["BASELINES", "DEFAULT_RECOMMENDER", "RECOMMENDERS", "RecommenderComparison", "ShopTables",
-           "compare_recommenders_named", "fit_selector", "fit_served_items", "make_recommender", "missing_tables",
+           "compare_recommenders_named", "export_items", "fit_selector", "fit_served_items", "make_recommender", "missing_tables",
            "shop_tables"]
