@@ -17,7 +17,8 @@ abandonment without its query, or with one that is not text of at most
 :data:`~cadence.deployment.serving.MAX_TEXT_CHARS` characters) or ``no recommendation`` (a stage that shows
 items, for which the selector found none: e.g. a customer it never saw on a
 stage whose items are the customer's top products under a recommender that
-needs history, like "recently viewed").
+needs history, like "recently viewed"). A transactional message (order
+status) recommends nothing: its items stay the trigger's (the order's own).
 
 Examples
 --------
@@ -126,7 +127,8 @@ class ServedItems:
         shows = rule != "none"
         cause = np.where(no_query, "missing query", np.where(shows & (got == ""), "no recommendation", ""))
         fell = cause != ""
-        chosen = np.where(fell, products, got)
+        # A transactional message (order status) recommends nothing: its items are the order's own.
+        chosen = np.where(fell | ~shows, products, got)
         items[at] = np.where(pd.isna(chosen) | (chosen == ""), None, chosen)
         why[at] = cause
         return items, why
