@@ -31,6 +31,7 @@ Examples
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,13 +68,12 @@ def pseudonymise(data: InteractionData, key: str) -> InteractionData:
     What a recommender fitted on it stores (its customer index) then holds
     no raw id.
     """
-    def swap(frame: pd.DataFrame | None) -> pd.DataFrame | None:
-        if frame is None:
-            return None
+    def swap(frame: pd.DataFrame) -> pd.DataFrame:
         return frame.assign(customer_id=pseudonyms(frame["customer_id"], key))
 
     earlier = None if data.earlier is None else pseudonymise(data.earlier, key)
-    return dataclasses.replace(data, interactions=swap(data.interactions), labels=swap(data.labels), earlier=earlier)
+    labels = None if data.labels is None else swap(data.labels)
+    return dataclasses.replace(data, interactions=swap(data.interactions), labels=labels, earlier=earlier)
 
 
 @dataclass
@@ -134,7 +134,9 @@ class ServedItems:
         fell = cause != ""
         # A transactional message (order status) recommends nothing: its items are the order's own.
         chosen = np.where(fell | ~shows, products, got)
-        items[at] = np.where(pd.isna(chosen) | (chosen == ""), None, chosen)
+        empty = pd.isna(chosen) | (chosen == "")
+        items[at] = chosen
+        items[at[empty]] = None
         why[at] = cause
         return items, why
 
@@ -154,7 +156,7 @@ class ServedItems:
         """What the export records about the items (no customer, no key)."""
         sel = self.selector
         n = sel.n_items
-        return {"recommender": self.recommender, "n_items": dict(n) if isinstance(n, dict) else int(n),
+        return {"recommender": self.recommender, "n_items": dict(n) if isinstance(n, Mapping) else int(n),
                 "as_of": sel.as_of_.isoformat(), "products": int(len(sel.product_ids_)),
                 "customers": int(len(getattr(sel.recommender_, "customer_ids_", ()))),
                 "stage_rules": dict(STAGE_RULES), "customer_ids": "pseudonymised (keyed 64-bit hash)"}

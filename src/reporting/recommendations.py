@@ -56,9 +56,10 @@ def ranking_table(comp: RecommenderComparison, metrics: tuple[str, ...] = ("hit_
         row = {"stage": stage, "recommender": rec, "triggers": int(g["n_units"].iloc[0])}
         for m in metrics:
             x = by.loc[m]
-            row[f"{m}@{comp.k}"] = fmt_interval(x["value"], x["lower"], x["upper"])
+            row[f"{m}@{comp.k}"] = fmt_interval(float(x["value"]), float(x["lower"]), float(x["upper"]))
         x = by.loc["ndcg"]
-        row[f"ndcg - {base}"] = "" if rec == base else fmt_interval(x["diff"], x["diff_lower"], x["diff_upper"], True)
+        row[f"ndcg - {base}"] = "" if rec == base else fmt_interval(float(x["diff"]), float(x["diff_lower"]),
+                                                                   float(x["diff_upper"]), True)
         rows.append(row)
     return pd.DataFrame(rows)
 

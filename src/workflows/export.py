@@ -224,6 +224,7 @@ def export_policy(
     if getattr(policy, "row_wise", True) is False:
         raise ValueError(f"policy {policy_name!r} decides rows jointly; the served model decides (and "
                          "falls back) row by row, so it needs a row-wise policy")
+    assert log.candidates is not None  # a log of the messages table always has its candidates
     as_of = pd.Timestamp(log.candidates["triggered_at"].max()).isoformat()
     served_items, items_note = export_items(data_dir, as_of, recommender, n_items=n_items, seed=seed)
     model = PolicyModel(policy, epsilon=epsilon, seed=seed, items=served_items)

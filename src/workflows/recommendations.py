@@ -274,7 +274,7 @@ def _offline(data_dir: PathLike, start: pd.Timestamp, fitted: dict[str, Recommen
     k = np.fromiter((len(str(s).split("|")) for s in rows["items"]), np.int64, len(rows))
     row, pos, pid = candidate_pairs(rows["item_candidates"])
     cust = rows["customer_id"].astype(str).to_numpy(dtype=object)[row]
-    targets = {name: top_within_candidates(row, pos, pid, rec.score_pairs(cust, pid), len(rows), k)
+    targets = {name: top_within_candidates(row, pos, pid, rec.score_pairs(list(cust), list(pid)), len(rows), k)
                for name, rec in fitted.items()}
     table = evaluate_item_rules(rows, targets, metrics=("conversion", "click"), estimators=("pi",),
                                 baseline=next(iter(fitted)), n_bootstrap=n_bootstrap, random_state=seed)
