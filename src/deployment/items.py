@@ -12,12 +12,13 @@ exports do not link.
 
 A send the selector cannot serve keeps the trigger's own ``products`` (as
 the model without a recommender does) and says why in ``reason``
-(:data:`ITEMS_FALLBACK` followed by the cause): ``missing query`` (a search
-abandonment without its query, or with one that is not text of at most
-:data:`~cadence.deployment.serving.MAX_TEXT_CHARS` characters) or ``no recommendation`` (a stage that shows
-items, for which the selector found none: e.g. a customer it never saw on a
-stage whose items are the customer's top products under a recommender that
-needs history, like "recently viewed"). A transactional message (order
+(:data:`~cadence.deployment.serving.ITEMS_FALLBACK` and the cause):
+``missing query`` (a search abandonment without its query, or with one that
+is not text of at most :data:`~cadence.deployment.serving.MAX_TEXT_CHARS`
+characters) or ``no recommendation`` (a stage that shows items, for which
+the selector found none: e.g. a customer it never saw on a stage whose
+items are the customer's top products under a recommender that needs
+history, like "recently viewed"). A transactional message (order
 status) recommends nothing: its items stay the trigger's (the order's own).
 
 Examples
@@ -42,8 +43,6 @@ from cadence.deployment.serving import MAX_TEXT_CHARS
 from cadence.features.interactions import InteractionData
 from cadence.policies.items import STAGE_RULES, ItemSelector
 
-#: How a ``reason`` names a send whose items are the trigger's because the selector could not serve it.
-ITEMS_FALLBACK = "items fallback: "
 #: Length of a pseudonymisation key (what :func:`pandas.util.hash_pandas_object` takes).
 KEY_CHARS = 16
 
@@ -193,4 +192,4 @@ def item_packages(served: ServedItems) -> set[str]:
     return (imported_packages([__name__]) & extra) | (pickled_packages(served) - {"cadence"})
 
 
-__all__ = ["ITEMS_FALLBACK", "KEY_CHARS", "ServedItems", "item_packages", "pseudonymise", "pseudonyms"]
+__all__ = ["KEY_CHARS", "ServedItems", "item_packages", "pseudonymise", "pseudonyms"]

@@ -69,10 +69,10 @@ A null opt-in means no known consent and counts as not opted in; a null
 the trigger's ``products`` for sends, or, when the model carries an item
 selector (``items``, :class:`cadence.deployment.items.ServedItems`), holds
 the products the selector chooses for the stage (a send it cannot serve
-keeps the trigger's products, with ``items fallback: ...`` in ``reason``); ``priority`` ranks competing sends of
-one customer by stage (the orchestrator's order when
-:mod:`cadence.policies.orchestrator` is present) unless the policy gives its
-own. The orchestrator's caps and quiet hours need memory across requests
+keeps the trigger's products, with :data:`ITEMS_FALLBACK` and the cause in
+``reason``); ``priority`` ranks competing sends of one customer by stage
+(the orchestrator's order when :mod:`cadence.policies.orchestrator` is
+present) unless the policy gives its own. The orchestrator's caps and quiet hours need memory across requests
 and are *not* applied here: the export records their settings for the
 serving side.
 
@@ -816,6 +816,8 @@ def _blas() -> ThreadpoolController:
 
 #: How the ``reason`` of a row held for an invalid value starts.
 HOLD_REASON = "hold (invalid input): "
+#: How a ``reason`` names a send whose items are the trigger's because the item selector could not serve it.
+ITEMS_FALLBACK = "items fallback: "
 
 
 @dataclass
@@ -963,7 +965,7 @@ class PolicyModel(PythonModel):
         items, why = filler.fill(g.frame, g.triggered, send)
         fell = why != ""
         if fell.any():
-            note = "items fallback: " + why[fell]
+            note = ITEMS_FALLBACK + why[fell]
             reason = reason.copy()
             reason[fell] = np.where(reason[fell] == "", note, reason[fell] + "; " + note)
         return items, reason
