@@ -45,8 +45,8 @@ def ranking_table(comp: RecommenderComparison, metrics: tuple[str, ...] = ("hit_
     ...     "k": [10, 10], "value": [0.1, 0.3], "lower": [0.0, 0.2], "upper": [0.2, 0.4], "diff": [0.0, 0.2],
     ...     "diff_lower": [0.0, 0.1], "diff_upper": [0.0, 0.3], "n_units": [40, 40]})
     >>> t = pd.Timestamp("2025-01-01", tz="UTC")
-    >>> ranking_table(RecommenderComparison(t, t, 10, 7.0, r, None, ""), ("ndcg",)).iloc[1].tolist()
-    ['birthday', 'model', 40, '0.300 [0.200, 0.400]', '+0.200 [+0.100, +0.300]']
+    >>> ranking_table(RecommenderComparison(t, t, 10, 7.0, r, None, ""), ("ndcg",)).iloc[1].astype(str).tolist()
+    ['birthday', 'model', '40', '0.300 [0.200, 0.400]', '+0.200 [+0.100, +0.300]']
     """
     r = comp.ranking
     base = r["recommender"].iloc[0] if len(r) else ""
