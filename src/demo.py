@@ -5,11 +5,13 @@ logging policy's randomised holdout (conversion lift per stage with 95%
 intervals), compute point-in-time features and trigger candidates, fit the
 churn model next to a BG/NBD baseline on all but the last 90 days and evaluate
 both on those days (logged to MLflow), compare the rule-based and learned
-policies offline, replay the learned policy against the logged one, judge the
+policies offline, compare the recommenders that choose each message's items
+(per stage on a time split, and off-policy on the logged item sets), replay
+the learned policy against the logged one, judge the
 cart-abandon sequence step by step, learn each customer's send time and judge
 it against the fixed delays, export the learned policy as a registered
-MLflow model (promoted to champion when it passes the gate), and write the
-summary report.
+MLflow model that fills each send's items with the recommender (promoted to
+champion when it passes the gate), and write the summary report.
 """
 
 from __future__ import annotations
@@ -123,7 +125,7 @@ def recommender_step(summary: DemoSummary, out: Path, seed: int, echo: Callable[
     echo("")
 
 
-def served_items_step(out: Path, features_dir: Path, model_name: str, uri: str, echo: Callable[[str], None]) -> None:
+def served_items_step(features_dir: Path, model_name: str, uri: str, echo: Callable[[str], None]) -> None:
     """Show the items the exported model fills for a few of the latest triggers (stages and products only)."""
     import mlflow
 
@@ -286,7 +288,7 @@ def run_demo(out: Path, *, customers: int = 20_000, days: int = 365, seed: int =
     summary.export = {**res, "promoted": gate["promoted"], "gate": gate["message"]}
     summary.seconds["export"] = time.perf_counter() - t0
     echo(f"registered {DEMO_MODEL} version {res['version']}; {gate['message']}")
-    served_items_step(out, features_dir, DEMO_MODEL, uri, echo)
+    served_items_step(features_dir, DEMO_MODEL, uri, echo)
     echo(f"load it: mlflow.set_tracking_uri('{uri}'); mlflow.set_registry_uri('{uri}'); "
          f"mlflow.pyfunc.load_model('models:/{DEMO_MODEL}@champion').predict(candidates)")
     echo("")
