@@ -281,6 +281,7 @@ def input_example() -> pd.DataFrame:
         "orders_90d": [0, 2, 1],
         "days_since_order": [None, 12.5, 40.0],
         "products": [None, "P-EXAMPLE-1|P-EXAMPLE-2", None],
+        "query": [None, None, None],  # a search abandonment's query
     })
     example = {"count": [4, 1, None], "share": [0.25, 0.0, None], "number": [35.5, 120.0, None],
                "text": [None, "category-a", None]}
