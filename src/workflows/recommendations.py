@@ -130,14 +130,18 @@ def shop_tables(data_dir: PathLike) -> ShopTables:
 
 
 def fit_selector(shop: ShopTables, as_of: Any, recommender: str | Recommender, *, n_items: int = 3,
-                 seed: int = 0, key: str | None = None) -> ItemSelector:
+                 seed: int = 0, key: str | None = None, data: InteractionData | None = None) -> ItemSelector:
     """An :class:`ItemSelector` on ``recommender`` fitted on ``shop`` strictly before ``as_of``.
 
-    With ``key``, on pseudonymised customer ids (see :mod:`cadence.deployment.items`).
+    With ``key``, on pseudonymised customer ids (see :mod:`cadence.deployment.items`). ``data``: the
+    interactions before ``as_of`` already loaded (with the learned blend's time split when it needs one).
     """
     cutoff = utc(as_of, "as_of")
     rec = make_recommender(recommender, seed) if isinstance(recommender, str) else recommender
-    data = shop.interactions(cutoff, LABEL_DAYS if _needs_labels(rec) else None)
+    if data is None or (_needs_labels(rec) and data.labels is None):
+        data = shop.interactions(cutoff, LABEL_DAYS if _needs_labels(rec) else None)
+    elif data.as_of != cutoff:
+        raise ValueError(f"data: loaded as of {data.as_of}, not {cutoff}")
     if key is not None:
         data = pseudonymise(data, key)
     return ItemSelector(rec, n_items=n_items).fit(data, shop.products, shop.product_changes)
@@ -325,7 +329,10 @@ def compare_recommenders_named(data_dir: PathLike, *, names: Sequence[str] | Non
     if not until > as_of:
         raise ValueError(f"{data_dir}: the holdout ({as_of:%Y-%m-%d} to {end:%Y-%m-%d}) is shorter than the "
                          f"{horizon_days:g}-day horizon")
-    selectors = {n: fit_selector(shop, as_of, n, n_items=k, seed=seed) for n in names}
+    # The interactions once for every recommender (with the time split if one of them learns from it).
+    labels = any(_needs_labels(make_recommender(n, seed)) for n in names)
+    data = shop.interactions(as_of, LABEL_DAYS if labels else None)
+    selectors = {n: fit_selector(shop, as_of, n, n_items=k, seed=seed, data=data) for n in names}
     cand = _judged_candidates(shop, data_dir, as_of, until)
     if not len(cand):
         raise ValueError(f"{data_dir}: no trigger candidate of a stage that shows items from {as_of:%Y-%m-%d} "
