@@ -50,6 +50,9 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--requests", type=int, default=500)
     ap.add_argument("--epsilon", type=float, default=0.05)
+    ap.add_argument("--recommender", default="default",
+                    help="recommender the served model fills items with ('default': the workflows' default; "
+                         "'none': the trigger's products, as before the item selector)")
     args = ap.parse_args()
 
     import mlflow
@@ -64,16 +67,22 @@ def main() -> None:
     shop = generate_shop(ShopConfig(customers=args.customers, days=args.days, seed=0), root / "shop")
     uri = f"sqlite:///{root}/mlflow.db"
     t0 = time.perf_counter()
-    res = export_policy(shop, args.policy, "bench-policy", tracking_uri=uri, epsilon=args.epsilon)
+    from cadence.workflows.recommendations import DEFAULT_RECOMMENDER
+
+    recommender = {"default": DEFAULT_RECOMMENDER, "none": None}.get(args.recommender, args.recommender)
+    res = export_policy(shop, args.policy, "bench-policy", tracking_uri=uri, epsilon=args.epsilon,
+                        recommender=recommender, force=True)
     export_s = time.perf_counter() - t0
-    promote("bench-policy", tracking_uri=uri)
+    # Timed whether or not the gate promotes it (a small shop may not support the estimate).
+    alias = "champion" if promote("bench-policy", tracking_uri=uri)["promoted"] else "challenger"
 
     cands = load_log(shop).candidates
     reps = -(-args.rows // len(cands))
-    batch = pd.concat([cands.assign(customer_id=cands["customer_id"] + f"-{k}") for k in range(reps)],
+    # The first copy keeps the shop's customers (the recommender knows them); later copies are new customers.
+    batch = pd.concat([cands.assign(customer_id=cands["customer_id"] + (f"-{k}" if k else "")) for k in range(reps)],
                       ignore_index=True).head(args.rows)
     with using_tracking(uri):
-        model = mlflow.pyfunc.load_model("models:/bench-policy@champion")
+        model = mlflow.pyfunc.load_model(f"models:/bench-policy@{alias}")
     model.predict(batch.head(1000))  # warm-up
     times = []
     # A request holds at most MAX_ROWS rows (the served model refuses more), so the batch goes in requests.
@@ -89,7 +98,7 @@ def main() -> None:
     env.update(MLFLOW_TRACKING_URI=uri, PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}")
     log = open(root / "serve.log", "wb")
     proc = subprocess.Popen([str(Path(sys.executable).parent / "mlflow"), "models", "serve", "-m",
-                             "models:/bench-policy@champion", "--env-manager", "local", "-h", "127.0.0.1",
+                             f"models:/bench-policy@{alias}", "--env-manager", "local", "-h", "127.0.0.1",
                              "-p", str(port)], env=env, cwd=root, stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True)
     url = f"http://127.0.0.1:{port}"
@@ -118,12 +127,14 @@ def main() -> None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
     print(json.dumps({
-        "policy": args.policy, "epsilon": args.epsilon, "log_rows": len(cands), "export_s": round(export_s, 1),
+        "policy": args.policy, "epsilon": args.epsilon, "items": res["items"], "alias": alias, "log_rows": len(cands), "export_s": round(export_s, 1),
         "requirements": res["requirements"], "batch_rows": len(batch),
         "batch_decisions_per_s_best": round(len(batch) / min(times)),
         "batch_decisions_per_s_median": round(len(batch) / float(np.median(times))),
         "http_single_row_ms_p50": round(float(np.percentile(lat, 50)), 1),
         "http_single_row_ms_p99": round(float(np.percentile(lat, 99)), 1),
+        "items_filled_share": round(float(out["items"].notna().mean()), 3),
+        "items_fallback_share": round(float(out["reason"].str.contains("items fallback").mean()), 3),
         "requests": len(lat), "cpus": os.cpu_count(), "python": platform.python_version(),
     }, indent=2))
 

@@ -16,7 +16,7 @@ import time
 import types
 from collections.abc import Collection, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import click
 import typer
@@ -394,6 +394,10 @@ def evaluate(
     seed: Annotated[int, typer.Option(help="Seed of the customer split and bootstrap.")] = 0,
     refits: Annotated[int, typer.Option(help="Refits of the reward model behind the direct method's interval "
                                               "(0: none; its interval then ignores the model's error).")] = 20,
+    recommenders: Annotated[bool, typer.Option(
+        "--recommenders", help="Also compare recommenders per stage on a time split (recently viewed, popularity "
+                               "and the model: hit rate, recall, NDCG@10 with 95% intervals; off-policy value of "
+                               "their item rules when the log randomised the items).")] = False,
 ) -> None:
     """Estimate each policy's open, click, conversion and net revenue per trigger, with lift over logging."""
     import json
@@ -406,11 +410,14 @@ def evaluate(
 
         try:
             df = evaluate_named(gate.data_dir, list(policy), seed=seed, n_refit=refits or None)
+            recs = _compare_recommenders(gate.data_dir, seed) if recommenders else None
         except (ValueError, FileNotFoundError, ContractError) as e:
             _fail(f"evaluate: {e}")
     if as_json:
         typer.echo(json.dumps({"rows_evaluated": df.attrs["rows_evaluated"], "rows_fitted": df.attrs["rows_fitted"],
-                               "estimates": df.to_dict("records")}, default=float))
+                               "estimates": df.to_dict("records"),
+                               **({} if recs is None else {"recommenders": _recommenders_json(recs)})},
+                              default=float))
         return
     try:
         table = summary_table(df, estimator)
@@ -423,6 +430,38 @@ def evaluate(
     bad = df[~df["supported"]].drop_duplicates("policy")
     for _, row in bad.iterrows():
         typer.secho(f"{row['policy']}: {row['reason']}", fg=typer.colors.YELLOW)
+    if recs is not None:
+        _echo_recommenders(recs)
+
+
+def _compare_recommenders(data_dir: Path, seed: int) -> Any:
+    """``evaluate --recommenders``: the comparison of :func:`cadence.workflows.recommendations.compare_recommenders_named`."""
+    from cadence.workflows.recommendations import compare_recommenders_named
+
+    return compare_recommenders_named(data_dir, seed=seed)
+
+
+def _recommenders_json(recs: Any) -> dict[str, Any]:
+    return {"as_of": recs.as_of.isoformat(), "until": recs.until.isoformat(), "k": recs.k,
+            "horizon_days": recs.horizon_days, "ranking": recs.ranking.to_dict("records"),
+            "offline": None if recs.offline is None else recs.offline.to_dict("records"),
+            "offline_note": recs.offline_note}
+
+
+def _echo_recommenders(recs: Any) -> None:
+    from cadence.reporting.recommendations import offline_table, ranking_table
+
+    typer.echo("")
+    typer.echo(f"Recommenders fitted before {recs.as_of:%Y-%m-%d}, judged per stage on the triggers to "
+               f"{recs.until:%Y-%m-%d} against the next {recs.horizon_days:g} days' purchases (95% intervals, "
+               "clustered by customer):")
+    typer.echo(ranking_table(recs).to_string(index=False))
+    table = offline_table(recs)
+    if table is None:
+        typer.echo(f"Off-policy value of item rules: {recs.offline_note}")
+    else:
+        typer.echo("Off-policy value per message of showing each recommender's top candidates (pseudo-inverse):")
+        typer.echo(table.to_string(index=False))
 
 
 @app.command()
@@ -511,6 +550,10 @@ def export(
     force: Annotated[bool, typer.Option("--force", help="Register even when the log does not support the served "
                                                         "model's estimate (the version is tagged so).")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    recommender: Annotated[str, typer.Option(help="Recommender whose per-stage item selection fills each send's "
+                                                  "items ('default', a name, or 'none': the trigger's products).")]
+    = "default",
+    items: Annotated[int, typer.Option("--items", help="Products per message at most.", min=1, max=50)] = 3,
 ) -> None:
     """Fit, estimate and register a policy as an MLflow pyfunc model with alias 'challenger'.
 
@@ -530,7 +573,8 @@ def export(
 
         try:
             res = export_policy(gate.data_dir, policy, model_name, tracking_uri=tracking_uri, epsilon=epsilon,
-                                seed=seed, replay=replay, source=gate.source, force=force)
+                                seed=seed, replay=replay, source=gate.source, force=force,
+                                **_items_options(recommender, items))
         except (ValueError, FileNotFoundError, ContractError) as e:
             _fail(f"export: {e}")
     if as_json:
@@ -544,8 +588,20 @@ def export(
     if not res["supported"]:
         typer.secho(f"export: warning: registered with --force although {res['support_reason']} (tagged "
                     "cadence.estimate_supported = false)", fg=typer.colors.YELLOW, err=True)
+    typer.echo(f"items: {res['items']}")
     typer.echo(f"load it: mlflow.pyfunc.load_model('models:/{res['model_name']}@{res['alias']}'); "
                f"promote it: cadence promote {res['model_name']}")
+
+
+def _items_options(recommender: str, items: int) -> dict[str, Any]:
+    """``export --recommender/--items`` as :func:`~cadence.workflows.export.export_policy`'s arguments."""
+    from cadence.workflows.recommendations import DEFAULT_RECOMMENDER, RECOMMENDERS
+
+    name = {"default": DEFAULT_RECOMMENDER, "none": None}.get(recommender, recommender)
+    if name is not None and name not in RECOMMENDERS:
+        _fail(f"export: --recommender: expected default, none or one of {', '.join(RECOMMENDERS)}, "
+              f"got {recommender!r}", 2)
+    return {"recommender": name, "n_items": items}
 
 
 @app.command()

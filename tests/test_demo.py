@@ -37,7 +37,16 @@ def test_demo_runs_every_stage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
                                 "ECE", "90d", "holdout", "MAE"]
     assert [row.split()[0] for row in table[1:]] == ["survival", "BG/NBD"]
     assert table[1].split()[1:4] != ["-", "-", "-"]  # concordance, Brier and 30-day ECE computed
-    assert [line.split(" ")[0] for line in lines if line.startswith("[")] == [f"[{i}/10]" for i in range(1, 11)]
+    steps = [f"[{i}/10]" for i in range(1, 11)]
+    steps.insert(6, "[6b/10]")  # the recommenders
+    assert [line.split(" ")[0] for line in lines if line.startswith("[")] == steps
+    # The recommender step: per stage with intervals, and off-policy (the demo shop randomises its items).
+    recs = summary.recommenders
+    assert recs is not None and {"recently_viewed", "popularity"} < set(recs.ranking["recommender"])
+    assert recs.offline is not None and (recs.offline["lower"] <= recs.offline["upper"]).all()
+    # The export fills items with the recommender; the demo shows them for the latest triggers.
+    assert "chosen per stage by" in summary.export["items"]
+    assert any(line.startswith("The served model fills each send's items by stage") for line in lines)
     # The send-time stage: rules with and without learned send times, with intervals.
     st = summary.send_time
     assert st is not None and {"rules", "rules + send time", "logging"} == set(st["policy"])

@@ -66,10 +66,13 @@ A null opt-in means no known consent and counts as not opted in; a null
 ``products`` means the trigger has no items.
 
 ``send_at`` is ``triggered_at + delay_minutes`` (UTC); ``items`` repeats
-the trigger's ``products`` for sends; ``priority`` ranks competing sends of
-one customer by stage (the orchestrator's order when
-:mod:`cadence.policies.orchestrator` is present) unless the policy gives its
-own. The orchestrator's caps and quiet hours need memory across requests
+the trigger's ``products`` for sends, or, when the model carries an item
+selector (``items``, :class:`cadence.deployment.items.ServedItems`), holds
+the products the selector chooses for the stage (a send it cannot serve
+keeps the trigger's products, with :data:`ITEMS_FALLBACK` and the cause in
+``reason``); ``priority`` ranks competing sends of one customer by stage
+(the orchestrator's order when :mod:`cadence.policies.orchestrator` is
+present) unless the policy gives its own. The orchestrator's caps and quiet hours need memory across requests
 and are *not* applied here: the export records their settings for the
 serving side.
 
@@ -205,6 +208,8 @@ INPUT_COLUMNS: tuple[Column, ...] = (
     Column("days_since_order", "any", False, "a number >= 0: days since the customer's last order before the "
                                              "trigger, not before 1970-01-02 (null = never ordered)"),
     Column("products", "any", False, "the trigger's product ids, '|'-separated (null = none)"),
+    Column("query", "any", False, "the search query of a search abandonment (null = none): the items that "
+                                  "match it, when the model carries an item selector"),
     *(Column(c, "any", False, f"customer feature ({_KIND_DOC[k]}, null = unknown), as customer_features.parquet "
                               "has it") for c, k in CUSTOMER_KINDS.items()),
     *(Column(c, "any", False, f"model score ({_KIND_DOC[k]}, null = unknown), as customer_scores.parquet has it")
@@ -219,11 +224,13 @@ OUTPUT_COLUMNS: tuple[Column, ...] = (
                                     "process a datetime.datetime)"),
     Column("delay_minutes", "long", True, "minutes after the trigger (0 when held)"),
     Column("incentive", "string", False, f"one of {', '.join(INCENTIVES)} (null when held)"),
-    Column("items", "string", False, "the items to show, '|'-separated (the trigger's products)"),
+    Column("items", "string", False, "the items to show, '|'-separated: the item selector's for the stage "
+                                     "when the model carries one, else the trigger's products"),
     Column("priority", "double", True, "rank among one customer's competing sends, higher first"),
     Column("propensity", "double", True, "probability with which this decision was chosen"),
     Column("reason", "string", True, "why the decision is not the policy's ('' when it is): 'hold (invalid "
-                                     "input): COLUMN: PROBLEM', 'rules fallback: ...' or 'exploration ...'"),
+                                     "input): COLUMN: PROBLEM', 'rules fallback: ...' or 'exploration ...', "
+                                     "then '; items fallback: ...' when a send's items are the trigger's products"),
 )
 
 
@@ -274,6 +281,7 @@ def input_example() -> pd.DataFrame:
         "orders_90d": [0, 2, 1],
         "days_since_order": [None, 12.5, 40.0],
         "products": [None, "P-EXAMPLE-1|P-EXAMPLE-2", None],
+        "query": [None, None, None],  # a search abandonment's query
     })
     example = {"count": [4, 1, None], "share": [0.25, 0.0, None], "number": [35.5, 120.0, None],
                "text": [None, "category-a", None]}
@@ -809,6 +817,8 @@ def _blas() -> ThreadpoolController:
 
 #: How the ``reason`` of a row held for an invalid value starts.
 HOLD_REASON = "hold (invalid input): "
+#: How a ``reason`` names a send whose items are the trigger's because the item selector could not serve it.
+ITEMS_FALLBACK = "items fallback: "
 
 
 @dataclass
@@ -835,12 +845,17 @@ class PolicyModel(PythonModel):
         Exploration probability, in ``[0, 1)``.
     seed
         Key of the per-row hash that drives exploration.
+    items
+        Fills each send's ``items`` (a fitted
+        :class:`~cadence.deployment.items.ServedItems`; anything with its
+        ``fill``); None: the trigger's products.
     """
 
-    def __init__(self, policy: Policy, epsilon: float = 0.05, seed: int = 0) -> None:
+    def __init__(self, policy: Policy, epsilon: float = 0.05, seed: int = 0, items: Any = None) -> None:
         self.policy = policy
         self.epsilon = epsilon
         self.seed = seed
+        self.items = items
 
     def _fallback(self) -> Policy:
         return self.policy if isinstance(self.policy, RulesPolicy) else RulesPolicy()
@@ -940,6 +955,22 @@ class PolicyModel(PythonModel):
             out.index = index
         return out
 
+    def _items(self, g: _Greedy, send: np.ndarray, reason: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Each row's items and its reason, with ``items fallback: ...`` where a send kept the trigger's products."""
+        filler = getattr(self, "items", None)  # models pickled before the item selector existed have none
+        if filler is None:
+            items = (g.frame["products"].astype(object).to_numpy().copy() if "products" in g.frame
+                     else np.full(len(send), None, dtype=object))
+            items[~send] = None
+            return items, reason
+        items, why = filler.fill(g.frame, g.triggered, send)
+        fell = why != ""
+        if fell.any():
+            note = ITEMS_FALLBACK + why[fell]
+            reason = reason.copy()
+            reason[fell] = np.where(reason[fell] == "", note, reason[fell] + "; " + note)
+        return items, reason
+
     def _frame(self, g: _Greedy, code: np.ndarray, propensity: np.ndarray, reason: np.ndarray) -> pd.DataFrame:
         n = len(code)
         stage = g.frame["stage"].astype(object).to_numpy()
@@ -962,9 +993,7 @@ class PolicyModel(PythonModel):
         # priority does not depend on the rest of the batch.
         own = g.decisions["priority"].to_numpy(float)
         priority = np.where(np.isnan(own), stage_priority(stage), own)
-        items = (g.frame["products"].astype(object).to_numpy().copy() if "products" in g.frame
-                 else np.full(n, None, dtype=object))
-        items[~send] = None
+        items, reason = self._items(g, send, reason)
         # UTC datetimes or None (not NaT, which MLflow's JSON writer would print as the text "NaT").
         # Python datetimes, not pandas Timestamps: boxing Timestamps costs more than the decision.
         send_at = np.full(n, None, dtype=object)

@@ -86,6 +86,7 @@ from cadence.deployment.registry import build_policy, needs_fit
 from cadence.policies.sequences import DEFAULT_SEQUENCES, Sequence
 from cadence.workflows import tracking
 from cadence.workflows.policies import POLICIES_DIR
+from cadence.workflows.recommendations import DEFAULT_RECOMMENDER, export_items
 from cadence.workflows.tracking import using_tracking
 
 
@@ -122,6 +123,8 @@ def export_policy(
     send_time: Any = None,
     source: PathLike | None = None,
     force: bool = False,
+    recommender: str | None = DEFAULT_RECOMMENDER,
+    n_items: int = 3,
 ) -> dict[str, Any]:
     """Fit, estimate and log ``policy_name`` as a new version of registered model ``model_name``.
 
@@ -168,6 +171,15 @@ def export_policy(
         path and fingerprint are recorded (default: ``data_dir``'s).
     force
         Register even when the estimate is unsupported (tagged so).
+    recommender
+        The recommender (:data:`cadence.workflows.recommendations.RECOMMENDERS`)
+        whose per-stage item selection the served model fills ``items`` with,
+        fitted on the shop's events and orders before ``as_of`` with
+        pseudonymised customer ids (:func:`cadence.workflows.recommendations.export_items`);
+        None, or a data directory without ``orders`` and ``order_items``:
+        the trigger's products. Recorded in the metadata (``items``).
+    n_items
+        Products per message at most.
 
     Returns
     -------
@@ -175,12 +187,14 @@ def export_policy(
         ``model_name, version, alias, model_uri, run_id, data_sha256,
         as_of, git_commit, estimates`` (DR per metric with intervals, and
         the logging policy's value, of the model as served), ``supported``
-        and ``support_reason`` (the overlap diagnostics), ``requirements``.
+        and ``support_reason`` (the overlap diagnostics), ``requirements``,
+        ``items`` (what the served model fills ``items`` with).
     """
     import mlflow
 
     from cadence.contract.actions import LOGGING
     from cadence.data.io import fingerprint
+    from cadence.deployment.items import item_packages
     from cadence.deployment.promotion import estimate_served
     from cadence.deployment.serving import (
         INPUT_COLUMNS,
@@ -210,7 +224,10 @@ def export_policy(
     if getattr(policy, "row_wise", True) is False:
         raise ValueError(f"policy {policy_name!r} decides rows jointly; the served model decides (and "
                          "falls back) row by row, so it needs a row-wise policy")
-    model = PolicyModel(policy, epsilon=epsilon, seed=seed)
+    assert log.candidates is not None  # a log of the messages table always has its candidates
+    as_of = pd.Timestamp(log.candidates["triggered_at"].max()).isoformat()
+    served_items, items_note = export_items(data_dir, as_of, recommender, n_items=n_items, seed=seed)
+    model = PolicyModel(policy, epsilon=epsilon, seed=seed, items=served_items)
     example = input_example()
     model.predict(None, example)  # fail here, not in the registry, if the policy cannot serve
     # What is recorded is what the gate judges: the served distribution, exploration included.
@@ -232,8 +249,8 @@ def export_policy(
                                       policies_dir=policies_dir)["table"]
 
     requirements = pinned_requirements(
-        imported_packages(["cadence.deployment.serving", type(policy).__module__]) | pickled_packages(model))
-    as_of = pd.Timestamp(log.candidates["triggered_at"].max()).isoformat()
+        imported_packages(["cadence.deployment.serving", type(policy).__module__]) | pickled_packages(model)
+        | (set() if served_items is None else item_packages(served_items)))
     commit, dirty = git_commit()
     family = policy_family(policy)
     params = policy_params(policy)
@@ -249,6 +266,7 @@ def export_policy(
         "data_dir": str(theirs.resolve()), "rows_fitted": str(0 if train is None else train.n),
         "rows_evaluated": str(test.n),
         "orchestrator": "orchestrator.json" if orchestrator is not None else "unavailable",
+        "items": "trigger products" if served_items is None else served_items.recommender,
         "dr_net_revenue": "{value:.4f} [{lower:.4f}, {upper:.4f}]".format(**summary["net_revenue"]),
         "estimate_of": "served", "estimate_supported": str(supported).lower(),
         **({} if supported else {"estimate_warning": support_reason, "forced": "true"}),
@@ -265,6 +283,7 @@ def export_policy(
             "orchestrator": orchestrator,
             "sequences": seqs,
             "send_time": st_summary,
+            "items": {"source": items_note, **({} if served_items is None else served_items.describe())},
             "replay_lift": None if replay_table is None else json.loads(replay_table.to_json(orient="records")),
             "inputs": {c.name: c.doc for c in INPUT_COLUMNS},
             "outputs": {c.name: c.doc for c in OUTPUT_COLUMNS},
@@ -315,4 +334,5 @@ def export_policy(
         "data_sha256": digest, "as_of": as_of, "git_commit": commit, "estimates": summary,
         "supported": supported, "support_reason": support_reason, "requirements": requirements,
         "replay": None if replay_table is None else replay_table.to_dict("records"),
+        "items": items_note,
     }

@@ -244,3 +244,49 @@ def test_fresh_process_scores_the_feature_pipelines_rows(registry, shop: Path, l
     send = (got["action"] == "send").to_numpy()
     sent_at = pd.to_datetime(rows["eligible_at"], utc=True) + pd.to_timedelta(got["delay_minutes"], unit="min")
     assert (pd.to_datetime(got.loc[send, "send_at"], utc=True) == sent_at[send]).all()
+
+
+def test_fresh_process_fills_the_recommenders_items(registry, shop: Path, tmp_path: Path) -> None:
+    """An export carries the default recommender's item selector: loaded by alias in a fresh process, the
+    served model shows the same items, with the same fallback reasons, as the in-project selector fitted
+    the same way (same cutoff, seed and pseudonymisation key) on the pipeline's rows."""
+    import mlflow
+
+    from cadence.deployment.serving import PolicyModel
+    from cadence.workflows.export import export_policy
+    from cadence.workflows.features import build_features
+    from cadence.workflows.recommendations import DEFAULT_RECOMMENDER, fit_served_items
+
+    raw = shop.parent / "raw"  # every table the recommender is fitted on
+    name = "cadence-items"
+    res = export_policy(raw, "rules", name, tracking_uri=registry.uri, epsilon=0.0, force=True, n_items=4)
+    assert DEFAULT_RECOMMENDER in res["items"]
+    with using_tracking(registry.uri):
+        info = mlflow.models.get_model_info(f"models:/{name}/{res['version']}")
+        key = mlflow.pyfunc.load_model(f"models:/{name}@challenger").unwrap_python_model().items.key
+    meta = info.metadata["cadence"]["items"]
+    assert meta["recommender"] == DEFAULT_RECOMMENDER and meta["n_items"] == 4 and "key" not in meta
+    assert any(r.startswith("implicit==") for r in res["requirements"])  # the selector's ALS needs it to unpickle
+    assert not any(r.startswith("pyspark==") for r in res["requirements"])
+
+    as_of = pd.Timestamp(res["as_of"])
+    run = build_features(raw, as_of.ceil("D"), tmp_path / "features", since=as_of - pd.Timedelta(days=10))
+    rows = pd.read_parquet(run.out_dir / "trigger_candidates.parquet")
+    data = tmp_path / "rows.parquet"
+    rows.to_parquet(data)
+    child = CHILD.replace("@champion", "@challenger")
+    done = subprocess.run([sys.executable, "-c", child, registry.uri, str(data), str(tmp_path), name],
+                          cwd=tmp_path, env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+                          capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    got = pd.read_parquet(tmp_path / f"{name}.parquet")
+
+    again = fit_served_items(raw, res["as_of"], recommender=DEFAULT_RECOMMENDER, n_items=4, seed=0, key=key)
+    expected = PolicyModel(RulesPolicy(), epsilon=0.0, items=again).predict(None, rows)
+    assert got["items"].tolist() == expected["items"].tolist()
+    assert got["reason"].tolist() == expected["reason"].tolist()
+    send = (got["action"] == "send").to_numpy()
+    chosen = send & (got["reason"] == "").to_numpy() & got["items"].notna().to_numpy()
+    # The items are the recommender's, not the trigger's products: most sends that show items differ.
+    assert chosen.sum() > 100
+    assert (got.loc[chosen, "items"] != rows.loc[chosen, "products"].fillna("")).mean() > 0.5
