@@ -9,6 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cadence.cli import app
+from cadence.workflows.recommendations import DEFAULT_RECOMMENDER
 
 runner = CliRunner()
 
@@ -28,7 +29,7 @@ def test_evaluate_compares_recommenders(shop: Path) -> None:
     assert result.exit_code == 0, result.output
     recs = json.loads(result.output.strip().splitlines()[-1])["recommenders"]
     ranking = recs["ranking"]
-    assert {r["recommender"] for r in ranking} == {"recently_viewed", "popularity", "learned_blend"}
+    assert {r["recommender"] for r in ranking} == {"recently_viewed", "popularity", DEFAULT_RECOMMENDER}
     assert all(r["lower"] <= r["value"] <= r["upper"] for r in ranking)
     assert recs["offline"] is None and "item_candidates" in recs["offline_note"]  # this shop has no tastes
     assert recs["as_of"] < recs["until"]

@@ -67,15 +67,13 @@ from cadence.evaluation.items import (
 from cadence.features.interactions import interaction_events, load_interactions
 from cadence.features.purchases import duckdb_tables, fetch_frame
 from cadence.models.recommenders import (
-    CooccurrenceRecommender,
-    ImplicitRecommender,
-    LearnedBlendRecommender,
     LiveBlendRecommender,
     PopularityRecommender,
     Recommender,
 )
 from cadence.synthetic import RandomizedLoggingPolicy, ShopConfig, generate_shop, true_relevance
 from cadence.synthetic.world import iter_world
+from cadence.workflows.recommendations import LOOKBACK_DAYS, make_recommender
 
 #: A scorer: (customer ids, product ids, times) of candidate pairs -> scores (higher is better).
 PairScorer = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
@@ -83,27 +81,14 @@ RULES: tuple[str, ...] = ("recently_viewed", "popularity", "model", "model_views
 MODELS: tuple[str, ...] = ("live_blend", "learned_blend", "als", "cooccurrence", "popularity")
 #: Baselines every difference is taken against (``blend_views`` only when the model is the live blend).
 BASELINES: tuple[str, ...] = ("recently_viewed", "popularity", "blend_views")
-#: Days of interactions before the live blend's decision times that its live features read.
-LOOKBACK_DAYS = 90.0
 _TABLES = ("events", "orders", "order_items")
 
 
 def model_recommender(name: str, seed: int = 0) -> Recommender:
-    """The model-based recommender of the study by name (:data:`MODELS`)."""
-    components: list[tuple[str, Recommender]] = [
-        ("pop", PopularityRecommender()), ("co", CooccurrenceRecommender()),
-        ("als", ImplicitRecommender("als", factors=16, random_state=seed))]
-    if name == "live_blend":
-        return LiveBlendRecommender(components, random_state=seed, lookback_days=LOOKBACK_DAYS)
-    if name == "learned_blend":
-        return LearnedBlendRecommender(components, random_state=seed)
-    if name == "als":
-        return ImplicitRecommender("als", factors=16, random_state=seed)
-    if name == "cooccurrence":
-        return CooccurrenceRecommender()
-    if name == "popularity":
-        return PopularityRecommender()
-    raise ValueError(f"model: expected one of {MODELS}, got {name!r}")
+    """The model-based recommender of the study by name (:data:`MODELS`): the one the workflows build."""
+    if name not in MODELS:
+        raise ValueError(f"model: expected one of {MODELS}, got {name!r}")
+    return make_recommender(name, seed)
 
 
 def recommender_scorer(rec: Recommender) -> PairScorer:

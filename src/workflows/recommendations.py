@@ -37,12 +37,18 @@ import pandas as pd
 from cadence.contract.clock import utc
 from cadence.data.io import PathLike, table_path
 from cadence.deployment.items import KEY_CHARS, ServedItems, pseudonymise
-from cadence.features.interactions import InteractionData, load_interactions, purchases_between
+from cadence.features.interactions import (
+    InteractionData,
+    interaction_events,
+    load_interactions,
+    purchases_between,
+)
 from cadence.features.purchases import fetch_frame
 from cadence.models.recommenders import (
     CooccurrenceRecommender,
     ImplicitRecommender,
     LearnedBlendRecommender,
+    LiveBlendRecommender,
     PopularityRecommender,
     RecentlyViewedRecommender,
     Recommender,
@@ -50,15 +56,17 @@ from cadence.models.recommenders import (
 from cadence.policies.items import ItemSelector
 
 #: The recommenders by name.
-RECOMMENDERS: tuple[str, ...] = ("popularity", "recently_viewed", "cooccurrence", "als", "learned_blend")
+RECOMMENDERS: tuple[str, ...] = ("popularity", "recently_viewed", "cooccurrence", "als", "learned_blend", "live_blend")
 #: The recommender the exported policy, the demo and the report use: switch it here.
-DEFAULT_RECOMMENDER = "learned_blend"
+DEFAULT_RECOMMENDER = "live_blend"
 #: The baselines every comparison shows beside the model (the first is the one differences are taken from).
 BASELINES: tuple[str, ...] = ("recently_viewed", "popularity")
 #: Tables a recommender is fitted on (``products`` and ``product_changes`` are read when present).
 INTERACTION_TABLES: tuple[str, ...] = ("events", "orders", "order_items")
 #: Days before the cutoff whose purchases the learned blend learns from (its time split inside the history).
 LABEL_DAYS = 28.0
+#: Days of interactions before a decision that the live blend's point-in-time features read.
+LOOKBACK_DAYS = 90.0
 
 
 def make_recommender(name: str, seed: int = 0) -> Recommender:
@@ -75,10 +83,13 @@ def make_recommender(name: str, seed: int = 0) -> Recommender:
         return CooccurrenceRecommender()
     if name == "als":
         return ImplicitRecommender("als", factors=16, random_state=seed)
-    if name == "learned_blend":
-        return LearnedBlendRecommender([("pop", PopularityRecommender()), ("co", CooccurrenceRecommender()),
-                                        ("als", ImplicitRecommender("als", factors=16, random_state=seed))],
-                                       random_state=seed)
+    if name in ("learned_blend", "live_blend"):
+        components: list[tuple[str, Recommender]] = [
+            ("pop", PopularityRecommender()), ("co", CooccurrenceRecommender()),
+            ("als", ImplicitRecommender("als", factors=16, random_state=seed))]
+        if name == "live_blend":
+            return LiveBlendRecommender(components, random_state=seed, lookback_days=LOOKBACK_DAYS)
+        return LearnedBlendRecommender(components, random_state=seed)
     raise ValueError(f"recommender: expected one of {', '.join(RECOMMENDERS)}, got {name!r}")
 
 
@@ -97,8 +108,13 @@ class ShopTables:
     product_changes: pd.DataFrame | None
 
     def interactions(self, as_of: pd.Timestamp, label_days: float | None) -> InteractionData:
-        """:func:`~cadence.features.interactions.load_interactions` before ``as_of``."""
-        return load_interactions(self.con, self.tables, as_of, label_days=label_days)
+        """:func:`~cadence.features.interactions.load_interactions` before ``as_of``.
+
+        With ``label_days`` (a learned blend's time split), the time-stamped interactions of the
+        ``label_days + LOOKBACK_DAYS`` before ``as_of`` too, which the live blend learns from.
+        """
+        events_days = None if label_days is None else label_days + LOOKBACK_DAYS
+        return load_interactions(self.con, self.tables, as_of, label_days=label_days, events_days=events_days)
 
 
 def missing_tables(data_dir: PathLike) -> list[str]:
@@ -250,8 +266,8 @@ def _judged_candidates(shop: ShopTables, data_dir: PathLike, start: pd.Timestamp
     return cand
 
 
-def _offline(data_dir: PathLike, start: pd.Timestamp, fitted: dict[str, Recommender], n_bootstrap: int,
-             seed: int) -> tuple[pd.DataFrame | None, str]:
+def _offline(shop: ShopTables, data_dir: PathLike, start: pd.Timestamp, fitted: dict[str, Recommender],
+             n_bootstrap: int, seed: int) -> tuple[pd.DataFrame | None, str]:
     from cadence.data.io import read_table
     from cadence.evaluation.items import (
         ITEM_LOG_COLUMNS,
@@ -278,8 +294,19 @@ def _offline(data_dir: PathLike, start: pd.Timestamp, fitted: dict[str, Recommen
     k = np.fromiter((len(str(s).split("|")) for s in rows["items"]), np.int64, len(rows))
     row, pos, pid = candidate_pairs(rows["item_candidates"])
     cust = rows["customer_id"].astype(str).to_numpy(dtype=object)[row]
-    targets = {name: top_within_candidates(row, pos, pid, rec.score_pairs(list(cust), list(pid)), len(rows), k)
-               for name, rec in fitted.items()}
+    at = pd.to_datetime(rows["triggered_at"], utc=True).to_numpy()[row]
+    recent = None
+    if any(hasattr(rec, "score_pairs_at") for rec in fitted.values()):
+        # A live recommender reads what each customer did between the cutoff and the trigger, as when serving.
+        end = pd.Timestamp(at.max()).tz_localize("UTC") + pd.Timedelta(seconds=1)
+        recent = fetch_frame(shop.con, interaction_events(shop.tables, end, since=start), ["ts"])
+
+    def scores(rec: Recommender) -> np.ndarray:
+        if hasattr(rec, "score_pairs_at"):
+            return np.asarray(rec.score_pairs_at(cust, pid, at, recent=recent))
+        return np.asarray(rec.score_pairs(list(cust), list(pid)))
+
+    targets = {name: top_within_candidates(row, pos, pid, scores(rec), len(rows), k) for name, rec in fitted.items()}
     table = evaluate_item_rules(rows, targets, metrics=("conversion", "click"), estimators=("pi",),
                                 baseline=next(iter(fitted)), n_bootstrap=n_bootstrap, random_state=seed)
     return table, ""
@@ -342,7 +369,7 @@ def compare_recommenders_named(data_dir: PathLike, *, names: Sequence[str] | Non
     selections = {n: s.select(cand) for n, s in selectors.items()}
     ranking = stage_ranking_metrics(selections, cand, bought, k=k, horizon_days=horizon_days,
                                     n_bootstrap=n_bootstrap, random_state=seed)
-    offline, note = _offline(data_dir, as_of, {n: s.recommender_ for n, s in selectors.items()}, n_bootstrap, seed)
+    offline, note = _offline(shop, data_dir, as_of, {n: s.recommender_ for n, s in selectors.items()}, n_bootstrap, seed)
     return RecommenderComparison(as_of, until, k, float(horizon_days), ranking, offline, note)
 
 

@@ -13,6 +13,7 @@ from cadence.synthetic import ShopConfig, generate_shop
 from cadence.synthetic.config import Tastes
 from cadence.workflows.recommendations import (
     DEFAULT_RECOMMENDER,
+    RECOMMENDERS,
     RecommenderComparison,
     compare_recommenders_named,
     make_recommender,
@@ -84,7 +85,7 @@ def test_bad_names_and_a_short_holdout(tastes_shop: Path) -> None:
         compare_recommenders_named(tastes_shop, holdout_days=5)
     with pytest.raises(ValueError, match="recommender: expected one of"):
         make_recommender("nope")
-    assert DEFAULT_RECOMMENDER in {"learned_blend", "als", "cooccurrence", "popularity", "recently_viewed"}
+    assert DEFAULT_RECOMMENDER in RECOMMENDERS
 
 
 def test_a_shop_without_order_lines_is_named(tmp_path: Path) -> None:
