@@ -134,7 +134,7 @@ def load_context(data_dir: PathLike, *, families: Sequence[str] = ("customer", "
         if path is None:
             raise ValueError("messages: missing table (give start and end for the context grid)")
         trig = read_table(path, "messages", columns=["triggered_at"])["triggered_at"]
-        # Midnight: whole-day grid times (the scoring step's day arithmetic needs them, see the report).
+        # Midnight: a grid of whole days (any time of day works; whole days read more simply).
         start = start if start is not None else (trig.min() + pd.Timedelta(days=7)).floor("D")
         end = end if end is not None else trig.max()
     times = snapshot_times(utc_timestamp(start), utc_timestamp(end), every)
