@@ -23,6 +23,14 @@ It registers a new version under ``model_name`` (versions are never
 overwritten) and points the alias ``challenger`` at it;
 :func:`cadence.workflows.promote.promote` moves ``champion``.
 
+A policy that decides with the customer's features and the models' scores
+(the built-in ``learned``) is fitted and estimated on the messages log with
+that context as of each trigger (:func:`cadence.workflows.policies.named_context`):
+the served model is judged on rows shaped as the pipeline's decision rows
+(the trigger's columns, the customer's features, the scores), which is what
+it takes in serving (:func:`cadence.deployment.serving.input_example`). The
+families are recorded (tag ``context``), so the gate judges on the same rows.
+
 Learned policies are fitted on a share of the customers and estimated on
 the others (:func:`~cadence.data.bandit.split_customers`); the split
 is recorded, so the promotion gate can judge on the same held-out rows.
@@ -83,9 +91,10 @@ from cadence.deployment.export import (
     policy_params,
 )
 from cadence.deployment.registry import build_policy, needs_fit
+from cadence.features.policy_context import PolicyContext
 from cadence.policies.sequences import DEFAULT_SEQUENCES, Sequence
 from cadence.workflows import tracking
-from cadence.workflows.policies import POLICIES_DIR
+from cadence.workflows.policies import POLICIES_DIR, named_context
 from cadence.workflows.tracking import using_tracking
 
 
@@ -122,6 +131,7 @@ def export_policy(
     send_time: Any = None,
     source: PathLike | None = None,
     force: bool = False,
+    context: PolicyContext | None = None,
 ) -> dict[str, Any]:
     """Fit, estimate and log ``policy_name`` as a new version of registered model ``model_name``.
 
@@ -168,6 +178,10 @@ def export_policy(
         path and fingerprint are recorded (default: ``data_dir``'s).
     force
         Register even when the estimate is unsupported (tagged so).
+    context
+        The policy's :class:`~cadence.features.policy_context.PolicyContext`
+        when the caller already computed it (the demo); computed here when
+        the policy needs one (:func:`~cadence.workflows.policies.named_context`).
 
     Returns
     -------
@@ -188,6 +202,7 @@ def export_policy(
         PolicyModel,
         input_example,
         model_signature,
+        needed_families,
     )
     from cadence.workflows.logs import load_log
 
@@ -197,7 +212,8 @@ def export_policy(
         raise ValueError("policy 'logging' is the policy that wrote the log; export rules, learned or a tuned one")
     if not model_name or any(c in model_name for c in "/\\@:"):
         raise ValueError(f"model_name {model_name!r}: use letters, digits, '-', '_' and '.'")
-    log = load_log(data_dir)
+    ctx = named_context(data_dir, [policy_name], policies_dir=policies_dir, context=context)
+    log = load_log(data_dir, context=ctx)
     if log.n == 0:
         raise ValueError(f"{data_dir}: the messages log is empty")
     learns = needs_fit(policy_name, policies_dir)
@@ -229,7 +245,7 @@ def export_policy(
         from cadence.workflows.policies import simulate_named
 
         replay_table = simulate_named(data_dir, policy_name, LOGGING, seed=seed,
-                                      policies_dir=policies_dir)["table"]
+                                      policies_dir=policies_dir, context=ctx)["table"]
 
     requirements = pinned_requirements(
         imported_packages(["cadence.deployment.serving", type(policy).__module__]) | pickled_packages(model))
@@ -248,6 +264,7 @@ def export_policy(
         "epsilon": f"{epsilon:g}", "seed": str(seed), "fit_share": f"{share:g}",
         "data_dir": str(theirs.resolve()), "rows_fitted": str(0 if train is None else train.n),
         "rows_evaluated": str(test.n),
+        "context": ",".join(("trigger", *needed_families(policy))),
         "orchestrator": "orchestrator.json" if orchestrator is not None else "unavailable",
         "dr_net_revenue": "{value:.4f} [{lower:.4f}, {upper:.4f}]".format(**summary["net_revenue"]),
         "estimate_of": "served", "estimate_supported": str(supported).lower(),
