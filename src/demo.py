@@ -115,7 +115,12 @@ def run_demo(out: Path, *, customers: int = 20_000, days: int = 365, seed: int =
     from cadence.workflows.fitting import fit_model
     from cadence.workflows.generate import write_shop
     from cadence.workflows.logs import log_tables
-    from cadence.workflows.policies import evaluate_named, judge_send_time, named_context, simulate_named
+    from cadence.workflows.policies import (
+        evaluate_named,
+        judge_send_time,
+        named_context,
+        simulate_named,
+    )
     from cadence.workflows.promote import promote
     from cadence.workflows.splits import holdout_cutoff
     from cadence.workflows.tracking import tracking_uri as resolve_uri

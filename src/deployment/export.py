@@ -139,6 +139,49 @@ def pickled_packages(obj: Any) -> set[str]:
     return {p for p in found if p not in sys.stdlib_module_names and p not in ("builtins", "copyreg")}
 
 
+#: Run in a fresh Python by :func:`served_packages`: unpickle the model, decide the input example, list the modules.
+_SERVED_CHILD = r"""
+import json, sys
+import cloudpickle
+with open(sys.argv[1], "rb") as f:
+    model = cloudpickle.load(f)
+from cadence.deployment.serving import input_example
+model.predict(None, input_example())
+print(json.dumps(sorted(sys.modules)))
+"""
+
+
+def served_packages(model: Any) -> set[str]:
+    """Top-level third-party packages a served model needs: measured by loading it in a fresh process.
+
+    A fresh Python unpickles ``model`` (a
+    :class:`~cadence.deployment.serving.PolicyModel`) and decides the input
+    example; the packages are those the ``cadence`` modules loaded there
+    import (:func:`imported_packages`, read from their source) *and* that
+    were actually loaded, plus what the pickle refers to. So a package the
+    policy's module imports only to fit (``lifelines`` for the churn model,
+    ``pyspark`` for the Spark engine) is not required, while one imported
+    when the policy's module is (``ibis`` through the context module's
+    imports) is.
+    """
+    import json
+    import tempfile
+
+    import cloudpickle
+
+    with tempfile.TemporaryDirectory(prefix="cadence-served-") as tmp:
+        path = Path(tmp) / "model.pkl"
+        path.write_bytes(cloudpickle.dumps(model))
+        run = subprocess.run([sys.executable, "-c", _SERVED_CHILD, str(path)], capture_output=True, text=True,
+                             timeout=600, cwd=tmp)
+    if run.returncode:
+        raise RuntimeError(f"the served model does not load and decide in a fresh process:\n{run.stderr[-2000:]}")
+    modules = json.loads(run.stdout.strip().splitlines()[-1])
+    loaded = {m.split(".")[0] for m in modules}
+    named = imported_packages(m for m in modules if m == "cadence" or m.startswith("cadence."))
+    return ({p for p in named if p in loaded} | pickled_packages(model)) - {"cadence"}
+
+
 def pinned_requirements(packages: Iterable[str]) -> list[str]:
     """``dist==version`` of the installed distributions providing ``packages`` (``cadence`` excluded).
 

@@ -8,7 +8,8 @@ pyfunc model (:class:`~cadence.deployment.serving.PolicyModel`) with
   in the metadata's ``inputs``) and a synthetic input example (no customer
   ids, no real rows);
 * pinned requirements: the exact installed version of every distribution
-  the shipped code and the pickled policy import (:func:`pinned_requirements`);
+  the served model needs to load and decide, measured by loading it in a
+  fresh process (:func:`~cadence.deployment.export.served_packages`);
 * the ``cadence`` code itself (``code_paths``), so the serving process needs
   no install of this project;
 * metadata, as run tags/params/metrics, model-version tags and the model's
@@ -83,12 +84,11 @@ from cadence.deployment.export import (
     TAG,
     copy_package,
     git_commit,
-    imported_packages,
     orchestrator_settings,
-    pickled_packages,
     pinned_requirements,
     policy_family,
     policy_params,
+    served_packages,
 )
 from cadence.deployment.registry import build_policy, needs_fit
 from cadence.features.policy_context import PolicyContext
@@ -247,8 +247,8 @@ def export_policy(
         replay_table = simulate_named(data_dir, policy_name, LOGGING, seed=seed,
                                       policies_dir=policies_dir, context=ctx)["table"]
 
-    requirements = pinned_requirements(
-        imported_packages(["cadence.deployment.serving", type(policy).__module__]) | pickled_packages(model))
+    # What the model needs to load and decide, measured in a fresh process (not what the policy needs to fit).
+    requirements = pinned_requirements(served_packages(model))
     as_of = pd.Timestamp(log.candidates["triggered_at"].max()).isoformat()
     commit, dirty = git_commit()
     family = policy_family(policy)
