@@ -206,7 +206,9 @@ def promote(
     # at export (the same context, computed from the same data).
     families = sorted({f for m in (champion_model, candidate_model) if m is not None
                        for f in needed_families(m.policy)})
-    ctx = None if not families else context if context is not None else load_context(where, families=families)
+    ctx = None
+    if families:
+        ctx = context if context is not None else load_context(where, families=families)
     log = load_log(where, context=ctx)
     # A learned version was fitted on part of its customers: judge both on those it held out.
     for t in (cand_tags, {} if champ is None else _tags(champ)):
