@@ -11,12 +11,15 @@ Examples
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import plotly.graph_objects as go
 
 from cadence.policies.sequences import Sequence, sequence_figure
+
+if TYPE_CHECKING:
+    from cadence.features.policy_context import PolicyContext
 
 
 def cap_pressure(decisions: pd.DataFrame) -> pd.DataFrame:
@@ -88,7 +91,7 @@ def send_time_section(data_dir: Any, holdout_days: float = 90.0) -> dict[str, An
 
 
 def drivers_section(data_dir: Any, policy: str, *, seed: int = 0, sample: int = 10_000, n_repeats: int = 1,
-                    context: Any = None) -> dict[str, Any] | None:
+                    context: PolicyContext | None = None) -> dict[str, Any] | None:
     """The report's drivers section: which context columns move the policy's decisions, a sentence, the figure.
 
     The policy is fitted as ``cadence evaluate`` fits it (half of the
@@ -100,7 +103,7 @@ def drivers_section(data_dir: Any, policy: str, *, seed: int = 0, sample: int = 
     report's :func:`~cadence.workflows.policies.named_context`, else computed
     here), each column alone and each family whole. One shuffle of each
     over ``sample`` triggers: with the ~90 columns of the full context that
-    is ~90 decisions of the sample (a minute on 2 busy cores). ``None`` for
+    is ~90 decisions of the sample (about a minute on 2 busy cores). ``None`` for
     the logging policy, whose decisions were random.
     """
     from cadence.evaluation.drivers import NOT_CONTEXT, decision_drivers, drivers_figure
