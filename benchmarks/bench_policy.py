@@ -23,7 +23,14 @@ Scored, each on ``--rows`` rows, best and median of ``--repeats``:
   ``trigger_candidates`` joined with ``customer_features`` and per-customer
   scores (:func:`cadence.features.decision_rows.decision_rows`, ~91 columns,
   every feature and score column checked by the model);
-* the rules and ``"dr"`` served models also **as a serving team runs them**:
+* the built-in ``learned`` policy (:data:`cadence.deployment.registry.LEARNED_PARAMS`:
+  the policy learner on the trigger's columns, the customer's features and
+  the scores), fitted on the log with its context
+  (:func:`cadence.workflows.logs.load_context`), served on the same inputs:
+  on the log's trigger rows every row lacks the customer and score families
+  and goes to the rules (with the reason); the decision rows are its real
+  input;
+* the rules, ``"dr"`` and ``learned`` served models also **as a serving team runs them**:
   logged to MLflow with the export's signature (a scratch SQLite store) and
   loaded back with ``mlflow.pyfunc.load_model`` (``..., loaded``), so
   MLflow's own input handling is timed too;
@@ -114,7 +121,7 @@ def served_rates(policies: dict[str, Any], inputs: dict[str, pd.DataFrame], repe
         for name, frame in inputs.items():
             fn = in_requests(model, frame, MAX_ROWS)
             key = f"{kind} on {name}"
-            if out_dir is not None and kind in ("rules", "dr"):
+            if out_dir is not None and kind in ("rules", "dr", "learned"):
                 # As a serving team runs it: logged to MLflow with the export's signature, loaded back.
                 loaded = logged_and_loaded(model, out_dir / "mlflow")
                 rates[f"{key}, loaded"] = list(timed(lambda m=loaded, f=frame: [
@@ -162,6 +169,8 @@ import cadence
 assert cadence.__file__.startswith(code), cadence.__file__
 log = load_log(shop)
 policies = {"rules": RulesPolicy(), **{k: UpliftPolicy(learner=k).fit(log) for k in ("t", "dr")}}
+from cadence.deployment.registry import build_policy
+policies["learned"] = build_policy("learned", log)  # the previous code's built-in learned policy
 inputs = {n: pd.read_parquet(f"{data}/{n.replace(' ', '_')}.parquet") for n in ("trigger rows", "decision rows")}
 inputs["decision rows"] = inputs["decision rows"].rename(columns={"eligible_at": "triggered_at"})
 print(json.dumps(b.served_rates(policies, inputs, repeats, Path(out))))
@@ -198,6 +207,8 @@ def main() -> None:
     ap.add_argument("--customers", type=int, default=5000)
     ap.add_argument("--days", type=int, default=180)
     ap.add_argument("--baseline-ref", default="main", help="git ref of the previous code ('' to skip)")
+    ap.add_argument("--served", default="rules,t,dr,learned",
+                    help="served models to time, comma-separated (rules, t, dr, learned)")
     args = ap.parse_args()
 
     from cadence.policies.learned import UpliftPolicy, allowed_actions, shop_context
@@ -274,7 +285,19 @@ def main() -> None:
     inputs = {"trigger rows": cands, "decision rows": joined}
     for name, frame in inputs.items():
         frame.to_parquet(data / f"{name.replace(' ', '_')}.parquet")
-    served = {"rules": RulesPolicy(), **policies}
+    from cadence.deployment.registry import build_policy
+    from cadence.workflows.logs import load_context
+
+    chosen = args.served.split(",")
+    if "learned" in chosen:
+        t = time.perf_counter()
+        with_context = load_log(root / "shop", context=load_context(root / "shop"))
+        t_ctx = time.perf_counter() - t
+        t = time.perf_counter()
+        policies["learned"] = build_policy("learned", with_context)  # type: ignore[assignment]
+        print(f"learned (registry.LEARNED_PARAMS): context in {t_ctx:.1f} s, fitted on {with_context.n:,} rows in "
+              f"{time.perf_counter() - t:.1f} s")
+    served = {k: v for k, v in {"rules": RulesPolicy(), **policies}.items() if k in chosen}
     new_out = root / "new-out"
     new_out.mkdir()
     mine = served_rates(served, inputs, args.repeats, new_out)
@@ -311,6 +334,8 @@ def same_decisions(new: Path, old: Path, key: str) -> str:
         return "n/a"
     a, b = pd.read_parquet(new / name), pd.read_parquet(old / name)
     cols = ["action", "channel", "delay_minutes", "incentive", "propensity", "reason"]
+    if key.startswith("learned"):  # the built-in learned policy itself changed
+        return "n/a (another policy)"
     if "decision" in key:  # the previous code ignores the feature columns
         cols = cols[:-1]
     diff = (a[cols].astype(str) != b[cols].astype(str)).any(axis=1)

@@ -167,7 +167,12 @@ def run_demo(out: Path, *, customers: int = 20_000, days: int = 365, seed: int =
     from cadence.workflows.fitting import fit_model
     from cadence.workflows.generate import write_shop
     from cadence.workflows.logs import log_tables
-    from cadence.workflows.policies import evaluate_named, judge_send_time, simulate_named
+    from cadence.workflows.policies import (
+        evaluate_named,
+        judge_send_time,
+        named_context,
+        simulate_named,
+    )
     from cadence.workflows.promote import promote
     from cadence.workflows.splits import holdout_cutoff
     from cadence.workflows.tracking import tracking_uri as resolve_uri
@@ -235,11 +240,16 @@ def run_demo(out: Path, *, customers: int = 20_000, days: int = 365, seed: int =
          f"MLflow run {metrics['run_id']}):")
     echo(summary.churn.to_string(index=False, float_format="{:.3f}".format, na_rep="-"))
     echo("")
-    echo("[6/10] comparing send policies offline: the seed rules and the learned uplift policy")
+    echo("[6/10] comparing send policies offline: the seed rules and the learned policy (the customer's features "
+         "and the models' scores as of each trigger, computed once for this step, the replay and the export)")
+    t0 = time.perf_counter()
+    context = named_context(out, ["learned"])
+    summary.seconds["context"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     # The direct method's honest interval needs refits of its reward model (`cadence evaluate` runs
     # them), so it is left out here rather than shown too narrow.
-    summary.policies = evaluate_named(out, ["rules", "learned"], seed=seed, estimators=NO_REFIT_ESTIMATORS)
+    summary.policies = evaluate_named(out, ["rules", "learned"], seed=seed, estimators=NO_REFIT_ESTIMATORS,
+                                      context=context)
     summary.seconds["policies"] = time.perf_counter() - t0
     table = summary_table(summary.policies, "DR")
     echo("Doubly-robust estimates per trigger on held-out customers (95% intervals, clustered by customer):")
@@ -248,7 +258,7 @@ def run_demo(out: Path, *, customers: int = 20_000, days: int = 365, seed: int =
     recommender_step(summary, out, seed, echo)
     echo("[7/10] replaying history under the learned policy, behind the orchestrator, against the logged one")
     t0 = time.perf_counter()
-    summary.replay = simulate_named(out, "learned", "logging", seed=seed)["table"]
+    summary.replay = simulate_named(out, "learned", "logging", seed=seed, context=context)["table"]
     summary.seconds["replay"] = time.perf_counter() - t0
     echo(format_table(summary.replay).to_string(index=False))
     echo("")
@@ -276,10 +286,11 @@ def run_demo(out: Path, *, customers: int = 20_000, days: int = 365, seed: int =
     t0 = time.perf_counter()
     # On a small shop the log may not support the served model's estimate; the demo still ends with a model
     # to load, so it registers it (tagged estimate_supported = false) and says so.
-    res = export_policy(out, "learned", DEMO_MODEL, tracking_uri=uri, seed=seed, send_time=model, force=True)
+    res = export_policy(out, "learned", DEMO_MODEL, tracking_uri=uri, seed=seed, send_time=model, force=True,
+                        context=context)
     if not res["supported"]:
         echo(f"export: registered although {res['support_reason']} (tagged cadence.estimate_supported = false)")
-    gate = promote(DEMO_MODEL, res["version"], tracking_uri=uri)
+    gate = promote(DEMO_MODEL, res["version"], tracking_uri=uri, context=context)
     if not gate["promoted"] and gate["champion_before"] is None:
         # A first version must beat the logging policy; on a small shop it may not. The demo ends with a
         # model to load, so it says so and promotes explicitly without a gate (tagged cadence.gate = skipped).

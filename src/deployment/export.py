@@ -58,8 +58,21 @@ def copy_package(dest: PathLike) -> Path:
     return target
 
 
-def _module_imports(name: str) -> tuple[set[str], set[str]]:
-    """(cadence modules, other top-level packages) that module ``name`` imports, anywhere in its source."""
+def _module_level(tree: ast.AST) -> list[ast.AST]:
+    """The nodes of ``tree`` that run when the module is imported: all but the bodies of functions."""
+    out: list[ast.AST] = []
+    todo = [tree]
+    while todo:
+        node = todo.pop()
+        out.append(node)
+        todo.extend(c for c in ast.iter_child_nodes(node)
+                    if not isinstance(c, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda))
+    return out
+
+
+def _module_imports(name: str, module_level: bool = False) -> tuple[set[str], set[str]]:
+    """(cadence modules, other top-level packages) that module ``name`` imports, anywhere in its source
+    (``module_level``: only where importing the module runs them, not in its functions)."""
     spec = importlib.util.find_spec(name)
     if spec is None or spec.origin is None or not spec.origin.endswith(".py"):
         return set(), set()
@@ -73,7 +86,7 @@ def _module_imports(name: str) -> tuple[set[str], set[str]]:
         else:
             other.add(module.split(".")[0])
 
-    for node in ast.walk(tree):
+    for node in (_module_level(tree) if module_level else ast.walk(tree)):
         if isinstance(node, ast.Import):
             for alias in node.names:
                 add(alias.name)
@@ -94,11 +107,11 @@ def _is_module(name: str) -> bool:
         return False
 
 
-def imported_packages(modules: Iterable[str]) -> set[str]:
+def imported_packages(modules: Iterable[str], module_level: bool = False) -> set[str]:
     """Top-level third-party packages that ``modules`` and every ``cadence`` module they import use.
 
-    Imports are read from the source (also those inside functions), so
-    lazily imported packages count.
+    Imports are read from the source (also those inside functions, so
+    lazily imported packages count, unless ``module_level``).
 
     >>> sorted(imported_packages(["cadence.policies.rules"]))
     ['numpy', 'pandas']
@@ -113,7 +126,7 @@ def imported_packages(modules: Iterable[str]) -> set[str]:
         seen.add(name)
         parts = name.split(".")
         todo.extend(".".join(parts[:k]) for k in range(1, len(parts)))  # parent packages run too
-        own, other = _module_imports(name)
+        own, other = _module_imports(name, module_level)
         todo.extend(own - seen)
         packages |= other
     return {p for p in packages if p not in sys.stdlib_module_names and p != "__future__"}
@@ -137,6 +150,53 @@ def pickled_packages(obj: Any) -> set[str]:
 
     Recorder(io.BytesIO(pickle.dumps(obj))).load()
     return {p for p in found if p not in sys.stdlib_module_names and p not in ("builtins", "copyreg")}
+
+
+#: Run in a fresh Python by :func:`served_packages`: unpickle the model, decide the input example, list the modules.
+_SERVED_CHILD = r"""
+import json, sys
+import cloudpickle, mlflow.pyfunc
+before = sorted(sys.modules)
+with open(sys.argv[1], "rb") as f:
+    model = cloudpickle.load(f)
+from cadence.deployment.serving import input_example
+model.predict(None, input_example())
+print(json.dumps([before, sorted(sys.modules)]))
+"""
+
+
+def served_packages(model: Any) -> set[str]:
+    """Top-level third-party packages a served model needs: measured by loading it in a fresh process.
+
+    A fresh Python unpickles ``model`` (a
+    :class:`~cadence.deployment.serving.PolicyModel`) and decides the input
+    example; the packages are those the ``cadence`` modules loaded there
+    import when they are imported (:func:`imported_packages`, read from their
+    source), those they import in functions that the load and the decision
+    actually loaded (beyond what MLflow loads itself: it loads ``pyspark``
+    when installed), and what the pickle refers to. So a package the
+    policy's module imports only to fit (``lifelines`` for the churn model,
+    ``pyspark`` for the Spark engine) is not required, while one imported
+    when the policy's module is (``ibis`` through the context module's
+    imports) is.
+    """
+    import json
+    import tempfile
+
+    import cloudpickle
+
+    with tempfile.TemporaryDirectory(prefix="cadence-served-") as tmp:
+        path = Path(tmp) / "model.pkl"
+        path.write_bytes(cloudpickle.dumps(model))
+        run = subprocess.run([sys.executable, "-c", _SERVED_CHILD, str(path)], capture_output=True, text=True,
+                             timeout=600, cwd=tmp)
+    if run.returncode:
+        raise RuntimeError(f"the served model does not load and decide in a fresh process:\n{run.stderr[-2000:]}")
+    before, after = json.loads(run.stdout.strip().splitlines()[-1])
+    ours = [m for m in after if m == "cadence" or m.startswith("cadence.")]
+    loaded = {m.split(".")[0] for m in after} - {m.split(".")[0] for m in before}
+    lazily = {p for p in imported_packages(ours) if p in loaded}
+    return (imported_packages(ours, module_level=True) | lazily | pickled_packages(model)) - {"cadence"}
 
 
 def pinned_requirements(packages: Iterable[str]) -> list[str]:

@@ -1,5 +1,13 @@
 """Policies by name: ``logging``, ``rules``, ``learned``, and the ones ``cadence tune`` saved.
 
+The built-in ``learned`` policy is :class:`~cadence.policies.learned.UpliftPolicy`
+with :data:`LEARNED_PARAMS`: the policy learner deciding with every context
+family (the trigger's columns, the customer's features and the models'
+scores as of the trigger). :func:`context_families` says which families a
+named policy reads beyond the trigger's own, so a command computes that
+context (:func:`cadence.workflows.logs.load_context`) only when some policy
+needs it, once.
+
 A saved policy is a small JSON file ``<policies_dir>/<name>.json`` holding
 its family (``rules`` or ``learned``) and constructor parameters, plus what
 it was tuned on; policies that learn from data are fitted on the log given.
@@ -14,6 +22,8 @@ Examples
 >>> _ = save_policy("rules-pct", "rules", {"incentive": "percent_code"}, policies_dir=d)
 >>> build_policy("rules-pct", None, policies_dir=d).incentive
 'percent_code'
+>>> context_families(["rules", "rules-pct"], d), context_families(["learned"], d)
+((), ('customer', 'scores'))
 """
 
 from __future__ import annotations
@@ -25,11 +35,16 @@ from typing import Any
 from cadence.contract.actions import LOGGING, Policy
 from cadence.data.bandit import LoggedBandit
 from cadence.data.io import PathLike, atomic_path
+from cadence.policies.context import CONTEXT_FAMILIES, check_families
 from cadence.policies.learned import UpliftPolicy
 from cadence.policies.rules import RulesPolicy
 
 FAMILIES: dict[str, type] = {"rules": RulesPolicy, "learned": UpliftPolicy}
 BUILTIN: tuple[str, ...] = (LOGGING, "rules", "learned")
+#: The built-in ``learned`` policy's constructor arguments (:class:`~cadence.policies.learned.UpliftPolicy`):
+#: the policy learner on every context family, its decision model regressing the reward model's predictions
+#: (``scores="dm"``: ahead of doubly-robust scores in every context of ``benchmarks/RESULTS.md``'s study).
+LEARNED_PARAMS: dict[str, Any] = {"learner": "dr", "context": CONTEXT_FAMILIES, "scores": "dm"}
 
 
 def _path(name: str, policies_dir: PathLike) -> Path:
@@ -73,6 +88,36 @@ def needs_fit(name: str, policies_dir: PathLike | None = None) -> bool:
     return bool(load_policy_spec(name, policies_dir)["family"] == "learned")
 
 
+def policy_spec(name: str, policies_dir: PathLike | None = None) -> tuple[str, dict[str, Any]]:
+    """``(family, constructor parameters)`` of a named policy other than ``logging``."""
+    if name == "rules":
+        return "rules", {}
+    if name == "learned":
+        return "learned", dict(LEARNED_PARAMS)
+    spec = load_policy_spec(name, policies_dir)
+    return spec["family"], dict(spec["params"])
+
+
+def context_families(names: list[str] | tuple[str, ...], policies_dir: PathLike | None = None) -> tuple[str, ...]:
+    """The context families beyond the trigger's (``customer``, ``scores``) that any of the named policies reads.
+
+    What :func:`cadence.workflows.logs.load_context` must compute for them;
+    ``()`` when none does (the rules, the logging policy, the uplift designs
+    of :class:`~cadence.policies.learned.UpliftPolicy`, which decide from the
+    trigger's columns).
+    """
+    wanted: set[str] = set()
+    for name in names:
+        if name == LOGGING:
+            continue
+        family, params = policy_spec(name, policies_dir)
+        if family == "learned":
+            policy = UpliftPolicy(**params)
+            if policy.learner == "dr":
+                wanted.update(check_families(policy.context))
+    return tuple(f for f in CONTEXT_FAMILIES if f in wanted and f != "trigger")
+
+
 def build_policy(name: str, train: LoggedBandit | None, *, policies_dir: PathLike | None = None) -> Policy | None:
     """The policy called ``name``, fitted on ``train`` if it learns; ``None`` for ``logging``.
 
@@ -81,13 +126,7 @@ def build_policy(name: str, train: LoggedBandit | None, *, policies_dir: PathLik
     """
     if name == LOGGING:
         return None
-    if name == "rules":
-        return RulesPolicy()
-    if name == "learned":
-        family, params = "learned", {}
-    else:
-        spec = load_policy_spec(name, policies_dir)
-        family, params = spec["family"], dict(spec["params"])
+    family, params = policy_spec(name, policies_dir)
     policy = FAMILIES[family](**params)
     if family == "learned":
         if train is None:

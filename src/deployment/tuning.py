@@ -28,6 +28,12 @@ def _rules_space(trial: Any) -> dict[str, Any]:
     }
 
 
+#: The policy learner's context choices in the learned search space: a name per set of families.
+CONTEXTS: dict[str, tuple[str, ...]] = {"trigger": ("trigger",), "trigger+scores": ("trigger", "scores"),
+                                        "trigger+customer": ("trigger", "customer"),
+                                        "all": ("trigger", "customer", "scores")}
+
+
 def _learned_space(trial: Any) -> dict[str, Any]:
     cap = trial.suggest_int("max_sends_7d", 0, 12)
     params = {
@@ -38,9 +44,9 @@ def _learned_space(trial: Any) -> dict[str, Any]:
         "max_sends_7d": None if cap == 0 else cap,  # 0 stands for "no cap"
     }
     if params["learner"] == "dr":
-        # The policy learner on the trigger's own context: the log ``cadence tune`` reads carries no
-        # customer features or scores (``benchmarks/RESULTS.md``: the full context did not beat it in truth).
-        params["context"] = ("trigger",)
+        # The policy learner's context families, searched (``cadence tune`` loads the log with them all):
+        # which ones pay depends on the shop (``benchmarks/RESULTS.md``, the policy-context study).
+        params["context"] = CONTEXTS[trial.suggest_categorical("context", list(CONTEXTS))]
         params["alpha"] = trial.suggest_float("alpha", 0.1, 1000.0, log=True)
         params["scores"] = trial.suggest_categorical("scores", ["dr", "dm"])
     return params

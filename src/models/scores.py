@@ -396,8 +396,15 @@ class CustomerScorer(BaseEstimator):
         orders = t["orders"]
         t = {**t, "orders": orders.filter(orders.ts < as_of_literal(end))}
         # Covariates read the orders before each time; the follow-up these snapshots also carry is dropped.
-        snap = fetch_frame(con, stacked_snapshots(t, times, end + pd.Timedelta(1, "s")).select(*_SNAPSHOT_COLUMNS),
-                           ["as_of", "customer_id"])
+        snap = fetch_frame(con, stacked_snapshots(t, times, end + pd.Timedelta(1, "s")).select(
+            *_SNAPSHOT_COLUMNS, "last_purchase_at"), ["as_of", "customer_id"])
+        # ... and so must the entry time: a training snapshot caps it below its follow-up's end (or the next
+        # purchase), which at a time inside a day can read later orders or fall below zero (a purchase the
+        # same morning). Days since the last purchase day's midpoint, as there, but never capped; the same
+        # number at midnight times.
+        since = (snap["as_of"].astype("datetime64[ns, UTC]").astype("int64").to_numpy() / 10**9
+                 - epoch_seconds(snap["last_purchase_at"]).astype(float)) / DAY_S
+        snap["elapsed_days"] = np.maximum(since - 0.5, 0.0)
         rfm = pd.concat([fetch_frame(con, rfm_summary(t, when, time_unit="W"), ["customer_id"]).assign(as_of=when)
                          for when in times], ignore_index=True)
         key = pd.MultiIndex.from_arrays([snap["as_of"], snap["customer_id"]])

@@ -11,12 +11,15 @@ Examples
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import plotly.graph_objects as go
 
 from cadence.policies.sequences import Sequence, sequence_figure
+
+if TYPE_CHECKING:
+    from cadence.features.policy_context import PolicyContext
 
 
 def cap_pressure(decisions: pd.DataFrame) -> pd.DataFrame:
@@ -87,25 +90,37 @@ def send_time_section(data_dir: Any, holdout_days: float = 90.0) -> dict[str, An
             "model": model}
 
 
-def drivers_section(data_dir: Any, policy: str, *, seed: int = 0, sample: int = 20_000) -> dict[str, Any] | None:
+def drivers_section(data_dir: Any, policy: str, *, seed: int = 0, sample: int = 10_000, n_repeats: int = 1,
+                    context: PolicyContext | None = None) -> dict[str, Any] | None:
     """The report's drivers section: which context columns move the policy's decisions, a sentence, the figure.
 
     The policy is fitted as ``cadence evaluate`` fits it (half of the
     customers) and decides the other half's triggers; each context column
     (the trigger time standing for the local hour and weekday) is shuffled in
-    turn (:func:`~cadence.evaluation.drivers.decision_drivers`). ``None`` for
+    turn (:func:`~cadence.evaluation.drivers.decision_drivers`): the
+    trigger's columns, and for a policy that reads them the customer's
+    features and the models' scores as of the trigger (``context``, the
+    report's :func:`~cadence.workflows.policies.named_context`, else computed
+    here), each column alone and each family whole. One shuffle of each
+    over ``sample`` triggers: with the ~90 columns of the full context that
+    is ~90 decisions of the sample (about a minute on 2 busy cores). ``None`` for
     the logging policy, whose decisions were random.
     """
     from cadence.evaluation.drivers import NOT_CONTEXT, decision_drivers, drivers_figure
+    from cadence.policies.context import family_columns
     from cadence.workflows.policies import fitted_named
 
-    pol, log = fitted_named(data_dir, policy, seed=seed)
+    pol, log = fitted_named(data_dir, policy, seed=seed, context=context)
     if pol is None or log.candidates is None:
         return None
     cands = log.candidates
     columns = {c: [c] for c in cands.columns if c not in NOT_CONTEXT}
     columns["trigger time (local hour, weekday)"] = ["triggered_at"]
-    table = decision_drivers(pol, cands, columns=columns, sample=sample, seed=seed)
+    for family, label in (("customer", "all customer features"), ("scores", "all model scores")):
+        cols = [c for c in family_columns(family) if c in cands.columns]
+        if cols:
+            columns[label] = cols
+    table = decision_drivers(pol, cands, columns=columns, sample=sample, n_repeats=n_repeats, seed=seed)
     top = table.iloc[0]
     note = (f"Share of the {policy} policy's decisions (send or hold, channel, delay, incentive) that change when one "
             f"context column is shuffled across {int(top['rows']):,} held-out triggers (95% intervals, clustered by "

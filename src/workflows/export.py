@@ -8,7 +8,8 @@ pyfunc model (:class:`~cadence.deployment.serving.PolicyModel`) with
   in the metadata's ``inputs``) and a synthetic input example (no customer
   ids, no real rows);
 * pinned requirements: the exact installed version of every distribution
-  the shipped code and the pickled policy import (:func:`pinned_requirements`);
+  the served model needs to load and decide, measured by loading it in a
+  fresh process (:func:`~cadence.deployment.export.served_packages`);
 * the ``cadence`` code itself (``code_paths``), so the serving process needs
   no install of this project;
 * metadata, as run tags/params/metrics, model-version tags and the model's
@@ -22,6 +23,14 @@ pyfunc model (:class:`~cadence.deployment.serving.PolicyModel`) with
 It registers a new version under ``model_name`` (versions are never
 overwritten) and points the alias ``challenger`` at it;
 :func:`cadence.workflows.promote.promote` moves ``champion``.
+
+A policy that decides with the customer's features and the models' scores
+(the built-in ``learned``) is fitted and estimated on the messages log with
+that context as of each trigger (:func:`cadence.workflows.policies.named_context`):
+the served model is judged on rows shaped as the pipeline's decision rows
+(the trigger's columns, the customer's features, the scores), which is what
+it takes in serving (:func:`cadence.deployment.serving.input_example`). The
+families are recorded (tag ``context``), so the gate judges on the same rows.
 
 Learned policies are fitted on a share of the customers and estimated on
 the others (:func:`~cadence.data.bandit.split_customers`); the split
@@ -75,17 +84,17 @@ from cadence.deployment.export import (
     TAG,
     copy_package,
     git_commit,
-    imported_packages,
     orchestrator_settings,
-    pickled_packages,
     pinned_requirements,
     policy_family,
     policy_params,
+    served_packages,
 )
 from cadence.deployment.registry import build_policy, needs_fit
+from cadence.features.policy_context import PolicyContext
 from cadence.policies.sequences import DEFAULT_SEQUENCES, Sequence
 from cadence.workflows import tracking
-from cadence.workflows.policies import POLICIES_DIR
+from cadence.workflows.policies import POLICIES_DIR, named_context
 from cadence.workflows.recommendations import DEFAULT_RECOMMENDER, export_items
 from cadence.workflows.tracking import using_tracking
 
@@ -125,6 +134,7 @@ def export_policy(
     force: bool = False,
     recommender: str | None = DEFAULT_RECOMMENDER,
     n_items: int = 3,
+    context: PolicyContext | None = None,
 ) -> dict[str, Any]:
     """Fit, estimate and log ``policy_name`` as a new version of registered model ``model_name``.
 
@@ -180,6 +190,10 @@ def export_policy(
         the trigger's products. Recorded in the metadata (``items``).
     n_items
         Products per message at most.
+    context
+        The policy's :class:`~cadence.features.policy_context.PolicyContext`
+        when the caller already computed it (the demo); computed here when
+        the policy needs one (:func:`~cadence.workflows.policies.named_context`).
 
     Returns
     -------
@@ -202,6 +216,7 @@ def export_policy(
         PolicyModel,
         input_example,
         model_signature,
+        needed_families,
     )
     from cadence.workflows.logs import load_log
 
@@ -211,7 +226,8 @@ def export_policy(
         raise ValueError("policy 'logging' is the policy that wrote the log; export rules, learned or a tuned one")
     if not model_name or any(c in model_name for c in "/\\@:"):
         raise ValueError(f"model_name {model_name!r}: use letters, digits, '-', '_' and '.'")
-    log = load_log(data_dir)
+    ctx = named_context(data_dir, [policy_name], policies_dir=policies_dir, context=context)
+    log = load_log(data_dir, context=ctx)
     if log.n == 0:
         raise ValueError(f"{data_dir}: the messages log is empty")
     learns = needs_fit(policy_name, policies_dir)
@@ -246,11 +262,12 @@ def export_policy(
         from cadence.workflows.policies import simulate_named
 
         replay_table = simulate_named(data_dir, policy_name, LOGGING, seed=seed,
-                                      policies_dir=policies_dir)["table"]
+                                      policies_dir=policies_dir, context=ctx)["table"]
 
-    requirements = pinned_requirements(
-        imported_packages(["cadence.deployment.serving", type(policy).__module__]) | pickled_packages(model)
-        | (set() if served_items is None else item_packages(served_items)))
+    # What the model needs to load and decide, measured in a fresh process (not what the policy needs to fit),
+    # and what unpickling its item selector needs (some stages load more than the input example reaches).
+    requirements = pinned_requirements(served_packages(model)
+                                       | (set() if served_items is None else item_packages(served_items)))
     commit, dirty = git_commit()
     family = policy_family(policy)
     params = policy_params(policy)
@@ -265,6 +282,7 @@ def export_policy(
         "epsilon": f"{epsilon:g}", "seed": str(seed), "fit_share": f"{share:g}",
         "data_dir": str(theirs.resolve()), "rows_fitted": str(0 if train is None else train.n),
         "rows_evaluated": str(test.n),
+        "context": ",".join(("trigger", *needed_families(policy))),
         "orchestrator": "orchestrator.json" if orchestrator is not None else "unavailable",
         "items": "trigger products" if served_items is None else served_items.recommender,
         "dr_net_revenue": "{value:.4f} [{lower:.4f}, {upper:.4f}]".format(**summary["net_revenue"]),

@@ -93,6 +93,19 @@ def with_context(log: LoggedBandit, context: PolicyContext) -> LoggedBandit:
 
 #: The tables customer features read.
 FEATURE_INPUTS: tuple[str, ...] = ("customers", "orders", "order_items", "events", "messages", "products")
+#: The last context :func:`load_context` computed, by its inputs: one process often needs the same one twice
+#: (an export, then its promotion; a test, then the command it checks), and it takes minutes on a large shop.
+_LAST_CONTEXT: dict[tuple[Any, ...], PolicyContext] = {}
+
+
+def _files_key(data_dir: PathLike) -> tuple[Any, ...]:
+    """The data directory and every file of the tables the context reads, with size and modification time."""
+    found = []
+    for name in FEATURE_INPUTS:
+        path = table_path(data_dir, name)
+        files = [] if path is None else [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+        found.append((name, tuple((str(f), f.stat().st_mtime_ns, f.stat().st_size) for f in files)))
+    return (str(Path(data_dir).resolve()), tuple(found))
 
 
 def load_context(data_dir: PathLike, *, families: Sequence[str] = ("customer", "scores"),
@@ -121,6 +134,11 @@ def load_context(data_dir: PathLike, *, families: Sequence[str] = ("customer", "
     scorer
         A :class:`~cadence.models.scores.CustomerScorer` with the scoring
         settings (defaults otherwise).
+
+    With the default ``scorer``, the last context computed is kept and
+    returned again for the same arguments while no file of the tables it
+    reads has changed (size and modification time); do not modify its
+    frames.
     """
     from cadence.features.engine import connect, utc_timestamp
     from cadence.features.policy_context import customer_snapshots, snapshot_times
@@ -129,12 +147,15 @@ def load_context(data_dir: PathLike, *, families: Sequence[str] = ("customer", "
     from cadence.workflows.scores import score_snapshots
 
     fams = check_families(families)
+    key = None if scorer is not None else (_files_key(data_dir), fams, start, end, every, refit_days, engine)
+    if key is not None and key in _LAST_CONTEXT:
+        return _LAST_CONTEXT[key]
     if start is None or end is None:
         path = table_path(data_dir, "messages")
         if path is None:
             raise ValueError("messages: missing table (give start and end for the context grid)")
         trig = read_table(path, "messages", columns=["triggered_at"])["triggered_at"]
-        # Midnight: whole-day grid times (the scoring step's day arithmetic needs them, see the report).
+        # Midnight: a grid of whole days (any time of day works; whole days read more simply).
         start = start if start is not None else (trig.min() + pd.Timedelta(days=7)).floor("D")
         end = end if end is not None else trig.max()
     times = snapshot_times(utc_timestamp(start), utc_timestamp(end), every)
@@ -146,7 +167,11 @@ def load_context(data_dir: PathLike, *, families: Sequence[str] = ("customer", "
     if "scores" in fams:
         scores = score_snapshots(con, {k: tables[k] for k in ("orders", "order_items") if k in tables}, times,
                                  refit_days=refit_days, scorer=scorer)
-    return PolicyContext(customer=customer, scores=scores)
+    ctx = PolicyContext(customer=customer, scores=scores)
+    if key is not None:
+        _LAST_CONTEXT.clear()
+        _LAST_CONTEXT[key] = ctx
+    return ctx
 
 
 def replay_log(data_dir: PathLike, policy: Policy, *, engine: Engine = "process", workers: int | None = None,

@@ -1,4 +1,14 @@
-"""Policies by name on a data directory: the offline comparison, the replay and the send-time check that ``cadence evaluate``, ``simulate`` and the demo run."""
+"""Policies by name on a data directory: the offline comparison, the replay and the send-time check that ``cadence evaluate``, ``simulate`` and the demo run.
+
+A policy that decides with the customer's features or the models' scores
+(the built-in ``learned``, :data:`cadence.deployment.registry.LEARNED_PARAMS`)
+gets them as of each trigger: the log is loaded with the context its
+families need (:func:`named_context`, computed once per call and only when
+some named policy reads it), so fitting, the offline estimates and the
+replay (which walks the log's candidates, context columns included) all see
+the same rows. A caller judging several things on one data directory (the
+demo, the report) computes the context once and passes it as ``context``.
+"""
 
 from __future__ import annotations
 
@@ -12,13 +22,14 @@ import pandas as pd
 from cadence.contract.actions import LOGGING, Policy
 from cadence.data.bandit import LoggedBandit, split_customers
 from cadence.data.io import PathLike
-from cadence.deployment.registry import build_policy, needs_fit
+from cadence.deployment.registry import build_policy, context_families, needs_fit
 from cadence.evaluation.estimators import OffPolicyEstimator
+from cadence.features.policy_context import PolicyContext
 from cadence.models.send_time import SendTimeModel
 from cadence.policies.orchestrator import OrchestratedPolicy, OrchestratorConfig
 from cadence.policies.send_time import SendTimePolicy
 from cadence.simulation.replay import Engine, simulate
-from cadence.workflows.logs import load_log
+from cadence.workflows.logs import load_context, load_log
 from cadence.workflows.send_time import fit_send_time
 from cadence.workflows.splits import holdout_cutoff
 
@@ -28,9 +39,25 @@ from cadence.workflows.splits import holdout_cutoff
 POLICIES_DIR = Path("data/processed/policies")
 
 
+def named_context(data_dir: PathLike, names: Sequence[str], *, policies_dir: PathLike | None = POLICIES_DIR,
+                  context: PolicyContext | None = None) -> PolicyContext | None:
+    """The context beyond the trigger's columns that the named policies decide with; ``None`` when none reads any.
+
+    ``context`` when given (computed once by the caller), else
+    :func:`~cadence.workflows.logs.load_context` of the families the policies
+    read (:func:`~cadence.deployment.registry.context_families`). Nothing is
+    computed for the rules, the logging policy or the uplift designs.
+    """
+    families = context_families(list(names), policies_dir)
+    if not families:
+        return None
+    return context if context is not None else load_context(data_dir, families=families)
+
+
 def evaluate_named(data_dir: PathLike, names: list[str], *, metrics: tuple[str, ...] | None = None,
                    policies_dir: PathLike = POLICIES_DIR, seed: int = 0, fit_share: float = 0.5,
-                   n_refit: int | None = 20, estimators: Sequence[OffPolicyEstimator] | None = None) -> pd.DataFrame:
+                   n_refit: int | None = 20, estimators: Sequence[OffPolicyEstimator] | None = None,
+                   context: PolicyContext | None = None) -> pd.DataFrame:
     """``cadence evaluate``: estimate named policies on a data directory's messages log.
 
     When a named policy learns from the log, customers are split (``fit_share``
@@ -38,13 +65,14 @@ def evaluate_named(data_dir: PathLike, names: list[str], *, metrics: tuple[str, 
     ``df.attrs`` records the split. ``n_refit`` refits of the reward model
     give the direct method its interval; ``estimators`` defaults to
     :data:`~cadence.evaluation.offline.DEFAULT_ESTIMATORS` (see
-    :func:`~cadence.evaluation.offline.evaluate`).
+    :func:`~cadence.evaluation.offline.evaluate`). ``context``: the
+    policies' context, when the caller computed it (:func:`named_context`).
     """
     from cadence.evaluation.offline import evaluate
     from cadence.features.logged import METRICS
 
     names = [n for n in dict.fromkeys(names) if n != LOGGING]
-    log = load_log(data_dir)
+    log = load_log(data_dir, context=named_context(data_dir, names, policies_dir=policies_dir, context=context))
     train, test = None, log
     if any(needs_fit(n, policies_dir) for n in names):
         fit_rows, eval_rows = split_customers(log, fit_share, seed)
@@ -57,16 +85,16 @@ def evaluate_named(data_dir: PathLike, names: list[str], *, metrics: tuple[str, 
 
 
 def fitted_named(data_dir: PathLike, name: str, *, policies_dir: PathLike = POLICIES_DIR, seed: int = 0,
-                 fit_share: float = 0.5) -> tuple[Policy | None, LoggedBandit]:
+                 fit_share: float = 0.5, context: PolicyContext | None = None) -> tuple[Policy | None, LoggedBandit]:
     """A named policy fitted as ``cadence evaluate`` fits it, and the log it is judged on.
 
     A policy that learns is fitted on the ``fit_share`` of customers
     :func:`~cadence.data.bandit.split_customers` draws with ``seed`` (the
     same split as :func:`evaluate_named`'s) and returned with the other
     customers' rows; any other policy with the whole log. ``None`` for
-    ``logging``.
+    ``logging``. The log carries the policy's context (:func:`named_context`).
     """
-    log = load_log(data_dir)
+    log = load_log(data_dir, context=named_context(data_dir, [name], policies_dir=policies_dir, context=context))
     if not needs_fit(name, policies_dir):
         return build_policy(name, None, policies_dir=policies_dir), log
     fit_rows, eval_rows = split_customers(log, fit_share, seed)
@@ -75,19 +103,22 @@ def fitted_named(data_dir: PathLike, name: str, *, policies_dir: PathLike = POLI
 
 def simulate_named(data_dir: Any, policy: str, baseline: str = LOGGING, *,
                    config: OrchestratorConfig | None = None, engine: Engine = "process", workers: int | None = None,
-                   seed: int = 0, progress: bool = False, policies_dir: PathLike | None = None) -> dict[str, Any]:
+                   seed: int = 0, progress: bool = False, policies_dir: PathLike | None = None,
+                   context: PolicyContext | None = None) -> dict[str, Any]:
     """``cadence simulate``: replay named policies (each behind the orchestrator) on a data directory.
 
     Policies that learn are fitted on half of the customers and every
     replay runs on the other half, as in ``cadence evaluate``. The
-    orchestrator gets the shop's orders, for goal suppression.
+    orchestrator gets the shop's orders, for goal suppression. A policy
+    that reads the customer's features or scores finds them on the
+    replayed candidates: the log is loaded with them (:func:`named_context`).
     """
     from cadence.data.io import read_tables
 
-    log = load_log(data_dir)
+    where = POLICIES_DIR if policies_dir is None else policies_dir
+    log = load_log(data_dir, context=named_context(data_dir, [policy, baseline], policies_dir=where, context=context))
     orders = read_tables(data_dir, ["orders"]).get("orders")
     train, test = None, log
-    where = POLICIES_DIR if policies_dir is None else policies_dir
     if any(needs_fit(n, where) for n in (policy, baseline)):
         fit_rows, eval_rows = split_customers(log, 0.5, seed)
         train, test = log.subset(fit_rows), log.subset(eval_rows)

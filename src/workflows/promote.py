@@ -10,6 +10,9 @@ distribution (:meth:`~cadence.deployment.serving.PolicyModel.action_distribution
 exploration included) is scored with the doubly-robust estimator of net
 revenue per trigger; the candidate's lift is a paired difference with a
 customer-clustered interval (:func:`cadence.deployment.promotion.gate`).
+A version that decides with the customer's features or the models' scores
+is judged on logged triggers that carry them as of each trigger
+(:func:`cadence.workflows.logs.load_context`), as at its export.
 ``champion`` moves only when the candidate's estimate is supported by the
 log and that interval lies above zero; otherwise the promotion is refused
 with both estimates. Either way the gate's result is recorded as tags on the
@@ -37,9 +40,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from cadence.data.io import PathLike
 from cadence.deployment.export import CHAMPION, TABLES, TAG
@@ -47,20 +48,22 @@ from cadence.deployment.promotion import LOGGING_CHAMPION, METRIC, gate
 from cadence.workflows import tracking
 from cadence.workflows.tracking import using_tracking
 
+if TYPE_CHECKING:
+    from cadence.features.policy_context import PolicyContext
+
 
 def _tags(mv: Any) -> dict[str, str]:
     return dict(mv.tags or {})
 
 
-def _distribution(model_uri: str, candidates: Any) -> np.ndarray:
-    """A registered version's action distribution on ``candidates``."""
+def _policy_model(model_uri: str) -> Any:
+    """A registered version's :class:`~cadence.deployment.serving.PolicyModel`."""
     import mlflow
 
     model = mlflow.pyfunc.load_model(model_uri).unwrap_python_model()
     if not hasattr(model, "action_distribution"):
         raise ValueError(f"{model_uri}: not a cadence policy model (no action_distribution)")
-    dist: np.ndarray = model.action_distribution(candidates)
-    return dist
+    return model
 
 
 def _versions(client: Any, model_name: str, version: str | int | None, uri: str) -> tuple[str, Any]:
@@ -105,6 +108,7 @@ def promote(
     seed: int = 0,
     no_gate: bool = False,
     allow_other_data: bool = False,
+    context: PolicyContext | None = None,
 ) -> dict[str, Any]:
     """Move alias ``champion`` of ``model_name`` to ``version`` if it passes the gate; see the module docstring.
 
@@ -130,6 +134,10 @@ def promote(
     allow_other_data
         Judge on evaluation data whose fingerprint differs from the one
         recorded at export (both are tagged).
+    context
+        The evaluation data's :class:`~cadence.features.policy_context.PolicyContext`
+        when the caller already computed it; computed here when a version
+        decides with the customer's features or scores.
 
     Returns
     -------
@@ -144,8 +152,9 @@ def promote(
 
     from cadence.data.bandit import split_customers
     from cadence.data.io import fingerprint
+    from cadence.deployment.serving import needed_families
     from cadence.evaluation.estimators import ON_POLICY
-    from cadence.workflows.logs import load_log
+    from cadence.workflows.logs import load_context, load_log
 
     uri = tracking.tracking_uri(tracking_uri)
     client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
@@ -190,7 +199,17 @@ def promote(
         raise ValueError(f"{model_name} version {ver} {why}; the evaluation data {theirs} has fingerprint "
                          f"{digest[:12]}: the gate judges a version on the data it was exported with. Pass "
                          f"--allow-other-data to judge it on this data anyway (both fingerprints are tagged)")
-    log = load_log(where)
+    with using_tracking(uri):
+        champion_model = None if champ is None else _policy_model(f"models:/{model_name}/{champ.version}")
+        candidate_model = _policy_model(f"models:/{model_name}/{ver}")
+    # A version that decides with the customer's features or scores is judged on rows that carry them, as
+    # at export (the same context, computed from the same data).
+    families = sorted({f for m in (champion_model, candidate_model) if m is not None
+                       for f in needed_families(m.policy)})
+    ctx = None
+    if families:
+        ctx = context if context is not None else load_context(where, families=families)
+    log = load_log(where, context=ctx)
     # A learned version was fitted on part of its customers: judge both on those it held out.
     for t in (cand_tags, {} if champ is None else _tags(champ)):
         share = float(t.get(TAG + "fit_share") or 0)
@@ -198,10 +217,8 @@ def promote(
             _, held_out = split_customers(log, share, int(t.get(TAG + "seed") or 0))
             log = log.subset(held_out)
             break
-    with using_tracking(uri):
-        champion = (ON_POLICY if champ is None
-                    else _distribution(f"models:/{model_name}/{champ.version}", log.candidates))
-        candidate = _distribution(f"models:/{model_name}/{ver}", log.candidates)
+    champion = ON_POLICY if champion_model is None else champion_model.action_distribution(log.candidates)
+    candidate = candidate_model.action_distribution(log.candidates)
     res = gate(log, champion, candidate, alpha=alpha, seed=seed)
     pct = f"{1 - alpha:.0%}"
     if res.passed:

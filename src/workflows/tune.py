@@ -10,7 +10,10 @@ needed. Every trial is a nested MLflow run; the best feasible parameters
 are saved with :func:`cadence.deployment.registry.save_policy` for
 ``cadence evaluate`` and ``cadence export``.
 
-The search spaces are :data:`cadence.deployment.tuning.SPACES`.
+The search spaces are :data:`cadence.deployment.tuning.SPACES`; the learned
+family's includes which context families the policy learner decides with,
+so its log carries the customer's features and the models' scores as of
+each trigger (:func:`cadence.workflows.logs.load_context`, once per study).
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from cadence.evaluation.compare import compare
 from cadence.evaluation.estimators import DoublyRobust
 from cadence.evaluation.offline import target_codes
 from cadence.models.response import ResponseModel
-from cadence.workflows.logs import load_log
+from cadence.workflows.logs import load_context, load_log
 from cadence.workflows.policies import POLICIES_DIR
 
 
@@ -65,7 +68,10 @@ def tune_policy(
     if n_trials < 1:
         raise ValueError(f"trials: expected at least 1, got {n_trials}")
     name = name or f"tuned-{family}"
-    log = load_log(data_dir)
+    # The learned space searches the policy learner's context families: the log carries them all, computed
+    # once for every trial (the rules' search reads the trigger's columns only and computes none).
+    log = load_log(data_dir, context=load_context(data_dir, families=("customer", "scores")) if family == "learned"
+                   else None)
     fit_rows, eval_rows = split_customers(log, 0.5, seed)
     train, test = log.subset(fit_rows), log.subset(eval_rows)
     feedback = test.for_metric("net_revenue")

@@ -14,6 +14,7 @@ that a test looks for in everything the exports logged.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -43,7 +44,7 @@ BIN = Path(sys.executable).parent
 
 
 def plant(src: Path, dest: Path) -> Path:
-    """``messages``, ``customers`` and ``orders`` of ``src``: planted outcomes, one canary customer."""
+    """``messages``, ``customers`` and ``orders`` of ``src``: planted outcomes, one canary customer; the other tables copied."""
     dest.mkdir(parents=True)
     messages = pd.read_parquet(src / "messages.parquet")
     customers = pd.read_parquet(src / "customers.parquet")
@@ -69,6 +70,13 @@ def plant(src: Path, dest: Path) -> Path:
     messages.to_parquet(dest / "messages.parquet", index=False)
     customers.to_parquet(dest / "customers.parquet", index=False)
     orders.to_parquet(dest / "orders.parquet", index=False)
+    # The tables the learned policy's context reads besides those (customer features, scores); the canary's
+    # events under its new id.
+    events = pd.read_parquet(src / "events.parquet")
+    events["customer_id"] = events["customer_id"].replace(victim, CANARY["customer_id"])
+    events.to_parquet(dest / "events.parquet", index=False)
+    for table in ("order_items", "products"):
+        shutil.copy(src / f"{table}.parquet", dest / f"{table}.parquet")
     return dest
 
 

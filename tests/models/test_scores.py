@@ -152,6 +152,27 @@ def test_a_model_fitted_after_the_scoring_time_is_refused(tables: dict[str, pd.D
         model.scores(tables, [AT - pd.Timedelta(7, "D"), AT])
 
 
+def test_times_inside_a_day_score_from_the_past_only(tables: dict[str, pd.DataFrame]) -> None:
+    # A time one hour after a morning order: that customer's last purchase day is the time's own day. The
+    # entry time used to be capped by the snapshot's one-second follow-up, below zero here (the survival
+    # model refused it: "Negative values in data"), and capped by a later order on the same day.
+    orders = tables["orders"]
+    ts = pd.to_datetime(orders["ts"], utc=True)
+    morning = orders[(ts > AT + pd.Timedelta(7, "D")) & (ts.dt.hour < 8)].sort_values("ts").iloc[0]
+    at = (pd.Timestamp(morning["ts"]) + pd.Timedelta(1, "h")).floor("s")
+    times = [AT + pd.Timedelta(13, "h"), at]
+    assert times[0] < at and at.hour < 12
+    got = score_snapshots(connect(), tables, times, fit_at=FIT_AT, refit_days=None, scorer=FAST)
+    assert got.groupby("scored_at").size().index.tolist() == times
+    row = got[(got["scored_at"] == at) & (got["customer_id"] == morning["customer_id"])]
+    assert len(row) == 1 and row[["churn_risk_30d", "p_alive"]].notna().all(axis=None)
+    # Orders at or after each time change nothing of its scores.
+    past = {k: v[v["order_id"].isin(orders.loc[ts < at, "order_id"])] for k, v in tables.items()}
+    alone = score_snapshots(connect(), past, times, fit_at=FIT_AT, refit_days=None, scorer=FAST)
+    pd.testing.assert_frame_equal(alone[alone["scored_at"] == at].reset_index(drop=True),
+                                  got[got["scored_at"] == at].reset_index(drop=True), check_exact=True)
+
+
 def test_refits_are_each_honest(tables: dict[str, pd.DataFrame]) -> None:
     times = [AT + pd.Timedelta(7 * k, "D") for k in range(3)]
     con = connect()
