@@ -294,11 +294,11 @@ def _offline(shop: ShopTables, data_dir: PathLike, start: pd.Timestamp, fitted: 
     k = np.fromiter((len(str(s).split("|")) for s in rows["items"]), np.int64, len(rows))
     row, pos, pid = candidate_pairs(rows["item_candidates"])
     cust = rows["customer_id"].astype(str).to_numpy(dtype=object)[row]
-    at = pd.to_datetime(rows["triggered_at"], utc=True).to_numpy()[row]
+    at = pd.DatetimeIndex(pd.to_datetime(rows["triggered_at"], utc=True))[row]
     recent = None
     if any(hasattr(rec, "score_pairs_at") for rec in fitted.values()):
         # A live recommender reads what each customer did between the cutoff and the trigger, as when serving.
-        end = pd.Timestamp(at.max()).tz_localize("UTC") + pd.Timedelta(seconds=1)
+        end = at.max() + pd.Timedelta(seconds=1)
         recent = fetch_frame(shop.con, interaction_events(shop.tables, end, since=start), ["ts"])
 
     def scores(rec: Recommender) -> np.ndarray:

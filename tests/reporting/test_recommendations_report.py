@@ -28,14 +28,14 @@ def tastes_shop(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def comparison(tastes_shop: Path) -> RecommenderComparison:
-    return compare_recommenders_named(tastes_shop, names=["recently_viewed", "popularity", "cooccurrence"],
+    return compare_recommenders_named(tastes_shop, names=["recently_viewed", "popularity", "live_blend"],
                                       holdout_days=40, n_bootstrap=100)
 
 
 def test_ranking_per_stage_with_intervals(comparison: RecommenderComparison) -> None:
     r = comparison.ranking
     assert comparison.as_of < comparison.until
-    assert set(r["recommender"]) == {"recently_viewed", "popularity", "cooccurrence"}
+    assert set(r["recommender"]) == {"recently_viewed", "popularity", "live_blend"}
     assert set(r["metric"]) == {"hit_rate", "recall", "ndcg"} and (r["k"] == 10).all()
     assert {"birthday", "browse_abandon", "follow_up"} <= set(r["stage"])
     assert "order_status" not in set(r["stage"])  # a transactional message recommends nothing
@@ -54,7 +54,7 @@ def test_offline_value_of_item_rules_where_the_log_randomised_items(comparison: 
     o = comparison.offline
     assert o is not None and comparison.offline_note == ""
     assert set(o["metric"]) == {"conversion", "click"} and set(o["estimator"]) == {"pi"}
-    assert {"popularity - recently_viewed", "cooccurrence - recently_viewed"} <= set(o["rule"])
+    assert {"popularity - recently_viewed", "live_blend - recently_viewed"} <= set(o["rule"])
     assert (o["lower"] <= o["estimate"]).all() and (o["estimate"] <= o["upper"]).all()
     t = offline_table(comparison)
     assert t is not None and len(t) == len(o)
@@ -74,7 +74,7 @@ def test_tables_and_figure(comparison: RecommenderComparison) -> None:
                                "ndcg - recently_viewed"]
     assert (t.loc[t["recommender"] == "recently_viewed", "ndcg - recently_viewed"] == "").all()
     fig = ranking_figure(comparison)
-    assert [tr.name for tr in fig.data] == ["recently_viewed", "popularity", "cooccurrence"]
+    assert [tr.name for tr in fig.data] == ["recently_viewed", "popularity", "live_blend"]
     assert np.isfinite(np.asarray(fig.data[0].y, dtype=float)).all()
 
 
