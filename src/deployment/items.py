@@ -62,7 +62,7 @@ def pseudonyms(ids: pd.Series | np.ndarray, key: str) -> np.ndarray:
 
 
 def pseudonymise(data: InteractionData, key: str) -> InteractionData:
-    """``data`` with every ``customer_id`` (interactions, labels, the earlier split) replaced by its pseudonym.
+    """``data`` with every ``customer_id`` (interactions, labels, time-stamped events, the earlier split) replaced by its pseudonym.
 
     What a recommender fitted on it stores (its customer index) then holds
     no raw id.
@@ -72,7 +72,10 @@ def pseudonymise(data: InteractionData, key: str) -> InteractionData:
 
     earlier = None if data.earlier is None else pseudonymise(data.earlier, key)
     labels = None if data.labels is None else swap(data.labels)
-    return dataclasses.replace(data, interactions=swap(data.interactions), labels=labels, earlier=earlier)
+    # The live blend keeps the latest events as per-customer state: they are pickled with the model too.
+    events = None if data.events is None else swap(data.events)
+    return dataclasses.replace(data, interactions=swap(data.interactions), labels=labels, events=events,
+                               earlier=earlier)
 
 
 @dataclass

@@ -52,10 +52,10 @@ def test_report_is_self_contained_with_figures(rendered: tuple[Path, Path]) -> N
     assert text.count("plotly.js v") == 1  # embedded once
     # trigger volume, holdout lift, survival curves, calibration, churn-risk distribution, Qini,
     # off-policy estimates, the decision drivers, replay lift, cap pressure, the sequence diagram, the
-    # send-time heatmap, the BTYD tracking plot and conditional expectations
-    assert text.count("Plotly.newPlot") == 14
+    # send-time heatmap, the BTYD tracking plot, conditional expectations and the recommenders per stage
+    assert text.count("Plotly.newPlot") == 15
     for title in ("Trigger volume by stage and day", "Survival by purchase count", "Churn-risk calibration", "Qini curves", "Net revenue per trigger",
-                  "What drives the learned policy's decisions",
+                  "What drives the learned policy's decisions", "Items each recommender chooses",
                   "Replay: candidate against baseline", "Frequency-cap pressure", "Sequence cart_abandon_reminders",
                   "Shop curve: email engagement by local hour of week", "Repeat purchases",
                   "Holdout purchases by calibration frequency"):
