@@ -1540,10 +1540,13 @@ class LiveBlendRecommender(LearnedBlendRecommender):
         as_of_s = int(epoch_seconds(pd.Series([self.as_of_]))[0])
         if isinstance(at, str | pd.Timestamp) or np.ndim(at) == 0:
             t = np.full(len(c), int(epoch_seconds(pd.Series([utc(at, "at")]))[0]), np.int64)
+        elif isinstance(at, pd.Series | pd.Index) and pd.api.types.is_datetime64_any_dtype(at.dtype):
+            # From the datetime64 values: np.asarray of tz-aware times makes one Timestamp object per pair (slow).
+            t = epoch_seconds(pd.Series(at, copy=False))
         else:
             t = epoch_seconds(pd.Series(pd.to_datetime(np.asarray(at), utc=True)))
-            if len(t) != len(c):
-                raise ValueError(f"at: expected one time or {len(c)}, got {len(t)}")
+        if len(t) != len(c):
+            raise ValueError(f"at: expected one time or {len(c)}, got {len(t)}")
         t = np.maximum(np.asarray(t, dtype=np.int64), as_of_s)
         rec = self.prepare_recent(recent) if isinstance(recent, pd.DataFrame) else recent
         if rec is not None and not isinstance(rec, LiveEvents):

@@ -85,6 +85,12 @@ def test_a_view_since_the_fit_raises_the_products_probability_and_nothing_at_or_
     # Per-pair times: the view counts for the pair decided after it only.
     both = rec.score_pairs_at(["c1", "c1"], ["p5", "p5"], [at - pd.Timedelta(hours=2), at], recent=view)
     np.testing.assert_allclose(both, [before[5], after[5]])
+    # The same times as a datetime64 index or series (the item selector's form), in UTC or another zone.
+    times = pd.DatetimeIndex([at - pd.Timedelta(hours=2), at])
+    for form in (times, pd.Series(times, index=[7, 3]), times.tz_convert("Asia/Tokyo")):
+        np.testing.assert_array_equal(rec.score_pairs_at(["c1", "c1"], ["p5", "p5"], form, recent=view), both)
+    with pytest.raises(ValueError, match="at: expected one time or 2"):
+        rec.score_pairs_at(["c1", "c1"], ["p5", "p5"], times[:1], recent=view)
     # A product unknown at fit gets a probability; prepared events score as the frame does.
     fresh = pd.DataFrame({"customer_id": ["c1"], "product_id": ["new"], "kind": ["views"], "ts": [view["ts"][0]]})
     s = rec.score_pairs_at(["c1", "c1"], ["new", "other-new"], at, recent=fresh)
