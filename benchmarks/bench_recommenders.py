@@ -326,10 +326,11 @@ def main() -> None:
                 depth=20, max_customers=20_000, random_state=0)
         sel = ItemSelector(rec, n_items=args.items).fit(data, products, changes)
         t2 = time.perf_counter()
+        fit_peak = step_peak_gb() if resettable else float("nan")
         items = sel.select(cands)
         t3 = time.perf_counter()
         c3 = cpu_s()
-        step_peak = f"{step_peak_gb():.2f} GB" if resettable else "n/a"
+        step_peak = f"{step_peak_gb():.2f} GB (fit {fit_peak:.2f})" if resettable else "n/a"
         process_peak = max(process_peak, peak_gb())
         n_items = items.str.count(r"\|").add(1).where(items != "", 0)
         by_stage = n_items.groupby(cands["stage"]).mean().round(1).to_dict()

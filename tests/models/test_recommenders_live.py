@@ -138,3 +138,24 @@ def test_the_item_selector_scores_at_the_trigger_with_its_own_products() -> None
     s = sel.recommender_.score_pairs_at(["c1"] * 5, due, at, recent=trigger_interactions(cands))
     assert items[1].split("|") == [due[i] for i in np.argsort(-s, kind="stable")[:3]]
     assert "p5" in items[1].split("|")
+
+
+def test_pair_dot_products_equal_the_dense_product() -> None:
+    # The co-occurrence component's pair scores (the live blend's default component): (a @ b)[r, c] per pair.
+    import scipy.sparse as sp
+
+    from cadence.models.recommenders import _row_dot
+
+    rng = np.random.default_rng(0)
+    a = sp.random(40, 30, density=0.2, random_state=1, format="csr")
+    b = sp.random(30, 25, density=0.3, random_state=2, format="csr")
+    rows, cols = rng.integers(0, 40, 500), rng.integers(0, 25, 500)
+    dense = (a @ b).toarray()[rows, cols]
+    np.testing.assert_allclose(_row_dot(a, b.T.tocsr(), rows, cols), dense)
+    # Duplicate, unsorted entries of a (not canonical) are summed first.
+    coo = a.tocoo()
+    twice = sp.csr_matrix((np.r_[coo.data, coo.data][::-1], (np.r_[coo.row, coo.row][::-1],
+                                                             np.r_[coo.col, coo.col][::-1])), shape=a.shape)
+    twice.has_canonical_format = False
+    np.testing.assert_allclose(_row_dot(twice, b.T.tocsr(), rows, cols), 2 * dense)
+    assert _row_dot(a, b.T.tocsr(), rows[:0], cols[:0]).shape == (0,)
