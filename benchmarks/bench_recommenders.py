@@ -35,8 +35,8 @@ Timed, in one process: generating the data (not part of the target), then
   :class:`LiveBlendRecommender` on popularity, co-occurrence and ALS 16
   factors, 90 days of live features), with what this benchmark already
   varies for scale in the learned blend: ALS 6 iterations then
-  ``warm_iterations=2`` on 2 threads (the factory: 15 cold, then 15 more, one
-  thread) and ``depth=20`` (the factory: 50). It also reads the time-stamped
+  ``warm_iterations=2`` on 2 threads (the factory: 15 iterations in each of
+  the two fits, one thread) and ``depth=20`` (the factory: 50). It also reads the time-stamped
   interactions (``InteractionData.events``): the same generated events of
   the ``30 + 90`` days before ``as_of`` (the label split plus the live
   look-back, as the workflows load ``label_days + LOOKBACK_DAYS``), sorted
@@ -53,7 +53,8 @@ Timed, in one process: generating the data (not part of the target), then
   measured here.
 
 Peak RSS: each step's own (the kernel's high-water mark ``VmHWM``, reset before
-the step; the generated data the step reads is resident and counted) and the
+the step; the generated data the step reads is resident and counted; "fit" is the
+part of it up to the end of the fit) and the
 process's (the largest of those and data generation's; the reset also resets
 ``ru_maxrss``). CPU time is the
 process's user + system time over the step: under load it shows what the step
