@@ -85,6 +85,12 @@ def test_a_view_since_the_fit_raises_the_products_probability_and_nothing_at_or_
     # Per-pair times: the view counts for the pair decided after it only.
     both = rec.score_pairs_at(["c1", "c1"], ["p5", "p5"], [at - pd.Timedelta(hours=2), at], recent=view)
     np.testing.assert_allclose(both, [before[5], after[5]])
+    # The same times as a datetime64 index or series (the item selector's form), in UTC or another zone.
+    times = pd.DatetimeIndex([at - pd.Timedelta(hours=2), at])
+    for form in (times, pd.Series(times, index=[7, 3]), times.tz_convert("Asia/Tokyo")):
+        np.testing.assert_array_equal(rec.score_pairs_at(["c1", "c1"], ["p5", "p5"], form, recent=view), both)
+    with pytest.raises(ValueError, match="at: expected one time or 2"):
+        rec.score_pairs_at(["c1", "c1"], ["p5", "p5"], times[:1], recent=view)
     # A product unknown at fit gets a probability; prepared events score as the frame does.
     fresh = pd.DataFrame({"customer_id": ["c1"], "product_id": ["new"], "kind": ["views"], "ts": [view["ts"][0]]})
     s = rec.score_pairs_at(["c1", "c1"], ["new", "other-new"], at, recent=fresh)
@@ -132,3 +138,24 @@ def test_the_item_selector_scores_at_the_trigger_with_its_own_products() -> None
     s = sel.recommender_.score_pairs_at(["c1"] * 5, due, at, recent=trigger_interactions(cands))
     assert items[1].split("|") == [due[i] for i in np.argsort(-s, kind="stable")[:3]]
     assert "p5" in items[1].split("|")
+
+
+def test_pair_dot_products_equal_the_dense_product() -> None:
+    # The co-occurrence component's pair scores (the live blend's default component): (a @ b)[r, c] per pair.
+    import scipy.sparse as sp
+
+    from cadence.models.recommenders import _row_dot
+
+    rng = np.random.default_rng(0)
+    a = sp.random(40, 30, density=0.2, random_state=1, format="csr")
+    b = sp.random(30, 25, density=0.3, random_state=2, format="csr")
+    rows, cols = rng.integers(0, 40, 500), rng.integers(0, 25, 500)
+    dense = (a @ b).toarray()[rows, cols]
+    np.testing.assert_allclose(_row_dot(a, b.T.tocsr(), rows, cols), dense)
+    # Duplicate, unsorted entries of a (not canonical) are summed first.
+    coo = a.tocoo()
+    twice = sp.csr_matrix((np.r_[coo.data, coo.data][::-1], (np.r_[coo.row, coo.row][::-1],
+                                                             np.r_[coo.col, coo.col][::-1])), shape=a.shape)
+    twice.has_canonical_format = False
+    np.testing.assert_allclose(_row_dot(twice, b.T.tocsr(), rows, cols), 2 * dense)
+    assert _row_dot(a, b.T.tocsr(), rows[:0], cols[:0]).shape == (0,)
