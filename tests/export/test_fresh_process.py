@@ -53,6 +53,16 @@ def _norm(df: pd.DataFrame) -> pd.DataFrame:
     return out.where(out.notna(), None).assign(delay_minutes=lambda d: d["delay_minutes"].astype(int))
 
 
+def _challenger_in_fresh_process(uri: str, data: Path, tmp_path: Path, name: str) -> pd.DataFrame:
+    """The decisions of ``name``'s challenger, loaded by alias in a fresh process on the rows in ``data``."""
+    child = CHILD.replace("@champion", "@challenger")
+    done = subprocess.run([sys.executable, "-c", child, uri, str(data), str(tmp_path), name],
+                          cwd=tmp_path, env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+                          capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return pd.read_parquet(tmp_path / f"{name}.parquet")
+
+
 def _decision_reason(reason: pd.Series) -> pd.Series:
     """The policy's part of a served ``reason``, without the item selector's fallback."""
     from cadence.deployment.serving import ITEMS_FALLBACK
@@ -238,12 +248,7 @@ def test_fresh_process_scores_the_feature_pipelines_rows(registry, shop: Path, l
     rows.to_parquet(data)
 
     name = "cadence-learned-dr"
-    child = CHILD.replace("@champion", "@challenger")
-    done = subprocess.run([sys.executable, "-c", child, registry.uri, str(data), str(tmp_path), name],
-                          cwd=tmp_path, env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
-                          capture_output=True, text=True, timeout=240)
-    assert done.returncode == 0, done.stderr[-3000:]
-    got = pd.read_parquet(tmp_path / f"{name}.parquet")
+    got = _challenger_in_fresh_process(registry.uri, data, tmp_path, name)
 
     # In project: the same policy fitted on the same customers, deciding on the rows as the pipeline wrote
     # them (the log's name for the trigger time); the rules where a family it decides with is missing.
@@ -305,12 +310,7 @@ def test_fresh_process_fills_the_recommenders_items(registry, shop: Path, tmp_pa
     rows = pd.read_parquet(run.out_dir / "trigger_candidates.parquet")
     data = tmp_path / "rows.parquet"
     rows.to_parquet(data)
-    child = CHILD.replace("@champion", "@challenger")
-    done = subprocess.run([sys.executable, "-c", child, registry.uri, str(data), str(tmp_path), name],
-                          cwd=tmp_path, env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
-                          capture_output=True, text=True, timeout=240)
-    assert done.returncode == 0, done.stderr[-3000:]
-    got = pd.read_parquet(tmp_path / f"{name}.parquet")
+    got = _challenger_in_fresh_process(registry.uri, data, tmp_path, name)
 
     again = fit_served_items(raw, res["as_of"], recommender=DEFAULT_RECOMMENDER, n_items=4, seed=0, key=key)
     expected = PolicyModel(RulesPolicy(), epsilon=0.0, items=again).predict(None, rows)
