@@ -50,13 +50,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cadence.contract.actions import Policy
+from cadence.contract.actions import Policy, delay_choices
+from cadence.contract.tables import INCENTIVES
+from cadence.contract.triggers import INCENTIVE_STAGES, STAGES
 from cadence.data.bandit import split_customers
 from cadence.evaluation.intervals import t_interval
 from cadence.policies.context import CONTEXT_FAMILIES, WithContext, fallback_reasons
 from cadence.policies.learned import UpliftPolicy
-from cadence.policies.rules import RulesPolicy
-from cadence.synthetic.config import ObservableResponse, ShopConfig
+from cadence.policies.rules import RulesPolicy, decisions_frame, opt_in_matrix
+from cadence.synthetic.backbone import SEGMENT_NAMES, observable_traits
+from cadence.synthetic.config import OBSERVABLE_TRAITS, ObservableResponse, ShopConfig
 from cadence.synthetic.world import customer_ids, generate_shop, iter_world
 from cadence.workflows.logs import load_context, load_log
 
@@ -231,4 +234,139 @@ def summarise(runs: pd.DataFrame) -> dict[str, pd.DataFrame]:
     return {"values": values, "differences": pd.DataFrame(diff_rows), "coverage": cov}
 
 
-__all__ = ["COMPARISONS", "VARIANTS", "RulesWhereLacking", "policy_context_study", "summarise", "true_net_revenue", "world"]
+#: Channel preference of :class:`ConstantAction` (the first one the customer is opted into).
+_CHANNEL_ORDER = (0, 2, 1, 3)  # email, sms, push, whatsapp
+#: The information sets of :func:`feature_headroom`: name -> what the oracle's decision reads besides the stage.
+#: ``trigger traits`` is what the seven trigger columns reveal of the customer (frequency, recency);
+#: ``observable traits`` adds what only the customer family shows (engagement, tenure, browsing);
+#: ``hidden`` adds the response type and deal sensitivity no feature shows.
+INFORMATION_SETS: dict[str, tuple[str, ...]] = {
+    "stage": (),
+    "trigger traits": ("frequency", "recency"),
+    "observable traits": OBSERVABLE_TRAITS,
+    "hidden": (*OBSERVABLE_TRAITS, *(f"segment_{s}" for s in SEGMENT_NAMES), "deal_sensitivity"),
+}
+#: The constant actions of :func:`action_values`.
+HEADROOM_ACTIONS: tuple[str, ...] = ("hold", *INCENTIVES)
+
+
+@dataclass
+class ConstantAction:
+    """Hold every trigger, or send every one with ``incentive`` (first slot, first opted-in channel).
+
+    The incentive only on :data:`~cadence.contract.triggers.INCENTIVE_STAGES`
+    (elsewhere ``none``); a customer opted into no channel is held.
+    """
+
+    incentive: str | None = None  # None: hold
+    row_wise = True
+
+    @property
+    def policy_id(self) -> str:
+        return f"constant-{self.incentive or 'hold'}"
+
+    def decide(self, candidates: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
+        n = len(candidates)
+        opt_in = opt_in_matrix(candidates)
+        channel = np.full(n, -1)
+        for k in _CHANNEL_ORDER[::-1]:
+            channel = np.where(opt_in[:, k], k, channel)
+        stage = candidates["stage"].astype(str).to_numpy()
+        delay = np.array([delay_choices(s)[0] for s in stage], dtype=np.int64)
+        inc = INCENTIVES.index(self.incentive) if self.incentive else 0
+        incentive = np.where(np.isin(stage, list(INCENTIVE_STAGES)), inc, 0)
+        send = (self.incentive is not None) & (channel >= 0)
+        return decisions_frame(send, channel, delay, incentive, np.ones(n), candidates.index)
+
+
+def action_values(cfg: ShopConfig) -> pd.DataFrame:
+    """Every trigger's true expected net revenue under each of :data:`HEADROOM_ACTIONS`, with the customer's traits.
+
+    One row per trigger of the world of ``cfg`` (its ``observable_response``
+    set): ``customer`` (index), ``stage``, the standardised
+    :data:`~cadence.synthetic.config.OBSERVABLE_TRAITS`, ``segment_<type>``
+    (0/1), ``deal_sensitivity``, and ``v_<action>``: the expected net revenue
+    of the trigger (as in :func:`true_net_revenue`, first message only) when
+    the world is re-run under the constant policy :class:`ConstantAction`
+    of that action. Ground truth: for judging the world, never for an estimator.
+    A constant policy's fatigue differs from a mixed one's, so the values
+    approximate each trigger's action values under a policy that mixes them.
+    """
+    if cfg.observable_response is None:
+        raise ValueError("action_values: cfg.observable_response is None; the traits exist only in the observable world")
+    parts: list[pd.DataFrame] = []
+    values: dict[str, list[np.ndarray]] = {a: [] for a in HEADROOM_ACTIONS}
+    for action in HEADROOM_ACTIONS:
+        pol = ConstantAction(None if action == "hold" else action)
+        for bb, out in iter_world(cfg, pol):
+            values[action].append(out.p_convert * out.p_in_window * (out.value_if_converted - out.incentive_cost))
+            if action == "hold":
+                pp, tc = bb.people, bb.trig_cust
+                z = observable_traits(cfg, pp, bb.browse_rate)
+                frame = pd.DataFrame({"customer": pp.idx[tc], "stage": np.asarray(STAGES)[bb.trig_stage]})
+                for t in OBSERVABLE_TRAITS:
+                    frame[t] = z[t][tc]
+                for k, seg in enumerate(SEGMENT_NAMES):
+                    frame[f"segment_{seg}"] = (pp.segment[tc] == k).astype(float)
+                frame["deal_sensitivity"] = pp.deal_sensitivity[tc]
+                parts.append(frame)
+    out_frame = pd.concat(parts, ignore_index=True)
+    for action, v in values.items():
+        out_frame[f"v_{action}"] = np.concatenate(v)
+    return out_frame
+
+
+def feature_headroom(values: pd.DataFrame, information_sets: dict[str, tuple[str, ...]] | None = None,
+                     seed: int = 0) -> dict[str, float]:
+    """The true net revenue per trigger of the best decision rule that reads each information set (an oracle).
+
+    For each set of :data:`INFORMATION_SETS` (default), a least-squares model
+    of each send action's gain over hold, ``v_a - v_hold`` of
+    :func:`action_values`, per stage and linear in the set's traits within
+    each stage, is fitted on half the customers and picks, on the other
+    half, the action with the largest predicted gain; the value is that
+    action's true value, averaged over both halves (cross-fitted, so it is
+    not flattered by fitting the judged customers). The labels are the
+    truth's expectations, free of the log's noise: the result is what a
+    policy that read those traits exactly could gain with unlimited data, an
+    upper bound for a learner of the same form (linear in the context,
+    interacted with the stage), and the difference between two sets is what
+    the extra traits can be worth in this world. Also ``send`` and ``hold``
+    (constant policies) and ``perfect`` (each trigger's best action).
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> v = pd.DataFrame({"customer": np.arange(400), "stage": "cart_abandon", "x": rng.normal(size=400)})
+    >>> v["v_hold"], v["v_none"] = 1.0, 1.0 + v["x"]
+    >>> h = feature_headroom(v, {"stage": (), "x": ("x",)})
+    >>> h["x"] > h["stage"] + 0.5
+    True
+    """
+    sets = INFORMATION_SETS if information_sets is None else information_sets
+    actions = [c[2:] for c in values.columns if c.startswith("v_")]
+    gains = values[[f"v_{a}" for a in actions if a != "hold"]].to_numpy() - values[["v_hold"]].to_numpy()
+    v_all = values[[f"v_{a}" for a in actions]].to_numpy()
+    hold = actions.index("hold")
+    send_cols = [j for j, a in enumerate(actions) if a != "hold"]
+    stage = pd.get_dummies(values["stage"].astype(str)).to_numpy(float)
+    customers = pd.unique(values["customer"])
+    rng = np.random.default_rng(seed)
+    first = np.isin(values["customer"], rng.choice(customers, len(customers) // 2, replace=False))
+    out = {"hold": float(values["v_hold"].mean()), "send": float(values["v_none"].mean()) if "v_none" in values else np.nan,
+           "perfect": float(v_all.max(axis=1).mean())}
+    for name, traits in sets.items():
+        x = np.hstack([stage] + [stage * values[[t]].to_numpy(float) for t in traits])
+        total = 0.0
+        for fit, judge in ((first, ~first), (~first, first)):
+            coef = np.linalg.lstsq(x[fit], gains[fit], rcond=None)[0]
+            pred = np.zeros((int(judge.sum()), len(actions)))
+            pred[:, send_cols] = x[judge] @ coef
+            pred[:, hold] = 0.0
+            total += float(v_all[judge][np.arange(int(judge.sum())), pred.argmax(axis=1)].sum())
+        out[name] = total / len(values)
+    return out
+
+
+__all__ = ["COMPARISONS", "HEADROOM_ACTIONS", "INFORMATION_SETS", "VARIANTS", "ConstantAction", "RulesWhereLacking",
+           "action_values", "feature_headroom", "policy_context_study", "summarise", "true_net_revenue", "world"]
