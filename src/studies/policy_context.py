@@ -283,7 +283,7 @@ def action_values(cfg: ShopConfig) -> pd.DataFrame:
     """Every trigger's true expected net revenue under each of :data:`HEADROOM_ACTIONS`, with the customer's traits.
 
     One row per trigger of the world of ``cfg`` (its ``observable_response``
-    set): ``customer`` (index), ``stage``, the standardised
+    set): ``customer`` (index), ``stage``, ``triggered_s`` (seconds since the epoch), the standardised
     :data:`~cadence.synthetic.config.OBSERVABLE_TRAITS`, ``segment_<type>``
     (0/1), ``deal_sensitivity``, and ``v_<action>``: the expected net revenue
     of the trigger (as in :func:`true_net_revenue`, first message only) when
@@ -303,7 +303,8 @@ def action_values(cfg: ShopConfig) -> pd.DataFrame:
             if action == "hold":
                 pp, tc = bb.people, bb.trig_cust
                 z = observable_traits(cfg, pp, bb.browse_rate)
-                frame = pd.DataFrame({"customer": pp.idx[tc], "stage": np.asarray(STAGES)[bb.trig_stage]})
+                frame = pd.DataFrame({"customer": pp.idx[tc], "stage": np.asarray(STAGES)[bb.trig_stage],
+                                      "triggered_s": bb.trig_s})
                 for t in OBSERVABLE_TRAITS:
                     frame[t] = z[t][tc]
                 for k, seg in enumerate(SEGMENT_NAMES):
@@ -340,7 +341,7 @@ def feature_headroom(values: pd.DataFrame, information_sets: dict[str, tuple[str
     >>> v = pd.DataFrame({"customer": np.arange(400), "stage": "cart_abandon", "x": rng.normal(size=400)})
     >>> v["v_hold"], v["v_none"] = 1.0, 1.0 + v["x"]
     >>> h = feature_headroom(v, {"stage": (), "x": ("x",)})
-    >>> h["x"] > h["stage"] + 0.5
+    >>> h["x"] > h["stage"] + 0.3  # E max(x, 0) = 0.4 for a standard normal x
     True
     """
     sets = INFORMATION_SETS if information_sets is None else information_sets
@@ -368,5 +369,44 @@ def feature_headroom(values: pd.DataFrame, information_sets: dict[str, tuple[str
     return out
 
 
+def with_logged_columns(values: pd.DataFrame, cfg: ShopConfig) -> tuple[pd.DataFrame, dict[str, tuple[str, ...]]]:
+    """``values`` of :func:`action_values` joined with what the learned policy reads of each trigger, and the sets.
+
+    Generates the shop of ``cfg`` under its logging policy, computes the
+    policy context (:func:`cadence.workflows.logs.load_context`) and encodes
+    the trigger family and the core customer family
+    (:func:`cadence.policies.context.encode_context`) of every logged trigger,
+    matched to its row of ``values`` by customer, stage and time. Missing
+    numbers are median-filled with an indicator column. Returns the joined
+    frame and two information sets for :func:`feature_headroom`:
+    ``"trigger columns"`` and ``"trigger + core columns"``: what the
+    headroom is when the oracle reads the shop's measured columns instead of
+    the world's exact traits.
+    """
+    from cadence.policies.context import CUSTOMER_CORE, encode_context
+
+    with tempfile.TemporaryDirectory() as tmp:
+        shop = generate_shop(cfg, Path(tmp) / "shop")
+        log = load_log(shop, context=load_context(shop))
+    assert log.candidates is not None
+    c = log.candidates.reset_index(drop=True)
+    enc = encode_context(c, ("trigger", "customer"), "core").reset_index(drop=True).drop(columns=["stage"])
+    numeric = [k for k in enc.columns if pd.api.types.is_numeric_dtype(enc[k])]
+    cols = {}
+    for k in numeric:
+        x = enc[k].astype(float)
+        cols[k] = x.fillna(x.median() if x.notna().any() else 0.0)
+        if x.isna().any():
+            cols[f"{k}_missing"] = x.isna().astype(float)
+    key = pd.DataFrame({"cid": c["customer_id"].astype(str).to_numpy(), "stage": c["stage"].astype(str).to_numpy(),
+                        "triggered_s": pd.to_datetime(c["triggered_at"], utc=True).astype("int64").to_numpy() // 10**9})
+    ids = np.asarray(customer_ids(values["customer"].to_numpy()).to_numpy(zero_copy_only=False), dtype=object)
+    joined = values.assign(cid=ids).merge(pd.concat([key, pd.DataFrame(cols)], axis=1),
+                                          on=["cid", "stage", "triggered_s"], how="inner")
+    trigger = tuple(k for k in cols if k.removesuffix("_missing") not in CUSTOMER_CORE)
+    core = tuple(k for k in cols if k.removesuffix("_missing") in CUSTOMER_CORE)
+    return joined, {"trigger columns": trigger, "trigger + core columns": trigger + core}
+
+
 __all__ = ["COMPARISONS", "HEADROOM_ACTIONS", "INFORMATION_SETS", "VARIANTS", "ConstantAction", "RulesWhereLacking",
-           "action_values", "feature_headroom", "policy_context_study", "summarise", "true_net_revenue", "world"]
+           "action_values", "feature_headroom", "with_logged_columns", "policy_context_study", "summarise", "true_net_revenue", "world"]

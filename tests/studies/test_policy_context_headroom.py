@@ -11,6 +11,7 @@ from cadence.studies.policy_context import (
     ConstantAction,
     action_values,
     feature_headroom,
+    with_logged_columns,
     world,
 )
 from cadence.synthetic import ObservableResponse, ShopConfig
@@ -20,9 +21,12 @@ DECISIVE = ObservableResponse(segment_weights={"persuadable": {"engagement": 2.5
                                                "annoyed": {"engagement": -2.5, "browsing": -1.0}}, deal_weights={})
 
 
+CFG = world(4, 800, 120, DECISIVE)
+
+
 @pytest.fixture(scope="module")
 def values() -> pd.DataFrame:
-    return action_values(world(4, 800, 120, DECISIVE))
+    return action_values(CFG)
 
 
 def test_action_values_are_the_truth_of_each_constant_action(values: pd.DataFrame) -> None:
@@ -55,3 +59,17 @@ def test_the_constant_action_holds_without_an_opt_in_and_keeps_incentives_to_the
     assert d["channel"].tolist()[1:] == ["email", "push"]
     assert d["incentive"].tolist()[1:] == ["percent_code", "none"]  # birthday carries incentives, cart_abandon not
     assert (ConstantAction().decide(c, np.random.default_rng(0))["action"] == "hold").all()
+
+
+def test_the_shops_measured_columns_join_every_logged_trigger(values: pd.DataFrame) -> None:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the scoring models' notes on a small shop
+        joined, sets = with_logged_columns(values, CFG)
+    # Every marketing trigger of the world is a logged row (transactional ones are not logged).
+    assert 0.9 * len(values) <= len(joined) <= len(values)
+    assert {"sends_7d", "orders_90d", "stage"} <= set(joined.columns) and "open_rate" in sets["trigger + core columns"]
+    assert "open_rate" not in sets["trigger columns"] and not joined[list(sets["trigger + core columns"])].isna().any().any()
+    h = feature_headroom(joined, {"stage": (), **sets}, seed=4)
+    assert h["trigger columns"] > h["stage"] - 0.05
