@@ -369,7 +369,7 @@ class UpliftPolicy:
                     f"log.candidates: no column of the {family!r} context family; attach it "
                     "(cadence.workflows.logs.load_log(data_dir, context=...)) or leave it out of context")
         stage = log.candidates["stage"].astype(str).to_numpy()
-        missable = [f for f in ("customer", "scores") if f in fams]
+        missable: list[str] = [f for f in ("customer", "scores") if f in fams]
         lacks = missing_families(log.candidates) if missable else None
         has = {f: np.ones(log.n, bool) if lacks is None or f not in missable else ~lacks[f].to_numpy()
                for f in CONTEXT_FAMILIES}

@@ -213,3 +213,14 @@ def test_only_a_policy_that_reads_a_family_needs_it() -> None:
     t = UpliftPolicy(learner="t")
     t.context = ("trigger", "customer")  # type: ignore[misc]
     assert needed_families(t) == ()
+
+
+def test_deciding_with_the_learned_policy_imports_neither_the_feature_engine_nor_the_scoring_models() -> None:
+    """What a served learned policy imports when loaded (its modules' module-level imports): not ibis, duckdb,
+    sqlglot, pyarrow or plotly, which only fitting and building the context need."""
+    from cadence.deployment.export import imported_packages
+
+    need = imported_packages(["cadence.policies.learned", "cadence.deployment.serving"], module_level=True)
+    assert need.isdisjoint({"ibis", "duckdb", "sqlglot", "pyarrow", "plotly", "lifelines"}), sorted(need)
+    # The context module's type-only import of the feature layer is not a requirement; its real imports are.
+    assert "ibis" in imported_packages(["cadence.features.policy_context"], module_level=True)
