@@ -36,7 +36,11 @@ the generic :class:`~cadence.policies.learner.PolicyLearner`
   scores as of the trigger (attached to the log by
   ``cadence.workflows.logs.load_log(data_dir, context=...)``; in a re-run or
   replay by :class:`~cadence.policies.context.WithContext`). Rows missing a
-  family the policy reads follow the rules (:meth:`UpliftPolicy.fallback_reasons`);
+  family the policy reads are decided by a policy learner fitted, in the same
+  ``fit`` on the same log, on the families they have (the seven trigger
+  columns for a row with neither; :attr:`UpliftPolicy.fallback`,
+  :meth:`UpliftPolicy.family_routes`); the rules only where no such learner
+  could be fitted;
 * actions: the 49 codes of :data:`~cadence.contract.actions.ACTION_NAMES`,
   sharing one decision model through their features (send, channel, delay
   slot, incentive: :data:`~cadence.features.context.ACTION_FEATURES`);
