@@ -122,8 +122,6 @@ from cadence.policies.learner import PolicyLearner
 from cadence.policies.rules import RulesPolicy, decisions_frame, opt_in_matrix
 
 Learner = Literal["s", "t", "x", "ct"]
-#: What the policy learner does with a row lacking a context family (:attr:`UpliftPolicy.fallback`).
-Fallback = Literal["families", "trigger", "rules"]
 #: How a reason names a family a row lacks.
 FAMILY_LABELS: dict[str, str] = {"customer": "customer features", "scores": "scores"}
 #: What :class:`UpliftPolicy` learns with: the policy learner (``"dr"``) or an uplift learner.
