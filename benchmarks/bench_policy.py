@@ -28,8 +28,8 @@ Scored, each on ``--rows`` rows, best and median of ``--repeats``:
   the scores), fitted on the log with its context
   (:func:`cadence.workflows.logs.load_context`), served on the same inputs:
   on the log's trigger rows every row lacks the customer and score families
-  and goes to the rules (with the reason); the decision rows are its real
-  input;
+  and goes to its seven-column fallback learner (with the reason); the
+  decision rows are its real input;
 * the rules, ``"dr"`` and ``learned`` served models also **as a serving team runs them**:
   logged to MLflow with the export's signature (a scratch SQLite store) and
   loaded back with ``mlflow.pyfunc.load_model`` (``..., loaded``), so
@@ -37,7 +37,10 @@ Scored, each on ``--rows`` rows, best and median of ``--repeats``:
 * the same served models with the **previous code** (``--baseline-ref``,
   default ``main``: its ``src/`` exported by ``git archive`` and imported as
   ``cadence`` in a child process of this run, fitting the same policies on the
-  same log), for the ratio, and a check that both give the same decisions.
+  same log, the ``learned`` one on the same log with context), for the ratio,
+  and a check that both give the same decisions (for ``learned``: on the
+  rows with every context family, since rows lacking one now go to a
+  learned fallback rather than the rules).
   The previous code does not read ``eligible_at``: it gets the decision rows
   with the column renamed ``triggered_at``.
 
@@ -56,6 +59,7 @@ import argparse
 import copy
 import json
 import os
+import pickle
 import platform
 import statistics
 import subprocess
@@ -154,8 +158,9 @@ def logged_and_loaded(model: Any, store: Path) -> Any:
 
 # The previous code's side, run in a child process whose only `cadence` is the exported tree.
 CHILD = r"""
-import json, sys
+import json, pickle, sys
 code, shop, data, out, repeats = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])
+chosen, context_log = sys.argv[7].split(","), sys.argv[8]
 sys.path[:] = [code] + [p for p in sys.path if "__editable__" not in p and not p.rstrip("/").endswith("/src")]
 sys.path.insert(0, sys.argv[6])  # the benchmark's folder, for its helpers
 import pandas as pd
@@ -168,16 +173,24 @@ assert b.__name__ == "bench_policy"
 import cadence
 assert cadence.__file__.startswith(code), cadence.__file__
 log = load_log(shop)
-policies = {"rules": RulesPolicy(), **{k: UpliftPolicy(learner=k).fit(log) for k in ("t", "dr")}}
-from cadence.deployment.registry import build_policy
-policies["learned"] = build_policy("learned", log)  # the previous code's built-in learned policy
+policies = {"rules": RulesPolicy()}
+for k in ("t", "dr"):
+    if k in chosen:  # the trigger's columns, as this run fits them
+        policies[k] = UpliftPolicy(learner=k, context=("trigger",)).fit(log)
+if "learned" in chosen:
+    from cadence.deployment.registry import build_policy
+    with open(context_log, "rb") as f:  # the log with its context, as this run computed it
+        with_context = pickle.load(f)
+    policies["learned"] = build_policy("learned", with_context)  # the previous code's built-in learned policy
+policies = {k: v for k, v in policies.items() if k in chosen}
 inputs = {n: pd.read_parquet(f"{data}/{n.replace(' ', '_')}.parquet") for n in ("trigger rows", "decision rows")}
 inputs["decision rows"] = inputs["decision rows"].rename(columns={"eligible_at": "triggered_at"})
 print(json.dumps(b.served_rates(policies, inputs, repeats, Path(out))))
 """
 
 
-def baseline(ref: str, shop: Path, data: Path, repeats: int, tmp: Path) -> dict[str, list[float]] | None:
+def baseline(ref: str, shop: Path, data: Path, repeats: int, tmp: Path, chosen: list[str],
+             context_log: Path) -> dict[str, list[float]] | None:
     """The previous code's served rates (``ref``'s ``src/``, in a child process), or None if it cannot run."""
     root = Path(subprocess.run(["git", "rev-parse", "--show-toplevel"], capture_output=True, text=True,
                                cwd=Path(__file__).parent).stdout.strip() or ".")
@@ -192,7 +205,8 @@ def baseline(ref: str, shop: Path, data: Path, repeats: int, tmp: Path) -> dict[
     out = tmp / "baseline-out"
     out.mkdir()
     run = subprocess.run([sys.executable, "-c", CHILD, str(code), str(shop), str(data), str(out), str(repeats),
-                          str(Path(__file__).parent)], capture_output=True, text=True, cwd=tmp)
+                          str(Path(__file__).parent), ",".join(chosen), str(context_log)],
+                         capture_output=True, text=True, cwd=tmp)
     if run.returncode:
         print(f"baseline: the previous code failed:\n{run.stderr[-2000:]}")
         return None
@@ -289,10 +303,13 @@ def main() -> None:
     from cadence.workflows.logs import load_context
 
     chosen = args.served.split(",")
+    context_log = root / "log_with_context.pkl"
     if "learned" in chosen:
         t = time.perf_counter()
         with_context = load_log(root / "shop", context=load_context(root / "shop"))
         t_ctx = time.perf_counter() - t
+        with open(context_log, "wb") as f:  # for the previous code's run: the same context, not recomputed
+            pickle.dump(with_context, f)
         t = time.perf_counter()
         policies["learned"] = build_policy("learned", with_context)  # type: ignore[assignment]
         print(f"learned (registry.LEARNED_PARAMS): context in {t_ctx:.1f} s, fitted on {with_context.n:,} rows in "
@@ -302,7 +319,8 @@ def main() -> None:
     new_out.mkdir()
     mine = served_rates(served, inputs, args.repeats, new_out)
     print(f"load average {os.getloadavg()[0]:.2f} before the previous code's run")
-    old = baseline(args.baseline_ref, root / "shop", data, args.repeats, root) if args.baseline_ref else None
+    old = (baseline(args.baseline_ref, root / "shop", data, args.repeats, root, chosen, context_log)
+           if args.baseline_ref else None)
     print(f"\nPolicyModel(policy, epsilon=0.05).predict, {args.rows:,} rows in requests of 10,000: decisions/s, "
           f"wall best / median, CPU best{'' if old is None else f'; previous code ({args.baseline_ref})'}")
     for key, (best, median, cpu) in mine.items():
@@ -334,12 +352,17 @@ def same_decisions(new: Path, old: Path, key: str) -> str:
         return "n/a"
     a, b = pd.read_parquet(new / name), pd.read_parquet(old / name)
     cols = ["action", "channel", "delay_minutes", "incentive", "propensity", "reason"]
-    if key.startswith("learned"):  # the built-in learned policy itself changed
-        return "n/a (another policy)"
-    if "decision" in key:  # the previous code ignores the feature columns
+    rows = np.ones(len(a), bool)
+    if key.startswith("learned"):
+        # Rows lacking a context family: the previous code's rules, now a learned fallback (by design).
+        fell = b["reason"].str.match(r"rules fallback: missing (customer features|scores)").to_numpy()
+        rows = ~fell
+        cols = [*cols[:-1], "reason"] if "decision" not in key else cols[:-1]
+    elif "decision" in key:  # the previous code ignores the feature columns
         cols = cols[:-1]
-    diff = (a[cols].astype(str) != b[cols].astype(str)).any(axis=1)
-    return "yes" if not diff.any() else f"no ({int(diff.sum())} of {len(a)} rows differ)"
+    diff = (a[cols].astype(str) != b[cols].astype(str)).any(axis=1).to_numpy() & rows
+    what = "" if rows.all() else f" on the {int(rows.sum())} rows with every family"
+    return f"yes{what}" if not diff.any() else f"no ({int(diff.sum())} of {int(rows.sum())} rows differ{what})"
 
 
 if __name__ == "__main__":

@@ -59,15 +59,25 @@ def copy_package(dest: PathLike) -> Path:
 
 
 def _module_level(tree: ast.AST) -> list[ast.AST]:
-    """The nodes of ``tree`` that run when the module is imported: all but the bodies of functions."""
+    """The nodes of ``tree`` that run when the module is imported: all but the bodies of functions and of
+    ``if TYPE_CHECKING:`` (imports for the type checker only)."""
     out: list[ast.AST] = []
     todo = [tree]
     while todo:
         node = todo.pop()
         out.append(node)
+        if isinstance(node, ast.If) and _type_checking(node.test):
+            todo.extend(node.orelse)
+            continue
         todo.extend(c for c in ast.iter_child_nodes(node)
                     if not isinstance(c, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda))
     return out
+
+
+def _type_checking(test: ast.expr) -> bool:
+    """``TYPE_CHECKING`` or ``typing.TYPE_CHECKING``: false when the module runs."""
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
 
 
 def _module_imports(name: str, module_level: bool = False) -> tuple[set[str], set[str]]:

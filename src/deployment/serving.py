@@ -49,9 +49,14 @@ its customer's features and model scores
 (:func:`cadence.features.decision_rows.decision_rows`); ``eligible_at``, the
 candidates' name for the trigger time, is read when ``triggered_at`` is
 absent. A policy that decides with the customer features or the scores (its
-``context`` names ``customer`` or ``scores``) answers a row lacking that
+``context`` names ``customer`` or ``scores``) routes a row lacking that
 family (every column of it null or absent: a customer the join found no
-row for) with the rules and ``rules fallback: missing customer features``
+row for) as the policy itself does (:func:`policy_routes`, asking the
+policy's ``family_routes``): the learned policy decides it with a model
+fitted on the families the row has, ``reason`` ``fallback: trigger-only
+learned policy (missing customer features)``, and it may explore like any
+row the policy decides; without such a model (another policy, or none
+fitted) the rules decide it, ``rules fallback: missing customer features``
 (or ``missing scores``).
 
 The MLflow signature has outputs only (:func:`model_signature`): MLflow's
@@ -229,7 +234,8 @@ OUTPUT_COLUMNS: tuple[Column, ...] = (
     Column("priority", "double", True, "rank among one customer's competing sends, higher first"),
     Column("propensity", "double", True, "probability with which this decision was chosen"),
     Column("reason", "string", True, "why the decision is not the policy's ('' when it is): 'hold (invalid "
-                                     "input): COLUMN: PROBLEM', 'rules fallback: ...' or 'exploration ...', "
+                                     "input): COLUMN: PROBLEM', 'rules fallback: ...', 'fallback: ... learned "
+                                     "policy (...)' or 'exploration ...', "
                                      "then '; items fallback: ...' when a send's items are the trigger's products"),
 )
 
@@ -746,18 +752,36 @@ def fallback_reasons(frame: pd.DataFrame, policy: Policy) -> np.ndarray:
 
     Information the policy reads is absent (a column, or a null where the
     policy has no default), a context family the policy decides with is
-    missing from the row (the policy's own rule, its ``missing_families``,
-    :func:`cadence.policies.context.missing_families`: ``missing customer
-    features``, ``missing scores``), or a channel the model does not know is
-    opted in: the rules decide such a row from what there is.
+    missing from the row and the policy has no learned model for the
+    families the row has (``missing customer features``, ``missing
+    scores``: the policy's own routing, :func:`policy_routes`), or a channel
+    the model does not know is opted in: the rules decide such a row from
+    what there is.
 
     >>> c = pd.DataFrame({"stage": ["birthday", "birthday"], "opt_in_email": [True, True], "opt_in_fax": [False, True]})
     >>> fallback_reasons(c, RulesPolicy()).tolist()
     ['missing column(s) opt_in_push, opt_in_sms, opt_in_whatsapp', "unknown channel 'fax'; missing column(s) opt_in_push, opt_in_sms, opt_in_whatsapp"]
     """
+    return policy_routes(frame, policy)[0]
+
+
+def policy_routes(frame: pd.DataFrame, policy: Policy) -> tuple[np.ndarray, np.ndarray]:
+    """Per row of a checked frame, ``(why the rules decide it, how the policy decides it)`` ('' for neither).
+
+    The first is :func:`fallback_reasons`'; the second is the policy's own
+    note where it decides a row lacking a context family with a learned
+    model on the families the row has (``fallback: trigger-only learned
+    policy (missing customer features)``,
+    :meth:`cadence.policies.learned.UpliftPolicy.family_routes`): such a row
+    goes to the policy, whose ``decide`` routes it the same way.
+
+    >>> policy_routes(pd.DataFrame({"stage": ["birthday"]}), RulesPolicy())[1].tolist()
+    ['']
+    """
     n = len(frame)
     found = _Problems(n)
     add = found.add_text
+    note = np.full(n, "", dtype=object)
     reads, no_default = needed_columns(policy)
     for col in no_default:
         if col in frame:
@@ -771,9 +795,18 @@ def fallback_reasons(frame: pd.DataFrame, policy: Policy) -> np.ndarray:
     if absent:
         add(np.ones(n, bool), f"missing column(s) {', '.join(absent)}")
     families = needed_families(policy)
-    if families:
-        # The policy's own definition (not imported here: the rules' model needs none of the context
-        # machinery), so the served model falls back on exactly the rows the policy would.
+    routes = getattr(policy, "family_routes", None)
+    if families and routes is not None:
+        # The policy's own routing (not re-implemented here, nor its context machinery imported: the rules'
+        # model needs none of it), so the served model routes exactly the rows the policy would.
+        routed = routes(frame)
+        rules = routed["rules"].to_numpy(bool)
+        why = routed["reason"].to_numpy(object)
+        for text in pd.unique(why[rules]):
+            add(rules & (why == text), str(text))
+        learned = ~rules & (why != "")
+        note[learned] = why[learned]
+    elif families:
         own = getattr(policy, "missing_families", None)
         missing = None if own is None else own(frame)
         for family in families:
@@ -783,7 +816,9 @@ def fallback_reasons(frame: pd.DataFrame, policy: Policy) -> np.ndarray:
                 cols = [c for c in FAMILY_COLUMNS[family] if c in frame]
                 lacks = frame[cols].isna().all(axis=1).to_numpy() if cols else np.ones(len(frame), bool)
             add(lacks, f"missing {FAMILY_LABELS[family]}")
-    return found.reasons()
+    reason = found.reasons()
+    note[reason != ""] = ""  # the rules decide it after all (a column missing too)
+    return reason, note
 
 
 def stage_priority(stage: np.ndarray) -> np.ndarray:
@@ -829,6 +864,7 @@ class _Greedy:
     codes: np.ndarray  # their action codes
     held: np.ndarray  # why a row is held for an invalid value ('' when it is not)
     reason: np.ndarray  # fallback reason per row ('' when the policy decided)
+    note: np.ndarray  # the policy's own note where it decided with a learned fallback ('' otherwise)
     explores: np.ndarray  # rows that may explore
     valid: np.ndarray  # (n, N_ACTIONS)
 
@@ -866,8 +902,9 @@ class PolicyModel(PythonModel):
         n = len(frame)
         held, triggered, work = check_rows(frame)
         hold = held != ""
-        reason = fallback_reasons(work, self.policy)
+        reason, note = policy_routes(work, self.policy)
         reason[hold] = ""
+        note[hold] = ""
         ok = ~hold & (reason == "")
         for col in WHOLE_COLUMNS:
             if col in work:
@@ -905,7 +942,7 @@ class PolicyModel(PythonModel):
         codes = encode_actions(pd.Series(stage), decisions)
         opt = opt_in_matrix(work)
         explores = ok & ~np.isin(stage, list(TRANSACTIONAL_STAGES))
-        return _Greedy(work, triggered, decisions, codes, held, reason, explores, allowed_actions(stage, opt))
+        return _Greedy(work, triggered, decisions, codes, held, reason, note, explores, allowed_actions(stage, opt))
 
     def action_distribution(self, candidates: pd.DataFrame) -> np.ndarray:
         """``(n, N_ACTIONS)`` probability of each action of :data:`~cadence.features.logged.ACTION_NAMES` per row.
@@ -933,7 +970,7 @@ class PolicyModel(PythonModel):
         n = len(g.frame)
         code = g.codes.copy()
         propensity = np.ones(n)
-        reason = np.full(n, "", dtype=object)
+        reason = g.note.copy()
         fell = g.reason != ""
         reason[fell] = "rules fallback: " + g.reason[fell]
         held = g.held != ""

@@ -64,7 +64,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -72,9 +72,30 @@ import pandas as pd
 from cadence.contract.actions import Policy
 from cadence.contract.clock import local_time
 from cadence.contract.tables import CHANNELS, STAGES
-from cadence.features.policy_context import CUSTOMER_COLUMNS, PolicyContext
-from cadence.models.scores import SCORE_COLUMNS
 from cadence.policies.rules import opt_in_matrix
+
+if TYPE_CHECKING:
+    from cadence.features.policy_context import PolicyContext
+
+#: The customer family's columns: :data:`cadence.features.policy_context.CUSTOMER_COLUMNS`, written out
+#: (a test pins them) so that deciding -- a served model -- does not import the feature engine and the
+#: scoring models (ibis, duckdb, sqlglot, pyarrow and plotly in its requirements): only fitting needs them.
+CUSTOMER_COLUMNS: tuple[str, ...] = (
+    *(f"{m}_{w}" for m in ("orders",) for w in ("30d", "365d", "all")),
+    *(f"{m}_{w}" for m in ("revenue", "aov") for w in ("30d", "90d", "365d", "all")),
+    "recency_days", "first_order_days_ago", "tenure_days", "gap_mean_days", "gap_std_days", "gap_last_days",
+    "recency_gap_ratio",
+    *(f"{m}_{w}d" for m in ("sessions", "product_views", "cart_adds", "checkout_starts", "cart_abandons",
+                            "checkout_abandons") for w in (30, 90, 365)),
+    "avg_session_depth", "last_session_days_ago",
+    *(f"searches_{w}d" for w in (30, 90, 365)),
+    "zero_result_rate", "search_click_rate", "search_purchase_rate", "last_unresolved_query",
+    *(f"sends_{c}_{w}d" for c in CHANNELS for w in (30, 90, 365)),
+    *(f"{m}_{c}" for m in ("opens", "clicks") for c in CHANNELS),
+    "last_open_days_ago", "unsubscribed_channels", "top_category", "top_category_share")
+#: The scores family's columns: :data:`cadence.models.scores.SCORE_COLUMNS`, written out (as above).
+SCORE_COLUMNS: tuple[str, ...] = ("churn_risk_30d", "churn_risk_60d", "churn_risk_90d", "p_alive",
+                                  "expected_purchases_90d", "clv_365d", "repurchase_due_days")
 
 #: The context families, in encoding order; the learned policy's default is all of them.
 CONTEXT_FAMILIES: tuple[str, ...] = ("trigger", "customer", "scores")
@@ -122,14 +143,30 @@ def missing_families(candidates: pd.DataFrame) -> pd.DataFrame:
     never missing. Scores are not missing on a row whose ``days_since_order``
     is null (present and null: the customer never ordered, so has no scores).
     """
-    out = {}
-    for family in ("customer", "scores"):
-        cols = [c for c in family_columns(family) if c in candidates.columns]
-        out[family] = (candidates[cols].isna().all(axis=1).to_numpy() if cols
-                       else np.ones(len(candidates), bool))
+    out = {family: _all_null(candidates, family_columns(family)) for family in ("customer", "scores")}
     if "days_since_order" in candidates.columns:
         out["scores"] &= candidates["days_since_order"].notna().to_numpy()
     return pd.DataFrame(out, index=candidates.index)
+
+
+def _all_null(candidates: pd.DataFrame, columns: Sequence[str]) -> np.ndarray:
+    """Per row, whether every one of ``columns`` is absent or null.
+
+    Column by column on the rows still all null: a row with any value drops
+    out at its first, so the usual batch (every row has the family) costs
+    one column's test, not a copy of the family's 69.
+    """
+    out = np.ones(len(candidates), bool)
+    rows = np.arange(len(candidates))
+    for col in columns:
+        if not rows.size:
+            break
+        if col not in candidates.columns:
+            continue
+        null = candidates[col].isna().to_numpy()[rows]
+        out[rows[~null]] = False
+        rows = rows[null]
+    return out
 
 
 def fallback_reasons(candidates: pd.DataFrame, context: Sequence[str] = CONTEXT_FAMILIES) -> np.ndarray:
@@ -155,7 +192,11 @@ def _log1p(x: np.ndarray) -> np.ndarray:
 def _numbers(candidates: pd.DataFrame, col: str) -> np.ndarray:
     if col not in candidates.columns:
         return np.full(len(candidates), np.nan)
-    x = pd.to_numeric(candidates[col], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+    s = candidates[col]
+    if isinstance(s.dtype, np.dtype) and s.dtype.kind in "fiu":  # already numbers (the checked frame's case)
+        x = s.to_numpy(dtype=float)
+    else:
+        x = pd.to_numeric(s, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
     return np.where(np.isfinite(x), x, np.nan)  # a score can be infinite (no finite prediction): unknown
 
 
@@ -189,25 +230,46 @@ def customer_context(candidates: pd.DataFrame, columns: str | Sequence[str] = "a
     """The customer family's encoded columns (see the module docstring); all null where absent.
 
     ``columns``: ``"all"`` (the 69 features and ``open_rate``), ``"core"``
-    (:data:`CUSTOMER_CORE`) or a sequence of encoded names.
+    (:data:`CUSTOMER_CORE`) or a sequence of encoded names; only those are
+    computed (deciding with the core set reads 16 input columns, not 69).
     """
     names = _customer_names(columns)
-    out: dict[str, Any] = {}
-    for col in CUSTOMER_COLUMNS:
-        if col == "top_category":
-            vals = candidates[col] if col in candidates.columns else pd.Series([None] * len(candidates))
-            out[col] = pd.Categorical(vals.to_numpy(dtype=object))
-        elif col == "last_unresolved_query":
-            have = col in candidates.columns
-            flag = candidates[col].notna().to_numpy(float) if have else np.zeros(len(candidates))
-            # The flag is only a fact where the family is present (tenure is always set then).
-            flag[np.isnan(_numbers(candidates, "tenure_days"))] = np.nan
-            out["has_unresolved_query"] = flag
-        else:
-            x = _numbers(candidates, col)
-            out[col if col in _AS_IS else f"log_{col}"] = x if col in _AS_IS else _log1p(x)
-    out["open_rate"] = open_rate(candidates)
-    return out if names is None else {k: out[k] for k in names}
+    return {name: _customer_column(candidates, name) for name in (_CUSTOMER_ENCODED if names is None else names)}
+
+
+def _encoded_name(col: str) -> str:
+    if col == "last_unresolved_query":
+        return "has_unresolved_query"
+    return col if col in _AS_IS or col == "top_category" else f"log_{col}"
+
+
+#: Every encoded customer column, in :data:`CUSTOMER_COLUMNS` order, then ``open_rate``.
+_CUSTOMER_ENCODED: tuple[str, ...] = (*(_encoded_name(c) for c in CUSTOMER_COLUMNS), "open_rate")
+#: The input columns each encoded customer column reads.
+_CUSTOMER_SOURCES: dict[str, tuple[str, ...]] = {
+    **{_encoded_name(c): (c,) for c in CUSTOMER_COLUMNS},
+    "has_unresolved_query": ("last_unresolved_query", "tenure_days"),
+    "open_rate": (*(f"opens_{c}" for c in CHANNELS), *(f"sends_{c}_365d" for c in CHANNELS), "tenure_days"),
+}
+
+
+def _customer_column(candidates: pd.DataFrame, name: str) -> Any:
+    """One encoded customer column (a name of :data:`_CUSTOMER_ENCODED`)."""
+    if name == "open_rate":
+        return open_rate(candidates)
+    if name == "top_category":
+        vals = candidates[name] if name in candidates.columns else pd.Series([None] * len(candidates))
+        return pd.Categorical(vals.to_numpy(dtype=object))
+    if name == "has_unresolved_query":
+        col = "last_unresolved_query"
+        have = col in candidates.columns
+        flag = candidates[col].notna().to_numpy(float) if have else np.zeros(len(candidates))
+        # The flag is only a fact where the family is present (tenure is always set then).
+        flag[np.isnan(_numbers(candidates, "tenure_days"))] = np.nan
+        return flag
+    if name in _AS_IS:
+        return _numbers(candidates, name)
+    return _log1p(_numbers(candidates, name.removeprefix("log_")))
 
 
 def _customer_names(columns: str | Sequence[str]) -> tuple[str, ...] | None:
@@ -216,10 +278,7 @@ def _customer_names(columns: str | Sequence[str]) -> tuple[str, ...] | None:
         if columns in ("all", "core"):
             return None if columns == "all" else CUSTOMER_CORE
         columns = (columns,)
-    known = (*(c if c in _AS_IS else f"log_{c}" for c in CUSTOMER_COLUMNS
-               if c not in ("top_category", "last_unresolved_query")),
-             "top_category", "has_unresolved_query", "open_rate")
-    unknown = [c for c in columns if c not in known]
+    unknown = [c for c in columns if c not in _CUSTOMER_ENCODED]
     if unknown or not columns:
         raise ValueError(f"customer_columns: expected 'all', 'core' or encoded customer columns "
                          f"(e.g. {CUSTOMER_CORE[:3]}), got unknown {unknown or tuple(columns)}")
@@ -238,6 +297,26 @@ def score_context(candidates: pd.DataFrame) -> dict[str, Any]:
         else:
             out[f"log_{col}"] = _log1p(x)
     return out
+
+
+def source_columns(context: Sequence[str] = CONTEXT_FAMILIES,
+                   customer_columns: str | Sequence[str] = "all") -> tuple[str, ...]:
+    """The input columns :func:`encode_context` reads for ``context`` (what a decision needs of a row).
+
+    >>> len(source_columns(("customer",), "core")), source_columns(("scores",))[:2]
+    (16, ('churn_risk_30d', 'churn_risk_60d'))
+    """
+    fams = check_families(context)
+    cols: dict[str, None] = {}
+    if "trigger" in fams:
+        cols |= dict.fromkeys(("stage", "triggered_at", "timezone", "local_hour", "local_weekday", *TRIGGER_COLUMNS))
+    if "customer" in fams:
+        names = _customer_names(customer_columns)
+        for name in _CUSTOMER_ENCODED if names is None else names:
+            cols |= dict.fromkeys(_CUSTOMER_SOURCES[name])
+    if "scores" in fams:
+        cols |= dict.fromkeys(SCORE_COLUMNS)
+    return tuple(cols)
 
 
 def encode_context(candidates: pd.DataFrame, context: Sequence[str] = CONTEXT_FAMILIES,
@@ -261,7 +340,7 @@ def encode_context(candidates: pd.DataFrame, context: Sequence[str] = CONTEXT_FA
         parts |= customer_context(candidates, customer_columns)
     if "scores" in fams:
         parts |= score_context(candidates)
-    return pd.DataFrame(parts)
+    return pd.DataFrame(parts, copy=False)  # the encoded arrays are new: no second copy
 
 
 @dataclass
@@ -277,6 +356,7 @@ class WithContext:
     logged history's features there: an approximation, small where messages
     change few orders.
 
+    >>> from cadence.features.policy_context import PolicyContext
     >>> from cadence.policies.rules import RulesPolicy
     >>> WithContext(RulesPolicy(), PolicyContext()).policy_id == RulesPolicy().policy_id
     True
@@ -306,4 +386,4 @@ class WithContext:
 
 __all__ = ["CONTEXT_FAMILIES", "CUSTOMER_CORE", "TRIGGER_COLUMNS", "WithContext", "check_families",
            "customer_context", "encode_context", "fallback_reasons", "family_columns", "missing_families",
-           "open_rate", "score_context", "trigger_context"]
+           "open_rate", "score_context", "source_columns", "trigger_context"]

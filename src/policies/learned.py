@@ -36,7 +36,11 @@ the generic :class:`~cadence.policies.learner.PolicyLearner`
   scores as of the trigger (attached to the log by
   ``cadence.workflows.logs.load_log(data_dir, context=...)``; in a re-run or
   replay by :class:`~cadence.policies.context.WithContext`). Rows missing a
-  family the policy reads follow the rules (:meth:`UpliftPolicy.fallback_reasons`);
+  family the policy reads are decided by a policy learner fitted, in the same
+  ``fit`` on the same log, on the families they have (the seven trigger
+  columns for a row with neither; :attr:`UpliftPolicy.fallback`,
+  :meth:`UpliftPolicy.family_routes`); the rules only where no such learner
+  could be fitted;
 * actions: the 49 codes of :data:`~cadence.contract.actions.ACTION_NAMES`,
   sharing one decision model through their features (send, channel, delay
   slot, incentive: :data:`~cadence.features.context.ACTION_FEATURES`);
@@ -77,6 +81,7 @@ True
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -109,14 +114,16 @@ from cadence.policies.context import (
     CONTEXT_FAMILIES,
     check_families,
     encode_context,
-    fallback_reasons,
     family_columns,
     missing_families,
+    source_columns,
 )
 from cadence.policies.learner import PolicyLearner
 from cadence.policies.rules import RulesPolicy, decisions_frame, opt_in_matrix
 
 Learner = Literal["s", "t", "x", "ct"]
+#: How a reason names a family a row lacks.
+FAMILY_LABELS: dict[str, str] = {"customer": "customer features", "scores": "scores"}
 #: What :class:`UpliftPolicy` learns with: the policy learner (``"dr"``) or an uplift learner.
 Method = Literal["dr", "s", "t", "x", "ct"]
 
@@ -200,12 +207,21 @@ class UpliftPolicy:
     #: (:data:`~cadence.policies.context.CUSTOMER_CORE`, the default: all 69 cost more in noise
     #: than they find at a few thousand customers, ``benchmarks/RESULTS.md``), ``"all"`` or encoded names.
     customer_columns: str | tuple[str, ...] = "core"
+    #: Rows lacking a context family the policy reads (``learner="dr"``): ``"families"`` (default) fits, in
+    #: the same ``fit`` on the same log, one more policy learner per combination of families a row can
+    #: have (always with the trigger's columns, e.g. the seven-column one for a row with neither customer
+    #: features nor scores), each on the rows that have those families, and such a row is decided by the
+    #: one for the families it has; ``"trigger"`` fits the seven-column one only, for every such row;
+    #: ``"rules"`` hands such rows to the rules. The rules remain the last resort (a combination with
+    #: fewer than ``min_rows`` rows to learn from). Why: in the truth study
+    #: (``benchmarks/RESULTS.md``) handing those rows to the rules cost 0.037 [0.028, 0.046] net revenue per trigger.
+    fallback: str = "families"
 
     def get_params(self, deep: bool = True) -> dict[str, Any]:
         """Constructor parameters (scikit-learn style, for tuning and export metadata)."""
         return {k: getattr(self, k) for k in ("learner", "threshold", "fatigue_cost", "incentives",
                                                "max_sends_7d", "min_rows", "random_state", "policy_id", "context", "alpha", "scores",
-                                               "customer_columns")}
+                                               "customer_columns", "fallback")}
 
     def set_params(self, **params: Any) -> UpliftPolicy:
         """Set constructor parameters (scikit-learn style); unknown names raise ``ValueError``."""
@@ -217,27 +233,80 @@ class UpliftPolicy:
         return self
 
     def missing_families(self, candidates: pd.DataFrame) -> pd.DataFrame:
-        """Per candidate, which context families it lacks (:func:`cadence.policies.context.missing_families`).
-
-        The served model asks the policy, so it falls back on exactly the rows
-        the policy would without importing what the context is built from.
-        """
+        """Per candidate, which context families it lacks (:func:`cadence.policies.context.missing_families`)."""
         return missing_families(candidates)
 
+    def family_routes(self, candidates: pd.DataFrame) -> pd.DataFrame:
+        """Per candidate, what decides it given the context families it has: the one routing, for decide and serving.
+
+        Columns ``rules`` (bool: the rules decide it for a family it lacks)
+        and ``reason``: ``""`` when the row has every family the policy reads
+        (or the policy reads none beyond the trigger's), ``"fallback:
+        trigger-only learned policy (missing customer features)"`` when a
+        policy learner fitted on the families it has decides it
+        (:attr:`fallback`), ``"missing customer features"`` (``"; missing
+        scores"``) when the rules do. Stages without a model are not
+        considered here (:meth:`fallback_reasons`).
+
+        The served model (:class:`cadence.deployment.serving.PolicyModel`)
+        asks this method, so it routes exactly the rows this policy's
+        ``decide`` does.
+        """
+        models, route, reason = self._routes(candidates)
+        return pd.DataFrame({"rules": route < 0, "reason": reason}, index=candidates.index)
+
+    def _routes(self, candidates: pd.DataFrame) -> tuple[list[tuple[tuple[str, ...], PolicyLearner | None]],
+                                                          np.ndarray, np.ndarray]:
+        """``(models, route, reason)``: the ``(families, learner)`` that can decide, each row's index into
+        them (-1: the rules) and its reason (:meth:`family_routes`)."""
+        n = len(candidates)
+        reason = np.full(n, "", dtype=object)
+        if self.learner != "dr":
+            return [((), None)], np.zeros(n, np.int64), reason
+        fams = check_families(self.context)
+        models: list[tuple[tuple[str, ...], PolicyLearner | None]] = [(fams, getattr(self, "learner_", None))]
+        route = np.zeros(n, np.int64)
+        missable = [f for f in ("customer", "scores") if f in fams]
+        if not missable or not n:
+            return models, route, reason
+        lacks = missing_families(candidates)
+        pattern = np.zeros(n, np.int64)
+        for i, family in enumerate(missable):
+            pattern |= lacks[family].to_numpy().astype(np.int64) << i
+        fallbacks = getattr(self, "fallbacks_", {})  # a policy pickled before the fallback learners has none
+        index: dict[tuple[str, ...], int] = {}
+        for p in np.unique(pattern[pattern > 0]):
+            missing = [f for i, f in enumerate(missable) if p >> i & 1]
+            what = "; ".join(f"missing {FAMILY_LABELS[f]}" for f in missing)
+            have = tuple(f for f in CONTEXT_FAMILIES if f == "trigger" or (f in fams and f not in missing))
+            key = have if have in fallbacks else ("trigger",) if ("trigger",) in fallbacks else None
+            rows = pattern == p
+            if key is None:
+                route[rows], reason[rows] = -1, what
+                continue
+            label = "trigger-only" if key == ("trigger",) else "+".join(key)
+            if key not in index:
+                index[key] = len(models)
+                models.append((key, fallbacks[key]))
+            route[rows] = index[key]
+            reason[rows] = f"fallback: {label} learned policy ({', '.join(what.split('; '))})"
+        return models, route, reason
+
     def fallback_reasons(self, candidates: pd.DataFrame) -> np.ndarray:
-        """Per candidate, why the fitted policy hands it to the rules, ``""`` where it decides itself.
+        """Per candidate, why the fitted policy's own model does not decide it, ``""`` where it does.
 
         Reasons: ``"stage not modelled"`` (transactional, or too few
-        randomised rows to learn from) or, for the policy learner, a missing
-        context family (``"no customer features"``, ``"no model scores"``,
-        :func:`~cadence.policies.context.fallback_reasons`).
+        randomised rows to learn from: the rules decide) or, for the policy
+        learner, a missing context family (:meth:`family_routes`: a learned
+        fallback, ``"fallback: trigger-only learned policy (missing customer
+        features)"``, or the rules, ``"missing customer features"``).
         """
         if not hasattr(self, "stages_"):
             raise RuntimeError("UpliftPolicy is not fitted: call fit(log) first")
         stage = candidates["stage"].astype(str).to_numpy()
         out = np.full(len(candidates), "", dtype=object)
         if self.learner == "dr":
-            out = fallback_reasons(candidates, self.context)
+            out = self._routes(candidates)[2]
             if self.learner_ is None:
                 out[:] = "stage not modelled"
         out[~np.isin(stage, list(self.stages_))] = "stage not modelled"
@@ -294,33 +363,62 @@ class UpliftPolicy:
     def _fit_learner(self, log: LoggedBandit) -> UpliftPolicy:
         assert log.candidates is not None and log.rewards is not None  # checked by fit
         fams = check_families(self.context)
+        if self.fallback not in ("families", "trigger", "rules"):
+            raise ValueError(f"fallback: expected 'families', 'trigger' or 'rules', got {self.fallback!r}")
         for family in fams:
             if family != "trigger" and not any(c in log.candidates.columns for c in family_columns(family)):
                 raise ValueError(
                     f"log.candidates: no column of the {family!r} context family; attach it "
                     "(cadence.workflows.logs.load_log(data_dir, context=...)) or leave it out of context")
         stage = log.candidates["stage"].astype(str).to_numpy()
-        # Rows without a family the policy reads are the rules' (fallback_reasons), in the fit as in decide.
-        randomised = (log.pscore < 1) & (fallback_reasons(log.candidates, fams) == "")
+        missable: list[str] = [f for f in ("customer", "scores") if f in fams]
+        lacks = missing_families(log.candidates) if missable else None
+        has = {f: np.ones(log.n, bool) if lacks is None or f not in missable else ~lacks[f].to_numpy()
+               for f in CONTEXT_FAMILIES}
+        # The policy's own model learns from the rows with every family it reads; rows lacking one are its
+        # fallbacks' (family_routes), in the fit as in decide.
+        randomised = (log.pscore < 1) & np.logical_and.reduce([has[f] for f in fams])
         send = log.action > 0
         modelled = [s for s in np.unique(stage) if s not in TRANSACTIONAL_STAGES
                     and (randomised & send & (stage == s)).sum() >= self.min_rows
                     and (randomised & ~send & (stage == s)).sum() >= 50]
-        rows = np.flatnonzero(randomised & np.isin(stage, modelled))
+        in_model = np.isin(stage, modelled)
+        rows = np.flatnonzero(randomised & in_model)
         self.stages_ = {str(s): None for s in modelled}
         self.fallback_ = RulesPolicy()
         self.learner_ = None
+        self.fallbacks_: dict[tuple[str, ...], PolicyLearner] = {}
         if rows.size == 0:
             return self
+        self.learner_ = self._fit_rows(log, rows, fams, stage)
+        for key in self._fallback_keys(fams, missable):
+            sub = np.flatnonzero((log.pscore < 1) & in_model & np.logical_and.reduce([has[f] for f in key]))
+            if sub.size >= self.min_rows:
+                self.fallbacks_[key] = self._fit_rows(log, sub, key, stage)
+        return self
+
+    def _fallback_keys(self, fams: tuple[str, ...], missable: list[str]) -> list[tuple[str, ...]]:
+        """The families of each fallback learner :attr:`fallback` asks for, trigger's first."""
+        if not missable or self.fallback == "rules":
+            return []
+        if self.fallback == "trigger":
+            return [("trigger",)]
+        keys = []
+        for r in range(len(missable)):  # every proper subset of the families a row can lack
+            for present in itertools.combinations(missable, r):
+                keys.append(tuple(f for f in CONTEXT_FAMILIES if f == "trigger" or f in present))
+        return keys
+
+    def _fit_rows(self, log: LoggedBandit, rows: np.ndarray, fams: tuple[str, ...], stage: np.ndarray) -> PolicyLearner:
+        """A policy learner on ``fams``' context, fitted on the log's ``rows``."""
+        assert log.candidates is not None and log.rewards is not None
         cands = log.candidates.iloc[rows]
         action = log.action[rows]
         allowed = allowed_actions(stage[rows], opt_in_matrix(cands))
         allowed[np.arange(rows.size), action] = True  # whatever the log did was possible
-        self.learner_ = make_policy_learner(self.threshold, self.fatigue_cost, self.random_state, self.alpha,
-                                            self.scores).fit(
+        return make_policy_learner(self.threshold, self.fatigue_cost, self.random_state, self.alpha, self.scores).fit(
             shop_context(cands, fams, self.customer_columns), log.rewards["net_revenue"].to_numpy()[rows], action=action,
             pscore=log.pscore[rows], allowed=allowed, groups=None if log.groups is None else log.groups[rows])
-        return self
 
     def decide(self, candidates: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
         """Deterministic decisions (propensity 1); stages without a model follow the rules."""
@@ -340,24 +438,49 @@ class UpliftPolicy:
             return self._decide(candidates, out)
 
     def _decide_learner(self, candidates: pd.DataFrame, out: pd.DataFrame) -> pd.DataFrame:
-        stage = candidates["stage"].astype(str).to_numpy()
-        rows = np.flatnonzero(np.isin(stage, list(self.stages_)) & (fallback_reasons(candidates, self.context) == ""))
-        if rows.size == 0 or self.learner_ is None:
+        if self.learner_ is None:
             return out
-        part = candidates.iloc[rows]
-        allowed = allowed_actions(stage[rows], opt_in_matrix(part), self.incentives)
-        if self.max_sends_7d is not None and "sends_7d" in part:
-            allowed[part["sends_7d"].fillna(0).to_numpy() >= self.max_sends_7d, 1:] = False
-        code = self.learner_.predict(shop_context(part, self.context, self.customer_columns), allowed=allowed).astype(np.int64)
+        stage = candidates["stage"].astype(str).to_numpy()
+        modelled = np.isin(stage, list(self.stages_))
+        if not modelled.any():
+            return out
+        models, route, _ = self._routes(candidates)
+        n = len(candidates)
+        code = np.full(n, -1, np.int64)
+        for i, (fams, learner) in enumerate(models):
+            rows = np.flatnonzero(modelled & (route == i))
+            if rows.size == 0 or learner is None:
+                continue
+            # Most of the rows: encode them all and pick (each row's encoding is its own), rather than copy
+            # the rows' ~95 columns; a few: copy only the columns the model reads.
+            whole = rows.size * 2 >= n
+            part = candidates if whole else self._rows(candidates, rows, fams)
+            pick = rows if whole and rows.size < n else slice(None)
+            allowed = allowed_actions(stage[rows], opt_in_matrix(part)[pick], self.incentives)
+            if self.max_sends_7d is not None and "sends_7d" in part:
+                allowed[part["sends_7d"].fillna(0).to_numpy()[pick] >= self.max_sends_7d, 1:] = False
+            x = shop_context(part, fams, self.customer_columns)
+            code[rows] = learner.predict(x if isinstance(pick, slice) else x.iloc[pick], allowed=allowed)
+        rows = np.flatnonzero(code >= 0)
+        if rows.size == 0:
+            return out
+        code = code[rows]
         slot = CODE_SLOT[code]
         abandon = np.isin(stage[rows], list(ABANDON_STAGES))
         delay = np.where(abandon, np.asarray(ABANDON_DELAYS)[np.maximum(slot, 0)],
                          np.asarray(OTHER_DELAYS)[np.maximum(slot, 0)])
         learned = decisions_frame(code > 0, CODE_CHANNEL[code], delay, np.maximum(CODE_INCENTIVE[code], 0),
-                                  np.ones(rows.size), part.index)
+                                  np.ones(rows.size), candidates.index[rows])
         for j, col in enumerate(out.columns):
             out.iloc[rows, j] = learned[col].to_numpy()
         return out
+
+    def _rows(self, candidates: pd.DataFrame, rows: np.ndarray, fams: tuple[str, ...]) -> pd.DataFrame:
+        """``candidates``' ``rows``, with only the columns a decision on ``fams`` reads (a decision row has ~95)."""
+        cols = dict.fromkeys((*source_columns(fams, self.customer_columns), "stage", "sends_7d",
+                              *(f"opt_in_{c}" for c in CHANNELS)))
+        keep = [c for c in candidates.columns if c in cols]
+        return candidates[keep].iloc[rows]
 
     def _decide(self, candidates: pd.DataFrame, out: pd.DataFrame) -> pd.DataFrame:
         n = len(candidates)

@@ -139,6 +139,103 @@ def _vector(name: str, value: Any, n: int, *, numeric: bool = True) -> NDArray[A
     return out
 
 
+def _encode(encoder: Any, X: Any) -> FloatArray:
+    """``encoder.transform(X)``: the same numbers, by a shorter path where the encoder is the one ``_encoder`` builds.
+
+    Deciding is a matrix product; the :class:`~sklearn.compose.ColumnTransformer`'s
+    own transform (validation, a copy and a dispatch per part) cost as much
+    as the rest of a decision. On a frame, an encoder of the parts ``_encoder``
+    builds (median imputation then standardisation, missing-value indicators,
+    one-hot categories without infrequent or dropped ones) is applied here
+    with the fitted statistics and the same operations in the same order,
+    so the numbers are the transformer's exactly (a test pins it); anything
+    else (splines, pooled categories, an array) goes through ``transform``.
+    """
+    if not isinstance(X, pd.DataFrame):
+        return np.asarray(encoder.transform(X), dtype=np.float64)
+    plan = _fast_plan(encoder)
+    # Numbers as plain numpy floats of 64 bits or integers (float32 stays float32 in the transformer,
+    # nullable columns take its own conversion): anything else takes the transformer's path.
+    numeric = {c for kind, cols, _ in plan or () if kind != "cat" for c in cols}
+    if plan is None or any(not isinstance(t, np.dtype) or t.kind not in "fiub" or (t.kind == "f" and t.itemsize != 8)
+                           for c, t in X.dtypes.items() if c in numeric):
+        return np.asarray(encoder.transform(X), dtype=np.float64)
+    parts: list[NDArray[Any]] = []
+    numbers: dict[tuple[Any, ...], FloatArray] = {}  # the imputer's and the indicator's columns are the same
+    for kind, cols, fitted in plan:
+        x = None
+        if kind != "cat":
+            key = tuple(cols)
+            if key not in numbers:
+                numbers[key] = X[cols].to_numpy(dtype=np.float64, na_value=np.nan)
+            x = numbers[key].copy() if kind == "num" else numbers[key]
+        if kind == "num":
+            assert x is not None
+            statistics, mean, scale = fitted
+            missing = np.isnan(x)
+            if missing.any():
+                x[missing] = np.broadcast_to(statistics, x.shape)[missing]
+            if mean is not None:
+                x -= mean
+            if scale is not None:
+                x /= scale
+            parts.append(x)
+        elif kind == "missing":
+            assert x is not None
+            parts.append(np.isnan(x if fitted is None else x[:, fitted]))
+        else:
+            for col, categories in zip(cols, fitted, strict=True):
+                codes = pd.Categorical(X[col].to_numpy(dtype=object), categories=categories).codes
+                hot = np.zeros((len(X), len(categories)))
+                known = np.flatnonzero(codes >= 0)
+                hot[known, codes[known]] = 1.0
+                parts.append(hot)
+    # The transformer's own assembly (np.hstack: bool indicators become 0/1 floats, C order).
+    return np.hstack(parts) if parts else np.zeros((len(X), 0))
+
+
+def _fast_plan(encoder: Any) -> list[tuple[str, list[Any], Any]] | None:
+    """The fitted parts of ``encoder`` as plain arrays, or None when it is not one ``_encoder`` builds."""
+    from sklearn.impute import MissingIndicator, SimpleImputer
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    plan: list[tuple[str, list[Any], Any]] = []
+    for name, part, cols in getattr(encoder, "transformers_", ()):
+        if name == "remainder" and part == "drop":
+            continue
+        cols = list(cols)
+        if not cols or any(isinstance(c, bool | np.bool_ | Integral) for c in cols):
+            return None
+        if name == "num" and isinstance(part, Pipeline) and len(part.steps) == 2:
+            imputer, scaler = part.steps[0][1], part.steps[1][1]
+            if not (isinstance(imputer, SimpleImputer) and isinstance(scaler, StandardScaler)
+                    and imputer.keep_empty_features and not imputer.add_indicator
+                    and _is_nan(imputer.missing_values)):
+                return None
+            plan.append(("num", cols, (np.asarray(imputer.statistics_, np.float64),
+                                       scaler.mean_ if scaler.with_mean else None,
+                                       scaler.scale_ if scaler.with_std else None)))
+        elif name == "missing" and isinstance(part, MissingIndicator) and _is_nan(part.missing_values):
+            if part.features == "missing-only":
+                plan.append(("missing", cols, part.features_ if part.features_.size < len(cols) else None))
+            else:
+                plan.append(("missing", cols, None))
+        elif name == "cat" and isinstance(part, OneHotEncoder):
+            infrequent = getattr(part, "infrequent_categories_", None) or []
+            if (part.drop_idx_ is not None or any(c is not None for c in infrequent) or part.dtype is not np.float64
+                    or any(not all(isinstance(v, str) for v in cats) for cats in part.categories_)):
+                return None
+            plan.append(("cat", cols, [list(cats) for cats in part.categories_]))
+        else:
+            return None
+    return plan
+
+
+def _is_nan(value: Any) -> bool:
+    return isinstance(value, float) and np.isnan(value)
+
+
 class PolicyLearner(BaseEstimator):
     """Learn a policy over a finite action set from a logged bandit; see the module docstring.
 
@@ -513,14 +610,15 @@ class PolicyLearner(BaseEstimator):
         """
         check_is_fitted(self)
         X = self._check_X(X, reset=False)
-        z = self.encoder_.transform(X)
+        z = _encode(self.encoder_, X)
         return np.asarray(z @ self.coef_[:-1] + self.coef_[-1], dtype=np.float64)
 
     def _greedy(self, X: Any, allowed: ArrayLike | None) -> tuple[NDArray[np.int64], NDArray[np.bool_]]:
-        net = self.predict_reward(X) - self.costs_
+        net = self.predict_reward(X)
+        net -= self.costs_
         mask = self._check_allowed(allowed, net.shape[0], self.n_actions_)
         if allowed is not None:
-            net = np.where(mask, net, -np.inf)
+            net[~mask] = -np.inf
         return np.argmax(net, axis=1), mask
 
     def predict(self, X: Any, allowed: ArrayLike | None = None) -> NDArray[Any]:

@@ -116,6 +116,39 @@ def test_rows_lacking_a_family_fall_back_with_a_reason() -> None:
     assert PolicyModel(EmailNowWith(("customer",)), epsilon=0.0).predict(None, partial)["reason"].tolist() == [""]
 
 
+class RoutedEmailNow(EmailNowWith):
+    """A policy that routes rows lacking a family itself (as the learned policy's ``family_routes``): a
+    learned fallback for rows lacking only the scores, the rules for rows lacking the customer features."""
+
+    def family_routes(self, candidates: pd.DataFrame) -> pd.DataFrame:
+        no_scores = candidates[list(SCORE_KINDS)].isna().all(axis=1).to_numpy()
+        no_features = candidates[list(CUSTOMER_KINDS)].isna().all(axis=1).to_numpy()
+        reason = np.where(no_features, "missing customer features",
+                          np.where(no_scores, "fallback: trigger-only learned policy (missing scores)", ""))
+        return pd.DataFrame({"rules": no_features, "reason": reason.astype(object)}, index=candidates.index)
+
+
+def test_serving_routes_rows_lacking_a_family_as_the_policy_says() -> None:
+    """The served model asks the policy (one routing): its learned fallback decides (and may explore), the
+    rules decide what it hands to them, and a row also missing a column is the rules' whatever the policy says."""
+    batch = rows(4).assign(customer_id=["has-all", "no-features", "no-scores", "no-scores-no-zone"])
+    batch.loc[[1], list(CUSTOMER_KINDS)] = None
+    batch.loc[[2, 3], list(SCORE_KINDS)] = None
+    batch.loc[3, "timezone"] = None
+    pol = RoutedEmailNow(("trigger", "customer", "scores"))
+    out = PolicyModel(pol, epsilon=0.0).predict(None, batch)
+    assert out["reason"].tolist() == ["", "rules fallback: missing customer features",
+                                      "fallback: trigger-only learned policy (missing scores)",
+                                      "rules fallback: missing timezone"]
+    assert out["channel"].iloc[[0, 2]].tolist() == ["email", "email"]  # the policy decided them
+    assert pol.seen[-1]["customer_id"].tolist() == ["has-all", "no-scores"]
+    # The policy's learned fallback rows explore like its other rows (the rules' rows never do).
+    many = pd.concat([batch.iloc[[2]]] * 400, ignore_index=True).assign(customer_id=[f"c{i}" for i in range(400)])
+    explored = PolicyModel(pol, epsilon=0.5, seed=3).predict(None, many)
+    assert explored["reason"].str.startswith("exploration").any()
+    assert (explored["propensity"] < 1).all()
+
+
 def test_a_request_without_the_family_columns_falls_back_whole() -> None:
     trigger_only = rows(3).drop(columns=list(FAMILY_COLUMNS["scores"]))
     out = PolicyModel(EmailNowWith(("trigger", "scores")), epsilon=0.0).predict(None, trigger_only)
@@ -180,3 +213,14 @@ def test_only_a_policy_that_reads_a_family_needs_it() -> None:
     t = UpliftPolicy(learner="t")
     t.context = ("trigger", "customer")  # type: ignore[misc]
     assert needed_families(t) == ()
+
+
+def test_deciding_with_the_learned_policy_imports_neither_the_feature_engine_nor_the_scoring_models() -> None:
+    """What a served learned policy imports when loaded (its modules' module-level imports): not ibis, duckdb,
+    sqlglot, pyarrow or plotly, which only fitting and building the context need."""
+    from cadence.deployment.export import imported_packages
+
+    need = imported_packages(["cadence.policies.learned", "cadence.deployment.serving"], module_level=True)
+    assert need.isdisjoint({"ibis", "duckdb", "sqlglot", "pyarrow", "plotly", "lifelines"}), sorted(need)
+    # The context module's type-only import of the feature layer is not a requirement; its real imports are.
+    assert "ibis" in imported_packages(["cadence.features.policy_context"], module_level=True)

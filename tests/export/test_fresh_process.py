@@ -109,7 +109,10 @@ def test_fresh_process_reproduces_in_project_decisions(registry, shop: Path, tmp
         fell = lacks if name == "cadence-learned" else np.zeros(len(got), bool)
         decided = _decision_reason(got["reason"])  # the items' own fallbacks are tested below
         assert (decided[~fell] == "").all()
-        assert decided[fell].str.startswith("rules fallback: missing ").all()
+        # Rows lacking a family: the learned policy's fallback learner on the families they have, served as
+        # in project (the frames compared above), with the policy's own reason.
+        assert decided[fell].str.fullmatch(r"fallback: trigger(-only|\+customer|\+scores) learned policy "
+                                           r"\(missing (customer features|scores)(, missing scores)?\)").all()
         send = got["action"] == "send"
         sent_at = candidates["triggered_at"] + pd.to_timedelta(got["delay_minutes"], unit="min")
         assert (got.loc[send, "send_at"] == sent_at[send]).all()

@@ -234,3 +234,38 @@ def test_bad_inputs_when_deciding() -> None:
         est.predict(_X.head(2), allowed=np.array([[True, False, False], [False, False, False]]))
     with pytest.raises(ValueError, match="feature names"):
         est.predict(_X.rename(columns={"x": "y"}))
+
+
+def _mixed_frame(n: int, seed: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame({
+        "recency": np.where(rng.random(n) < 0.2, np.nan, rng.exponential(30.0, n)),
+        "orders": rng.poisson(2.0, n),
+        "flag": rng.random(n) < 0.5,
+        "gone": np.full(n, np.nan),  # missing in every row: the imputer keeps it (at 0)
+        "segment": pd.Series(rng.choice(["new", "loyal", "vip"], n), dtype=object),
+        "stage": pd.Categorical(rng.choice(["a", "b"], n), categories=["a", "b", "c"]),
+    })
+
+
+@pytest.mark.parametrize("n_knots", [None, 4])
+def test_deciding_encodes_exactly_as_the_fitted_transformer(n_knots: int | None) -> None:
+    """The short path of deciding gives the ColumnTransformer's numbers bit for bit, unseen categories and
+    missing values included, and hence the same decisions; other encoders take the transformer itself."""
+    from cadence.policies.learner import _encode
+
+    X = _mixed_frame(600, 0)
+    y = np.random.default_rng(1).normal(size=600)
+    learner = PolicyLearner(n_knots=n_knots).fit(X, y, action=np.arange(600) % 3, pscore=np.full(600, 1 / 3))
+    new = _mixed_frame(300, 2)
+    new.loc[:9, "segment"] = "unseen"
+    new.loc[10:19, "segment"] = None
+    new.loc[20:29, "recency"] = np.nan
+    want = learner.encoder_.transform(new)
+    got = _encode(learner.encoder_, new)
+    assert got.dtype == np.float64 and got.shape == want.shape and got.flags["C_CONTIGUOUS"]
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(learner.predict_reward(new), want @ learner.coef_[:-1] + learner.coef_[-1])
+    # float32 numbers stay float32 in the transformer: the short path steps aside and gives its numbers.
+    as32 = new.astype({"recency": np.float32})
+    np.testing.assert_array_equal(_encode(learner.encoder_, as32), learner.encoder_.transform(as32))

@@ -9,19 +9,22 @@ import pandas as pd
 import pytest
 from sklearn.base import clone
 
-from cadence.contract.actions import check_decisions
+from cadence.contract.actions import allowed_actions, check_decisions
 from cadence.features.policy_context import CUSTOMER_COLUMNS, SNAPSHOT_AT, PolicyContext
 from cadence.models.scores import SCORE_COLUMNS
+from cadence.policies import context as context_module
 from cadence.policies.context import (
     CONTEXT_FAMILIES,
     CUSTOMER_CORE,
     WithContext,
+    customer_context,
     encode_context,
     fallback_reasons,
     missing_families,
+    source_columns,
 )
 from cadence.policies.learned import UpliftPolicy
-from cadence.policies.rules import RulesPolicy
+from cadence.policies.rules import RulesPolicy, opt_in_matrix
 from cadence.synthetic import ShopConfig, generate_shop
 from cadence.workflows.logs import load_context, load_log
 
@@ -73,12 +76,58 @@ def test_missing_families_and_the_reasons() -> None:
         fallback_reasons(c, ("trigger", "weather"))
 
 
+def test_the_column_lists_are_the_feature_and_scoring_layers() -> None:
+    """Written out in the context module (deciding imports neither layer): the same names, in order."""
+    assert context_module.CUSTOMER_COLUMNS == CUSTOMER_COLUMNS
+    assert context_module.SCORE_COLUMNS == SCORE_COLUMNS
+
+
+def test_a_subset_of_customer_columns_is_the_same_numbers_from_fewer_inputs() -> None:
+    rng = np.random.default_rng(3)
+    n = 50
+    c = _cands(2).sample(n, replace=True, random_state=0).reset_index(drop=True)
+    for col in CUSTOMER_COLUMNS:
+        if col == "top_category":
+            c[col] = rng.choice(["shoes", "bags", None], n)
+        elif col == "last_unresolved_query":
+            c[col] = rng.choice(["red boots", None], n)
+        else:
+            c[col] = np.where(rng.random(n) < 0.2, np.nan, rng.gamma(1.0, 5.0, n))
+    c.loc[:4, list(CUSTOMER_COLUMNS)] = None  # customers without features
+    every = customer_context(c, "all")
+    core = customer_context(c, "core")
+    assert list(core) == list(CUSTOMER_CORE)
+    for name in CUSTOMER_CORE:
+        np.testing.assert_array_equal(core[name], every[name])
+    # Only the columns source_columns names are read: dropping every other one changes nothing.
+    slim = c[[col for col in c.columns if col in source_columns(("customer",), "core")]]
+    for name, values in customer_context(slim, "core").items():
+        np.testing.assert_array_equal(values, core[name])
+    pd.testing.assert_frame_equal(encode_context(c[[col for col in c.columns if col in source_columns()]]),
+                                  encode_context(c))
+
+
+def test_missing_families_column_by_column_is_the_whole_row_test() -> None:
+    rng = np.random.default_rng(4)
+    n = 200
+    c = _cands(2).sample(n, replace=True, random_state=1).reset_index(drop=True)
+    for col in (*CUSTOMER_COLUMNS[:6], "top_category", *SCORE_COLUMNS):
+        c[col] = pd.Series(np.where(rng.random(n) < 0.7, None, "x" if col == "top_category" else 1.0), dtype=object)
+    got = missing_families(c)
+    for family, cols in (("customer", [col for col in CUSTOMER_COLUMNS if col in c]), ("scores", list(SCORE_COLUMNS))):
+        expected = c[cols].isna().all(axis=1).to_numpy()
+        if family == "scores":
+            expected &= c["days_since_order"].notna().to_numpy()
+        assert got[family].tolist() == expected.tolist() and expected.any() and not expected.all()
+
+
 def test_params_clone_and_set() -> None:
     p = UpliftPolicy(learner="dr", context=("trigger", "scores"), alpha=5.0, scores="dm", customer_columns="core")
     q = clone(p)
     assert q.get_params() == p.get_params() and q is not p
     assert q.set_params(context=("trigger",)).context == ("trigger",)
     assert UpliftPolicy().context == CONTEXT_FAMILIES and UpliftPolicy().customer_columns == "core"
+    assert UpliftPolicy().fallback == "families" and clone(UpliftPolicy(fallback="rules")).fallback == "rules"
     with pytest.raises(ValueError, match="unknown parameter 'contexts'"):
         q.set_params(contexts=("trigger",))
 
@@ -93,7 +142,15 @@ def context(shop: Path) -> PolicyContext:
     return load_context(shop)
 
 
-def test_the_log_with_context_trains_and_rows_without_it_follow_the_rules(shop: Path, context: PolicyContext) -> None:
+@pytest.fixture(scope="module")
+def fitted(shop: Path, context: PolicyContext) -> dict[str, UpliftPolicy]:
+    log = load_log(shop, context=context)
+    return {f: UpliftPolicy(learner="dr", min_rows=100, fallback=f).fit(log) for f in ("families", "rules")}
+
+
+def test_the_log_with_context_trains_and_rows_without_it_follow_the_rules(shop: Path, context: PolicyContext,
+                                                                          fitted: dict[str, UpliftPolicy]) -> None:
+    """With ``fallback="rules"``, rows lacking a family are the rules' (the previous behaviour)."""
     plain = load_log(shop)
     log = load_log(shop, context=context)
     assert log.n == plain.n and (log.action == plain.action).all()
@@ -104,12 +161,15 @@ def test_the_log_with_context_trains_and_rows_without_it_follow_the_rules(shop: 
     assert (c["scored_at"].dropna() <= c.loc[c["scored_at"].notna(), "triggered_at"]).all()
     with pytest.raises(ValueError, match="no column of the 'customer' context family"):
         UpliftPolicy(learner="dr", min_rows=100).fit(plain)
-    pol = UpliftPolicy(learner="dr", min_rows=100).fit(log)
+    pol = fitted["rules"]
+    assert pol.fallbacks_ == {}
     d = pol.decide(c, np.random.default_rng(0))
     check_decisions(d, len(c), pol.policy_id)
     reasons = pol.fallback_reasons(c)
-    lacking = np.isin(reasons, ["no customer features", "no model scores", "no customer features; no model scores"])
+    lacking = np.isin(reasons, ["missing customer features", "missing scores",
+                                "missing customer features; missing scores"])
     assert lacking.any() and (reasons == "").any()
+    assert pol.family_routes(c)["rules"].to_numpy()[lacking].all()
     rules = RulesPolicy().decide(c, np.random.default_rng(0))
     pd.testing.assert_frame_equal(d[lacking], rules[lacking])
     assert (reasons[~c["stage"].isin(list(pol.stages_)).to_numpy()] == "stage not modelled").all()
@@ -118,6 +178,56 @@ def test_the_log_with_context_trains_and_rows_without_it_follow_the_rules(shop: 
     assert bare is not None
     wrapped = WithContext(pol, context).decide(bare, np.random.default_rng(0))
     pd.testing.assert_frame_equal(wrapped.reset_index(drop=True), d.reset_index(drop=True))
+
+
+def test_rows_lacking_a_family_go_to_a_learner_on_the_families_they_have(shop: Path, context: PolicyContext,
+                                                                         fitted: dict[str, UpliftPolicy]) -> None:
+    log = load_log(shop, context=context)
+    c = log.candidates
+    assert c is not None
+    pol, rules_pol = fitted["families"], fitted["rules"]
+    assert set(pol.fallbacks_) == {("trigger",), ("trigger", "customer"), ("trigger", "scores")}
+    d = pol.decide(c, np.random.default_rng(0))
+    check_decisions(d, len(c), pol.policy_id)
+    reasons = pol.fallback_reasons(c)
+    routes = pol.family_routes(c)
+    assert not routes["rules"].any()
+    modelled = c["stage"].isin(list(pol.stages_)).to_numpy()
+    # The main model is the same fit whatever the fallback: rows with every family decide alike.
+    full = reasons == ""
+    pd.testing.assert_frame_equal(d[full], rules_pol.decide(c, np.random.default_rng(0))[full])
+    lacks = missing_families(c)
+    both = (lacks["customer"] & lacks["scores"]).to_numpy()
+    expected = {
+        "fallback: trigger-only learned policy (missing customer features, missing scores)": both,
+        "fallback: trigger+scores learned policy (missing customer features)": lacks["customer"].to_numpy() & ~both,
+        "fallback: trigger+customer learned policy (missing scores)": lacks["scores"].to_numpy() & ~both,
+    }
+    for text, rows in expected.items():
+        assert (reasons[rows & modelled] == text).all() and (routes["reason"].to_numpy()[rows] == text).all(), text
+    assert sum(rows & modelled for rows in expected.values()).sum() > 50
+    # Each such row is its fallback learner's decision: the same as deciding the row alone (row-wise),
+    # and as deciding it with the policy's own model switched off for it (the family absent everywhere).
+    fell = np.flatnonzero(modelled & (reasons != "") & (reasons != "stage not modelled"))
+    alone = pol.decide(c.iloc[fell], np.random.default_rng(0))
+    pd.testing.assert_frame_equal(alone, d.iloc[fell])
+    trigger_only = c.iloc[np.flatnonzero(both & modelled)]
+    allowed = allowed_actions(trigger_only["stage"].astype(str).to_numpy(), opt_in_matrix(trigger_only))
+    direct = pol.fallbacks_[("trigger",)].predict(encode_context(trigger_only, ("trigger",)), allowed=allowed)
+    assert (d.iloc[np.flatnonzero(both & modelled)]["action"].eq("send").to_numpy() == (direct > 0)).all()
+    # Not the rules' decisions everywhere (else the fallback would change nothing).
+    rules = RulesPolicy().decide(c.iloc[fell], np.random.default_rng(0))
+    assert not alone.reset_index(drop=True).equals(rules.reset_index(drop=True))
+    # "trigger": one seven-column learner for every such row; the rules only without any learned fallback.
+    one = UpliftPolicy(learner="dr", min_rows=100, fallback="trigger")
+    one.stages_, one.learner_, one.fallback_ = pol.stages_, pol.learner_, pol.fallback_
+    one.fallbacks_ = {("trigger",): pol.fallbacks_[("trigger",)]}
+    assert set(one.fallback_reasons(c)[~full & modelled]) == {
+        "fallback: trigger-only learned policy (missing customer features)",
+        "fallback: trigger-only learned policy (missing scores)",
+        "fallback: trigger-only learned policy (missing customer features, missing scores)"}
+    with pytest.raises(ValueError, match="fallback: expected"):
+        UpliftPolicy(learner="dr", fallback="nearest").fit(log)
 
 
 #: A world where the response type hangs on what only the customer family shows (opens, browsing).
