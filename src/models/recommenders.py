@@ -107,6 +107,19 @@ def _positions(index: np.ndarray, values: pd.Series | np.ndarray) -> np.ndarray:
     return pd.Index(index).get_indexer(pd.Index(vals))
 
 
+def _unique_inverse(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(values, return_inverse=True)`` of an object array by hashing: only the distinct ids are sorted.
+
+    (np.unique sorts every value with Python comparisons: minutes at tens of millions of string ids.)
+    """
+    codes, uniques = pd.factorize(values, sort=False)
+    uniques = np.asarray(uniques, dtype=object)
+    order = np.argsort(uniques, kind="stable")
+    rank = np.empty(len(order), np.int64)
+    rank[order] = np.arange(len(order))
+    return uniques[order], rank[codes]
+
+
 def _sorted_unique(values: pd.Series) -> np.ndarray:
     if isinstance(values.dtype, pd.CategoricalDtype):
         used = np.unique(values.cat.codes.to_numpy())
@@ -175,6 +188,41 @@ def _row_dot(a: sp.csr_matrix, b_t: sp.csr_matrix, rows: np.ndarray, cols: np.nd
         owner, idx = expand_ranges(a.indptr[r], a.indptr[r + 1])
         v = a.data[idx] * _lookup(b_t, c[owner], a.indices[idx])
         out[start:start + len(r)] = np.bincount(owner, weights=v, minlength=len(r))
+    return out
+
+
+#: Distinct customers whose row of a sparse product is formed at once in :func:`_rows_dot` (bounds its memory).
+ROW_CHUNK = 20_000
+
+
+def _rows_dot(a: sp.csr_matrix, b: sp.csr_matrix, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """``(a @ b)[rows[i], cols[i]]`` from each distinct row's product, for CSR float64 ``a`` and ``b``.
+
+    :func:`_row_dot` looks ``b`` up once per pair and entry of the pair's row of ``a``; a customer scored for
+    dozens of products (a blend's candidates, a stage's pool) repeats that for each. Here each distinct row of
+    ``a @ b`` is formed once (a few hundred entries: the customer's products' neighbours) and every pair is one
+    sorted search in it. scipy's sparse product adds the same terms in the same (column) order, so the values
+    are :func:`_row_dot`'s bit for bit.
+    """
+    out = np.zeros(len(rows))
+    if not len(rows):
+        return out
+    if not a.has_canonical_format:
+        a = a.copy()
+        a.sum_duplicates()
+    n_cols = np.int64(b.shape[1])
+    uniq, inv = np.unique(rows, return_inverse=True)
+    order = np.argsort(inv, kind="stable")
+    bounds = np.searchsorted(inv[order], np.arange(0, len(uniq) + ROW_CHUNK, ROW_CHUNK))
+    for n, start in enumerate(range(0, len(uniq), ROW_CHUNK)):
+        sub = (a[uniq[start:start + ROW_CHUNK]] @ b).tocsr()
+        sub.sort_indices()
+        keys = np.repeat(np.arange(sub.shape[0], dtype=np.int64), np.diff(sub.indptr)) * n_cols + sub.indices
+        sel = order[bounds[n]:bounds[n + 1]]
+        q = (inv[sel] - start).astype(np.int64) * n_cols + cols[sel]
+        at = np.minimum(np.searchsorted(keys, q), max(len(keys) - 1, 0))
+        hit = keys[at] == q if len(keys) else np.zeros(len(q), bool)
+        out[sel[hit]] = sub.data[at[hit]]
     return out
 
 
@@ -545,7 +593,6 @@ class CooccurrenceRecommender(Recommender):
     def _fit(self, data: InteractionData) -> None:
         table = data.cooccurrence if self.source == "all" else data.bought_together
         self.similarity_ = _similarity(table, self.product_ids_)
-        self.similarity_t_ = self.similarity_.T.tocsr()
         if self.source == "all":
             self.seeds_ = self.user_items_
         else:
@@ -576,10 +623,58 @@ class CooccurrenceRecommender(Recommender):
             s = np.where(np.isfinite(s), s, self._fallback()[None, :])
         return s
 
+    def recommend(self, customer_ids: Sequence[str], k: int = 10, candidates: Candidates = None,
+                  exclude: Candidates | str = None) -> pd.DataFrame:
+        """As :meth:`Recommender.recommend`; without candidates or exclusions, from the sparse scores.
+
+        A customer's co-occurrence scores are a few hundred products (their products' neighbours): the
+        dense (customers x products) block of the base class is mostly the popularity fallback, of which
+        only the best ``2 k`` can reach a top ``k`` (a customer with fewer than ``k`` co-occurring products
+        loses fewer than ``k`` of them to those). Same products, ranks and scores as the dense top-k.
+        """
+        if candidates is not None or exclude is not None:
+            return super().recommend(customer_ids, k, candidates, exclude)
+        check_is_fitted(self, "similarity_")
+        ids = _check_recommend_args(customer_ids, k)
+        rows = self._rows(ids)
+        n_p = np.int64(len(self.product_ids_))
+        kk = min(int(k), int(n_p))
+        if self.fallback:
+            fb = self._fallback()
+            fin = np.flatnonzero(np.isfinite(fb))
+            best = fin[np.lexsort((fin, -fb[fin]))][:2 * kk].astype(np.int64)
+        out_r, out_c, out_s = [], [], []
+        for start in range(0, len(ids), ROW_CHUNK):
+            pos = np.arange(start, min(start + ROW_CHUNK, len(ids)))
+            at = pos[rows[pos] >= 0]
+            sub = (self.seeds_[rows[at]] @ self.similarity_).tocoo()
+            pos_ = sub.data > 0
+            rr, cc, sc = at[sub.row[pos_]].astype(np.int64), sub.col[pos_].astype(np.int64), sub.data[pos_]
+            if self.fallback and len(best):
+                fr = np.repeat(pos.astype(np.int64), len(best))
+                fc = np.tile(best, len(pos))
+                free = ~np.isin(fr * n_p + fc, rr * n_p + cc)  # a co-occurring product keeps its co-occurrence score
+                rr, cc = np.concatenate([rr, fr[free]]), np.concatenate([cc, fc[free]])
+                sc = np.concatenate([sc, fb[fc[free]]])
+            # Same order as the dense top-k: by customer, best score, then the smaller product.
+            o = np.lexsort((cc, -sc, rr))
+            rr, cc, sc = rr[o], cc[o], sc[o]
+            rank = np.arange(len(rr)) - np.searchsorted(rr, rr, side="left") + 1
+            keep = rank <= kk
+            out_r.append(rr[keep])
+            out_c.append(cc[keep])
+            out_s.append(np.stack([sc[keep], rank[keep]]))
+        if not out_r:
+            empty = np.zeros(0, np.int64)
+            return _tidy(ids, empty, self.product_ids_, empty, np.zeros(0), empty)
+        sr = np.concatenate(out_s, axis=1)
+        return _tidy(ids, np.concatenate(out_r), self.product_ids_, np.concatenate(out_c), sr[0],
+                     sr[1].astype(np.int64))
+
     def _pair_scores(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         s = np.zeros(len(rows))
         known = np.flatnonzero(rows >= 0)
-        s[known] = _row_dot(self.seeds_, self.similarity_t_, rows[known], cols[known])
+        s[known] = _rows_dot(self.seeds_, self.similarity_, rows[known], cols[known])
         s[s <= 0] = -np.inf
         if self.fallback:
             s = np.where(np.isfinite(s), s, self._fallback()[cols])
@@ -993,9 +1088,10 @@ class LearnedBlendRecommender(_Composite):
     def _predict(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         out = np.empty(len(rows))
         comps = [e for _, e in self.recommenders_]
+        scores = _component_scores(comps, rows, cols)
         for start in range(0, len(rows), PAIR_CHUNK):
             sl = slice(start, start + PAIR_CHUNK)
-            x = _features(comps, self.stats_, rows[sl], cols[sl])
+            x = _features(comps, self.stats_, rows[sl], cols[sl], [v[sl] for v in scores])
             x[:, self.empty_features_] = 0.0
             out[sl] = self.estimator_.predict_proba(x)[:, 1]
         return out
@@ -1019,16 +1115,26 @@ class LearnedBlendRecommender(_Composite):
         ids = np.asarray([str(c) for c in customer_ids], dtype=object)
         uniq = pd.unique(ids)
         depth = max(int(self.depth), int(k))
-        pairs = pd.concat([e.recommend(list(uniq), k=depth, candidates=candidates, exclude=exclude)
-                           [["customer_id", "product_id"]] for _, e in self.recommenders_],
-                          ignore_index=True).drop_duplicates()
-        if not len(pairs):
+        # The components' candidates as (customer position, product position) keys, each pair once in the order
+        # of its first appearance (the order of a concatenation and drop_duplicates, without hashing strings).
+        at = pd.Index(uniq)
+        n_p = np.int64(len(self.product_ids_))
+        keys = []
+        for _, e in self.recommenders_:
+            rec = e.recommend(list(uniq), k=depth, candidates=candidates, exclude=exclude)
+            # Components were fitted on the same data, so their product index is the blend's.
+            u = at.get_indexer(pd.Index(rec["customer_id"].to_numpy(dtype=object)))
+            keys.append(u.astype(np.int64) * n_p + _positions(self.product_ids_, rec["product_id"]))
+            del rec
+        key = np.concatenate(keys)
+        key = key[~pd.Series(key).duplicated().to_numpy()]
+        if not len(key):
             return pd.DataFrame(
                 {c: pd.Series(dtype=t) for c, t in zip(RECOMMENDATION_COLUMNS, (object, object, "int64", "float64"),
                                                        strict=True)})
-        order_of = pd.Index(uniq).get_indexer(pd.Index(pairs["customer_id"].to_numpy(dtype=object)))
-        cols = _positions(self.product_ids_, pairs["product_id"])
-        p = self._predict(self._rows(pairs["customer_id"].to_numpy(dtype=object)), cols)
+        order_of, cols = key // n_p, key % n_p
+        del key, keys
+        p = self._predict(self._rows(uniq)[order_of], cols)
         # Customers in the order given, best first, ties to the smaller product id (as the dense top-k).
         o = np.lexsort((cols, -p, order_of))
         who, cols, p = order_of[o], cols[o], p[o]
@@ -1036,6 +1142,11 @@ class LearnedBlendRecommender(_Composite):
         keep = rank <= k
         top = pd.DataFrame({"u": who[keep], "product_id": self.product_ids_[cols[keep]], "rank": rank[keep].astype(np.int64),
                             "score": p[keep]})
+        if len(uniq) == len(ids):
+            # Distinct customers: the list is already in their order.
+            return pd.DataFrame({"customer_id": uniq[top["u"].to_numpy()], "product_id": top["product_id"].to_numpy(),
+                                 "rank": top["rank"].to_numpy(), "score": top["score"].to_numpy()},
+                                columns=list(RECOMMENDATION_COLUMNS))
         # Every position of a customer in customer_ids gets that customer's list.
         pos = pd.DataFrame({"u": pd.Index(uniq).get_indexer(pd.Index(ids)), "at": np.arange(len(ids))})
         out = pos.merge(top, on="u").sort_values(["at", "rank"], kind="stable")
@@ -1071,9 +1182,27 @@ class _PairStats:
         self.own_purchases.eliminate_zeros()
 
 
-def _features(comps: list[Recommender], stats: _PairStats, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+def _component_scores(comps: list[Recommender], rows: np.ndarray, cols: np.ndarray) -> list[np.ndarray]:
+    """Each component's score of every pair (NaN: none), once for a whole call.
+
+    A customer's pairs are spread over the call (a stage's pool, each component's candidates), so the
+    chunks of :func:`_features` would repeat a customer's per-row work (the co-occurrence row); the
+    scores do not depend on the chunking.
+    """
+    out = []
+    for c in comps:
+        v = c.score_positions(rows, cols)
+        out.append(np.where(np.isfinite(v), v, np.nan))
+    return out
+
+
+def _features(comps: list[Recommender], stats: _PairStats, rows: np.ndarray, cols: np.ndarray,
+              scores: list[np.ndarray] | None = None) -> np.ndarray:
     x = np.full((len(rows), len(comps) + len(_PairStats.NAMES)), np.nan)
     for j, c in enumerate(comps):
+        if scores is not None:
+            x[:, j] = scores[j]
+            continue
         v = c.score_positions(rows, cols)
         x[:, j] = np.where(np.isfinite(v), v, np.nan)
     known_c = rows >= 0
@@ -1167,8 +1296,38 @@ def expand_ranges(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return owner, idx
 
 
-def _live_features(cust: np.ndarray, prod: np.ndarray, kind: np.ndarray, sec: np.ndarray,
-                   q_cust: np.ndarray, q_prod: np.ndarray, q_t: np.ndarray, n_cust: int,
+class _LiveIndex:
+    """Events packed and sorted once for the live features of many query chunks (:func:`_live_features`).
+
+    The packing (``base``, ``span``, ``n_prod``) covers every query time and product the caller will ask
+    about, so each chunk's look-ups are sorted searches in the same arrays instead of re-sorting the events
+    per chunk. Counts and times read from it are integers relative to one base: the features are the same
+    whichever queries share a chunk.
+    """
+
+    def __init__(self, cust: np.ndarray, prod: np.ndarray, kind: np.ndarray, sec: np.ndarray, n_cust: int,
+                 t_min: int, t_max: int, prod_max: int, lookback_s: int):
+        self.base = int(t_min) - lookback_s - 1
+        self.span = np.int64(int(t_max) - self.base + 2)
+        self.n_prod = np.int64(max(int(prod.max(initial=-1)), int(prod_max)) + 1)
+        if float(n_cust) * float(self.n_prod) * float(self.span) >= 2.0 ** 62:
+            raise ValueError("live features: too many customers x products x seconds in one call; score fewer "
+                             "customers at once")
+        keep = (sec >= self.base) & (sec < self.base + self.span)
+        self.cust, self.prod, self.kind, self.rel = cust[keep], prod[keep], kind[keep], sec[keep] - self.base
+        pair = self.cust.astype(np.int64) * self.n_prod + self.prod
+        self.by_kind = []
+        for j, _ in enumerate(LIVE_KINDS):
+            m = self.kind == j
+            self.by_kind.append(np.sort(pair[m] * self.span + self.rel[m]))
+        del pair
+        self.g = self.cust.astype(np.int64) * self.span + self.rel  # already in (customer, time) order
+        self.buys = np.flatnonzero(self.kind == LIVE_KINDS.index("purchases"))
+        self.gb = self.g[self.buys]
+
+
+def _live_features(cust: np.ndarray | _LiveIndex, prod: np.ndarray | None, kind: np.ndarray | None,
+                   sec: np.ndarray | None, q_cust: np.ndarray, q_prod: np.ndarray, q_t: np.ndarray, n_cust: int,
                    co: sp.csr_matrix, bt: sp.csr_matrix, lookback_s: int, recent: int, decay_s: float) -> np.ndarray:
     """:data:`LIVE_NAMES` of each query (customer, product, time) from events strictly before the time.
 
@@ -1176,27 +1335,29 @@ def _live_features(cust: np.ndarray, prod: np.ndarray, kind: np.ndarray, sec: np
     integer keys (``< n_cust``; products ``>= co.shape[0]`` have no
     co-occurrence). Look-ups are sorted searches on packed keys
     (customer, product, seconds), so millions of queries cost a few sorts.
+    ``cust`` may be a :class:`_LiveIndex` built once for many calls (then
+    ``prod``, ``kind`` and ``sec`` are unused).
     """
     x = np.zeros((len(q_t), len(LIVE_NAMES)))
     if not len(q_t):
         return x
-    base = int(q_t.min()) - lookback_s - 1
-    span = np.int64(int(q_t.max()) - base + 2)
-    n_prod = np.int64(max(int(prod.max(initial=-1)), int(q_prod.max(initial=-1))) + 1)
-    if float(n_cust) * float(n_prod) * float(span) >= 2.0 ** 62:
-        raise ValueError("live features: too many customers x products x seconds in one call; score fewer customers "
-                         "at once")
-    keep = (sec >= base) & (sec < base + span)
-    cust, prod, kind, rel = cust[keep], prod[keep], kind[keep], sec[keep] - base
+    if isinstance(cust, _LiveIndex):
+        ix = cust
+        if int(q_t.min()) - lookback_s - 1 < ix.base or int(q_t.max()) - ix.base + 2 > ix.span or \
+                int(q_prod.max(initial=-1)) >= ix.n_prod:
+            raise ValueError("live features: a query outside the prepared index's times or products")
+    else:
+        ix = _LiveIndex(cust, prod, kind, sec, n_cust, int(q_t.min()), int(q_t.max()), int(q_prod.max(initial=-1)),
+                        lookback_s)
+    span, n_prod, base = ix.span, ix.n_prod, ix.base
+    prod, rel = ix.prod, ix.rel
     q_rel = q_t.astype(np.int64) - base
     lo_rel = q_rel - lookback_s
     # Pair look-ups, one kind at a time: counts in the window and the last time before t.
-    pair = cust.astype(np.int64) * n_prod + prod
     q_pair = q_cust.astype(np.int64) * n_prod + q_prod
     last_any = np.full(len(q_t), -1, np.int64)
     for j, _ in enumerate(LIVE_KINDS):
-        m = kind == j
-        g = np.sort(pair[m] * span + rel[m])
+        g = ix.by_kind[j]
         if not len(g):
             continue
         hi = np.searchsorted(g, q_pair * span + q_rel, side="left")
@@ -1208,10 +1369,10 @@ def _live_features(cust: np.ndarray, prod: np.ndarray, kind: np.ndarray, sec: np
             x[:, 3] = np.where(n > 0, 1.0 / (1.0 + (q_rel - last) / _DAY), 0.0)
         last_any = np.maximum(last_any, last)
     x[:, 4] = np.where(last_any >= 0, 1.0 / (1.0 + (q_rel - last_any) / _DAY), 0.0)
-    if not len(cust):
+    if not len(ix.cust):
         return x
     # The customer's latest events: how active, and how their latest products go with this one.
-    g = cust.astype(np.int64) * span + rel  # already in (customer, time) order
+    g = ix.g
     hi = np.searchsorted(g, q_cust.astype(np.int64) * span + q_rel, side="left")
     lo = np.searchsorted(g, q_cust.astype(np.int64) * span + lo_rel, side="left")
     x[:, 5] = np.log1p(hi - lo)
@@ -1221,10 +1382,10 @@ def _live_features(cust: np.ndarray, prod: np.ndarray, kind: np.ndarray, sec: np
         at = hi - r
         ok = np.flatnonzero((at >= lo) & q_known & (prod[np.maximum(at, 0)] < n_known))
         x[ok, 6] += _lookup(co, prod[at[ok]], q_prod[ok])
-    buys = np.flatnonzero(kind == LIVE_KINDS.index("purchases"))
+    buys = ix.buys
     if not len(buys):
         return x
-    gb = g[buys]
+    gb = ix.gb
     hi = np.searchsorted(gb, q_cust.astype(np.int64) * span + q_rel, side="left")
     lo = np.searchsorted(gb, q_cust.astype(np.int64) * span + lo_rel, side="left")
     for r in range(1, recent + 1):
@@ -1473,7 +1634,7 @@ class LiveBlendRecommender(LearnedBlendRecommender):
         comps = [e for _, e in self.recommenders_]
         n_known = len(self.product_ids_)
         as_of_s = int(epoch_seconds(pd.Series([self.as_of_]))[0])
-        uniq, q_cust = np.unique(customers, return_inverse=True)
+        uniq, q_cust = _unique_inverse(np.asarray(customers, dtype=object))
         since = int(t.min()) - self._live_args()["lookback_s"] if len(t) else as_of_s
         parts = [self.live_.take(uniq, since)]
         if recent is not None:
@@ -1484,10 +1645,16 @@ class LiveBlendRecommender(LearnedBlendRecommender):
         cust, prod, kind, sec = cust[order], prod[order], kind[order], sec[order]
         rows = self._rows(uniq)[q_cust]
         known_p = np.where(cols < n_known, cols, -1)
+        scores = _component_scores(comps, rows, known_p)
+        ix = None
+        if len(cols):
+            ix = _LiveIndex(cust, prod, kind, sec, len(uniq), int(t.min()), int(t.max()), int(cols.max()),
+                            self._live_args()["lookback_s"])
+            del cust, prod, kind, sec
         for start in range(0, len(cols), PAIR_CHUNK):
             sl = slice(start, start + PAIR_CHUNK)
-            x = np.hstack([_features(comps, self.stats_, rows[sl], known_p[sl]),
-                           _live_features(cust, prod, kind, sec, q_cust[sl], cols[sl], t[sl], len(uniq),
+            x = np.hstack([_features(comps, self.stats_, rows[sl], known_p[sl], [v[sl] for v in scores]),
+                           _live_features(ix, None, None, None, q_cust[sl], cols[sl], t[sl], len(uniq),
                                           self.cooccurrence_, self.bought_together_, **self._live_args())])
             x[:, self.empty_features_] = 0.0
             new = np.flatnonzero(cols[sl] >= n_known)
