@@ -165,7 +165,7 @@ def test_live_features_from_one_index_equal_those_of_each_chunk() -> None:
     # _predict_at sorts the events once for all chunks of queries: each chunk's features must be its own call's.
     import scipy.sparse as sp
 
-    from cadence.models.recommenders import _LiveIndex, _live_features, _unique_inverse
+    from cadence.models.recommenders import _live_features, _LiveIndex, _unique_inverse
 
     rng = np.random.default_rng(3)
     n_c, n_p, n = 30, 15, 2000
