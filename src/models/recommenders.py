@@ -1225,21 +1225,53 @@ LIVE_KINDS: tuple[str, ...] = ("views", "carts", "purchases")
 _DAY = 86_400
 
 
+def _kind_codes(kind: pd.Series) -> np.ndarray:
+    """Each row's :data:`LIVE_KINDS` code (-1: ``searches``, -2: anything else, null included).
+
+    A categorical column is read through its categories: at tens of millions of events, a string per row
+    costs seconds and gigabytes.
+    """
+    known = pd.Index([*LIVE_KINDS, "searches"])
+    if isinstance(kind.dtype, pd.CategoricalDtype):
+        cats = known.get_indexer(pd.Index(kind.cat.categories.astype(str).to_numpy(dtype=object)))
+        codes = kind.cat.codes.to_numpy()
+        at = np.where(codes >= 0, cats[codes], -1)
+    else:
+        at = known.get_indexer(pd.Index(kind.astype(str).to_numpy(dtype=object)))
+        at = np.where(kind.isna().to_numpy(), -1, at)
+    out = np.where(at < 0, -2, np.where(at == len(LIVE_KINDS), -1, at)).astype(np.int8)
+    return out
+
+
 def _live_frame(events: pd.DataFrame, name: str) -> pd.DataFrame:
-    """Check ``events`` (:data:`~cadence.features.interactions.EVENT_COLUMNS`) and keep the live kinds."""
+    """Check ``events`` (:data:`~cadence.features.interactions.EVENT_COLUMNS`) and keep the live kinds.
+
+    The frame itself (no copy) when every row is of a live kind.
+    """
     if not isinstance(events, pd.DataFrame):
         raise TypeError(f"{name}: expected a DataFrame with columns customer_id, product_id, kind, ts, "
                         f"got {type(events).__name__}")
     missing = [c for c in ("customer_id", "product_id", "kind", "ts") if c not in events.columns]
     if missing:
         raise ValueError(f"{name}: missing column {', '.join(map(repr, missing))}")
-    bad = sorted(set(events["kind"].dropna().astype(str)) - {*LIVE_KINDS, "searches"})
-    if bad:
+    code = _kind_codes(events["kind"])
+    if ((code == -2) & events["kind"].notna().to_numpy()).any():
+        bad = sorted(set(events["kind"][code == -2].dropna().astype(str)))
         raise ValueError(f"{name}: column 'kind': unknown kind {', '.join(map(repr, bad))}; "
                          f"expected {', '.join(LIVE_KINDS)}")
     if events["ts"].isna().any() or events["customer_id"].isna().any() or events["product_id"].isna().any():
         raise ValueError(f"{name}: customer_id, product_id and ts must not be null")
-    return events.loc[events["kind"].astype(str).isin(LIVE_KINDS)]
+    live = code >= 0
+    return events if live.all() else events.loc[live]
+
+
+def _first_seen(values: pd.Series) -> pd.Index:
+    """The distinct ids of ``values`` as strings, in order of first appearance (categories read once)."""
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        codes = pd.unique(values.cat.codes.to_numpy())
+        codes = codes[codes >= 0]
+        return pd.Index(values.cat.categories.astype(str).to_numpy(dtype=object)[codes], dtype=object)
+    return pd.Index(pd.unique(values.astype(str).to_numpy(dtype=object)), dtype=object)
 
 
 class LiveEvents:
@@ -1270,9 +1302,24 @@ class LiveEvents:
             unknown = np.flatnonzero(prod < 0)
             prod[unknown] = len(products) + extra.get_indexer(
                 pd.Index(events["product_id"].astype(str).to_numpy(dtype=object)[unknown]))
-        kind = pd.Index(LIVE_KINDS).get_indexer(pd.Index(events["kind"].astype(str).to_numpy(dtype=object)))
+        kind = _kind_codes(events["kind"])
         ok = prod >= 0
         return cls(customers, cust[ok], prod[ok], kind[ok].astype(np.int8), epoch_seconds(events["ts"])[ok], extra)
+
+    def since(self, start: int, products: np.ndarray, to_products: np.ndarray) -> LiveEvents:
+        """The events at or after ``start``, products re-indexed from ``products`` (this index's, then ``extra``)
+        to positions in the sorted ``to_products`` (events of a product not in it are dropped).
+
+        The same as :meth:`from_frame` of those events' rows, without a second pass over the frame.
+        """
+        ids = np.concatenate([np.asarray(products, dtype=object), np.asarray(self.extra, dtype=object)])
+        remap = _positions(to_products, ids) if len(ids) else np.zeros(0, np.int64)
+        keep = self.sec >= start
+        prod = remap[self.prod[keep]] if keep.any() else np.zeros(0, np.int64)
+        cust, kind, sec = self.cust[keep], self.kind[keep], self.sec[keep]
+        used = np.unique(cust)
+        ok = prod >= 0
+        return LiveEvents(self.customers[used], np.searchsorted(used, cust)[ok], prod[ok], kind[ok], sec[ok])
 
     def take(self, customers: np.ndarray, since: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """The events of ``customers`` (their position in the result) at or after ``since``."""
@@ -1538,9 +1585,10 @@ class LiveBlendRecommender(LearnedBlendRecommender):
         stats = _PairStats(ref, early)
         co, bt = _similarity(early.cooccurrence, ref.product_ids_), _similarity(early.bought_together, ref.product_ids_)
         ev = _live_frame(data.events, "events")
-        extra = pd.Index(pd.unique(ev["product_id"].astype(str).to_numpy(dtype=object)))
+        extra = _first_seen(ev["product_id"])
         extra = extra[pd.Index(ref.product_ids_).get_indexer(extra) < 0]
         state = LiveEvents.from_frame(ev, ref.product_ids_, extra)
+        del ev
         # Decision times: sampled customers' interactions in [label_start, as_of - horizon), plus the delay.
         lo_s = int(epoch_seconds(pd.Series([label_start]))[0])
         hi_s = int(epoch_seconds(pd.Series([data.as_of]))[0] - self.horizon_days * _DAY)
@@ -1618,14 +1666,21 @@ class LiveBlendRecommender(LearnedBlendRecommender):
         self.n_train_positives_ = int(y.sum())
         self.n_train_decisions_ = int(len(d_t))
         self.feature_names_ = [*(f"score_{n}" for n in names), *_PairStats.NAMES, *LIVE_NAMES]
-        self.recommenders_ = [(n, _refit(e, data, c)) for (n, e), c in zip(self.recommenders, comps, strict=True)]
+        as_of_s = int(epoch_seconds(pd.Series([data.as_of]))[0])
+        # Every product of the live state was seen before as_of, so it is in product_ids_.
+        self.live_ = state.since(as_of_s - self._live_args()["lookback_s"], ref.product_ids_, self.product_ids_)
+        # The earlier split's arrays are not needed by the refit (ALS reads only its factors): freed before it,
+        # each early component as soon as its refit is done.
+        del x, y, state, stats, co, bt, top, top_c, top_p, q_dec, q_prod, q_cust, q_t, gb, qk, g, rows, known_p
+        del ref, hi, lo, key, buys, cand, r_dec, r_idx, owner, idx, by, bounds, d_cust, d_t, ids, who, first
+        fitted = []
+        for (n, e) in self.recommenders:
+            fitted.append((n, _refit(e, data, comps[0])))
+            comps.pop(0)
+        self.recommenders_ = fitted
         self.stats_ = _PairStats(self.recommenders_[0][1], data)
         self.cooccurrence_ = _similarity(data.cooccurrence, self.product_ids_)
         self.bought_together_ = _similarity(data.bought_together, self.product_ids_)
-        as_of_s = int(epoch_seconds(pd.Series([data.as_of]))[0])
-        recent_ev = ev.loc[epoch_seconds(ev["ts"]) >= as_of_s - self._live_args()["lookback_s"]]
-        # Every product of the live state was seen before as_of, so it is in product_ids_.
-        self.live_ = LiveEvents.from_frame(recent_ev, self.product_ids_)
 
     def _predict_at(self, customers: np.ndarray, cols: np.ndarray, t: np.ndarray,
                     recent: LiveEvents | None) -> np.ndarray:
