@@ -102,9 +102,21 @@ def _positions(index: np.ndarray, values: pd.Series | np.ndarray) -> np.ndarray:
         cats = pd.Index(index).get_indexer(pd.Index(values.cat.categories.astype(str).to_numpy(dtype=object)))
         codes = values.cat.codes.to_numpy()
         return np.where(codes >= 0, cats[codes], -1)
-    vals = values.astype(str).to_numpy(dtype=object) if isinstance(values, pd.Series) else \
-        np.asarray(values).astype(str).astype(object)
-    return pd.Index(index).get_indexer(pd.Index(vals))
+    return pd.Index(index).get_indexer(pd.Index(_str_objects(values)))
+
+
+def _str_objects(values: pd.Series | np.ndarray | Sequence[Any]) -> np.ndarray:
+    """``values`` as an object array of ``str``; an array that holds only strings already is returned as is.
+
+    (Converting tens of millions of ids that are strings already makes a new string of each.)
+    """
+    raw = values.to_numpy(dtype=object) if isinstance(values, pd.Series) else \
+        values if isinstance(values, np.ndarray) and values.dtype == object else None
+    if raw is not None and raw.ndim == 1 and pd.api.types.infer_dtype(raw, skipna=False) == "string":
+        return raw
+    if isinstance(values, pd.Series):
+        return values.astype(str).to_numpy(dtype=object)
+    return np.asarray(values).astype(str).astype(object)
 
 
 def _unique_inverse(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -1765,8 +1777,9 @@ class LiveBlendRecommender(LearnedBlendRecommender):
             live features and the customer's, with no component scores).
         """
         check_is_fitted(self, "live_")
-        c = np.asarray([str(v) for v in customer_ids], dtype=object)
-        p = np.asarray([str(v) for v in product_ids], dtype=object)
+        c, p = (v if isinstance(v, np.ndarray) and v.dtype == object and v.ndim == 1
+                and pd.api.types.infer_dtype(v, skipna=False) == "string"
+                else np.asarray([str(x) for x in v], dtype=object) for v in (customer_ids, product_ids))
         if c.shape != p.shape or c.ndim != 1:
             raise ValueError(f"customer_ids and product_ids must be 1-d and of one length, got {c.shape} and {p.shape}")
         as_of_s = int(epoch_seconds(pd.Series([self.as_of_]))[0])
