@@ -651,37 +651,50 @@ class CooccurrenceRecommender(Recommender):
         rows = self._rows(ids)
         n_p = np.int64(len(self.product_ids_))
         kk = min(int(k), int(n_p))
+        best = np.zeros(0, np.int64)
+        fb = self._fallback()
         if self.fallback:
-            fb = self._fallback()
             fin = np.flatnonzero(np.isfinite(fb))
-            best = fin[np.lexsort((fin, -fb[fin]))][:2 * kk].astype(np.int64)
-        out_r, out_c, out_s = [], [], []
+            best = fin[np.lexsort((fin, -fb[fin]))][:2 * kk].astype(np.int64)  # by score, then the smaller product
+        in_best = np.full(int(n_p), -1, np.int64)
+        in_best[best] = np.arange(len(best))
+        out_r, out_c, out_s, out_k = [], [], [], []
         for start in range(0, len(ids), ROW_CHUNK):
             pos = np.arange(start, min(start + ROW_CHUNK, len(ids)))
-            at = pos[rows[pos] >= 0]
-            sub = (self.seeds_[rows[at]] @ self.similarity_).tocoo()
-            pos_ = sub.data > 0
-            rr, cc, sc = at[sub.row[pos_]].astype(np.int64), sub.col[pos_].astype(np.int64), sub.data[pos_]
-            if self.fallback and len(best):
-                fr = np.repeat(pos.astype(np.int64), len(best))
-                fc = np.tile(best, len(pos))
-                free = ~np.isin(fr * n_p + fc, rr * n_p + cc)  # a co-occurring product keeps its co-occurrence score
-                rr, cc = np.concatenate([rr, fr[free]]), np.concatenate([cc, fc[free]])
-                sc = np.concatenate([sc, fb[fc[free]]])
-            # Same order as the dense top-k: by customer, best score, then the smaller product.
-            o = np.lexsort((cc, -sc, rr))
-            rr, cc, sc = rr[o], cc[o], sc[o]
-            rank = np.arange(len(rr)) - np.searchsorted(rr, rr, side="left") + 1
+            loc = np.flatnonzero(rows[pos] >= 0)
+            sub = (self.seeds_[rows[pos[loc]]] @ self.similarity_).tocsr()
+            sub.sort_indices()  # columns ascending within a row: the stable sort below breaks ties by product
+            lr = loc[np.repeat(np.arange(sub.shape[0]), np.diff(sub.indptr))]
+            cc, sc = sub.indices.astype(np.int64), sub.data
+            ok = sc > 0
+            lr, cc, sc = lr[ok], cc[ok], sc[ok]
+            o = np.lexsort((-sc, lr))
+            lr, cc, sc = lr[o], cc[o], sc[o]
+            rank = np.arange(len(lr)) - np.searchsorted(lr, lr, side="left") + 1
             keep = rank <= kk
-            out_r.append(rr[keep])
-            out_c.append(cc[keep])
-            out_s.append(np.stack([sc[keep], rank[keep]]))
+            parts = [(lr[keep], cc[keep], sc[keep], rank[keep])]
+            if len(best):
+                # Popularity below every co-occurrence score (> 0): after a row's co-occurring products, in
+                # popularity order, skipping those it already has; at most kk - 1 of the best 2 kk are skipped.
+                n_pos = np.bincount(lr, minlength=len(pos))
+                taken = np.zeros((len(pos), len(best)), bool)
+                b = in_best[cc]
+                taken[lr[b >= 0], b[b >= 0]] = True
+                free = ~taken
+                f_rank = n_pos[:, None] + np.cumsum(free, axis=1)
+                fr, fj = np.nonzero(free & (f_rank <= kk))
+                parts.append((fr, best[fj], fb[best[fj]], f_rank[fr, fj]))
+            r_, c_, s_, k_ = (np.concatenate(x) for x in zip(*parts, strict=True))
+            o = np.lexsort((k_, r_))
+            out_r.append(pos[r_[o]])
+            out_c.append(c_[o])
+            out_s.append(s_[o])
+            out_k.append(k_[o])
         if not out_r:
             empty = np.zeros(0, np.int64)
             return _tidy(ids, empty, self.product_ids_, empty, np.zeros(0), empty)
-        sr = np.concatenate(out_s, axis=1)
-        return _tidy(ids, np.concatenate(out_r), self.product_ids_, np.concatenate(out_c), sr[0],
-                     sr[1].astype(np.int64))
+        return _tidy(ids, np.concatenate(out_r), self.product_ids_, np.concatenate(out_c), np.concatenate(out_s),
+                     np.concatenate(out_k))
 
     def _pair_scores(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         s = np.zeros(len(rows))
