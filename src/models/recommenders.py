@@ -668,6 +668,19 @@ class CooccurrenceRecommender(Recommender):
             cc, sc = sub.indices.astype(np.int64), sub.data
             ok = sc > 0
             lr, cc, sc = lr[ok], cc[ok], sc[ok]
+            # Only a row's entries at or above a lower bound of its kk-th best score can rank (the kk-th best of
+            # its first few entries): ~kk of a row's hundreds are sorted, with the same ranks.
+            n_row = np.bincount(lr, minlength=len(pos))
+            width = max(4 * kk, 64)
+            at = np.searchsorted(lr, np.arange(len(pos)))[:, None] + np.arange(width)[None, :]
+            window = np.where(np.arange(width)[None, :] < n_row[:, None], sc[np.minimum(at, max(len(sc) - 1, 0))]
+                              if len(sc) else 0.0, -np.inf)
+            bound = np.full(len(pos), -np.inf)
+            full = np.flatnonzero(n_row >= kk)
+            if len(full):
+                bound[full] = -np.partition(-window[full], kk - 1, axis=1)[:, kk - 1]
+            ok = sc >= bound[lr]
+            lr, cc, sc = lr[ok], cc[ok], sc[ok]
             o = np.lexsort((-sc, lr))
             lr, cc, sc = lr[o], cc[o], sc[o]
             rank = np.arange(len(lr)) - np.searchsorted(lr, lr, side="left") + 1
@@ -676,7 +689,7 @@ class CooccurrenceRecommender(Recommender):
             if len(best):
                 # Popularity below every co-occurrence score (> 0): after a row's co-occurring products, in
                 # popularity order, skipping those it already has; at most kk - 1 of the best 2 kk are skipped.
-                n_pos = np.bincount(lr, minlength=len(pos))
+                n_pos = n_row  # a row with fewer than kk kept them all; one with more gets no fill
                 taken = np.zeros((len(pos), len(best)), bool)
                 b = in_best[cc]
                 taken[lr[b >= 0], b[b >= 0]] = True
