@@ -102,9 +102,34 @@ def _positions(index: np.ndarray, values: pd.Series | np.ndarray) -> np.ndarray:
         cats = pd.Index(index).get_indexer(pd.Index(values.cat.categories.astype(str).to_numpy(dtype=object)))
         codes = values.cat.codes.to_numpy()
         return np.where(codes >= 0, cats[codes], -1)
-    vals = values.astype(str).to_numpy(dtype=object) if isinstance(values, pd.Series) else \
-        np.asarray(values).astype(str).astype(object)
-    return pd.Index(index).get_indexer(pd.Index(vals))
+    return pd.Index(index).get_indexer(pd.Index(_str_objects(values)))
+
+
+def _str_objects(values: pd.Series | np.ndarray | Sequence[Any]) -> np.ndarray:
+    """``values`` as an object array of ``str``; an array that holds only strings already is returned as is.
+
+    (Converting tens of millions of ids that are strings already makes a new string of each.)
+    """
+    raw = values.to_numpy(dtype=object) if isinstance(values, pd.Series) else \
+        values if isinstance(values, np.ndarray) and values.dtype == object else None
+    if raw is not None and raw.ndim == 1 and pd.api.types.infer_dtype(raw, skipna=False) == "string":
+        return raw
+    if isinstance(values, pd.Series):
+        return values.astype(str).to_numpy(dtype=object)
+    return np.asarray(values).astype(str).astype(object)
+
+
+def _unique_inverse(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(values, return_inverse=True)`` of an object array by hashing: only the distinct ids are sorted.
+
+    (np.unique sorts every value with Python comparisons: minutes at tens of millions of string ids.)
+    """
+    codes, uniques = pd.factorize(values, sort=False)
+    uniques = np.asarray(uniques, dtype=object)
+    order = np.argsort(uniques, kind="stable")
+    rank = np.empty(len(order), np.int64)
+    rank[order] = np.arange(len(order))
+    return uniques[order], rank[codes]
 
 
 def _sorted_unique(values: pd.Series) -> np.ndarray:
@@ -175,6 +200,41 @@ def _row_dot(a: sp.csr_matrix, b_t: sp.csr_matrix, rows: np.ndarray, cols: np.nd
         owner, idx = expand_ranges(a.indptr[r], a.indptr[r + 1])
         v = a.data[idx] * _lookup(b_t, c[owner], a.indices[idx])
         out[start:start + len(r)] = np.bincount(owner, weights=v, minlength=len(r))
+    return out
+
+
+#: Distinct customers whose row of a sparse product is formed at once in :func:`_rows_dot` (bounds its memory).
+ROW_CHUNK = 20_000
+
+
+def _rows_dot(a: sp.csr_matrix, b: sp.csr_matrix, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """``(a @ b)[rows[i], cols[i]]`` from each distinct row's product, for CSR float64 ``a`` and ``b``.
+
+    :func:`_row_dot` looks ``b`` up once per pair and entry of the pair's row of ``a``; a customer scored for
+    dozens of products (a blend's candidates, a stage's pool) repeats that for each. Here each distinct row of
+    ``a @ b`` is formed once (a few hundred entries: the customer's products' neighbours) and every pair is one
+    sorted search in it. scipy's sparse product adds the same terms in the same (column) order, so the values
+    are :func:`_row_dot`'s bit for bit.
+    """
+    out = np.zeros(len(rows))
+    if not len(rows):
+        return out
+    if not a.has_canonical_format:
+        a = a.copy()
+        a.sum_duplicates()
+    n_cols = np.int64(b.shape[1])
+    uniq, inv = np.unique(rows, return_inverse=True)
+    order = np.argsort(inv, kind="stable")
+    bounds = np.searchsorted(inv[order], np.arange(0, len(uniq) + ROW_CHUNK, ROW_CHUNK))
+    for n, start in enumerate(range(0, len(uniq), ROW_CHUNK)):
+        sub = (a[uniq[start:start + ROW_CHUNK]] @ b).tocsr()
+        sub.sort_indices()
+        keys = np.repeat(np.arange(sub.shape[0], dtype=np.int64), np.diff(sub.indptr)) * n_cols + sub.indices
+        sel = order[bounds[n]:bounds[n + 1]]
+        q = (inv[sel] - start).astype(np.int64) * n_cols + cols[sel]
+        at = np.minimum(np.searchsorted(keys, q), max(len(keys) - 1, 0))
+        hit = keys[at] == q if len(keys) else np.zeros(len(q), bool)
+        out[sel[hit]] = sub.data[at[hit]]
     return out
 
 
@@ -545,7 +605,6 @@ class CooccurrenceRecommender(Recommender):
     def _fit(self, data: InteractionData) -> None:
         table = data.cooccurrence if self.source == "all" else data.bought_together
         self.similarity_ = _similarity(table, self.product_ids_)
-        self.similarity_t_ = self.similarity_.T.tocsr()
         if self.source == "all":
             self.seeds_ = self.user_items_
         else:
@@ -576,10 +635,84 @@ class CooccurrenceRecommender(Recommender):
             s = np.where(np.isfinite(s), s, self._fallback()[None, :])
         return s
 
+    def recommend(self, customer_ids: Sequence[str], k: int = 10, candidates: Candidates = None,
+                  exclude: Candidates | str = None) -> pd.DataFrame:
+        """As :meth:`Recommender.recommend`; without candidates or exclusions, from the sparse scores.
+
+        A customer's co-occurrence scores are a few hundred products (their products' neighbours): the
+        dense (customers x products) block of the base class is mostly the popularity fallback, of which
+        only the best ``2 k`` can reach a top ``k`` (a customer with fewer than ``k`` co-occurring products
+        loses fewer than ``k`` of them to those). Same products, ranks and scores as the dense top-k.
+        """
+        if candidates is not None or exclude is not None:
+            return super().recommend(customer_ids, k, candidates, exclude)
+        check_is_fitted(self, "similarity_")
+        ids = _check_recommend_args(customer_ids, k)
+        rows = self._rows(ids)
+        n_p = np.int64(len(self.product_ids_))
+        kk = min(int(k), int(n_p))
+        best = np.zeros(0, np.int64)
+        fb = self._fallback()
+        if self.fallback:
+            fin = np.flatnonzero(np.isfinite(fb))
+            best = fin[np.lexsort((fin, -fb[fin]))][:2 * kk].astype(np.int64)  # by score, then the smaller product
+        in_best = np.full(int(n_p), -1, np.int64)
+        in_best[best] = np.arange(len(best))
+        out_r, out_c, out_s, out_k = [], [], [], []
+        for start in range(0, len(ids), ROW_CHUNK):
+            pos = np.arange(start, min(start + ROW_CHUNK, len(ids)))
+            loc = np.flatnonzero(rows[pos] >= 0)
+            sub = (self.seeds_[rows[pos[loc]]] @ self.similarity_).tocsr()
+            sub.sort_indices()  # columns ascending within a row: the stable sort below breaks ties by product
+            lr = loc[np.repeat(np.arange(sub.shape[0]), np.diff(sub.indptr))]
+            cc, sc = sub.indices.astype(np.int64), sub.data
+            ok = sc > 0
+            lr, cc, sc = lr[ok], cc[ok], sc[ok]
+            # Only a row's entries at or above a lower bound of its kk-th best score can rank (the kk-th best of
+            # its first few entries): ~kk of a row's hundreds are sorted, with the same ranks.
+            n_row = np.bincount(lr, minlength=len(pos))
+            width = max(4 * kk, 64)
+            at = np.searchsorted(lr, np.arange(len(pos)))[:, None] + np.arange(width)[None, :]
+            window = np.where(np.arange(width)[None, :] < n_row[:, None], sc[np.minimum(at, max(len(sc) - 1, 0))]
+                              if len(sc) else 0.0, -np.inf)
+            bound = np.full(len(pos), -np.inf)
+            full = np.flatnonzero(n_row >= kk)
+            if len(full):
+                bound[full] = -np.partition(-window[full], kk - 1, axis=1)[:, kk - 1]
+            ok = sc >= bound[lr]
+            lr, cc, sc = lr[ok], cc[ok], sc[ok]
+            o = np.lexsort((-sc, lr))
+            lr, cc, sc = lr[o], cc[o], sc[o]
+            rank = np.arange(len(lr)) - np.searchsorted(lr, lr, side="left") + 1
+            keep = rank <= kk
+            parts = [(lr[keep], cc[keep], sc[keep], rank[keep])]
+            if len(best):
+                # Popularity below every co-occurrence score (> 0): after a row's co-occurring products, in
+                # popularity order, skipping those it already has; at most kk - 1 of the best 2 kk are skipped.
+                n_pos = n_row  # a row with fewer than kk kept them all; one with more gets no fill
+                taken = np.zeros((len(pos), len(best)), bool)
+                b = in_best[cc]
+                taken[lr[b >= 0], b[b >= 0]] = True
+                free = ~taken
+                f_rank = n_pos[:, None] + np.cumsum(free, axis=1)
+                fr, fj = np.nonzero(free & (f_rank <= kk))
+                parts.append((fr, best[fj], fb[best[fj]], f_rank[fr, fj]))
+            r_, c_, s_, k_ = (np.concatenate(x) for x in zip(*parts, strict=True))
+            o = np.lexsort((k_, r_))
+            out_r.append(pos[r_[o]])
+            out_c.append(c_[o])
+            out_s.append(s_[o])
+            out_k.append(k_[o])
+        if not out_r:
+            empty = np.zeros(0, np.int64)
+            return _tidy(ids, empty, self.product_ids_, empty, np.zeros(0), empty)
+        return _tidy(ids, np.concatenate(out_r), self.product_ids_, np.concatenate(out_c), np.concatenate(out_s),
+                     np.concatenate(out_k))
+
     def _pair_scores(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         s = np.zeros(len(rows))
         known = np.flatnonzero(rows >= 0)
-        s[known] = _row_dot(self.seeds_, self.similarity_t_, rows[known], cols[known])
+        s[known] = _rows_dot(self.seeds_, self.similarity_, rows[known], cols[known])
         s[s <= 0] = -np.inf
         if self.fallback:
             s = np.where(np.isfinite(s), s, self._fallback()[cols])
@@ -993,9 +1126,10 @@ class LearnedBlendRecommender(_Composite):
     def _predict(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         out = np.empty(len(rows))
         comps = [e for _, e in self.recommenders_]
+        scores = _component_scores(comps, rows, cols)
         for start in range(0, len(rows), PAIR_CHUNK):
             sl = slice(start, start + PAIR_CHUNK)
-            x = _features(comps, self.stats_, rows[sl], cols[sl])
+            x = _features(comps, self.stats_, rows[sl], cols[sl], [v[sl] for v in scores])
             x[:, self.empty_features_] = 0.0
             out[sl] = self.estimator_.predict_proba(x)[:, 1]
         return out
@@ -1019,16 +1153,26 @@ class LearnedBlendRecommender(_Composite):
         ids = np.asarray([str(c) for c in customer_ids], dtype=object)
         uniq = pd.unique(ids)
         depth = max(int(self.depth), int(k))
-        pairs = pd.concat([e.recommend(list(uniq), k=depth, candidates=candidates, exclude=exclude)
-                           [["customer_id", "product_id"]] for _, e in self.recommenders_],
-                          ignore_index=True).drop_duplicates()
-        if not len(pairs):
+        # The components' candidates as (customer position, product position) keys, each pair once in the order
+        # of its first appearance (the order of a concatenation and drop_duplicates, without hashing strings).
+        at = pd.Index(uniq)
+        n_p = np.int64(len(self.product_ids_))
+        keys = []
+        for _, e in self.recommenders_:
+            rec = e.recommend(list(uniq), k=depth, candidates=candidates, exclude=exclude)
+            # Components were fitted on the same data, so their product index is the blend's.
+            u = at.get_indexer(pd.Index(rec["customer_id"].to_numpy(dtype=object)))
+            keys.append(u.astype(np.int64) * n_p + _positions(self.product_ids_, rec["product_id"]))
+            del rec
+        key = np.concatenate(keys)
+        key = key[~pd.Series(key).duplicated().to_numpy()]
+        if not len(key):
             return pd.DataFrame(
                 {c: pd.Series(dtype=t) for c, t in zip(RECOMMENDATION_COLUMNS, (object, object, "int64", "float64"),
                                                        strict=True)})
-        order_of = pd.Index(uniq).get_indexer(pd.Index(pairs["customer_id"].to_numpy(dtype=object)))
-        cols = _positions(self.product_ids_, pairs["product_id"])
-        p = self._predict(self._rows(pairs["customer_id"].to_numpy(dtype=object)), cols)
+        order_of, cols = key // n_p, key % n_p
+        del key, keys
+        p = self._predict(self._rows(uniq)[order_of], cols)
         # Customers in the order given, best first, ties to the smaller product id (as the dense top-k).
         o = np.lexsort((cols, -p, order_of))
         who, cols, p = order_of[o], cols[o], p[o]
@@ -1036,6 +1180,11 @@ class LearnedBlendRecommender(_Composite):
         keep = rank <= k
         top = pd.DataFrame({"u": who[keep], "product_id": self.product_ids_[cols[keep]], "rank": rank[keep].astype(np.int64),
                             "score": p[keep]})
+        if len(uniq) == len(ids):
+            # Distinct customers: the list is already in their order.
+            return pd.DataFrame({"customer_id": uniq[top["u"].to_numpy()], "product_id": top["product_id"].to_numpy(),
+                                 "rank": top["rank"].to_numpy(), "score": top["score"].to_numpy()},
+                                columns=list(RECOMMENDATION_COLUMNS))
         # Every position of a customer in customer_ids gets that customer's list.
         pos = pd.DataFrame({"u": pd.Index(uniq).get_indexer(pd.Index(ids)), "at": np.arange(len(ids))})
         out = pos.merge(top, on="u").sort_values(["at", "rank"], kind="stable")
@@ -1071,9 +1220,27 @@ class _PairStats:
         self.own_purchases.eliminate_zeros()
 
 
-def _features(comps: list[Recommender], stats: _PairStats, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+def _component_scores(comps: list[Recommender], rows: np.ndarray, cols: np.ndarray) -> list[np.ndarray]:
+    """Each component's score of every pair (NaN: none), once for a whole call.
+
+    A customer's pairs are spread over the call (a stage's pool, each component's candidates), so the
+    chunks of :func:`_features` would repeat a customer's per-row work (the co-occurrence row); the
+    scores do not depend on the chunking.
+    """
+    out = []
+    for c in comps:
+        v = c.score_positions(rows, cols)
+        out.append(np.where(np.isfinite(v), v, np.nan))
+    return out
+
+
+def _features(comps: list[Recommender], stats: _PairStats, rows: np.ndarray, cols: np.ndarray,
+              scores: list[np.ndarray] | None = None) -> np.ndarray:
     x = np.full((len(rows), len(comps) + len(_PairStats.NAMES)), np.nan)
     for j, c in enumerate(comps):
+        if scores is not None:
+            x[:, j] = scores[j]
+            continue
         v = c.score_positions(rows, cols)
         x[:, j] = np.where(np.isfinite(v), v, np.nan)
     known_c = rows >= 0
@@ -1096,21 +1263,53 @@ LIVE_KINDS: tuple[str, ...] = ("views", "carts", "purchases")
 _DAY = 86_400
 
 
+def _kind_codes(kind: pd.Series) -> np.ndarray:
+    """Each row's :data:`LIVE_KINDS` code (-1: ``searches``, -2: anything else, null included).
+
+    A categorical column is read through its categories: at tens of millions of events, a string per row
+    costs seconds and gigabytes.
+    """
+    known = pd.Index([*LIVE_KINDS, "searches"])
+    if isinstance(kind.dtype, pd.CategoricalDtype):
+        cats = known.get_indexer(pd.Index(kind.cat.categories.astype(str).to_numpy(dtype=object)))
+        codes = kind.cat.codes.to_numpy()
+        at = np.where(codes >= 0, cats[codes], -1)
+    else:
+        at = known.get_indexer(pd.Index(kind.astype(str).to_numpy(dtype=object)))
+        at = np.where(kind.isna().to_numpy(), -1, at)
+    out = np.where(at < 0, -2, np.where(at == len(LIVE_KINDS), -1, at)).astype(np.int8)
+    return out
+
+
 def _live_frame(events: pd.DataFrame, name: str) -> pd.DataFrame:
-    """Check ``events`` (:data:`~cadence.features.interactions.EVENT_COLUMNS`) and keep the live kinds."""
+    """Check ``events`` (:data:`~cadence.features.interactions.EVENT_COLUMNS`) and keep the live kinds.
+
+    The frame itself (no copy) when every row is of a live kind.
+    """
     if not isinstance(events, pd.DataFrame):
         raise TypeError(f"{name}: expected a DataFrame with columns customer_id, product_id, kind, ts, "
                         f"got {type(events).__name__}")
     missing = [c for c in ("customer_id", "product_id", "kind", "ts") if c not in events.columns]
     if missing:
         raise ValueError(f"{name}: missing column {', '.join(map(repr, missing))}")
-    bad = sorted(set(events["kind"].dropna().astype(str)) - {*LIVE_KINDS, "searches"})
-    if bad:
+    code = _kind_codes(events["kind"])
+    if ((code == -2) & events["kind"].notna().to_numpy()).any():
+        bad = sorted(set(events["kind"][code == -2].dropna().astype(str)))
         raise ValueError(f"{name}: column 'kind': unknown kind {', '.join(map(repr, bad))}; "
                          f"expected {', '.join(LIVE_KINDS)}")
     if events["ts"].isna().any() or events["customer_id"].isna().any() or events["product_id"].isna().any():
         raise ValueError(f"{name}: customer_id, product_id and ts must not be null")
-    return events.loc[events["kind"].astype(str).isin(LIVE_KINDS)]
+    live = code >= 0
+    return events if live.all() else events.loc[live]
+
+
+def _first_seen(values: pd.Series) -> pd.Index:
+    """The distinct ids of ``values`` as strings, in order of first appearance (categories read once)."""
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        codes = pd.unique(values.cat.codes.to_numpy())
+        codes = codes[codes >= 0]
+        return pd.Index(values.cat.categories.astype(str).to_numpy(dtype=object)[codes], dtype=object)
+    return pd.Index(pd.unique(values.astype(str).to_numpy(dtype=object)), dtype=object)
 
 
 class LiveEvents:
@@ -1141,9 +1340,24 @@ class LiveEvents:
             unknown = np.flatnonzero(prod < 0)
             prod[unknown] = len(products) + extra.get_indexer(
                 pd.Index(events["product_id"].astype(str).to_numpy(dtype=object)[unknown]))
-        kind = pd.Index(LIVE_KINDS).get_indexer(pd.Index(events["kind"].astype(str).to_numpy(dtype=object)))
+        kind = _kind_codes(events["kind"])
         ok = prod >= 0
         return cls(customers, cust[ok], prod[ok], kind[ok].astype(np.int8), epoch_seconds(events["ts"])[ok], extra)
+
+    def since(self, start: int, products: np.ndarray, to_products: np.ndarray) -> LiveEvents:
+        """The events at or after ``start``, products re-indexed from ``products`` (this index's, then ``extra``)
+        to positions in the sorted ``to_products`` (events of a product not in it are dropped).
+
+        The same as :meth:`from_frame` of those events' rows, without a second pass over the frame.
+        """
+        ids = np.concatenate([np.asarray(products, dtype=object), np.asarray(self.extra, dtype=object)])
+        remap = _positions(to_products, ids) if len(ids) else np.zeros(0, np.int64)
+        keep = self.sec >= start
+        prod = remap[self.prod[keep]] if keep.any() else np.zeros(0, np.int64)
+        cust, kind, sec = self.cust[keep], self.kind[keep], self.sec[keep]
+        used = np.unique(cust)
+        ok = prod >= 0
+        return LiveEvents(self.customers[used], np.searchsorted(used, cust)[ok], prod[ok], kind[ok], sec[ok])
 
     def take(self, customers: np.ndarray, since: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """The events of ``customers`` (their position in the result) at or after ``since``."""
@@ -1167,8 +1381,38 @@ def expand_ranges(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return owner, idx
 
 
-def _live_features(cust: np.ndarray, prod: np.ndarray, kind: np.ndarray, sec: np.ndarray,
-                   q_cust: np.ndarray, q_prod: np.ndarray, q_t: np.ndarray, n_cust: int,
+class _LiveIndex:
+    """Events packed and sorted once for the live features of many query chunks (:func:`_live_features`).
+
+    The packing (``base``, ``span``, ``n_prod``) covers every query time and product the caller will ask
+    about, so each chunk's look-ups are sorted searches in the same arrays instead of re-sorting the events
+    per chunk. Counts and times read from it are integers relative to one base: the features are the same
+    whichever queries share a chunk.
+    """
+
+    def __init__(self, cust: np.ndarray, prod: np.ndarray, kind: np.ndarray, sec: np.ndarray, n_cust: int,
+                 t_min: int, t_max: int, prod_max: int, lookback_s: int):
+        self.base = int(t_min) - lookback_s - 1
+        self.span = np.int64(int(t_max) - self.base + 2)
+        self.n_prod = np.int64(max(int(prod.max(initial=-1)), int(prod_max)) + 1)
+        if float(n_cust) * float(self.n_prod) * float(self.span) >= 2.0 ** 62:
+            raise ValueError("live features: too many customers x products x seconds in one call; score fewer "
+                             "customers at once")
+        keep = (sec >= self.base) & (sec < self.base + self.span)
+        self.cust, self.prod, self.kind, self.rel = cust[keep], prod[keep], kind[keep], sec[keep] - self.base
+        pair = self.cust.astype(np.int64) * self.n_prod + self.prod
+        self.by_kind = []
+        for j, _ in enumerate(LIVE_KINDS):
+            m = self.kind == j
+            self.by_kind.append(np.sort(pair[m] * self.span + self.rel[m]))
+        del pair
+        self.g = self.cust.astype(np.int64) * self.span + self.rel  # already in (customer, time) order
+        self.buys = np.flatnonzero(self.kind == LIVE_KINDS.index("purchases"))
+        self.gb = self.g[self.buys]
+
+
+def _live_features(cust: np.ndarray | _LiveIndex, prod: np.ndarray | None, kind: np.ndarray | None,
+                   sec: np.ndarray | None, q_cust: np.ndarray, q_prod: np.ndarray, q_t: np.ndarray, n_cust: int,
                    co: sp.csr_matrix, bt: sp.csr_matrix, lookback_s: int, recent: int, decay_s: float) -> np.ndarray:
     """:data:`LIVE_NAMES` of each query (customer, product, time) from events strictly before the time.
 
@@ -1176,27 +1420,29 @@ def _live_features(cust: np.ndarray, prod: np.ndarray, kind: np.ndarray, sec: np
     integer keys (``< n_cust``; products ``>= co.shape[0]`` have no
     co-occurrence). Look-ups are sorted searches on packed keys
     (customer, product, seconds), so millions of queries cost a few sorts.
+    ``cust`` may be a :class:`_LiveIndex` built once for many calls (then
+    ``prod``, ``kind`` and ``sec`` are unused).
     """
     x = np.zeros((len(q_t), len(LIVE_NAMES)))
     if not len(q_t):
         return x
-    base = int(q_t.min()) - lookback_s - 1
-    span = np.int64(int(q_t.max()) - base + 2)
-    n_prod = np.int64(max(int(prod.max(initial=-1)), int(q_prod.max(initial=-1))) + 1)
-    if float(n_cust) * float(n_prod) * float(span) >= 2.0 ** 62:
-        raise ValueError("live features: too many customers x products x seconds in one call; score fewer customers "
-                         "at once")
-    keep = (sec >= base) & (sec < base + span)
-    cust, prod, kind, rel = cust[keep], prod[keep], kind[keep], sec[keep] - base
+    if isinstance(cust, _LiveIndex):
+        ix = cust
+        if int(q_t.min()) - lookback_s - 1 < ix.base or int(q_t.max()) - ix.base + 2 > ix.span or \
+                int(q_prod.max(initial=-1)) >= ix.n_prod:
+            raise ValueError("live features: a query outside the prepared index's times or products")
+    else:
+        ix = _LiveIndex(cust, prod, kind, sec, n_cust, int(q_t.min()), int(q_t.max()), int(q_prod.max(initial=-1)),
+                        lookback_s)
+    span, n_prod, base = ix.span, ix.n_prod, ix.base
+    prod, rel = ix.prod, ix.rel
     q_rel = q_t.astype(np.int64) - base
     lo_rel = q_rel - lookback_s
     # Pair look-ups, one kind at a time: counts in the window and the last time before t.
-    pair = cust.astype(np.int64) * n_prod + prod
     q_pair = q_cust.astype(np.int64) * n_prod + q_prod
     last_any = np.full(len(q_t), -1, np.int64)
     for j, _ in enumerate(LIVE_KINDS):
-        m = kind == j
-        g = np.sort(pair[m] * span + rel[m])
+        g = ix.by_kind[j]
         if not len(g):
             continue
         hi = np.searchsorted(g, q_pair * span + q_rel, side="left")
@@ -1208,10 +1454,10 @@ def _live_features(cust: np.ndarray, prod: np.ndarray, kind: np.ndarray, sec: np
             x[:, 3] = np.where(n > 0, 1.0 / (1.0 + (q_rel - last) / _DAY), 0.0)
         last_any = np.maximum(last_any, last)
     x[:, 4] = np.where(last_any >= 0, 1.0 / (1.0 + (q_rel - last_any) / _DAY), 0.0)
-    if not len(cust):
+    if not len(ix.cust):
         return x
     # The customer's latest events: how active, and how their latest products go with this one.
-    g = cust.astype(np.int64) * span + rel  # already in (customer, time) order
+    g = ix.g
     hi = np.searchsorted(g, q_cust.astype(np.int64) * span + q_rel, side="left")
     lo = np.searchsorted(g, q_cust.astype(np.int64) * span + lo_rel, side="left")
     x[:, 5] = np.log1p(hi - lo)
@@ -1221,10 +1467,10 @@ def _live_features(cust: np.ndarray, prod: np.ndarray, kind: np.ndarray, sec: np
         at = hi - r
         ok = np.flatnonzero((at >= lo) & q_known & (prod[np.maximum(at, 0)] < n_known))
         x[ok, 6] += _lookup(co, prod[at[ok]], q_prod[ok])
-    buys = np.flatnonzero(kind == LIVE_KINDS.index("purchases"))
+    buys = ix.buys
     if not len(buys):
         return x
-    gb = g[buys]
+    gb = ix.gb
     hi = np.searchsorted(gb, q_cust.astype(np.int64) * span + q_rel, side="left")
     lo = np.searchsorted(gb, q_cust.astype(np.int64) * span + lo_rel, side="left")
     for r in range(1, recent + 1):
@@ -1377,9 +1623,10 @@ class LiveBlendRecommender(LearnedBlendRecommender):
         stats = _PairStats(ref, early)
         co, bt = _similarity(early.cooccurrence, ref.product_ids_), _similarity(early.bought_together, ref.product_ids_)
         ev = _live_frame(data.events, "events")
-        extra = pd.Index(pd.unique(ev["product_id"].astype(str).to_numpy(dtype=object)))
+        extra = _first_seen(ev["product_id"])
         extra = extra[pd.Index(ref.product_ids_).get_indexer(extra) < 0]
         state = LiveEvents.from_frame(ev, ref.product_ids_, extra)
+        del ev
         # Decision times: sampled customers' interactions in [label_start, as_of - horizon), plus the delay.
         lo_s = int(epoch_seconds(pd.Series([label_start]))[0])
         hi_s = int(epoch_seconds(pd.Series([data.as_of]))[0] - self.horizon_days * _DAY)
@@ -1457,14 +1704,21 @@ class LiveBlendRecommender(LearnedBlendRecommender):
         self.n_train_positives_ = int(y.sum())
         self.n_train_decisions_ = int(len(d_t))
         self.feature_names_ = [*(f"score_{n}" for n in names), *_PairStats.NAMES, *LIVE_NAMES]
-        self.recommenders_ = [(n, _refit(e, data, c)) for (n, e), c in zip(self.recommenders, comps, strict=True)]
+        as_of_s = int(epoch_seconds(pd.Series([data.as_of]))[0])
+        # Every product of the live state was seen before as_of, so it is in product_ids_.
+        self.live_ = state.since(as_of_s - self._live_args()["lookback_s"], ref.product_ids_, self.product_ids_)
+        # The earlier split's arrays are not needed by the refit (ALS reads only its factors): freed before it,
+        # each early component as soon as its refit is done.
+        del x, y, state, stats, co, bt, top, top_c, top_p, q_dec, q_prod, q_cust, q_t, gb, qk, g, rows, known_p
+        del ref, hi, lo, key, buys, cand, r_dec, r_idx, owner, idx, by, bounds, d_cust, d_t, ids, who, first
+        fitted = []
+        for (n, e) in self.recommenders:
+            fitted.append((n, _refit(e, data, comps[0])))
+            comps.pop(0)
+        self.recommenders_ = fitted
         self.stats_ = _PairStats(self.recommenders_[0][1], data)
         self.cooccurrence_ = _similarity(data.cooccurrence, self.product_ids_)
         self.bought_together_ = _similarity(data.bought_together, self.product_ids_)
-        as_of_s = int(epoch_seconds(pd.Series([data.as_of]))[0])
-        recent_ev = ev.loc[epoch_seconds(ev["ts"]) >= as_of_s - self._live_args()["lookback_s"]]
-        # Every product of the live state was seen before as_of, so it is in product_ids_.
-        self.live_ = LiveEvents.from_frame(recent_ev, self.product_ids_)
 
     def _predict_at(self, customers: np.ndarray, cols: np.ndarray, t: np.ndarray,
                     recent: LiveEvents | None) -> np.ndarray:
@@ -1473,7 +1727,7 @@ class LiveBlendRecommender(LearnedBlendRecommender):
         comps = [e for _, e in self.recommenders_]
         n_known = len(self.product_ids_)
         as_of_s = int(epoch_seconds(pd.Series([self.as_of_]))[0])
-        uniq, q_cust = np.unique(customers, return_inverse=True)
+        uniq, q_cust = _unique_inverse(np.asarray(customers, dtype=object))
         since = int(t.min()) - self._live_args()["lookback_s"] if len(t) else as_of_s
         parts = [self.live_.take(uniq, since)]
         if recent is not None:
@@ -1484,10 +1738,16 @@ class LiveBlendRecommender(LearnedBlendRecommender):
         cust, prod, kind, sec = cust[order], prod[order], kind[order], sec[order]
         rows = self._rows(uniq)[q_cust]
         known_p = np.where(cols < n_known, cols, -1)
+        scores = _component_scores(comps, rows, known_p)
+        ix = None
+        if len(cols):
+            ix = _LiveIndex(cust, prod, kind, sec, len(uniq), int(t.min()), int(t.max()), int(cols.max()),
+                            self._live_args()["lookback_s"])
+            del cust, prod, kind, sec
         for start in range(0, len(cols), PAIR_CHUNK):
             sl = slice(start, start + PAIR_CHUNK)
-            x = np.hstack([_features(comps, self.stats_, rows[sl], known_p[sl]),
-                           _live_features(cust, prod, kind, sec, q_cust[sl], cols[sl], t[sl], len(uniq),
+            x = np.hstack([_features(comps, self.stats_, rows[sl], known_p[sl], [v[sl] for v in scores]),
+                           _live_features(ix, None, None, None, q_cust[sl], cols[sl], t[sl], len(uniq),
                                           self.cooccurrence_, self.bought_together_, **self._live_args())])
             x[:, self.empty_features_] = 0.0
             new = np.flatnonzero(cols[sl] >= n_known)
@@ -1543,8 +1803,9 @@ class LiveBlendRecommender(LearnedBlendRecommender):
             live features and the customer's, with no component scores).
         """
         check_is_fitted(self, "live_")
-        c = np.asarray([str(v) for v in customer_ids], dtype=object)
-        p = np.asarray([str(v) for v in product_ids], dtype=object)
+        c, p = (v if isinstance(v, np.ndarray) and v.dtype == object and v.ndim == 1
+                and pd.api.types.infer_dtype(v, skipna=False) == "string"
+                else np.asarray([str(x) for x in v], dtype=object) for v in (customer_ids, product_ids))
         if c.shape != p.shape or c.ndim != 1:
             raise ValueError(f"customer_ids and product_ids must be 1-d and of one length, got {c.shape} and {p.shape}")
         as_of_s = int(epoch_seconds(pd.Series([self.as_of_]))[0])

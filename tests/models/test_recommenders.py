@@ -322,3 +322,60 @@ def test_warm_als_refit_starts_from_the_earlier_factors() -> None:
     assert cold_own.mean() >= 0.9 and own.mean() >= 0.9
     with pytest.raises(ValueError, match="warm_iterations"):
         ImplicitRecommender(warm_iterations=0).fit(LABELLED)
+
+
+def _random_data(seed: int, n_products: int = 40, n_pairs: int = 150) -> InteractionData:
+    """60 customers, 40 products, random weights and a sparse co-occurrence with tied scores."""
+    rng = np.random.default_rng(seed)
+    n = 400
+    c = rng.integers(0, 60, n)
+    p = rng.integers(0, n_products, n)
+    inter = pd.DataFrame({"customer_id": [f"c{i:02d}" for i in c], "product_id": [f"p{i:02d}" for i in p]})
+    inter = inter.drop_duplicates().reset_index(drop=True)
+    m = len(inter)
+    purchases = rng.integers(0, 2, m)
+    inter = inter.assign(views=rng.integers(0, 3, m), carts=0, purchases=purchases, searches=0,
+                         weight=rng.integers(1, 4, m).astype(float) + purchases,
+                         last_at=AS_OF - pd.Timedelta(days=1), last_viewed_at=AS_OF - pd.Timedelta(days=1))
+    a, b = rng.integers(0, n_products, n_pairs), rng.integers(0, n_products, n_pairs)
+    co = pd.DataFrame({"product_id": [f"p{i:02d}" for i in a], "other_product_id": [f"p{i:02d}" for i in b],
+                       "score": rng.choice([0.1, 0.2, 0.5], n_pairs)})
+    co = co[co["product_id"] != co["other_product_id"]].drop_duplicates(["product_id", "other_product_id"])
+    return InteractionData(AS_OF, inter, co, co)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("k", [1, 5, 40])
+@pytest.mark.parametrize("source", ["all", "orders"])
+@pytest.mark.parametrize("fallback", [True, False])
+def test_cooccurrence_sparse_top_k_is_the_dense_one(seed: int, k: int, source: str, fallback: bool) -> None:
+    # The sparse path (the co-occurring products, then at most 2k popular ones) must give the dense ranking exactly.
+    rec = CooccurrenceRecommender(source=source, fallback=fallback).fit(_random_data(seed))
+    ids = [*rec.customer_ids_[::2], "stranger", rec.customer_ids_[0]]
+    fast = rec.recommend(ids, k=k)
+    dense = Recommender.recommend(rec, ids, k=k)
+    pd.testing.assert_frame_equal(fast, dense)
+
+
+@pytest.mark.parametrize("k", [1, 3, 20])
+def test_cooccurrence_sparse_top_k_with_rows_longer_than_its_window(k: int) -> None:
+    # Customers with hundreds of co-occurring products: only those above a bound from the row's first entries
+    # are sorted, which must not change the ranking.
+    rec = CooccurrenceRecommender().fit(_random_data(2, n_products=400, n_pairs=20_000))
+    assert np.diff((rec.seeds_ @ rec.similarity_).tocsr().indptr).max() > 100
+    fast = rec.recommend(list(rec.customer_ids_), k=k)
+    pd.testing.assert_frame_equal(fast, Recommender.recommend(rec, list(rec.customer_ids_), k=k))
+
+
+def test_pair_products_per_row_are_the_per_pair_ones_bit_for_bit() -> None:
+    import scipy.sparse as sp
+
+    from cadence.models.recommenders import _row_dot, _rows_dot
+
+    rng = np.random.default_rng(0)
+    a = sp.random(300, 50, density=0.1, random_state=1, format="csr")
+    b = sp.random(50, 60, density=0.2, random_state=2, format="csr")
+    rows, cols = rng.integers(0, 300, 5000), rng.integers(0, 60, 5000)
+    np.testing.assert_array_equal(_rows_dot(a, b, rows, cols), _row_dot(a, b.T.tocsr(), rows, cols))
+    np.testing.assert_allclose(_rows_dot(a, b, rows, cols), (a @ b).toarray()[rows, cols])
+    assert _rows_dot(a, b, rows[:0], cols[:0]).shape == (0,)

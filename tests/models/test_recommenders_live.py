@@ -159,3 +159,36 @@ def test_pair_dot_products_equal_the_dense_product() -> None:
     twice.has_canonical_format = False
     np.testing.assert_allclose(_row_dot(twice, b.T.tocsr(), rows, cols), 2 * dense)
     assert _row_dot(a, b.T.tocsr(), rows[:0], cols[:0]).shape == (0,)
+
+
+def test_live_features_from_one_index_equal_those_of_each_chunk() -> None:
+    # _predict_at sorts the events once for all chunks of queries: each chunk's features must be its own call's.
+    import scipy.sparse as sp
+
+    from cadence.models.recommenders import _live_features, _LiveIndex, _unique_inverse
+
+    rng = np.random.default_rng(3)
+    n_c, n_p, n = 30, 15, 2000
+    cust = np.sort(rng.integers(0, n_c, n))
+    sec = 1_000_000 + rng.integers(0, 200 * 86_400, n)
+    order = np.lexsort((sec, cust))
+    cust, sec = cust[order], sec[order]
+    prod, kind = rng.integers(0, n_p + 2, n), rng.integers(0, 3, n).astype(np.int8)
+    co = sp.random(n_p, n_p, density=0.3, random_state=4, format="csr")
+    bt = sp.random(n_p, n_p, density=0.3, random_state=5, format="csr")
+    q = 3000
+    q_cust, q_prod = rng.integers(0, n_c, q), rng.integers(0, n_p + 2, q)
+    q_t = 1_000_000 + rng.integers(100 * 86_400, 210 * 86_400, q)
+    args = {"lookback_s": 90 * 86_400, "recent": 3, "decay_s": 30.0 * 86_400}
+    ix = _LiveIndex(cust, prod, kind, sec, n_c, int(q_t.min()), int(q_t.max()), int(q_prod.max()), args["lookback_s"])
+    for sl in (slice(0, 1000), slice(1000, 1001), slice(1001, q)):
+        own = _live_features(cust, prod, kind, sec, q_cust[sl], q_prod[sl], q_t[sl], n_c, co, bt, **args)
+        shared = _live_features(ix, None, None, None, q_cust[sl], q_prod[sl], q_t[sl], n_c, co, bt, **args)
+        np.testing.assert_array_equal(shared, own)
+    with pytest.raises(ValueError, match="outside the prepared index"):
+        _live_features(ix, None, None, None, q_cust[:1], q_prod[:1], q_t[:1] + 400 * 86_400, n_c, co, bt, **args)
+    ids = np.asarray([f"c{i}" for i in rng.integers(0, 50, 500)], dtype=object)
+    u, inv = _unique_inverse(ids)
+    u0, inv0 = np.unique(ids, return_inverse=True)
+    np.testing.assert_array_equal(u, u0)
+    np.testing.assert_array_equal(inv, inv0)
