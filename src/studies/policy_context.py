@@ -81,10 +81,12 @@ COMPARISONS: tuple[tuple[str, str], ...] = (("full", "trigger"), ("full", "rules
 class RulesWhereLacking:
     """``policy``'s decisions, but the rules' on the rows that lack a family of ``context``.
 
-    The seven-column policy handicapped as the full-context one is: that one
-    hands rows without customer features or scores to the rules
-    (:func:`~cadence.policies.context.fallback_reasons`), so ``full`` against
-    this isolates what the extra columns are worth from what the fallback costs.
+    The seven-column policy handicapped as a full-context one fitted with
+    ``fallback="rules"`` is: that one hands rows without customer features or
+    scores to the rules, so ``full`` (with ``fallback="rules"``) against this
+    isolates what the extra columns are worth from what the fallback costs.
+    The default full-context policy decides those rows with learned
+    fallbacks instead (:meth:`~cadence.policies.learned.UpliftPolicy.family_routes`).
     """
 
     policy: Policy
