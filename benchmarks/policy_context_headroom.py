@@ -1,6 +1,7 @@
 """How much can the customer's features be worth in the observable world? The truth's oracle headroom (issue 22).
 
-For each seed, re-runs the world of ``ObservableResponse(**weights)`` under
+For each seed, re-runs the world of ``ObservableResponse(**weights)`` (default
+:data:`~cadence.synthetic.REALISED_RESPONSE`) under
 constant actions (hold; send with each incentive:
 :func:`cadence.studies.policy_context.action_values`) and prints the true
 net revenue per trigger of the cross-fitted oracle decision rule that reads
@@ -35,7 +36,7 @@ from cadence.studies.policy_context import (
     with_logged_columns,
     world,
 )
-from cadence.synthetic import ObservableResponse
+from cadence.synthetic import REALISED_RESPONSE, ObservableResponse
 
 
 def main() -> None:
@@ -46,9 +47,10 @@ def main() -> None:
     ap.add_argument("--days", type=int, default=180)
     ap.add_argument("--columns", action="store_true",
                     help="also the oracle reading the shop's measured columns (generates each shop and its context)")
-    ap.add_argument("--weights", default="", help="ObservableResponse keyword arguments as JSON (default: its defaults)")
+    ap.add_argument("--weights", default="", help="ObservableResponse keyword arguments as JSON (default: REALISED_RESPONSE; '{}' for the "
+                         "hidden-traits world)")
     args = ap.parse_args()
-    response = ObservableResponse(**json.loads(args.weights)) if args.weights else ObservableResponse()
+    response = ObservableResponse(**json.loads(args.weights)) if args.weights else REALISED_RESPONSE
     t0 = time.perf_counter()
     rows = []
     for seed in range(args.first_seed, args.first_seed + args.seeds):

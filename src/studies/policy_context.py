@@ -1,9 +1,11 @@
 """Does the learned policy gain from deciding with the customer's features and scores? The truth, over many seeds.
 
 For each seed of the observable-response world
-(:class:`~cadence.synthetic.config.ObservableResponse`: response types and
-deal sensitivity depend on frequency, recency, engagement, tenure and
-browsing, which a shop can see):
+(:class:`~cadence.synthetic.config.ObservableResponse`; by default
+:data:`~cadence.synthetic.config.REALISED_RESPONSE`: each trigger's response
+type and deal sensitivity depend on the customer's orders, sessions,
+recency and tenure just before it, which the shop's features measure, and
+on hidden draws):
 
 1. generate the shop under the randomised logging policy, compute the
    policy context from its tables (:func:`cadence.workflows.logs.load_context`:
@@ -58,8 +60,18 @@ from cadence.evaluation.intervals import t_interval
 from cadence.policies.context import CONTEXT_FAMILIES, WithContext, fallback_reasons
 from cadence.policies.learned import UpliftPolicy
 from cadence.policies.rules import RulesPolicy, decisions_frame, opt_in_matrix
-from cadence.synthetic.backbone import SEGMENT_NAMES, observable_traits
-from cadence.synthetic.config import OBSERVABLE_TRAITS, ObservableResponse, ShopConfig
+from cadence.synthetic.backbone import (
+    SEGMENT_NAMES,
+    observable_traits,
+    realised_traits,
+    trigger_response,
+)
+from cadence.synthetic.config import (
+    OBSERVABLE_TRAITS,
+    REALISED_RESPONSE,
+    ObservableResponse,
+    ShopConfig,
+)
 from cadence.synthetic.world import customer_ids, generate_shop, iter_world
 from cadence.workflows.logs import load_context, load_log
 
@@ -129,8 +141,8 @@ def true_net_revenue(policy: Policy, cfg: ShopConfig, customers: Iterable[str]) 
 
 
 def world(seed: int, customers: int, days: int, response: ObservableResponse | None = None) -> ShopConfig:
-    """The study's shop: the observable-response world of ``seed``."""
-    return ShopConfig(customers=customers, days=days, seed=seed, observable_response=response or ObservableResponse())
+    """The study's shop: the observable-response world of ``seed`` (default :data:`~cadence.synthetic.REALISED_RESPONSE`)."""
+    return ShopConfig(customers=customers, days=days, seed=seed, observable_response=response or REALISED_RESPONSE)
 
 
 def policy_context_study(seeds: Iterable[int], *, customers: int = 4000, days: int = 210,
@@ -304,14 +316,18 @@ def action_values(cfg: ShopConfig) -> pd.DataFrame:
             values[action].append(out.p_convert * out.p_in_window * (out.value_if_converted - out.incentive_cost))
             if action == "hold":
                 pp, tc = bb.people, bb.trig_cust
-                z = observable_traits(cfg, pp, bb.browse_rate)
+                if cfg.observable_response.basis == "realised":
+                    z = realised_traits(cfg, bb)
+                else:
+                    z = {k: v[tc] for k, v in observable_traits(cfg, pp, bb.browse_rate).items()}
+                segment, _, deal = trigger_response(bb)
                 frame = pd.DataFrame({"customer": pp.idx[tc], "stage": np.asarray(STAGES)[bb.trig_stage],
                                       "triggered_s": bb.trig_s})
                 for t in OBSERVABLE_TRAITS:
-                    frame[t] = z[t][tc]
+                    frame[t] = z[t]
                 for k, seg in enumerate(SEGMENT_NAMES):
-                    frame[f"segment_{seg}"] = (pp.segment[tc] == k).astype(float)
-                frame["deal_sensitivity"] = pp.deal_sensitivity[tc]
+                    frame[f"segment_{seg}"] = (segment == k).astype(float)
+                frame["deal_sensitivity"] = deal
                 parts.append(frame)
     out_frame = pd.concat(parts, ignore_index=True)
     for action, v in values.items():

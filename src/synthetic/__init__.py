@@ -4,7 +4,13 @@
 """
 
 from cadence.synthetic.churn import true_churn_risk
-from cadence.synthetic.config import ObservableResponse, ResponseParams, ShopConfig, Tastes
+from cadence.synthetic.config import (
+    REALISED_RESPONSE,
+    ObservableResponse,
+    ResponseParams,
+    ShopConfig,
+    Tastes,
+)
 from cadence.synthetic.logging_policy import RandomizedLoggingPolicy
 from cadence.synthetic.world import (
     generate_shop,
@@ -15,6 +21,7 @@ from cadence.synthetic.world import (
 )
 
 __all__ = [
+    "REALISED_RESPONSE",
     "ResponseParams",
     "ObservableResponse",
     "ShopConfig",

@@ -111,6 +111,8 @@ class Backbone:
     # latent tastes (ShopConfig.tastes), None in the default world
     item_tastes: ItemTastes | None = None
     customer_tastes: CustomerTastes | None = None
+    # per-trigger (segment, intent, deal sensitivity) in a realised-response world, else None
+    trig_response: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
 
 @dataclass
@@ -531,25 +533,108 @@ def observable_response_types(cfg: ShopConfig, pp: People, browse_rate: np.ndarr
 
     Uses its own random stream keyed by (seed, chunk), so no other draw of the shop moves.
     """
-    from scipy.special import expit, logit
+    hidden = _hidden_response_draws(cfg, len(pp.idx), chunk)
+    pp.segment, pp.intent, pp.deal_sensitivity = _response(cfg, observable_traits(cfg, pp, browse_rate), *hidden)
+
+
+def _hidden_response_draws(cfg: ShopConfig, n: int, chunk: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per customer, the part of the response no feature sees: Gumbel draws per segment, intent noise, base deal logit."""
+    from scipy.special import logit
+
+    rng = np.random.default_rng([cfg.seed, 7, chunk])
+    gumbel = rng.gumbel(size=(n, len(SEGMENTS)))
+    noise = rng.normal(0, 0.5, n)
+    return gumbel, noise, logit(rng.beta(2, 3, n))
+
+
+def _response(cfg: ShopConfig, z: dict[str, np.ndarray], gumbel: np.ndarray, noise: np.ndarray,
+              deal0: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Segment, intent and deal sensitivity of :class:`ObservableResponse`'s multinomial logit, row by row."""
+    from scipy.special import expit
 
     spec = cfg.observable_response
     assert spec is not None
-    rng = np.random.default_rng([cfg.seed, 7, chunk])
-    z = observable_traits(cfg, pp, browse_rate)
-    n = len(pp.idx)
-    shares = np.log(np.array(list(SEGMENTS.values())))
-    score = shares + rng.gumbel(size=(n, len(SEGMENTS)))  # the hidden part
+    score = np.log(np.array(list(SEGMENTS.values()))) + gumbel
     for k, seg in enumerate(SEGMENT_NAMES):
         for trait, w in spec.segment_weights.get(seg, {}).items():
             score[:, k] += w * z[trait]
-    pp.segment = np.argmax(score, axis=1)
+    segment = np.argmax(score, axis=1)
     intent_by_seg = np.array([cfg.response.segment_intent[s] for s in SEGMENT_NAMES])
-    pp.intent = intent_by_seg[pp.segment] + rng.normal(0, 0.5, n)
-    deal = logit(rng.beta(2, 3, n))
+    deal = deal0.copy()
     for trait, w in spec.deal_weights.items():
         deal += w * z[trait]
-    pp.deal_sensitivity = expit(deal)
+    return segment, intent_by_seg[segment] + noise, expit(deal)
+
+
+#: Fixed centring and scale of the realised traits (:func:`realised_traits`): roughly the mean
+#: and standard deviation over the triggers of default-sized worlds, so a weight of 1 means
+#: about one standard deviation per unit of log-odds as for the hidden traits.
+REALISED_SCALE: dict[str, tuple[float, float]] = {
+    "frequency": (0.65, 0.6), "recency": (2.85, 1.25), "tenure": (0.8, 0.95), "browsing": (1.65, 0.75),
+}
+
+
+def realised_traits(cfg: ShopConfig, bb: Backbone) -> dict[str, np.ndarray]:
+    """Per trigger, the standardised traits as the customer's own history shows them just before the trigger.
+
+    ``frequency``: log(1 + organic orders in the 90 days before); ``recency``:
+    log(1 + days since the last organic order, or since the customer became
+    active when there is none); ``tenure``: years since signup; ``browsing``:
+    log(1 + sessions started in the 90 days before); each centred and scaled
+    by :data:`REALISED_SCALE`. ``engagement`` is the hidden open affinity:
+    opens depend on what the policy sends, so a realised count would make
+    the response depend on the policy being judged. The world counts its
+    own organic orders and sessions (the policy-independent backbone), so
+    the truth shares no code with the feature layer that measures the same.
+    """
+    c, t = bb.trig_cust.astype(np.int64), bb.trig_s
+    pp = bb.people
+    key_span = np.int64(1) << 40
+    orders = np.sort(bb.ord_cust.astype(np.int64) * key_span + bb.ord_s)
+    base = c * key_span
+    hi = np.searchsorted(orders, base + t, side="left")
+    n90 = hi - np.searchsorted(orders, base + t - 90 * DAY, side="left")
+    prev = orders[np.maximum(hi - 1, 0)] if len(orders) else np.zeros(len(t), np.int64)
+    own = (hi > 0) & (prev >= base)
+    last = np.where(own, prev - base, pp.alive_from_s[c])
+    _, first = np.unique(bb.ev_session, return_index=True)  # events sort by (customer, time): a session's first
+    sessions = np.sort(bb.ev_cust[first].astype(np.int64) * key_span + bb.ev_s[first])
+    n_sessions = (np.searchsorted(sessions, base + t, side="left")
+                  - np.searchsorted(sessions, base + t - 90 * DAY, side="left"))
+    raw = {
+        "frequency": np.log1p(n90),
+        "recency": np.log1p(np.maximum(t - last, 0) / DAY),
+        "tenure": (t - pp.signup_s[c]) / (365.0 * DAY),
+        "browsing": np.log1p(n_sessions),
+    }
+    z = {k: (v - REALISED_SCALE[k][0]) / REALISED_SCALE[k][1] for k, v in raw.items()}
+    z["engagement"] = pp.open_affinity[c] / 0.7
+    return z
+
+
+def realised_response_types(cfg: ShopConfig, bb: Backbone, chunk: int) -> None:
+    """Per trigger, segment, intent and deal sensitivity from the realised traits (``basis="realised"``), in place.
+
+    The customer keeps their hidden draws (:func:`_hidden_response_draws`);
+    what moves from trigger to trigger is what their history shows then.
+    The per-customer ``segment``, ``intent`` and ``deal_sensitivity`` become
+    undefined (-1 and NaN): the response reads ``bb.trig_response``.
+    """
+    gumbel, noise, deal0 = _hidden_response_draws(cfg, len(bb.people.idx), chunk)
+    c = bb.trig_cust
+    bb.trig_response = _response(cfg, realised_traits(cfg, bb), gumbel[c], noise[c], deal0[c])
+    pp = bb.people
+    pp.segment = np.full(len(pp.idx), -1)
+    pp.intent = np.full(len(pp.idx), np.nan)
+    pp.deal_sensitivity = np.full(len(pp.idx), np.nan)
+
+
+def trigger_response(bb: Backbone) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each trigger's (segment, intent, deal sensitivity): its own in a realised world, else its customer's."""
+    if bb.trig_response is not None:
+        return bb.trig_response
+    pp, c = bb.people, bb.trig_cust
+    return pp.segment[c], pp.intent[c], pp.deal_sensitivity[c]
 
 
 def build_backbone(cfg: ShopConfig, cat: Catalog, chunk: int) -> Backbone:
@@ -617,10 +702,13 @@ def build_backbone(cfg: ShopConfig, cat: Catalog, chunk: int) -> Backbone:
         uniforms=np.zeros((0, 8)), browse_rate=browse_rate,
         item_tastes=None if taste is None else taste[0], customer_tastes=None if taste is None else taste[1],
     )
-    if cfg.observable_response is not None:
+    realised = cfg.observable_response is not None and cfg.observable_response.basis == "realised"
+    if cfg.observable_response is not None and not realised:
         observable_response_types(cfg, bb.people, browse_rate, chunk)
     from cadence.synthetic.world_triggers import world_triggers
 
     world_triggers(cfg, cat, bb)
+    if realised:
+        realised_response_types(cfg, bb, chunk)
     bb.uniforms = rng.random((len(bb.trig_s), 8))
     return bb

@@ -120,6 +120,8 @@ class ResponseParams:
 #: (years since signup at the window's start) and ``browsing`` (log browsing sessions per
 #: day: sessions, views and searches).
 OBSERVABLE_TRAITS: tuple[str, ...] = ("frequency", "recency", "engagement", "tenure", "browsing")
+#: What :class:`ObservableResponse`'s traits are read from (its ``basis``).
+OBSERVABLE_BASES: tuple[str, ...] = ("traits", "realised")
 
 
 @dataclass(frozen=True)
@@ -145,6 +147,23 @@ class ObservableResponse:
     own random stream after the backbone (people, orders, sessions) is
     drawn, so everything else about the shop is the same as without it.
 
+    ``basis`` says what ``z_j`` are. ``"traits"`` (the default): the
+    customer's generating parameters (purchase rate, dropout probability,
+    open affinity, signup, browsing rate), fixed per customer; the shop
+    measures them only through their noisy realisations, so little of the
+    response is visible in its columns. ``"realised"``: per trigger, what
+    the customer's own history shows just before it
+    (:func:`cadence.synthetic.backbone.realised_traits`): orders and
+    sessions in the 90 days before, days since the last order, years since
+    signup; engagement stays the hidden open affinity, since opens depend
+    on the policy. The Gumbel draws, intent noise and base deal sensitivity
+    stay the customer's, so the response type moves only as their history
+    does (a customer who stops browsing drifts from persuadable to lost
+    cause), and a policy reading the shop's features sees most of what
+    decides it. The truth then records each message's ``segment``,
+    ``intent`` and ``deal_sensitivity`` in ``truth/messages``, and the
+    customer-level ones in ``truth/customers`` are null.
+
     The default weights: sure things buy often and recently; persuadables
     read and browse; the annoyed read little and have been around long;
     lapsed, infrequent customers are more deal-sensitive.
@@ -161,8 +180,12 @@ class ObservableResponse:
     deal_weights: dict[str, float] = field(
         default_factory=lambda: {"recency": 0.5, "frequency": -0.4, "engagement": 0.2}
     )
+    #: ``"traits"`` (generating parameters, per customer) or ``"realised"`` (history before each trigger).
+    basis: str = "traits"
 
     def __post_init__(self) -> None:
+        if self.basis not in OBSERVABLE_BASES:
+            raise ValueError(f"observable_response.basis: unknown basis {self.basis!r}; choose from {OBSERVABLE_BASES}")
         unknown = sorted(set(self.segment_weights) - set(SEGMENTS))
         if unknown:
             raise ValueError(f"observable_response.segment_weights: unknown segments {unknown}; choose from {tuple(SEGMENTS)}")
@@ -170,6 +193,23 @@ class ObservableResponse:
         bad = sorted({t for t in traits if t not in OBSERVABLE_TRAITS})
         if bad:
             raise ValueError(f"observable_response: unknown traits {bad}; choose from {OBSERVABLE_TRAITS}")
+
+
+#: The world where the shop's own columns decide much of the response (``basis="realised"``):
+#: persuadables browse and are new, the annoyed have been around long, lost causes browse
+#: little, sure things bought often and recently; deal sensitivity grows with time since the
+#: last order and with browsing, and shrinks with tenure. Engagement (hidden) keeps a small part.
+#: The policy-context study's world (:func:`cadence.studies.policy_context.world`).
+REALISED_RESPONSE = ObservableResponse(
+    segment_weights={
+        "persuadable": {"browsing": 2.0, "tenure": -1.0, "engagement": 0.4},
+        "sure_thing": {"frequency": 1.2, "recency": -0.8},
+        "lost_cause": {"browsing": -1.0},
+        "annoyed": {"tenure": 2.0, "engagement": -0.5},
+    },
+    deal_weights={"recency": 0.5, "tenure": -0.8, "browsing": 0.5},
+    basis="realised",
+)
 
 
 #: Regular-order purchases (latest first) whose complements a customer's choice remembers.

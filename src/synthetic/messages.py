@@ -60,7 +60,7 @@ from cadence.contract.triggers import (
     INCENTIVE_PERCENT,
     RECOMMENDATION_STAGES,
 )
-from cadence.synthetic.backbone import SEGMENT_NAMES, Backbone
+from cadence.synthetic.backbone import SEGMENT_NAMES, Backbone, trigger_response
 from cadence.synthetic.catalog import DAY, Catalog
 from cadence.synthetic.config import ShopConfig
 
@@ -264,7 +264,9 @@ def run_messages(cfg: ShopConfig, cat: Catalog, bb: Backbone, policy: Policy, ch
     open_base = np.array([rp.open_base[c] for c in CHANNELS])
     inc_eff = np.array([rp.incentive_effect[i] for i in INCENTIVES])
     is_abandon = np.isin(stage_names, list(ABANDON_STAGES))
-    annoyed = np.asarray(SEGMENT_NAMES)[pp.segment] == "annoyed"
+    # Each trigger's response type, intent and deal sensitivity (its customer's, or its own in a realised world).
+    t_seg, t_intent, t_deal = trigger_response(bb)
+    annoyed = np.asarray(SEGMENT_NAMES)[t_seg] == "annoyed"
     from cadence.synthetic.backbone import TZ_NAMES
 
     value = basket_values(cat, bb)
@@ -307,24 +309,24 @@ def run_messages(cfg: ShopConfig, cat: Catalog, bb: Backbone, policy: Policy, ch
     bounds = np.searchsorted(rank[order], np.arange(int(rank.max()) + 2 if n_t else 1))
     attrib = int(cfg.rules.attribution_days * DAY)
 
-    def respond(c: np.ndarray, s: np.ndarray, ch: np.ndarray, inc: np.ndarray, delay: np.ndarray, tau: np.ndarray,
-                n7: np.ndarray) -> tuple[np.ndarray, ...]:
-        """Conversion logits (hold, send) and open/unsubscribe probabilities of a send at ``tau``."""
+    def respond(r: np.ndarray, c: np.ndarray, s: np.ndarray, ch: np.ndarray, inc: np.ndarray, delay: np.ndarray,
+                tau: np.ndarray, n7: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Conversion logits (hold, send) and open/unsubscribe probabilities of trigger rows ``r`` sent at ``tau``."""
         # Send-time match: how close the local send hour is to the preferred hour.
         match = send_time_match(((tau % DAY) / 3600 + pp.tz_offset_h[c]) % 24, pp.preferred_hour[c])
-        logit0 = stage_base[s] + pp.intent[c]
+        logit0 = stage_base[s] + t_intent[r]
         delay_pen = np.where(is_abandon[s], rp.delay_decay * np.log2(np.maximum(delay, 20) / 20), 0.0)
         logit1 = (
             logit0
-            + stage_scale[s] * seg_eff[pp.segment[c]]
+            + stage_scale[s] * seg_eff[t_seg[r]]
             + ch_eff[np.maximum(ch, 0)]
-            + pp.deal_sensitivity[c] * inc_eff[np.maximum(inc, 0)]
+            + t_deal[r] * inc_eff[np.maximum(inc, 0)]
             - delay_pen
             + rp.send_time_effect * match
             - rp.fatigue_conversion * n7
         )
         p_open = expit(open_base[np.maximum(ch, 0)] + pp.open_affinity[c] + OPEN_SEND_TIME_EFFECT * match - rp.fatigue_open * n7)
-        p_unsub = expit(rp.unsubscribe_base + rp.unsubscribe_annoyed * annoyed[c] + rp.unsubscribe_fatigue * n7)
+        p_unsub = expit(rp.unsubscribe_base + rp.unsubscribe_annoyed * annoyed[r] + rp.unsubscribe_fatigue * n7)
         return logit0, logit1, p_open, p_unsub
 
     def incentive_cost(inc: np.ndarray, send: np.ndarray, rows: np.ndarray) -> np.ndarray:
@@ -374,7 +376,7 @@ def run_messages(cfg: ShopConfig, cat: Catalog, bb: Backbone, policy: Policy, ch
         sendable = due & want & reach  # would be sent were the first message not to convert before it
         sent = decided & sendable
         n7 = sends_in_week(c, tau2) + (tau[j] > tau2 - 7 * DAY)  # the first message, not yet in the ring
-        _l0, l2, po, pu = respond(c, st, ch2, inc2, delay, tau2, n7)
+        _l0, l2, po, pu = respond(r, c, st, ch2, inc2, delay, tau2, n7)
         if tastes is not None:
             l2 = l2 + tastes.spec.item_effect * item_shift[r]
         p2 = expit(l2)
@@ -449,7 +451,7 @@ def run_messages(cfg: ShopConfig, cat: Catalog, bb: Backbone, policy: Policy, ch
         delay = np.where(send, dec["delay_minutes"].to_numpy(dtype=np.int64), 0)
         tau = t + delay * 60
         n7 = sends_in_week(c, tau)
-        logit0, logit1, po, pu = respond(c, s, ch, inc, delay, tau, n7)
+        logit0, logit1, po, pu = respond(rows, c, s, ch, inc, delay, tau, n7)
         if tastes is not None:
             tastes.show(dec, rows, send, tau, out, value, item_shift, policy.policy_id)
             logit1 = logit1 + tastes.spec.item_effect * item_shift[rows]
@@ -494,7 +496,7 @@ def run_messages(cfg: ShopConfig, cat: Catalog, bb: Backbone, policy: Policy, ch
         out.p_click[rows] = p_open * p_click
         out.p_convert[rows] = p_conv
         out.p_convert_hold[rows] = p0
-        plain = logit0 + stage_scale[s] * seg_eff[pp.segment[c]] + ch_eff[0] - rp.fatigue_conversion * n7
+        plain = logit0 + stage_scale[s] * seg_eff[t_seg[rows]] + ch_eff[0] - rp.fatigue_conversion * n7
         out.send_effect[rows] = expit(plain) - p0
         out.incentive_cost[rows] = cost
         out.fatigue[rows] = n7

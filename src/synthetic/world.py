@@ -250,10 +250,10 @@ def _chunk_tables(cfg: ShopConfig, cat: Catalog, bb: Backbone, out: Outcomes, po
         "purchase_rate_per_day": pa.array(pp.rate),
         "dropout_probability": pa.array(pp.dropout),
         "dropout_at": _ts(np.where(pp.death_s >= cfg.end_s, -1, pp.death_s)),
-        "segment": pa.array(np.asarray(SEGMENT_NAMES)[pp.segment]),
-        "intent": pa.array(pp.intent),
+        "segment": pa.array(np.asarray(SEGMENT_NAMES)[pp.segment], mask=pp.segment < 0),  # null: per message
+        "intent": pa.array(pp.intent, mask=pp.segment < 0),
         "open_affinity": pa.array(pp.open_affinity),
-        "deal_sensitivity": pa.array(pp.deal_sensitivity),
+        "deal_sensitivity": pa.array(pp.deal_sensitivity, mask=pp.segment < 0),
         "preferred_hour_local": pa.array(pp.preferred_hour),
         "utc_offset_hours": pa.array(pp.tz_offset_h),
         "top_category": pa.array(np.asarray(CATEGORY_NAMES)[np.argmax(np.diff(pp.affinity_cum, axis=1, prepend=0), axis=1)]),
@@ -271,6 +271,10 @@ def _chunk_tables(cfg: ShopConfig, cat: Catalog, bb: Backbone, out: Outcomes, po
     })
     if out.items_relevance is not None:
         truth_messages = truth_messages.append_column("items_relevance", pa.array(out.items_relevance))
+    if bb.trig_response is not None:  # a realised-response world: each message's own (follow-ups: their trigger's)
+        seg, intent, deal = (np.r_[a, a[f]] for a in bb.trig_response)
+        per_message = {"segment": pa.array(np.asarray(SEGMENT_NAMES)[seg]), "intent": pa.array(intent),
+                       "deal_sensitivity": pa.array(deal)}
     if len(f):
         truth_messages = pa.concat_tables([truth_messages, pa.table({
             "message_id": messages["message_id"].slice(len(bb.trig_s)),
@@ -285,6 +289,9 @@ def _chunk_tables(cfg: ShopConfig, cat: Catalog, bb: Backbone, out: Outcomes, po
             **({} if out.items_relevance is None else
                {"items_relevance": pa.array(np.where(fu.send[f], out.items_relevance[f], np.nan))}),
         })])
+    if bb.trig_response is not None:
+        for name, col in per_message.items():
+            truth_messages = truth_messages.append_column(name, col)
     kinds = np.r_[np.where(bb.ord_kind == 1, "replenishment", "regular"),
                   np.where(out.send[conv], "message_send", "message_hold")]
     truth_orders = pa.table({"order_id": orders["order_id"], "source": pa.array(kinds.astype(object), pa.string())})

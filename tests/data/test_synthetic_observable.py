@@ -9,8 +9,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from cadence.contract.tables import STAGES
 from cadence.data.io import OUTPUT_MARKER, read_tables
-from cadence.synthetic import ObservableResponse, ShopConfig, generate_shop, load_config, load_truth
+from cadence.synthetic import (
+    REALISED_RESPONSE,
+    ObservableResponse,
+    ShopConfig,
+    generate_shop,
+    load_config,
+    load_truth,
+)
 
 BASE = dict(customers=3_000, days=180, seed=13, chunk_size=1_000)
 
@@ -25,6 +33,7 @@ def shops(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {
         "default": generate_shop(ShopConfig(**BASE), root / "default"),
         "observable": generate_shop(ShopConfig(**BASE, observable_response=ObservableResponse()), root / "observable"),
+        "realised": generate_shop(ShopConfig(**BASE, observable_response=REALISED_RESPONSE), root / "realised"),
     }
 
 
@@ -79,9 +88,78 @@ def test_deal_sensitivity_follows_recency_and_frequency(shops: dict[str, Path]) 
     assert abs(plain.loc[lapsing, "deal_sensitivity"].mean() - plain.loc[~lapsing, "deal_sensitivity"].mean()) < 0.02
 
 
+def test_realised_world_moves_only_the_response_and_records_it_per_message(shops: dict[str, Path]) -> None:
+    for table in ("customers.parquet", "events.parquet", "products.parquet"):
+        assert _digest(shops["realised"], table) == _digest(shops["default"], table), table
+    truth = load_truth(shops["realised"])
+    # The response is per trigger: the customer-level columns are null, each message carries its own.
+    assert truth["customers"][["segment", "intent", "deal_sensitivity"]].isna().all().all()
+    per_message = truth["messages"]
+    assert per_message[["segment", "intent", "deal_sensitivity"]].notna().all().all()
+    messages = read_tables(shops["realised"], ["messages"])["messages"].merge(per_message, on="message_id")
+    first = messages[messages["step"] == 1]
+    # A customer's type moves as their history does: many customers with several triggers show more than one.
+    types = first.groupby("customer_id")["segment"].agg(["nunique", "size"])
+    assert (types.loc[types["size"] >= 3, "nunique"] > 1).mean() > 0.2
+    assert load_config(shops["realised"]).observable_response == REALISED_RESPONSE
+
+
+def _history_before(shop: Path, messages: pd.DataFrame) -> pd.DataFrame:
+    """Per first message, the sessions started and organic orders placed in the 90 days before its trigger,
+    counted from the shop's own tables (the world's count must agree, and must not look at or after the trigger)."""
+    tables = read_tables(shop, ["events", "orders"])
+    sources = load_truth(shop)["orders"]
+    starts = tables["events"].groupby(["customer_id", "session_id"], observed=True)["ts"].min().reset_index()
+    organic = tables["orders"][tables["orders"]["order_id"].isin(
+        sources.loc[sources["source"].isin(["regular", "replenishment"]), "order_id"])]
+    out = messages[["message_id", "customer_id", "triggered_at"]].copy()
+    for name, frame in (("sessions", starts), ("orders", organic)):
+        joined = out.merge(frame[["customer_id", "ts"]], on="customer_id")
+        inside = (joined["ts"] < joined["triggered_at"]) & (joined["ts"] >= joined["triggered_at"] - pd.Timedelta(days=90))
+        out[name] = out["message_id"].map(joined[inside].groupby("message_id").size()).fillna(0).astype(int)
+    return out
+
+
+def test_realised_traits_are_what_the_shop_tables_show_before_each_trigger(shops: dict[str, Path]) -> None:
+    from cadence.synthetic.backbone import REALISED_SCALE, build_backbone, realised_traits
+    from cadence.synthetic.catalog import make_catalog
+    from cadence.synthetic.world import customer_ids
+
+    cfg = ShopConfig(**BASE, observable_response=REALISED_RESPONSE)
+    bb = build_backbone(cfg, make_catalog(cfg), 0)
+    z = realised_traits(cfg, bb)
+    world = pd.DataFrame({
+        "customer_id": np.asarray(customer_ids(bb.people.idx[bb.trig_cust]).to_pylist(), dtype=object),
+        "triggered_at": pd.to_datetime(bb.trig_s, unit="s", utc=True),
+        "stage": np.asarray(STAGES, dtype=object)[bb.trig_stage],
+        "sessions_world": np.expm1(z["browsing"] * REALISED_SCALE["browsing"][1] + REALISED_SCALE["browsing"][0]),
+        "orders_world": np.expm1(z["frequency"] * REALISED_SCALE["frequency"][1] + REALISED_SCALE["frequency"][0]),
+    })
+    messages = read_tables(shops["realised"], ["messages"])["messages"]
+    messages = messages[messages["step"] == 1].assign(customer_id=lambda m: m["customer_id"].astype(str),
+                                                      stage=lambda m: m["stage"].astype(str))
+    counted = (_history_before(shops["realised"], messages).assign(stage=messages["stage"].to_numpy())
+               .merge(world, on=["customer_id", "triggered_at", "stage"]))
+    assert len(counted) == len(world) > 1000
+    np.testing.assert_allclose(counted["sessions_world"], counted["sessions"], atol=1e-6)
+    np.testing.assert_allclose(counted["orders_world"], counted["orders"], atol=1e-6)
+
+
+def test_realised_response_types_follow_the_history_a_shop_sees(shops: dict[str, Path]) -> None:
+    messages = read_tables(shops["realised"], ["messages"])["messages"]
+    messages = messages[messages["step"] == 1].merge(load_truth(shops["realised"])["messages"], on="message_id")
+    history = _history_before(shops["realised"], messages).assign(segment=messages["segment"].to_numpy())
+    means = history.groupby("segment")[["sessions", "orders"]].mean()
+    print("\nmean history before the trigger, by the trigger's response type:\n" + means.round(2).to_string())
+    # As configured (REALISED_RESPONSE): persuadables browse, lost causes do not, sure things buy.
+    assert means.loc["persuadable", "sessions"] > 1.5 * means.loc["lost_cause", "sessions"]
+    assert means.loc["sure_thing", "orders"] > 1.5 * means.loc["lost_cause", "orders"]
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
+        ({"basis": "daily"}, r"unknown basis 'daily'"),
         ({"segment_weights": {"loyal": {"frequency": 1.0}}}, r"unknown segments \['loyal'\]"),
         ({"deal_weights": {"income": 1.0}}, r"unknown traits \['income'\]"),
     ],

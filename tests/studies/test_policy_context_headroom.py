@@ -73,3 +73,18 @@ def test_the_shops_measured_columns_join_every_logged_trigger(values: pd.DataFra
     assert "open_rate" not in sets["trigger columns"] and not joined[list(sets["trigger + core columns"])].isna().any().any()
     h = feature_headroom(joined, {"stage": (), **sets}, seed=4)
     assert h["trigger columns"] > h["stage"] - 0.05
+
+
+def test_in_the_realised_world_the_shops_own_columns_are_worth_something() -> None:
+    # REALISED_RESPONSE (the study's default world): response types read the history before each trigger,
+    # so an oracle reading the shop's measured core customer columns beats one reading the trigger's seven.
+    import warnings
+
+    cfg = world(5, 1500, 150)
+    assert cfg.observable_response is not None and cfg.observable_response.basis == "realised"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        joined, sets = with_logged_columns(action_values(cfg), cfg)
+    h = feature_headroom(joined, {"stage": (), **sets}, seed=5)
+    print(f"\nrealised world, oracle value per trigger: {h}")
+    assert h["trigger + core columns"] > h["trigger columns"] + 0.04
