@@ -510,6 +510,33 @@ def _taste_views_and_carts(cfg: ShopConfig, cat: Catalog, taste: Taste, ev_cust:
     fallback[fill] = mix(cfg, it, ct, cat, ev_cust[carts], ev_s[carts], static[nv:], u[nv:], True)
 
 
+#: customer code * ORDER_KEY + epoch seconds: one sortable key per (customer, time).
+ORDER_KEY = 1 << 40
+
+
+def orders_before(order_keys: np.ndarray, customer: np.ndarray, t: np.ndarray,
+                  window_s: int = 90 * 86_400) -> tuple[np.ndarray, np.ndarray]:
+    """The world's own count of each customer's orders in ``[t - window, t)`` and their last order time before ``t``.
+
+    Any keyed event times work the same (:func:`realised_traits` counts session starts with it).
+    The world keeps its own copy so that the truth shares no code with the
+    estimators it judges (their copy is the feature layer's). ``order_keys``
+    are sorted ``customer * ORDER_KEY + seconds``; the last time is a very
+    negative number when there is none.
+
+    >>> k = np.sort(np.array([0 * ORDER_KEY + 5, 0 * ORDER_KEY + 50, 1 * ORDER_KEY + 7]))
+    >>> n, last = orders_before(k, np.array([0, 1]), np.array([60, 7]), window_s=20)
+    >>> n.tolist(), last.tolist()[0]
+    ([1, 0], 50)
+    """
+    base = customer.astype(np.int64) * ORDER_KEY
+    hi = np.searchsorted(order_keys, base + t, side="left")
+    lo = np.searchsorted(order_keys, base + t - window_s, side="left")
+    prev = order_keys[np.maximum(hi - 1, 0)] if len(order_keys) else np.zeros(len(t), np.int64)
+    own = (hi > 0) & (prev >= base) & (prev < base + ORDER_KEY)
+    return (hi - lo).astype(np.int64), np.where(own, prev - base, np.iinfo(np.int64).min)
+
+
 def observable_traits(cfg: ShopConfig, pp: People, browse_rate: np.ndarray) -> dict[str, np.ndarray]:
     """The standardised traits of :data:`~cadence.synthetic.config.OBSERVABLE_TRAITS` (fixed transforms,
     so a customer's traits never depend on who else is in the chunk)."""
@@ -587,20 +614,12 @@ def realised_traits(cfg: ShopConfig, bb: Backbone) -> dict[str, np.ndarray]:
     own organic orders and sessions (the policy-independent backbone), so
     the truth shares no code with the feature layer that measures the same.
     """
-    c, t = bb.trig_cust.astype(np.int64), bb.trig_s
+    c, t = bb.trig_cust, bb.trig_s
     pp = bb.people
-    key_span = np.int64(1) << 40
-    orders = np.sort(bb.ord_cust.astype(np.int64) * key_span + bb.ord_s)
-    base = c * key_span
-    hi = np.searchsorted(orders, base + t, side="left")
-    n90 = hi - np.searchsorted(orders, base + t - 90 * DAY, side="left")
-    prev = orders[np.maximum(hi - 1, 0)] if len(orders) else np.zeros(len(t), np.int64)
-    own = (hi > 0) & (prev >= base)
-    last = np.where(own, prev - base, pp.alive_from_s[c])
+    n90, last = orders_before(np.sort(bb.ord_cust.astype(np.int64) * ORDER_KEY + bb.ord_s), c, t)
+    last = np.where(last < 0, pp.alive_from_s[c], last)
     _, first = np.unique(bb.ev_session, return_index=True)  # events sort by (customer, time): a session's first
-    sessions = np.sort(bb.ev_cust[first].astype(np.int64) * key_span + bb.ev_s[first])
-    n_sessions = (np.searchsorted(sessions, base + t, side="left")
-                  - np.searchsorted(sessions, base + t - 90 * DAY, side="left"))
+    n_sessions, _ = orders_before(np.sort(bb.ev_cust[first].astype(np.int64) * ORDER_KEY + bb.ev_s[first]), c, t)
     raw = {
         "frequency": np.log1p(n90),
         "recency": np.log1p(np.maximum(t - last, 0) / DAY),

@@ -60,39 +60,19 @@ from cadence.contract.triggers import (
     INCENTIVE_PERCENT,
     RECOMMENDATION_STAGES,
 )
-from cadence.synthetic.backbone import SEGMENT_NAMES, Backbone, trigger_response
+from cadence.synthetic.backbone import (
+    ORDER_KEY,
+    SEGMENT_NAMES,
+    Backbone,
+    orders_before,
+    trigger_response,
+)
 from cadence.synthetic.catalog import DAY, Catalog
 from cadence.synthetic.config import ShopConfig
 
 _RING = 32  # send times remembered per customer (fatigue counts cap here)
 #: Open log-odds gained by a send at the customer's preferred hour (conversions gain ``send_time_effect``).
 OPEN_SEND_TIME_EFFECT = 0.5
-#: customer code * ORDER_KEY + epoch seconds: one sortable key per (customer, time).
-ORDER_KEY = 1 << 40
-
-
-def orders_before(order_keys: np.ndarray, customer: np.ndarray, t: np.ndarray,
-                  window_s: int = 90 * 86_400) -> tuple[np.ndarray, np.ndarray]:
-    """The world's own count of each customer's orders in ``[t - window, t)`` and their last order time before ``t``.
-
-    The world keeps its own copy so that the truth shares no code with the
-    estimators it judges (their copy is the feature layer's). ``order_keys``
-    are sorted ``customer * ORDER_KEY + seconds``; the last time is a very
-    negative number when there is none.
-
-    >>> k = np.sort(np.array([0 * ORDER_KEY + 5, 0 * ORDER_KEY + 50, 1 * ORDER_KEY + 7]))
-    >>> n, last = orders_before(k, np.array([0, 1]), np.array([60, 7]), window_s=20)
-    >>> n.tolist(), last.tolist()[0]
-    ([1, 0], 50)
-    """
-    base = customer.astype(np.int64) * ORDER_KEY
-    hi = np.searchsorted(order_keys, base + t, side="left")
-    lo = np.searchsorted(order_keys, base + t - window_s, side="left")
-    prev = order_keys[np.maximum(hi - 1, 0)] if len(order_keys) else np.zeros(len(t), np.int64)
-    own = (hi > 0) & (prev >= base) & (prev < base + ORDER_KEY)
-    return (hi - lo).astype(np.int64), np.where(own, prev - base, np.iinfo(np.int64).min)
-
-
 def send_time_match(local_hour: np.ndarray, preferred_hour: np.ndarray) -> np.ndarray:
     """How close a local send hour is to the preferred one: 1 at the hour, a 1.5-hour-sd Gaussian bump."""
     return np.exp(-0.5 * (circular_hours(local_hour, preferred_hour) / 1.5) ** 2)
