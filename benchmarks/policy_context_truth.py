@@ -45,12 +45,14 @@ def main() -> None:
             runs = policy_context_study(range(args.first_seed, args.first_seed + args.seeds),
                                         customers=args.customers, days=args.days, scores=args.scores,
                                         customer_columns=args.customer_columns, progress=True)
+        # The settings travel with the rows, so a --load summary states what was run, not this call's defaults.
+        runs = runs.assign(settings=f"{args.customers:,} customers x {args.days} days, policy learner "
+                                    f"scores={args.scores!r}, customer_columns={args.customer_columns!r}")
         if args.save:
             runs.to_parquet(args.save)
-    tables = summarise(runs)
-    print(f"\n{runs['seed'].nunique()} seeds, {args.customers:,} customers x {args.days} days, "
-          f"policy learner scores={args.scores!r}, customer_columns={args.customer_columns!r}, "
-          f"{time.perf_counter() - t0:.0f} s")
+    settings = "; ".join(pd.unique(runs["settings"])) if "settings" in runs else "settings not recorded"
+    tables = summarise(runs.drop(columns="settings", errors="ignore"))
+    print(f"\n{runs['seed'].nunique()} seeds, {settings}, {time.perf_counter() - t0:.0f} s")
     print("\nTrue net revenue per trigger (judged customers), mean and sd over seeds")
     print(tables["values"].round(4).to_string(index=False))
     print("\nTrue paired differences (policy - reference), 95% t-interval across seeds")
