@@ -104,7 +104,7 @@ def context_families(names: list[str] | tuple[str, ...], policies_dir: PathLike 
     What :func:`cadence.workflows.logs.load_context` must compute for them;
     ``()`` when none does (the rules, the logging policy, the uplift designs
     of :class:`~cadence.policies.learned.UpliftPolicy`, which decide from the
-    trigger's columns).
+    trigger's columns; its ``"dr"`` and ``"linear"`` designs read ``context``).
     """
     wanted: set[str] = set()
     for name in names:
@@ -113,7 +113,7 @@ def context_families(names: list[str] | tuple[str, ...], policies_dir: PathLike 
         family, params = policy_spec(name, policies_dir)
         if family == "learned":
             policy = UpliftPolicy(**params)
-            if policy.learner == "dr":
+            if policy.learner in ("dr", "linear"):
                 wanted.update(check_families(policy.context))
     return tuple(f for f in CONTEXT_FAMILIES if f in wanted and f != "trigger")
 

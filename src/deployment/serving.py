@@ -739,9 +739,9 @@ def needed_families(policy: Policy) -> tuple[str, ...]:
     ()
     """
     context = getattr(policy, "context", None)
-    # UpliftPolicy reads its context with the policy learner only (learner="dr"); its uplift
-    # learners decide from the trigger's columns whatever ``context`` says.
-    if context is None or isinstance(policy, RulesPolicy) or getattr(policy, "learner", "dr") != "dr":
+    # UpliftPolicy reads its context with the policy learner and the per-stage linear design
+    # (learner="dr", "linear"); its uplift learners decide from the trigger's columns whatever ``context`` says.
+    if context is None or isinstance(policy, RulesPolicy) or getattr(policy, "learner", "dr") not in ("dr", "linear"):
         return ()
     names = (context,) if isinstance(context, str) else tuple(context)
     return tuple(f for f in names if f in FAMILY_COLUMNS)

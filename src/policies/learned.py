@@ -1,6 +1,6 @@
 """The learned policy: send, and pick the channel, delay and incentive, where predicted net gain is positive.
 
-Two designs, chosen by ``learner``.
+Three designs, chosen by ``learner``.
 
 **Uplift models** (``learner`` one of ``"s", "t", "x", "ct"``; default
 ``"t"``), fitted per marketing stage on the randomised messages log:
@@ -62,7 +62,15 @@ channels that vary with the hour or recency) cost more in noise than they
 find: with the stage as its only context it reached 2.756, with
 ``scores="dm"`` 2.654. See ``benchmarks/RESULTS.md``.
 
-In both designs stages with too few randomised rows, and transactional ones,
+**Per-stage linear models** (``learner="linear"``,
+:mod:`cadence.policies.linear`): one ridge regression of net revenue per
+stage and action group (hold; a send with each incentive) on the encoded
+context families (``context``, ``customer_columns``), with channel and
+delay shifts; it sends with the best group when that beats holding. In the
+realised-response truth study it is the design whose decisions gain from
+the customer's features (``benchmarks/RESULTS.md``).
+
+In all designs stages with too few randomised rows, and transactional ones,
 follow :class:`~cadence.policies.rules.RulesPolicy`; every parameter is a
 plain constructor argument, so ``cadence tune`` can search over them.
 
@@ -125,7 +133,7 @@ Learner = Literal["s", "t", "x", "ct"]
 #: How a reason names a family a row lacks.
 FAMILY_LABELS: dict[str, str] = {"customer": "customer features", "scores": "scores"}
 #: What :class:`UpliftPolicy` learns with: the policy learner (``"dr"``) or an uplift learner.
-Method = Literal["dr", "s", "t", "x", "ct"]
+Method = Literal["dr", "linear", "s", "t", "x", "ct"]
 
 
 def shop_context(candidates: pd.DataFrame, context: Sequence[str] = ("trigger",),
@@ -195,15 +203,16 @@ class UpliftPolicy:
     min_rows: int = 300
     random_state: int = 0
     policy_id: str = field(default="learned-uplift-v1")
-    #: Context families the policy learner reads (``learner="dr"`` only), some of
+    #: Context families the policy reads (``learner="dr"`` or ``"linear"``), some of
     #: :data:`~cadence.policies.context.CONTEXT_FAMILIES`.
     context: tuple[str, ...] = CONTEXT_FAMILIES
-    #: Ridge penalty of the policy learner's decision model (``learner="dr"``), in rows.
+    #: Ridge penalty of the policy learner's decision model (``learner="dr"``), in rows; of the
+    #: per-stage regressions on standardised columns (``learner="linear"``).
     alpha: float = 1.0
     #: What the policy learner's decision model regresses (``learner="dr"``): doubly-robust
     #: scores, the reward model (``"dm"``) or inverse-propensity scores.
     scores: str = "dr"
-    #: The customer family's columns (``learner="dr"``): ``"core"``
+    #: The customer family's columns (``learner="dr"`` or ``"linear"``): ``"core"``
     #: (:data:`~cadence.policies.context.CUSTOMER_CORE`, the default: all 69 cost more in noise
     #: than they find at a few thousand customers, ``benchmarks/RESULTS.md``), ``"all"`` or encoded names.
     customer_columns: str | tuple[str, ...] = "core"
@@ -318,6 +327,8 @@ class UpliftPolicy:
             raise ValueError("log: UpliftPolicy needs a messages log (candidates and a net_revenue reward, load_log)")
         if self.learner == "dr":
             return self._fit_learner(log)
+        if self.learner == "linear":
+            return self._fit_linear(log)
         self.learner_: PolicyLearner | None = None
         conv = log.rewards["conversion"].to_numpy()
         net = log.rewards["net_revenue"].to_numpy()
@@ -357,6 +368,16 @@ class UpliftPolicy:
             value = float(net[converted].mean()) if converted.any() else 0.0
             hold_rate = float(conv[rows & ~send].mean())
             self.stages_[str(s)] = _StageModel(send_model, inc_models, ch_shift, d_shift, value, hold_rate)
+        self.fallback_ = RulesPolicy()
+        return self
+
+    def _fit_linear(self, log: LoggedBandit) -> UpliftPolicy:
+        from cadence.policies.linear import fit_linear_stages
+
+        self.learner_ = None
+        self.linear_ = fit_linear_stages(log, check_families(self.context), self.customer_columns, self.min_rows,
+                                         self.alpha, self.incentives)
+        self.stages_ = {s: None for s in self.linear_.stages}
         self.fallback_ = RulesPolicy()
         return self
 
@@ -435,7 +456,26 @@ class UpliftPolicy:
         with config_context(assume_finite=True, skip_parameter_validation=True):
             if self.learner == "dr":
                 return self._decide_learner(candidates, out)
+            if self.learner == "linear":
+                return self._decide_linear(candidates, out)
             return self._decide(candidates, out)
+
+    def _decide_linear(self, candidates: pd.DataFrame, out: pd.DataFrame) -> pd.DataFrame:
+        d = self.linear_.decide(candidates, self.threshold, self.fatigue_cost, self.incentives)
+        send = d["send"]
+        if self.max_sends_7d is not None and "sends_7d" in candidates:
+            send &= candidates["sends_7d"].fillna(0).to_numpy() < self.max_sends_7d
+        rows = np.flatnonzero(d["stage_modelled"])
+        if rows.size == 0:
+            return out
+        stage = candidates["stage"].astype(str).to_numpy()[rows]
+        delay = np.array([delay_choices(s)[k] for s, k in zip(stage, d["slot"][rows], strict=True)], dtype=np.int64)
+        learned = decisions_frame(send[rows], np.where(send[rows], d["channel"][rows], -1), delay,
+                                  np.where(send[rows], d["incentive"][rows], 0), np.ones(rows.size),
+                                  candidates.index[rows])
+        for j, col in enumerate(out.columns):
+            out.iloc[rows, j] = learned[col].to_numpy()
+        return out
 
     def _decide_learner(self, candidates: pd.DataFrame, out: pd.DataFrame) -> pd.DataFrame:
         if self.learner_ is None:

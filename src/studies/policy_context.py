@@ -149,7 +149,7 @@ def policy_context_study(seeds: Iterable[int], *, customers: int = 4000, days: i
                          families: Sequence[str] = tuple(VARIANTS), offline: bool = True,
                          response: ObservableResponse | None = None, min_rows: int = 300,
                          scores: str = "dr", customer_columns: str | tuple[str, ...] = "core",
-                         progress: bool = False) -> pd.DataFrame:
+                         learner: str = "dr", alpha: float | None = None, progress: bool = False) -> pd.DataFrame:
     """One row per (seed, policy) with the true net revenue per trigger, and per (seed, comparison, estimator) offline.
 
     Columns: ``seed, kind`` (``"truth"`` or ``"estimate"``), ``policy``,
@@ -158,7 +158,9 @@ def policy_context_study(seeds: Iterable[int], *, customers: int = 4000, days: i
     estimated difference), ``lower, upper`` (estimates), ``triggers``.
     ``scores`` and ``customer_columns`` are the learned policies'
     :attr:`UpliftPolicy.scores` and :attr:`UpliftPolicy.customer_columns`
-    (``full_all``: ``"all"``). With ``trigger`` among ``families`` the policy
+    (``full_all``: ``"all"``); ``learner`` is their design (``"dr"``, the policy learner, or
+    ``"linear"``, :mod:`cadence.policies.linear`) and ``alpha`` its ridge penalty (``None``: the
+    design's default, 1 for ``"dr"`` and 10 for ``"linear"``). With ``trigger`` among ``families`` the policy
     ``trigger_fallback`` is the trigger policy with the rules where the full
     context lacks a family (:class:`RulesWhereLacking`).
     """
@@ -177,8 +179,9 @@ def policy_context_study(seeds: Iterable[int], *, customers: int = 4000, days: i
         assert test.candidates is not None
         judged = test.candidates["customer_id"].astype(str).unique()
         policies: dict[str, Policy] = {
-            name: UpliftPolicy(learner="dr", context=VARIANTS[name], min_rows=min_rows, scores=scores,
+            name: UpliftPolicy(learner=learner, context=VARIANTS[name], min_rows=min_rows, scores=scores,
                                customer_columns="all" if name == "full_all" else customer_columns,
+                               alpha=(10.0 if learner == "linear" else 1.0) if alpha is None else alpha,
                                random_state=seed).fit(train)
             for name in families}
         if "trigger" in policies:
