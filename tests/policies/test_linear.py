@@ -80,3 +80,16 @@ def test_params_and_clone() -> None:
     p = UpliftPolicy(learner="linear", context=("trigger", "customer"), alpha=10.0)
     q = clone(p)
     assert q.get_params() == p.get_params() and q.learner == "linear"
+
+
+def test_the_served_model_decides_as_the_policy(log: LoggedBandit) -> None:
+    from cadence.deployment.serving import PolicyModel, needed_families
+
+    assert log.candidates is not None
+    policy = UpliftPolicy(learner="linear", context=("trigger", "customer"), min_rows=100).fit(log)
+    assert needed_families(policy) == ("customer",)  # the served model checks the customer columns it reads
+    rows = log.candidates.head(500).reset_index(drop=True)
+    served = PolicyModel(policy, epsilon=0.0).predict(None, rows)
+    mine = policy.decide(rows, np.random.default_rng(0))
+    for col in ("action", "channel", "incentive", "delay_minutes"):
+        assert (served[col].astype(str).to_numpy() == mine[col].astype(str).to_numpy()).all(), col
