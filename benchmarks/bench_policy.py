@@ -222,9 +222,10 @@ def main() -> None:
     ap.add_argument("--days", type=int, default=180)
     ap.add_argument("--baseline-ref", default="main", help="git ref of the previous code ('' to skip)")
     ap.add_argument("--served", default="rules,t,dr,learned",
-                    help="served models to time, comma-separated (rules, t, dr, learned)")
+                    help="served models to time, comma-separated (rules, t, dr, learned, linear)")
     args = ap.parse_args()
 
+    from cadence.policies.context import CONTEXT_FAMILIES
     from cadence.policies.learned import UpliftPolicy, allowed_actions, shop_context
     from cadence.policies.learner import PolicyLearner
     from cadence.policies.rules import opt_in_matrix
@@ -304,15 +305,22 @@ def main() -> None:
 
     chosen = args.served.split(",")
     context_log = root / "log_with_context.pkl"
-    if "learned" in chosen:
+    if "learned" in chosen or "linear" in chosen:
         t = time.perf_counter()
         with_context = load_log(root / "shop", context=load_context(root / "shop"))
         t_ctx = time.perf_counter() - t
         with open(context_log, "wb") as f:  # for the previous code's run: the same context, not recomputed
             pickle.dump(with_context, f)
+    if "learned" in chosen:
         t = time.perf_counter()
         policies["learned"] = build_policy("learned", with_context)  # type: ignore[assignment]
         print(f"learned (registry.LEARNED_PARAMS): context in {t_ctx:.1f} s, fitted on {with_context.n:,} rows in "
+              f"{time.perf_counter() - t:.1f} s")
+    if "linear" in chosen:
+        t = time.perf_counter()
+        policies["linear"] = UpliftPolicy(learner="linear", context=CONTEXT_FAMILIES, alpha=10.0,
+                                          min_rows=100).fit(with_context)
+        print(f"linear (the per-stage linear design, every family): fitted on {with_context.n:,} rows in "
               f"{time.perf_counter() - t:.1f} s")
     served = {k: v for k, v in {"rules": RulesPolicy(), **policies}.items() if k in chosen}
     new_out = root / "new-out"
