@@ -35,7 +35,7 @@ from typing import Any
 from cadence.contract.actions import LOGGING, Policy
 from cadence.data.bandit import LoggedBandit
 from cadence.data.io import PathLike, atomic_path
-from cadence.policies.context import CONTEXT_FAMILIES, check_families
+from cadence.policies.context import CONTEXT_DESIGNS, CONTEXT_FAMILIES, check_families
 from cadence.policies.learned import UpliftPolicy
 from cadence.policies.rules import RulesPolicy
 
@@ -113,7 +113,7 @@ def context_families(names: list[str] | tuple[str, ...], policies_dir: PathLike 
         family, params = policy_spec(name, policies_dir)
         if family == "learned":
             policy = UpliftPolicy(**params)
-            if policy.learner in ("dr", "linear"):
+            if policy.learner in CONTEXT_DESIGNS:
                 wanted.update(check_families(policy.context))
     return tuple(f for f in CONTEXT_FAMILIES if f in wanted and f != "trigger")
 

@@ -120,6 +120,7 @@ from cadence.contract.actions import (
 from cadence.contract.clock import local_clock
 from cadence.contract.tables import CHANNELS, INCENTIVES, STAGES
 from cadence.contract.triggers import ABANDON_STAGES, TRANSACTIONAL_STAGES
+from cadence.policies.context import CONTEXT_DESIGNS
 from cadence.policies.rules import RulesPolicy, opt_in_matrix
 
 
@@ -739,9 +740,9 @@ def needed_families(policy: Policy) -> tuple[str, ...]:
     ()
     """
     context = getattr(policy, "context", None)
-    # UpliftPolicy reads its context with the policy learner and the per-stage linear design
-    # (learner="dr", "linear"); its uplift learners decide from the trigger's columns whatever ``context`` says.
-    if context is None or isinstance(policy, RulesPolicy) or getattr(policy, "learner", "dr") not in ("dr", "linear"):
+    # UpliftPolicy reads its context only in CONTEXT_DESIGNS; its uplift learners decide from the
+    # trigger's columns whatever ``context`` says.
+    if context is None or isinstance(policy, RulesPolicy) or getattr(policy, "learner", "dr") not in CONTEXT_DESIGNS:
         return ()
     names = (context,) if isinstance(context, str) else tuple(context)
     return tuple(f for f in names if f in FAMILY_COLUMNS)

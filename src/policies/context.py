@@ -99,6 +99,9 @@ SCORE_COLUMNS: tuple[str, ...] = ("churn_risk_30d", "churn_risk_60d", "churn_ris
 
 #: The context families, in encoding order; the learned policy's default is all of them.
 CONTEXT_FAMILIES: tuple[str, ...] = ("trigger", "customer", "scores")
+#: The :class:`~cadence.policies.learned.UpliftPolicy` designs (``learner``) that decide with its
+#: ``context``; its uplift learners read the trigger's columns only.
+CONTEXT_DESIGNS: tuple[str, ...] = ("dr", "linear")
 #: The trigger family's input columns (besides ``stage``, ``triggered_at`` and ``timezone``).
 TRIGGER_COLUMNS: tuple[str, ...] = (*(f"opt_in_{c}" for c in CHANNELS), "sends_7d", "orders_90d", "days_since_order")
 #: Customer columns used as they are (rates, shares, a small count); every other number is log1p'd.
@@ -384,6 +387,6 @@ class WithContext:
             self.policy.reset()
 
 
-__all__ = ["CONTEXT_FAMILIES", "CUSTOMER_CORE", "TRIGGER_COLUMNS", "WithContext", "check_families",
+__all__ = ["CONTEXT_DESIGNS", "CONTEXT_FAMILIES", "CUSTOMER_CORE", "TRIGGER_COLUMNS", "WithContext", "check_families",
            "customer_context", "encode_context", "fallback_reasons", "family_columns", "missing_families",
            "open_rate", "score_context", "source_columns", "trigger_context"]
