@@ -9,7 +9,8 @@ doubly robust) of ``full - trigger`` and ``full - rules`` cover the true
 difference.
 
 Usage: ``python benchmarks/policy_context_truth.py [--seeds 10] [--customers 3000] [--days 180]
-[--scores dr|dm] [--customer-columns core|all] [--learner dr|linear] [--min-rows 300] [--first-seed 0] [--save runs.parquet] [--load a.parquet b.parquet]``
+[--scores dr|dm] [--customer-columns core|all] [--learner dr|linear] [--min-rows 300] [--families full trigger]
+[--first-seed 0] [--save runs.parquet] [--load a.parquet b.parquet]``
 (``--save``/``--load`` split a run over processes and join the per-seed rows).
 """
 
@@ -21,7 +22,7 @@ import warnings
 
 import pandas as pd
 
-from cadence.studies.policy_context import policy_context_study, summarise
+from cadence.studies.policy_context import VARIANTS, policy_context_study, summarise
 
 
 def main() -> None:
@@ -34,6 +35,8 @@ def main() -> None:
     ap.add_argument("--customer-columns", default="core", choices=["core", "all"])
     ap.add_argument("--learner", default="dr", choices=["dr", "linear"], help="the learned policies' design")
     ap.add_argument("--min-rows", type=int, default=300, help="randomised sends a stage needs to be modelled")
+    ap.add_argument("--families", nargs="+", default=list(VARIANTS), choices=list(VARIANTS),
+                    help="the learned variants to fit (default all; full and trigger for the offline comparisons)")
     ap.add_argument("--save", help="write the per-seed rows to this parquet file")
     ap.add_argument("--load", nargs="+", help="summarise saved per-seed rows instead of running")
     args = ap.parse_args()
@@ -47,7 +50,7 @@ def main() -> None:
             runs = policy_context_study(range(args.first_seed, args.first_seed + args.seeds),
                                         customers=args.customers, days=args.days, scores=args.scores,
                                         customer_columns=args.customer_columns, learner=args.learner, min_rows=args.min_rows,
-                                        progress=True)
+                                        families=tuple(args.families), progress=True)
         # The settings travel with the rows, so a --load summary states what was run, not this call's defaults.
         runs = runs.assign(settings=f"{args.customers:,} customers x {args.days} days, learner={args.learner!r}, "
                                     f"min_rows={args.min_rows}, "

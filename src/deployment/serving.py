@@ -52,9 +52,12 @@ absent. A policy that decides with the customer features or the scores (its
 ``context`` names ``customer`` or ``scores``) routes a row lacking that
 family (every column of it null or absent: a customer the join found no
 row for) as the policy itself does (:func:`policy_routes`, asking the
-policy's ``family_routes``): the learned policy decides it with a model
-fitted on the families the row has, ``reason`` ``fallback: trigger-only
-learned policy (missing customer features)``, and it may explore like any
+policy's ``family_routes``): the built-in learned policy (the linear
+design) decides it with the family's columns at the fit's medians,
+``reason`` ``fallback: learned policy with median customer features
+(missing customer features)``; the policy learner (``learner="dr"``) with
+a model fitted on the families the row has, ``fallback: trigger-only
+learned policy (missing customer features)``. Either may explore like any
 row the policy decides; without such a model (another policy, or none
 fitted) the rules decide it, ``rules fallback: missing customer features``
 (or ``missing scores``).

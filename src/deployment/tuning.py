@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from cadence.data.bandit import LoggedBandit
+from cadence.policies.context import CONTEXT_DESIGNS
 
 
 def _rules_space(trial: Any) -> dict[str, Any]:
@@ -28,7 +29,7 @@ def _rules_space(trial: Any) -> dict[str, Any]:
     }
 
 
-#: The policy learner's context choices in the learned search space: a name per set of families.
+#: The context-reading designs' (``"dr"``, ``"linear"``) context choices in the learned search space: a name per set of families.
 CONTEXTS: dict[str, tuple[str, ...]] = {"trigger": ("trigger",), "trigger+scores": ("trigger", "scores"),
                                         "trigger+customer": ("trigger", "customer"),
                                         "all": ("trigger", "customer", "scores")}
@@ -37,17 +38,18 @@ CONTEXTS: dict[str, tuple[str, ...]] = {"trigger": ("trigger",), "trigger+scores
 def _learned_space(trial: Any) -> dict[str, Any]:
     cap = trial.suggest_int("max_sends_7d", 0, 12)
     params = {
-        "learner": trial.suggest_categorical("learner", ["s", "t", "x", "ct", "dr"]),
+        "learner": trial.suggest_categorical("learner", ["s", "t", "x", "ct", "dr", "linear"]),
         "threshold": trial.suggest_float("threshold", -1.0, 3.0),
         "fatigue_cost": trial.suggest_float("fatigue_cost", 0.0, 3.0),
         "incentives": trial.suggest_categorical("incentives", [True, False]),
         "max_sends_7d": None if cap == 0 else cap,  # 0 stands for "no cap"
     }
-    if params["learner"] == "dr":
-        # The policy learner's context families, searched (``cadence tune`` loads the log with them all):
+    if params["learner"] in CONTEXT_DESIGNS:
+        # The designs' context families, searched (``cadence tune`` loads the log with them all):
         # which ones pay depends on the shop (``benchmarks/RESULTS.md``, the policy-context study).
         params["context"] = CONTEXTS[trial.suggest_categorical("context", list(CONTEXTS))]
         params["alpha"] = trial.suggest_float("alpha", 0.1, 1000.0, log=True)
+    if params["learner"] == "dr":
         params["scores"] = trial.suggest_categorical("scores", ["dr", "dm"])
     return params
 

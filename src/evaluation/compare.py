@@ -204,6 +204,7 @@ def compare(
     groups: ArrayLike | None = None,
     refit: RewardRefit | None = None,
     n_refit: int = 50,
+    direct_terms: Mapping[str, ArrayLike] | None = None,
 ) -> pd.DataFrame:
     """Estimate several target policies with several estimators, plus lifts.
 
@@ -239,6 +240,11 @@ def compare(
         their value and lift intervals from ``n_refit`` resamples that refit
         the reward model (paired across policies); ``interval`` is then
         ``"refit-bootstrap"`` on their rows.
+    direct_terms : mapping of name -> (n,) array, optional
+        Per policy, the direct-method term in that policy's own contexts
+        (:class:`~cadence.evaluation.estimators.PolicyInputs` ``direct_term``;
+        e.g. a replayed policy's own fatigue); DM and the DR family read it,
+        the DR residual stays at the logged context. Not with ``refit``.
 
     Returns
     -------
@@ -272,6 +278,12 @@ def compare(
     ref = names[0] if reference is None else reference
     if ref not in policies:
         raise ValueError(f"reference: {ref!r} is not a policy name; choose from {names}")
+    terms = dict(direct_terms or {})
+    unknown = sorted(set(terms) - set(names))
+    if unknown:
+        raise ValueError(f"direct_terms: {unknown} are not policy names; choose from {names}")
+    if terms and refit is not None:
+        raise ValueError("direct_terms: not with refit (a refitted reward model would need its own direct terms)")
     q = None
     if estimated_rewards is not None:
         q = check_estimated_rewards(feedback, np.asarray(estimated_rewards))
@@ -311,7 +323,7 @@ def compare(
         pending.clear()
 
     for p in order:
-        inputs = policy_inputs(feedback, policies[p], q)
+        inputs = policy_inputs(feedback, policies[p], q, terms.get(p))
         diags[p] = diagnose_inputs(inputs, min_ess, max_unsupported_mass)
         cols = [row_values(e, inputs) for e in est_list]
         for e, label, col in zip(est_list, labels, cols, strict=True):

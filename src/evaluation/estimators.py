@@ -107,6 +107,17 @@ def check_estimated_rewards(feedback: LoggedBandit, estimated_rewards: ArrayLike
     return readonly(arr)
 
 
+def check_direct_term(feedback: LoggedBandit, direct_term: ArrayLike) -> FloatArray:
+    """``direct_term`` as a finite (n,) float64 array, or a ValueError saying what is wrong."""
+    arr = np.asarray(direct_term, dtype=np.float64)
+    if arr.shape != (feedback.n,):
+        raise ValueError(f"direct_term: expected shape ({feedback.n},), got {arr.shape}")
+    bad = int((~np.isfinite(arr)).sum())
+    if bad:
+        raise ValueError(f"direct_term: {bad} rows are not finite")
+    return readonly(arr)
+
+
 def logged_column(matrix: NDArray[Any], action: NDArray[np.integer[Any]]) -> FloatArray:
     """``matrix[i, action[i]]`` as float64, without an (n,) arange temporary."""
     col = np.take_along_axis(matrix, action[:, None].astype(np.intp, copy=False), axis=1)[:, 0]
@@ -130,11 +141,21 @@ class PolicyInputs:
     estimated_rewards : (n, n_actions) array, optional
         A reward model's ``q(x_i, a)`` for every action; needed by DM and the
         DR family (see :func:`~cadence.evaluation.reward_models.fit_reward_model`).
+    direct_term : (n,) array, optional
+        The direct-method term ``sum_a pi(a | x'_i) q(x'_i, a)`` taken in the
+        target policy's *own* contexts ``x'_i`` where they differ from the
+        logged ones (a replayed policy's own fatigue: the messages it would
+        have sent before row ``i``). DM and the DR family read it instead of
+        the term at ``x_i``; the DR residual ``r_i - q(x_i, a_i)`` stays at the
+        logged context, where ``r_i`` was observed, so the model carries the
+        reward from ``x_i`` to ``x'_i`` and the weighted residual corrects the
+        model's error at ``x_i``. Needs ``estimated_rewards``.
     """
 
     feedback: LoggedBandit
     action_dist: NDArray[Any]
     estimated_rewards: FloatArray | None = None
+    direct_term: FloatArray | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "action_dist", self.checked_action_dist())
@@ -144,6 +165,10 @@ class PolicyInputs:
                 "estimated_rewards",
                 check_estimated_rewards(self.feedback, self.estimated_rewards),
             )
+        if self.direct_term is not None:
+            object.__setattr__(self, "direct_term", check_direct_term(self.feedback, self.direct_term))
+            if self.estimated_rewards is None:
+                raise ValueError("direct_term: needs estimated_rewards (the DR residual reads q at the logged context)")
 
     def checked_action_dist(self) -> NDArray[Any]:
         """The validated ``action_dist`` (:func:`check_action_dist`)."""
@@ -184,6 +209,8 @@ class PolicyInputs:
 
     @cached_property
     def _dm_values(self) -> FloatArray:
+        if self.direct_term is not None:
+            return readonly(self.direct_term)
         # einsum avoids materialising the (n, n_actions) product.
         q = self.reward_model("DM")
         return readonly(np.einsum("ij,ij->i", self.action_dist, q, dtype=np.float64))
@@ -226,11 +253,14 @@ class OnPolicyInputs(PolicyInputs):
 
 
 def policy_inputs(
-    feedback: LoggedBandit, policy: ArrayLike | OnPolicy, q: FloatArray | None
+    feedback: LoggedBandit, policy: ArrayLike | OnPolicy, q: FloatArray | None,
+    direct_term: ArrayLike | None = None,
 ) -> PolicyInputs:
     if isinstance(policy, OnPolicy):
+        if direct_term is not None:
+            raise ValueError("direct_term: the logging policy (ON_POLICY) is evaluated in its own logged contexts")
         return OnPolicyInputs(feedback, np.empty((0, 0)), q)
-    return PolicyInputs(feedback, np.asarray(policy), q)
+    return PolicyInputs(feedback, np.asarray(policy), q, None if direct_term is None else np.asarray(direct_term))
 
 
 # --------------------------------------------------------------------------- #

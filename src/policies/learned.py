@@ -119,6 +119,7 @@ from cadence.contract.triggers import (
 from cadence.data.bandit import LoggedBandit
 from cadence.features.context import ACTION_FEATURES, context_features
 from cadence.policies.context import (
+    CONTEXT_DESIGNS,
     CONTEXT_FAMILIES,
     check_families,
     encode_context,
@@ -224,6 +225,8 @@ class UpliftPolicy:
     #: ``"rules"`` hands such rows to the rules. The rules remain the last resort (a combination with
     #: fewer than ``min_rows`` rows to learn from). Why: in the truth study
     #: (``benchmarks/RESULTS.md``) handing those rows to the rules cost 0.037 [0.028, 0.046] net revenue per trigger.
+    #: The linear design does not read it: its one model decides such rows with the lacking columns at the
+    #: fit's medians and their missing indicators (:meth:`family_routes` gives the reason).
     fallback: str = "families"
 
     def get_params(self, deep: bool = True) -> dict[str, Any]:
@@ -254,8 +257,11 @@ class UpliftPolicy:
         trigger-only learned policy (missing customer features)"`` when a
         policy learner fitted on the families it has decides it
         (:attr:`fallback`), ``"missing customer features"`` (``"; missing
-        scores"``) when the rules do. Stages without a model are not
-        considered here (:meth:`fallback_reasons`).
+        scores"``) when the rules do. The linear design decides every row
+        with its one model, the lacking family's columns at the fit's medians
+        (``"fallback: learned policy with median customer features (missing
+        customer features)"``). Stages without a model are not considered
+        here (:meth:`fallback_reasons`).
 
         The served model (:class:`cadence.deployment.serving.PolicyModel`)
         asks this method, so it routes exactly the rows this policy's
@@ -270,7 +276,7 @@ class UpliftPolicy:
         them (-1: the rules) and its reason (:meth:`family_routes`)."""
         n = len(candidates)
         reason = np.full(n, "", dtype=object)
-        if self.learner != "dr":
+        if self.learner not in CONTEXT_DESIGNS:
             return [((), None)], np.zeros(n, np.int64), reason
         fams = check_families(self.context)
         models: list[tuple[tuple[str, ...], PolicyLearner | None]] = [(fams, getattr(self, "learner_", None))]
@@ -282,6 +288,14 @@ class UpliftPolicy:
         pattern = np.zeros(n, np.int64)
         for i, family in enumerate(missable):
             pattern |= lacks[family].to_numpy().astype(np.int64) << i
+        if self.learner == "linear":
+            # One model decides every row: a lacking family's columns take the fit's medians, and their
+            # missing indicators carry what rows without the family earned in the fit.
+            for p in np.unique(pattern[pattern > 0]):
+                missing = [FAMILY_LABELS[f] for i, f in enumerate(missable) if p >> i & 1]
+                reason[pattern == p] = (f"fallback: learned policy with median {' and '.join(missing)} "
+                                        f"({', '.join(f'missing {m}' for m in missing)})")
+            return models, route, reason
         fallbacks = getattr(self, "fallbacks_", {})  # a policy pickled before the fallback learners has none
         index: dict[tuple[str, ...], int] = {}
         for p in np.unique(pattern[pattern > 0]):
@@ -314,9 +328,9 @@ class UpliftPolicy:
             raise RuntimeError("UpliftPolicy is not fitted: call fit(log) first")
         stage = candidates["stage"].astype(str).to_numpy()
         out = np.full(len(candidates), "", dtype=object)
-        if self.learner == "dr":
+        if self.learner in CONTEXT_DESIGNS:
             out = self._routes(candidates)[2]
-            if self.learner_ is None:
+            if self.learner == "dr" and self.learner_ is None:
                 out[:] = "stage not modelled"
         out[~np.isin(stage, list(self.stages_))] = "stage not modelled"
         return out

@@ -333,22 +333,23 @@ def simulate(log: LoggedBandit, candidate: Policy, baseline: Policy | None = Non
         policies["baseline"] = replay_decisions(log, baseline, engine=engine, workers=workers, seed=seed,
                                                 spark=spark)
     codes = {k: replay_codes(log, d) for k, d in policies.items()}
-    # The model scores each replayed action in its replayed context (replayed fatigue).
+    # The model's direct term scores each replayed action in the policy's own replayed context (its
+    # fatigue); the DR residual stays at the logged context, where the reward was observed.
     contexts = {k: log.candidates.assign(sends_7d=d["sends_7d"].to_numpy()) for k, d in policies.items()}
     frames = []
     for metric in metrics:
         model = ResponseModel(random_state=seed).fit(log, metric)
-        q = model.matrix([log.action])
+        q = model.matrix([log.action, *codes.values()])
         dists: dict[str, Any] = {}
         for k, c in codes.items():
-            q[np.arange(log.n), c] = model.predict_at(contexts[k], c)
             dist = np.zeros((log.n, q.shape[1]), np.float32)
             dist[np.arange(log.n), c] = 1.0
             dists[k] = dist
+        terms = {k: model.predict_at(contexts[k], c) for k, c in codes.items()}
         if baseline is None:
             dists = {"baseline": ON_POLICY, **dists}
         df = compare(log.for_metric(metric), dists, list(ESTIMATORS.values()), q, reference="baseline", alpha=alpha,
-                     random_state=seed, groups=log.groups)
+                     random_state=seed, groups=log.groups, direct_terms=terms)
         df["estimator"] = df["estimator"].map({v.name: k for k, v in ESTIMATORS.items()})
         frames.append(df.assign(metric=metric))
     est = pd.concat(frames, ignore_index=True)

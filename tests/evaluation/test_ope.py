@@ -655,3 +655,28 @@ def test_plot_estimates_draws_each_estimator_with_its_interval() -> None:
     np.testing.assert_allclose(fig.data[0].error_y.array, ips["upper"] - ips["value"])
     np.testing.assert_allclose(fig.data[0].error_y.arrayminus, ips["value"] - ips["lower"])
     assert "Lift over deterministic" in plot_estimates(df, metric="lift").layout.title.text
+
+
+def test_direct_term_carries_the_reward_to_the_target_policys_own_context() -> None:
+    # A send's reward falls with a state (sends in the past week) the target policy changes: logged
+    # under state s, the target would meet state s'. DR's direct term at s' with its residual at s
+    # estimates the value at s'; the plain DR (both at s) estimates the value at s.
+    rng = np.random.default_rng(4)
+    n = 40_000
+    s = rng.integers(0, 4, n)
+    s_target = np.zeros(n, int)  # the target sends rarely: no fatigue
+    action = rng.integers(0, 2, n)
+    mean = lambda st, a: np.where(a == 1, 2.0 - 0.5 * st, 0.5)  # noqa: E731
+    fb = LoggedBandit(action=action, reward=mean(s, action) + rng.normal(0, 1, n), pscore=np.full(n, 0.5), n_actions=2)
+    send = np.tile([0.0, 1.0], (n, 1))
+    q = np.stack([mean(s, np.zeros(n, int)), mean(s, np.ones(n, int))], axis=1)  # the true model at s
+    shifted = compare(fb, {"send": send}, [DoublyRobust(), DirectMethod()], q, direct_terms={"send": mean(s_target, 1)},
+                      interval="normal").set_index("estimator")
+    plain = compare(fb, {"send": send}, [DoublyRobust()], q, interval="normal").set_index("estimator")
+    assert shifted.loc["DR", "lower"] < 2.0 < shifted.loc["DR", "upper"]  # the value at s' = 0
+    assert shifted.loc["DM", "value"] == pytest.approx(2.0)
+    assert plain.loc["DR", "upper"] < 1.5  # at the logged states: 2 - 0.5 * 1.5 = 1.25
+    with pytest.raises(ValueError, match=r"direct_terms: \['other'\] are not policy names"):
+        compare(fb, {"send": send}, [DoublyRobust()], q, direct_terms={"other": np.zeros(n)})
+    with pytest.raises(ValueError, match=r"direct_term: expected shape"):
+        compare(fb, {"send": send}, [DoublyRobust()], q, direct_terms={"send": np.zeros(3)})

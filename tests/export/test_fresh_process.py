@@ -109,10 +109,11 @@ def test_fresh_process_reproduces_in_project_decisions(registry, shop: Path, tmp
         fell = lacks if name == "cadence-learned" else np.zeros(len(got), bool)
         decided = _decision_reason(got["reason"])  # the items' own fallbacks are tested below
         assert (decided[~fell] == "").all()
-        # Rows lacking a family: the learned policy's fallback learner on the families they have, served as
-        # in project (the frames compared above), with the policy's own reason.
-        assert decided[fell].str.fullmatch(r"fallback: trigger(-only|\+customer|\+scores) learned policy "
-                                           r"\(missing (customer features|scores)(, missing scores)?\)").all()
+        # Rows lacking a family: the learned policy (the linear design) decides them with the family at the
+        # fit's medians, served as in project (the frames compared above), with the policy's own reason.
+        assert decided[fell].str.fullmatch(r"fallback: learned policy with median (customer features|scores)"
+                                           r"( and scores)? \(missing (customer features|scores)(, missing scores)?\)"
+                                           ).all()
         send = got["action"] == "send"
         sent_at = candidates["triggered_at"] + pd.to_timedelta(got["delay_minutes"], unit="min")
         assert (got.loc[send, "send_at"] == sent_at[send]).all()

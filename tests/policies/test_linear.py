@@ -93,3 +93,26 @@ def test_the_served_model_decides_as_the_policy(log: LoggedBandit) -> None:
     mine = policy.decide(rows, np.random.default_rng(0))
     for col in ("action", "channel", "incentive", "delay_minutes"):
         assert (served[col].astype(str).to_numpy() == mine[col].astype(str).to_numpy()).all(), col
+
+
+def test_rows_lacking_the_customer_family_are_decided_with_medians_and_say_so(log: LoggedBandit) -> None:
+    from cadence.deployment.serving import PolicyModel
+    from cadence.policies.context import family_columns, missing_families
+
+    assert log.candidates is not None
+    policy = UpliftPolicy(learner="linear", context=("trigger", "customer"), min_rows=100).fit(log)
+    has = ~missing_families(log.candidates)["customer"].to_numpy()
+    rows = log.candidates[has].head(400).reset_index(drop=True)
+    lacking = rows.copy()
+    lacking.loc[:199, [c for c in family_columns("customer") if c in rows]] = np.nan
+    routes = policy.family_routes(lacking)
+    assert not routes["rules"].any()  # the policy's own model decides them
+    assert (routes["reason"][:200] == "fallback: learned policy with median customer features "
+                                      "(missing customer features)").all()
+    assert (routes["reason"][200:] == "").all()
+    modelled = np.isin(lacking["stage"].astype(str), list(policy.stages_))
+    assert (policy.fallback_reasons(lacking)[:200][modelled[:200]] != "").all()
+    served = PolicyModel(policy, epsilon=0.0).predict(None, lacking)
+    mine = policy.decide(lacking, np.random.default_rng(0))
+    assert (served["action"].astype(str).to_numpy() == mine["action"].astype(str).to_numpy()).all()
+    assert served["reason"][:200].str.startswith("fallback: learned policy with median customer features").all()

@@ -15,7 +15,7 @@ from cadence.workflows import policies as wp
 
 def test_the_builtin_learned_policy_decides_with_every_family() -> None:
     pol = UpliftPolicy(**LEARNED_PARAMS)
-    assert pol.learner == "dr" and tuple(pol.context) == CONTEXT_FAMILIES
+    assert pol.learner == "linear" and tuple(pol.context) == CONTEXT_FAMILIES
     with pytest.raises(ValueError, match="learns from data"):
         build_policy("learned", None)
 
