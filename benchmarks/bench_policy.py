@@ -24,11 +24,11 @@ Scored, each on ``--rows`` rows, best and median of ``--repeats``:
   scores (:func:`cadence.features.decision_rows.decision_rows`, ~91 columns,
   every feature and score column checked by the model);
 * the built-in ``learned`` policy (:data:`cadence.deployment.registry.LEARNED_PARAMS`:
-  the policy learner on the trigger's columns, the customer's features and
-  the scores), fitted on the log with its context
+  the per-stage linear design on the trigger's columns, the customer's
+  features and the scores), fitted on the log with its context
   (:func:`cadence.workflows.logs.load_context`), served on the same inputs:
   on the log's trigger rows every row lacks the customer and score families
-  and goes to its seven-column fallback learner (with the reason); the
+  and is decided with them at the fit's medians (with the reason); the
   decision rows are its real input;
 * the rules, ``"dr"`` and ``learned`` served models also **as a serving team runs them**:
   logged to MLflow with the export's signature (a scratch SQLite store) and
