@@ -1,28 +1,32 @@
 """Per-stage linear models of net revenue, one per action group: the ``learner="linear"`` design.
 
-For each marketing stage with enough randomised rows, one ridge regression
-of the logged **net revenue** per trigger on the encoded context
+The shop's configuration of the generic learner
+(:class:`~cadence.policies.learner.PolicyLearner` with ``scores="reward"``):
+for each marketing stage with enough randomised rows, one learner whose
+actions are the stage's action groups (hold, and a send with each incentive
+the stage carries; channels and delays pooled) regresses the logged **net
+revenue** per trigger on the context
 (:func:`cadence.policies.context.encode_context`: the families the policy
-reads, numbers standardised, missing values median-filled with an
-indicator) for each action group: hold, and a send with each incentive the
-stage carries (channels and delays pooled). Channel and delay enter as
-per-stage shifts of net revenue among sends (randomised among the
+reads; the learner median-fills missing values with an indicator and
+standardises) with one ridge regression per group. Channel and delay enter
+as per-stage shifts of net revenue among sends (randomised among the
 customer's opt-ins, and uniformly), as in the uplift design. A candidate is
 sent with the incentive, reachable channel and delay of the largest
 predicted net revenue when that beats holding by ``threshold +
 fatigue_cost``.
 
-Why by hand, and why this form: it is a T-learner (one outcome model per
-arm) with a closed-form ridge per (stage, group), a few dozen coefficients
-each, so it fits in milliseconds and decides with one matrix product. In
-the policy-context truth study (``benchmarks/RESULTS.md``, realised
-world) the policy learner (``learner="dr"``: one boosting reward model
-over 49 actions, then a pooled linear decision model) gained nothing from
-the customer's features, while this form, regressing each group's revenue
-per stage, did: per stage, so a column's effect may differ by stage; per
-group, so the send-versus-hold contrast is the difference of two
-regressions fitted on their own rows rather than a coefficient shared
-with 48 other actions.
+Why this form: it is a T-learner (one outcome model per arm), a few dozen
+coefficients per (stage, group), so it fits in milliseconds and decides
+with one matrix product per stage. In the policy-context truth study
+(``benchmarks/RESULTS.md``, realised world) the policy learner's shop
+configuration (``learner="dr"``: one boosting reward model over 49
+actions, then a pooled linear decision model) gained nothing from the
+customer's features, while this form, regressing each group's revenue per
+stage, did: per stage, so a column's effect may differ by stage; per group,
+so the send-versus-hold contrast is the difference of two regressions
+fitted on their own rows rather than a coefficient shared with 48 other
+actions. Only randomised rows are read, so the regressions need no
+propensities.
 
 Examples
 --------
@@ -52,6 +56,7 @@ from cadence.contract.tables import CHANNELS, INCENTIVES
 from cadence.contract.triggers import INCENTIVE_STAGES, TRANSACTIONAL_STAGES
 from cadence.data.bandit import LoggedBandit
 from cadence.policies.context import encode_context
+from cadence.policies.learner import PolicyLearner
 from cadence.policies.rules import opt_in_matrix
 
 #: Rows a (stage, group) regression needs; fewer and the group is not offered in that stage.
@@ -60,31 +65,28 @@ MIN_GROUP_ROWS = 30
 
 @dataclass
 class _Stage:
-    coef: np.ndarray  # (d + 1, groups); column g is NaN where group g was not fitted
+    learner: PolicyLearner  # actions_: the action groups fitted (0 hold, 1 + incentive index)
     channel_shift: np.ndarray  # (4,) net revenue per send through each channel, minus the mean; -inf unseen
     slot_shift: np.ndarray  # (3,) per delay slot
 
 
 @dataclass
 class LinearStages:
-    """The fitted design: encoding, and per stage the group regressions and shifts."""
+    """The fitted design: the context's columns, and per stage the group regressions and shifts."""
 
     context: tuple[str, ...]
     customer_columns: str | tuple[str, ...]
     columns: list[str]
-    median: np.ndarray
-    scale: np.ndarray
     stages: dict[str, _Stage]
     alpha: float
 
     def encode(self, candidates: pd.DataFrame) -> np.ndarray:
-        """``[standardised columns, missing indicators, 1]`` of each candidate, with the fit's medians and scales."""
+        """The numeric context columns of each candidate (missing values stay NaN: each stage's learner imputes)."""
         e = encode_context(candidates.reset_index(drop=True), self.context, self.customer_columns)
-        raw = np.column_stack([pd.to_numeric(e[c], errors="coerce").to_numpy(float) if c in e else
-                               np.full(len(e), np.nan) for c in self.columns]) if self.columns else np.zeros((len(e), 0))
-        missing = np.isnan(raw)
-        z = (np.where(missing, self.median, raw) - self.median) / self.scale
-        return np.column_stack([z, missing.astype(float), np.ones(len(e))])
+        if not self.columns:
+            return np.zeros((len(e), 0))
+        return np.column_stack([pd.to_numeric(e[c], errors="coerce").to_numpy(float) if c in e else
+                                np.full(len(e), np.nan) for c in self.columns])
 
     def decide(self, candidates: pd.DataFrame, threshold: float = 0.0, fatigue_cost: float = 0.0,
                incentives: bool = True) -> dict[str, np.ndarray]:
@@ -101,11 +103,11 @@ class LinearStages:
             rows = np.flatnonzero(stage == s)
             if rows.size == 0:
                 continue
-            pred = x[rows] @ np.nan_to_num(m.coef, nan=0.0)
-            fitted = ~np.isnan(m.coef[0])
+            pred = np.full((rows.size, 1 + len(INCENTIVES)), -np.inf)
+            groups = m.learner.actions_.astype(np.int64)
+            pred[:, groups] = m.learner.predict_reward(x[rows])
             if not incentives:
-                fitted[2:] = False
-            pred[:, ~fitted] = -np.inf
+                pred[:, 2:] = -np.inf
             ch_score = np.where(opt[rows], m.channel_shift[None, :], -np.inf)
             reachable = np.isfinite(ch_score.max(axis=1))
             slot = int(np.argmax(m.slot_shift))
@@ -117,12 +119,6 @@ class LinearStages:
             out["slot"][rows] = slot
             out["incentive"][rows] = np.where(go, best, 0)
         return out
-
-
-def _ridge(x: np.ndarray, y: np.ndarray, alpha: float) -> np.ndarray:
-    penalty = np.full(x.shape[1], alpha)
-    penalty[-1] = 1e-8  # the intercept: free
-    return np.linalg.solve(x.T @ x + np.diag(penalty), x.T @ y)
 
 
 def fit_linear_stages(log: LoggedBandit, context: Sequence[str], customer_columns: str | tuple[str, ...],
@@ -138,11 +134,7 @@ def fit_linear_stages(log: LoggedBandit, context: Sequence[str], customer_column
     cands = log.candidates.reset_index(drop=True)
     enc = encode_context(cands, tuple(context), customer_columns)
     columns = [c for c in enc.columns if pd.api.types.is_numeric_dtype(enc[c]) and enc[c].notna().any()]
-    raw = enc[columns].to_numpy(float) if columns else np.zeros((len(enc), 0))
-    median = np.nanmedian(raw, axis=0) if columns else np.zeros(0)
-    scale = np.nanstd(raw, axis=0) if columns else np.zeros(0)
-    scale = np.where(np.isfinite(scale) & (scale > 0), scale, 1.0)
-    model = LinearStages(tuple(context), customer_columns, columns, median, scale, {}, alpha)
+    model = LinearStages(tuple(context), customer_columns, columns, {}, alpha)
     x = model.encode(cands)
     net = log.rewards["net_revenue"].to_numpy(float)
     stage = cands["stage"].astype(str).to_numpy()
@@ -156,22 +148,21 @@ def fit_linear_stages(log: LoggedBandit, context: Sequence[str], customer_column
         rows = (stage == s) & randomised
         if s in TRANSACTIONAL_STAGES or (rows & send).sum() < min_rows or (rows & ~send).sum() < 50:
             continue
-        coef = np.full((x.shape[1], 1 + len(INCENTIVES)), np.nan)
-        for g in range(coef.shape[1]):
-            r = rows & (group == g)
-            if g > 1 and s not in INCENTIVE_STAGES:
-                continue
-            if r.sum() >= MIN_GROUP_ROWS:
-                coef[:, g] = _ridge(x[r], net[r], alpha)
+        offered = [g for g in range(1 + len(INCENTIVES)) if (g <= 1 or s in INCENTIVE_STAGES)
+                   and (rows & (group == g)).sum() >= MIN_GROUP_ROWS]
         sent = rows & send
         base = net[sent].mean()
         ch_shift = np.array([net[sent & (channel == c)].mean() - base if (sent & (channel == c)).sum() >= MIN_GROUP_ROWS
                              else -np.inf for c in range(len(CHANNELS))])
         slot_shift = np.array([net[sent & (slot == d)].mean() - base if (sent & (slot == d)).sum() >= MIN_GROUP_ROWS
                                else -np.inf for d in range(3)])
-        if np.isnan(coef[0, 0]) or np.isnan(coef[0, 1:]).all() or not np.isfinite(slot_shift).any():
+        if 0 not in offered or len(offered) < 2 or not np.isfinite(slot_shift).any():
             continue
-        model.stages[str(s)] = _Stage(coef, ch_shift, slot_shift)
+        fit = np.flatnonzero(rows & np.isin(group, offered))
+        # The generic learner, configured: one ridge regression of the observed net revenue per action group.
+        learner = PolicyLearner(actions=offered, scores="reward", alpha=alpha).fit(
+            x[fit], net[fit], action=group[fit], pscore=log.pscore[fit])
+        model.stages[str(s)] = _Stage(learner, ch_shift, slot_shift)
     return model
 
 

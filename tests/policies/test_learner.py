@@ -149,7 +149,7 @@ def test_allowed_mask_costs_and_action_features() -> None:
     assert (shared.predict(X) == free.predict(X)).mean() > 0.95
 
 
-@pytest.mark.parametrize("scores", ["dr", "dm", "ips"])
+@pytest.mark.parametrize("scores", ["dr", "dm", "ips", "reward"])
 def test_every_score_kind_learns(scores: str) -> None:
     X, y, action, effect = small_log(6000, seed=1)
     est = PolicyLearner(actions=["a", "b", "c"], scores=scores).fit(
@@ -158,6 +158,21 @@ def test_every_score_kind_learns(scores: str) -> None:
     value = effect[np.arange(len(X)), chosen].mean()
     # Each beats the best single arm's true value by a clear margin (oracle ~ +0.98, best arm ~ +0.1).
     assert value > effect.mean(axis=0).max() + 0.4, value
+
+
+def test_reward_scores_are_one_ridge_regression_per_action() -> None:
+    from sklearn.linear_model import Ridge
+
+    X, y, action, _ = small_log(3000, seed=2)
+    est = PolicyLearner(actions=["a", "b", "c"], scores="reward", alpha=5.0).fit(
+        X, y, action=action, pscore=np.full(len(X), 1 / 3))
+    z = est.encoder_.transform(X)
+    got = est.predict_reward(X)
+    for k, arm in enumerate(["a", "b", "c"]):
+        rows = action == arm
+        # A T-learner: each arm's own ridge on its own rows (intercept free, the encoded columns penalised).
+        ridge = Ridge(alpha=5.0).fit(z[rows], y[rows])
+        np.testing.assert_allclose(got[:, k], ridge.predict(z), atol=1e-5)
 
 
 def test_exploration_propensities_match_the_distribution() -> None:
