@@ -45,8 +45,8 @@ BUILTIN: tuple[str, ...] = (LOGGING, "rules", "learned")
 #: the per-stage linear design (:mod:`cadence.policies.linear`) on every context family, ridge penalty 10,
 #: a stage modelled from 100 randomised sends. In ``benchmarks/RESULTS.md``'s truth studies it is ahead of
 #: the policy learner (``"dr"``) where the customer's columns decide the response (+0.04 net revenue per
-#: trigger, and it gains from them: full context - seven columns +0.017 over 20 seeds) and level with it in
-#: the default world (+0.028 [-0.023, +0.078] over 10 seeds).
+#: trigger, and it gains from them: full context - seven columns +0.015 [+0.005, +0.024] over 20 seeds) and
+#: level with it in the default world (+0.027 [-0.023, +0.077] over 10 seeds).
 LEARNED_PARAMS: dict[str, Any] = {"learner": "linear", "context": CONTEXT_FAMILIES, "alpha": 10.0, "min_rows": 100}
 
 

@@ -225,7 +225,7 @@ class UpliftPolicy:
     #: ``"rules"`` hands such rows to the rules. The rules remain the last resort (a combination with
     #: fewer than ``min_rows`` rows to learn from). Why: in the truth study
     #: (``benchmarks/RESULTS.md``) handing those rows to the rules cost 0.037 [0.028, 0.046] net revenue per trigger.
-    #: The linear design does not read it: its one model decides such rows with the lacking columns at the
+    #: The linear design does not read it: its own models decide such rows with the lacking columns at the
     #: fit's medians and their missing indicators (:meth:`family_routes` gives the reason).
     fallback: str = "families"
 
@@ -258,7 +258,7 @@ class UpliftPolicy:
         policy learner fitted on the families it has decides it
         (:attr:`fallback`), ``"missing customer features"`` (``"; missing
         scores"``) when the rules do. The linear design decides every row
-        with its one model, the lacking family's columns at the fit's medians
+        with its own models, the lacking family's columns at the fit's medians
         (``"fallback: learned policy with median customer features (missing
         customer features)"``). Stages without a model are not considered
         here (:meth:`fallback_reasons`).
@@ -289,7 +289,7 @@ class UpliftPolicy:
         for i, family in enumerate(missable):
             pattern |= lacks[family].to_numpy().astype(np.int64) << i
         if self.learner == "linear":
-            # One model decides every row: a lacking family's columns take the fit's medians, and their
+            # The design's own models decide every row: a lacking family's columns take the fit's medians, and their
             # missing indicators carry what rows without the family earned in the fit.
             for p in np.unique(pattern[pattern > 0]):
                 missing = [FAMILY_LABELS[f] for i, f in enumerate(missable) if p >> i & 1]

@@ -54,8 +54,8 @@ the observed reward as target: an outcome regression, with free actions one
 ridge regression per action on the rows that took it (a T-learner). It uses
 no propensities, so it is unbiased only where the logging policy's choice
 depends on nothing but the columns in ``X`` (a randomised experiment, or
-the randomised rows of a log); it has the least variance of the four, and
-it is what the shop's per-stage design fits (:mod:`cadence.policies.linear`).
+the randomised rows of a log), and an action never logged predicts 0. It is
+what the shop's per-stage design fits (:mod:`cadence.policies.linear`).
 
 The **allowed actions per row** (``allowed``, an ``(n, n_actions)`` boolean
 mask) restrict both the fit (scores only where the logging policy could have
