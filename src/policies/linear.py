@@ -78,7 +78,6 @@ class LinearStages:
     customer_columns: str | tuple[str, ...]
     columns: list[str]
     stages: dict[str, _Stage]
-    alpha: float
 
     def encode(self, candidates: pd.DataFrame) -> np.ndarray:
         """The numeric context columns of each candidate (missing values stay NaN: each stage's learner imputes)."""
@@ -134,7 +133,7 @@ def fit_linear_stages(log: LoggedBandit, context: Sequence[str], customer_column
     cands = log.candidates.reset_index(drop=True)
     enc = encode_context(cands, tuple(context), customer_columns)
     columns = [c for c in enc.columns if pd.api.types.is_numeric_dtype(enc[c]) and enc[c].notna().any()]
-    model = LinearStages(tuple(context), customer_columns, columns, {}, alpha)
+    model = LinearStages(tuple(context), customer_columns, columns, {})
     x = model.encode(cands)
     net = log.rewards["net_revenue"].to_numpy(float)
     stage = cands["stage"].astype(str).to_numpy()
