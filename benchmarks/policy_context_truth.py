@@ -6,7 +6,9 @@ per trigger; the paired true differences (full context against the
 seven-column version, the rules, and each one-family-dropped variant) with
 95% t-intervals across seeds; and how often the offline estimates (replay,
 doubly robust) of ``full - trigger`` and ``full - rules`` cover the true
-difference.
+difference, and the true difference of the very decisions the replay made
+(``replayed_diff``, ``coverage_replayed``: the estimators' own coverage, the
+policies' re-run states aside).
 
 Usage: ``python benchmarks/policy_context_truth.py [--seeds 10] [--customers 3000] [--days 180]
 [--scores dr|dm] [--customer-columns core|all] [--learner dr|linear] [--min-rows 300] [--families full trigger]

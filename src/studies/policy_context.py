@@ -25,7 +25,9 @@ on hidden draws):
    and ``full - rules`` on the other half's log: replay and doubly robust
    (:func:`cadence.simulation.replay.simulate` with the second policy as
    baseline), each with its 95% interval, and whether it covers the true
-   difference.
+   difference; and the truth of the very decisions the replay made
+   (:class:`ReplayedDecisions`), which tells the estimators' own miss from
+   the policies deciding differently in their re-runs.
 
 :func:`summarise` gives the mean true difference over seeds with a 95%
 t-interval and each estimator's coverage. This is a study: it reads the
@@ -53,6 +55,7 @@ import numpy as np
 import pandas as pd
 
 from cadence.contract.actions import Policy, delay_choices
+from cadence.contract.clock import epoch_seconds
 from cadence.contract.tables import INCENTIVES
 from cadence.contract.triggers import INCENTIVE_STAGES, STAGES
 from cadence.data.bandit import split_customers
@@ -119,6 +122,64 @@ class RulesWhereLacking:
         return out
 
 
+def _trigger_keys(candidates: pd.DataFrame) -> pd.MultiIndex:
+    """(customer, stage, trigger second) of each candidate: how a world re-run's triggers meet the logged ones."""
+    return pd.MultiIndex.from_arrays([candidates["customer_id"].astype(str).to_numpy(),
+                                      candidates["stage"].astype(str).to_numpy(),
+                                      epoch_seconds(candidates["triggered_at"]).astype(np.int64)])
+
+
+@dataclass
+class ReplayedDecisions:
+    """At each trigger of a world re-run, the decision an offline replay made at the same logged trigger.
+
+    Re-running the world under it (:func:`true_net_revenue`) gives the truth of
+    exactly the decisions the offline estimators judged, with the fatigue and
+    unsubscribes the world makes of them. That splits an offline estimate's
+    miss in two: the policy deciding differently in its own re-run (it sees
+    that re-run's opt-ins and orders; the replay saw the logged ones), and the
+    estimator's own error (a one-step estimator reads each reward at the
+    logged history's fatigue, plus its noise). Triggers the replay did not
+    see are held; triggers sharing a customer, stage and second take the
+    first one's decision.
+
+    >>> ts = pd.to_datetime(["2025-01-01 10:00", "2025-01-02 10:00"], utc=True)
+    >>> logged = pd.DataFrame({"customer_id": ["a", "b"], "stage": "cart_abandon", "triggered_at": ts})
+    >>> made = decisions_frame(np.array([True, False]), np.zeros(2, int), np.array([20, 0]), np.zeros(2, int),
+    ...                        np.ones(2), logged.index)
+    >>> world_rows = pd.DataFrame({"customer_id": ["b", "c", "a"], "stage": "cart_abandon",
+    ...                            "triggered_at": ts[[1, 0, 0]]})
+    >>> ReplayedDecisions(logged, made).decide(world_rows, np.random.default_rng(0))["action"].tolist()
+    ['hold', 'hold', 'send']
+    """
+
+    candidates: pd.DataFrame
+    decisions: pd.DataFrame
+    row_wise = True
+
+    def __post_init__(self) -> None:
+        keys = _trigger_keys(self.candidates)
+        first = ~keys.duplicated()
+        self._keys, self._rows = keys[first], np.flatnonzero(first)
+        self._made = self.decisions[["action", "channel", "delay_minutes", "incentive", "propensity"]].reset_index(
+            drop=True)
+
+    @property
+    def policy_id(self) -> str:
+        return "replayed-decisions"
+
+    def decide(self, candidates: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
+        n = len(candidates)
+        out = decisions_frame(np.zeros(n, bool), np.full(n, -1), np.zeros(n, np.int64), np.zeros(n, np.int64),
+                              np.ones(n), candidates.index)
+        pos = self._keys.get_indexer(_trigger_keys(candidates))
+        seen = np.flatnonzero(pos >= 0)
+        made = self._made.iloc[self._rows[pos[seen]]]
+        for j, col in enumerate(out.columns):
+            out.iloc[seen, j] = made[col].to_numpy()
+        return out
+
+
 def true_net_revenue(policy: Policy, cfg: ShopConfig, customers: Iterable[str]) -> tuple[float, int]:
     """Expected net revenue per trigger of ``customers`` when the world of ``cfg`` is re-run under ``policy``.
 
@@ -152,7 +213,8 @@ def policy_context_study(seeds: Iterable[int], *, customers: int = 4000, days: i
                          learner: str = "dr", alpha: float | None = None, progress: bool = False) -> pd.DataFrame:
     """One row per (seed, policy) with the true net revenue per trigger, and per (seed, comparison, estimator) offline.
 
-    Columns: ``seed, kind`` (``"truth"`` or ``"estimate"``), ``policy``,
+    Columns: ``seed, kind`` (``"truth"``, ``"estimate"``, or ``"replayed"``: the
+    truth of the decisions the offline replay made, :class:`ReplayedDecisions`), ``policy``,
     ``reference`` (comparisons), ``estimator`` (``truth``, ``replay``,
     ``doubly robust``), ``value`` (truth: the policy's value; estimate: the
     estimated difference), ``lower, upper`` (estimates), ``triggers``.
@@ -164,7 +226,7 @@ def policy_context_study(seeds: Iterable[int], *, customers: int = 4000, days: i
     ``trigger_fallback`` is the trigger policy with the rules where the full
     context lacks a family (:class:`RulesWhereLacking`).
     """
-    from cadence.simulation.replay import simulate
+    from cadence.simulation.replay import replay_decisions, simulate
 
     rows: list[dict[str, Any]] = []
     for seed in seeds:
@@ -195,6 +257,12 @@ def policy_context_study(seeds: Iterable[int], *, customers: int = 4000, days: i
                          "value": truth[name], "lower": np.nan, "upper": np.nan, "triggers": n_trig})
         t_truth = time.perf_counter()
         if offline:
+            compared = [k for k in dict.fromkeys(k for pair in COMPARISONS for k in pair) if k in policies]
+            for name in compared:
+                made = replay_decisions(test, policies[name], workers=1, seed=seed)
+                value, n_trig = true_net_revenue(ReplayedDecisions(test.candidates, made), cfg, judged)
+                rows.append({"seed": seed, "kind": "replayed", "policy": name, "reference": "", "estimator": "truth",
+                             "value": value, "lower": np.nan, "upper": np.nan, "triggers": n_trig})
             for cand, ref in COMPARISONS:
                 if cand not in policies or ref not in policies:
                     continue
@@ -223,7 +291,10 @@ def summarise(runs: pd.DataFrame) -> dict[str, pd.DataFrame]:
     family costs) and ``full`` against ``trigger`` and ``rules``.
     ``coverage``: per comparison and estimator, the share of seeds whose
     interval covers the true difference, the mean estimate and true
-    difference, and the mean interval width.
+    difference, and the mean interval width; with ``"replayed"`` rows also
+    the mean true difference of the replayed decisions and the share of
+    seeds covering it (the estimator's own coverage, the policies' re-run
+    states aside).
     """
     truth = runs[runs["kind"] == "truth"].pivot(index="seed", columns="policy", values="value")
     values = truth.agg(["mean", "std"]).T.rename_axis("policy").reset_index()
@@ -247,7 +318,16 @@ def summarise(runs: pd.DataFrame) -> dict[str, pd.DataFrame]:
         g = est.groupby(["policy", "reference", "estimator"], sort=False)
         cov = pd.DataFrame({"seeds": g.size(), "coverage": g["covered"].mean(), "estimate": g["value"].mean(),
                             "true_diff": g["true_diff"].mean(),
-                            "mean_width": (g["upper"].mean() - g["lower"].mean())}).reset_index()
+                            "mean_width": (g["upper"].mean() - g["lower"].mean())})
+        replayed = runs[runs["kind"] == "replayed"].pivot(index="seed", columns="policy", values="value")
+        if len(replayed):
+            est["replayed_diff"] = [replayed.loc[s, p] - replayed.loc[s, r]
+                                    for s, p, r in zip(est["seed"], est["policy"], est["reference"], strict=True)]
+            est["covered_replayed"] = (est["lower"] <= est["replayed_diff"]) & (est["replayed_diff"] <= est["upper"])
+            g = est.groupby(["policy", "reference", "estimator"], sort=False)
+            cov["replayed_diff"] = g["replayed_diff"].mean()
+            cov["coverage_replayed"] = g["covered_replayed"].mean()
+        cov = cov.reset_index()
     return {"values": values, "differences": pd.DataFrame(diff_rows), "coverage": cov}
 
 
@@ -429,5 +509,5 @@ def with_logged_columns(values: pd.DataFrame, cfg: ShopConfig) -> tuple[pd.DataF
     return joined, {"trigger columns": trigger, "trigger + core columns": trigger + core}
 
 
-__all__ = ["COMPARISONS", "HEADROOM_ACTIONS", "INFORMATION_SETS", "VARIANTS", "ConstantAction", "RulesWhereLacking",
+__all__ = ["COMPARISONS", "HEADROOM_ACTIONS", "INFORMATION_SETS", "VARIANTS", "ConstantAction", "ReplayedDecisions", "RulesWhereLacking",
            "action_values", "feature_headroom", "with_logged_columns", "policy_context_study", "summarise", "true_net_revenue", "world"]
