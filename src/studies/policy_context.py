@@ -281,6 +281,11 @@ def policy_context_study(seeds: Iterable[int], *, customers: int = 4000, days: i
     return pd.DataFrame(rows)
 
 
+def _paired(values: pd.DataFrame, est: pd.DataFrame) -> list[float]:
+    """Per estimate row, ``values[policy] - values[reference]`` of its seed (``values``: seeds x policies)."""
+    return [values.loc[s, p] - values.loc[s, r] for s, p, r in zip(est["seed"], est["policy"], est["reference"], strict=True)]
+
+
 def summarise(runs: pd.DataFrame) -> dict[str, pd.DataFrame]:
     """The study's tables.
 
@@ -312,8 +317,7 @@ def summarise(runs: pd.DataFrame) -> dict[str, pd.DataFrame]:
     est = runs[runs["kind"] == "estimate"].copy()
     cov = pd.DataFrame()
     if len(est):
-        est["true_diff"] = [truth.loc[s, p] - truth.loc[s, r]
-                            for s, p, r in zip(est["seed"], est["policy"], est["reference"], strict=True)]
+        est["true_diff"] = _paired(truth, est)
         est["covered"] = (est["lower"] <= est["true_diff"]) & (est["true_diff"] <= est["upper"])
         g = est.groupby(["policy", "reference", "estimator"], sort=False)
         cov = pd.DataFrame({"seeds": g.size(), "coverage": g["covered"].mean(), "estimate": g["value"].mean(),
@@ -321,8 +325,7 @@ def summarise(runs: pd.DataFrame) -> dict[str, pd.DataFrame]:
                             "mean_width": (g["upper"].mean() - g["lower"].mean())})
         replayed = runs[runs["kind"] == "replayed"].pivot(index="seed", columns="policy", values="value")
         if len(replayed):
-            est["replayed_diff"] = [replayed.loc[s, p] - replayed.loc[s, r]
-                                    for s, p, r in zip(est["seed"], est["policy"], est["reference"], strict=True)]
+            est["replayed_diff"] = _paired(replayed, est)
             est["covered_replayed"] = (est["lower"] <= est["replayed_diff"]) & (est["replayed_diff"] <= est["upper"])
             g = est.groupby(["policy", "reference", "estimator"], sort=False)
             cov["replayed_diff"] = g["replayed_diff"].mean()
