@@ -56,13 +56,13 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from cadence.contract.actions import N_ACTIONS, Policy, delay_choices, encode_actions
+from cadence.contract.actions import Policy, delay_choices, encode_actions
 from cadence.contract.clock import epoch_seconds
 from cadence.data.bandit import LoggedBandit
 from cadence.evaluation.compare import compare
 from cadence.evaluation.estimators import ON_POLICY, SNIPS, DirectMethod, DoublyRobust
 from cadence.features.decision_context import SENDS_WINDOW_DAYS
-from cadence.features.logged import first_steps, log_from_tables
+from cadence.features.logged import first_steps, log_from_tables, one_hot
 from cadence.features.send_history import SendHistory
 from cadence.models.response import ResponseModel
 
@@ -340,11 +340,7 @@ def simulate(log: LoggedBandit, candidate: Policy, baseline: Policy | None = Non
     for metric in metrics:
         model = ResponseModel(random_state=seed).fit(log, metric)
         q = model.matrix([log.action, *codes.values()])
-        dists: dict[str, Any] = {}
-        for k, c in codes.items():
-            dist = np.zeros((log.n, q.shape[1]), np.float32)
-            dist[np.arange(log.n), c] = 1.0
-            dists[k] = dist
+        dists: dict[str, Any] = {k: one_hot(c) for k, c in codes.items()}
         terms = {k: model.predict_at(contexts[k], c) for k, c in codes.items()}
         if baseline is None:
             dists = {"baseline": ON_POLICY, **dists}
@@ -407,10 +403,7 @@ def _by_stage(log: LoggedBandit, codes: dict[str, np.ndarray], seed: int, on_pol
         sub = log.subset(rows)
         for metric in ("conversion", "net_revenue"):
             dists: dict[str, Any] = {"baseline": ON_POLICY} if on_policy else {}
-            for k, c in codes.items():
-                dist = np.zeros((len(rows), N_ACTIONS), np.float32)
-                dist[np.arange(len(rows)), c[rows]] = 1.0
-                dists[k] = dist
+            dists.update({k: one_hot(c[rows]) for k, c in codes.items()})
             try:
                 df = compare(sub.for_metric(metric), dists, [SNIPS()], reference="baseline", random_state=seed,
                              groups=sub.groups, min_ess=10)
