@@ -5,7 +5,8 @@ observable-response world and prints: each policy's mean true net revenue
 per trigger; the paired true differences (full context against the
 seven-column version, the rules, and each one-family-dropped variant) with
 95% t-intervals across seeds; and how often the offline estimates (replay,
-doubly robust) of ``full - trigger`` and ``full - rules`` cover the true
+doubly robust, and both matched on the replayed fatigue:
+:mod:`cadence.simulation.carryover`) of ``full - trigger`` and ``full - rules`` cover the true
 difference, and the true difference of the very decisions the replay made
 (``replayed_diff``, ``coverage_replayed``: the estimators' own coverage, the
 policies' re-run states aside).

@@ -508,6 +508,9 @@ def simulate(
     engine: Annotated[str, typer.Option(help="process (all cores) or spark.")] = "process",
     as_json: Annotated[bool, typer.Option("--json", help="Print the table and estimates as JSON.")] = False,
     seed: Annotated[int, typer.Option(help="Seed of the split and bootstrap.")] = 0,
+    fatigue_matched: Annotated[bool, typer.Option(
+        "--fatigue-matched", help="Judge with the estimators that also match each row on the policy's own sends of the "
+        "last 7 days: no fatigue carryover bias, wider intervals.")] = False,
 ) -> None:
     """Replay history under a policy (behind the orchestrator) and print its lift over a baseline."""
     import json
@@ -523,7 +526,8 @@ def simulate(
 
         try:
             res = simulate_named(gate.data_dir, policy, baseline, engine=engine, seed=seed,  # type: ignore[arg-type]
-                                 progress=not as_json, config=OrchestratorConfig(max_per_7d=max_per_7d or None))
+                                 progress=not as_json, config=OrchestratorConfig(max_per_7d=max_per_7d or None),
+                                 fatigue_matched=fatigue_matched)
         except (ValueError, FileNotFoundError, ContractError) as e:
             _fail(f"simulate: {e}")
     if as_json:
@@ -533,7 +537,7 @@ def simulate(
     t = res["table"]
     shown = format_table(t)
     typer.echo(f"Replay of {policy!r} against {baseline!r} on {res['meta']['rows']:,} logged triggers "
-               f"(doubly-robust; 95% intervals):")
+               f"({'doubly-robust, fatigue-matched' if fatigue_matched else 'doubly-robust'}; 95% intervals):")
     typer.echo(shown.to_string(index=False))
 
 

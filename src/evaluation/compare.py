@@ -205,6 +205,7 @@ def compare(
     refit: RewardRefit | None = None,
     n_refit: int = 50,
     direct_terms: Mapping[str, ArrayLike] | None = None,
+    state_weights: Mapping[str, ArrayLike] | None = None,
 ) -> pd.DataFrame:
     """Estimate several target policies with several estimators, plus lifts.
 
@@ -245,6 +246,10 @@ def compare(
         (:class:`~cadence.evaluation.estimators.PolicyInputs` ``direct_term``;
         e.g. a replayed policy's own fatigue); DM and the DR family read it,
         the DR residual stays at the logged context. Not with ``refit``.
+    state_weights : mapping of name -> (n,) array, optional
+        Per policy, the state factor of its importance weights
+        (:class:`~cadence.evaluation.estimators.PolicyInputs` ``state_weight``;
+        e.g. :func:`~cadence.simulation.carryover.fatigue_weights`).
 
     Returns
     -------
@@ -278,10 +283,11 @@ def compare(
     ref = names[0] if reference is None else reference
     if ref not in policies:
         raise ValueError(f"reference: {ref!r} is not a policy name; choose from {names}")
-    terms = dict(direct_terms or {})
-    unknown = sorted(set(terms) - set(names))
-    if unknown:
-        raise ValueError(f"direct_terms: {unknown} are not policy names; choose from {names}")
+    terms, states = dict(direct_terms or {}), dict(state_weights or {})
+    for what, given in (("direct_terms", terms), ("state_weights", states)):
+        unknown = sorted(set(given) - set(names))
+        if unknown:
+            raise ValueError(f"{what}: {unknown} are not policy names; choose from {names}")
     if terms and refit is not None:
         raise ValueError("direct_terms: not with refit (a refitted reward model would need its own direct terms)")
     q = None
@@ -323,7 +329,7 @@ def compare(
         pending.clear()
 
     for p in order:
-        inputs = policy_inputs(feedback, policies[p], q, terms.get(p))
+        inputs = policy_inputs(feedback, policies[p], q, terms.get(p), states.get(p))
         diags[p] = diagnose_inputs(inputs, min_ess, max_unsupported_mass)
         cols = [row_values(e, inputs) for e in est_list]
         for e, label, col in zip(est_list, labels, cols, strict=True):

@@ -150,12 +150,21 @@ class PolicyInputs:
         logged context, where ``r_i`` was observed, so the model carries the
         reward from ``x_i`` to ``x'_i`` and the weighted residual corrects the
         model's error at ``x_i``. Needs ``estimated_rewards``.
+    state_weight : (n,) array, optional
+        A per-row factor of the importance weight for a state the target
+        policy carries (its own fatigue): ``w_i = pi(a_i | x_i) / p_i * s_i``,
+        with ``s_i`` zero where the logged state is not the policy's and one
+        over the logging policy's probability of that state where it is
+        (:func:`~cadence.simulation.carryover.fatigue_weights`). Every
+        estimator that reads ``w`` (IPS, SNIPS, the DR residual) then reads
+        only rows logged in the policy's own state.
     """
 
     feedback: LoggedBandit
     action_dist: NDArray[Any]
     estimated_rewards: FloatArray | None = None
     direct_term: FloatArray | None = None
+    state_weight: FloatArray | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "action_dist", self.checked_action_dist())
@@ -169,6 +178,12 @@ class PolicyInputs:
             object.__setattr__(self, "direct_term", check_direct_term(self.feedback, self.direct_term))
             if self.estimated_rewards is None:
                 raise ValueError("direct_term: needs estimated_rewards (the DR residual reads q at the logged context)")
+        if self.state_weight is not None:
+            sw = np.asarray(self.state_weight, dtype=np.float64)
+            if sw.shape != (self.feedback.n,) or not (np.isfinite(sw) & (sw >= 0)).all():
+                raise ValueError(f"state_weight: expected ({self.feedback.n},) finite non-negative numbers, "
+                                 f"got shape {sw.shape}")
+            object.__setattr__(self, "state_weight", readonly(sw))
 
     def checked_action_dist(self) -> NDArray[Any]:
         """The validated ``action_dist`` (:func:`check_action_dist`)."""
@@ -181,8 +196,9 @@ class PolicyInputs:
 
     @cached_property
     def weight(self) -> FloatArray:
-        """(n,) importance weights ``w_i = pi(a_i | x_i) / p_i``."""
-        return readonly(self.target_prob / self.feedback.pscore)
+        """(n,) importance weights ``w_i = pi(a_i | x_i) / p_i`` (times ``state_weight`` when given)."""
+        w = self.target_prob / self.feedback.pscore
+        return readonly(w if self.state_weight is None else w * self.state_weight)
 
     def reward_model(self, who: str) -> FloatArray:
         """The ``(n, n_actions)`` predictions, or a ValueError naming ``who`` needs them."""
@@ -254,13 +270,15 @@ class OnPolicyInputs(PolicyInputs):
 
 def policy_inputs(
     feedback: LoggedBandit, policy: ArrayLike | OnPolicy, q: FloatArray | None,
-    direct_term: ArrayLike | None = None,
+    direct_term: ArrayLike | None = None, state_weight: ArrayLike | None = None,
 ) -> PolicyInputs:
     if isinstance(policy, OnPolicy):
-        if direct_term is not None:
-            raise ValueError("direct_term: the logging policy (ON_POLICY) is evaluated in its own logged contexts")
+        if direct_term is not None or state_weight is not None:
+            raise ValueError("direct_term, state_weight: the logging policy (ON_POLICY) is evaluated in its own "
+                             "logged contexts and states")
         return OnPolicyInputs(feedback, np.empty((0, 0)), q)
-    return PolicyInputs(feedback, np.asarray(policy), q, None if direct_term is None else np.asarray(direct_term))
+    return PolicyInputs(feedback, np.asarray(policy), q, None if direct_term is None else np.asarray(direct_term),
+                        None if state_weight is None else np.asarray(state_weight))
 
 
 # --------------------------------------------------------------------------- #

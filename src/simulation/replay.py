@@ -19,7 +19,13 @@ lifts and 95% intervals, by three estimators, each labelled:
 * ``model``: a response model's prediction at each replayed action and
   replayed context (it sees the replayed fatigue);
 * ``doubly robust``: the model's prediction corrected by the matched rows'
-  residuals (valid if either the model or the propensities are right).
+  residuals (valid if either the model or the propensities are right);
+* with ``fatigue_matched=True`` also ``replay, fatigue-matched`` and
+  ``doubly robust, fatigue-matched``: the same two with rows matched on the
+  replayed policy's fatigue as well as its action
+  (:mod:`cadence.simulation.carryover`). They read no reward at a fatigue the
+  policy would not have carried, so a policy that sends much more or less
+  than the logging one is not judged at the logged fatigue; the price is width.
 
 Customers are independent, so the walk is partitioned by customer: across
 processes in-process (default) or with Spark's ``mapInPandas`` for large
@@ -65,9 +71,12 @@ from cadence.features.decision_context import SENDS_WINDOW_DAYS
 from cadence.features.logged import first_steps, log_from_tables, one_hot
 from cadence.features.send_history import SendHistory
 from cadence.models.response import ResponseModel
+from cadence.simulation.carryover import fatigue_weights
 
 Engine = Literal["process", "spark"]
 ESTIMATORS = {"replay": SNIPS(), "model": DirectMethod(), "doubly robust": DoublyRobust()}
+#: The estimators that also match the replayed fatigue (:func:`~cadence.simulation.carryover.fatigue_weights`).
+MATCHED_ESTIMATORS = {"replay, fatigue-matched": SNIPS(), "doubly robust, fatigue-matched": DoublyRobust()}
 _DAY = 86_400
 #: Rounds with fewer triggers than this are decided from a table precomputed in one call (for row-wise
 #: policies): a live call's fixed cost (tens of ms for a learned policy) would dominate them.
@@ -311,7 +320,7 @@ TABLE_METRICS = ("open rate", "click rate", "conversion rate", "revenue per cust
 def simulate(log: LoggedBandit, candidate: Policy, baseline: Policy | None = None, *, engine: Engine = "process",
              workers: int | None = None, seed: int = 0, alpha: float = 0.05, progress: bool = False,
              spark: Any = None, metrics: tuple[str, ...] = ("open", "click", "conversion", "net_revenue"),
-             by_stage: bool = True) -> dict[str, pd.DataFrame]:
+             by_stage: bool = True, fatigue_matched: bool = False) -> dict[str, pd.DataFrame]:
     """Replay ``candidate`` and ``baseline`` (``None`` = the logged policy) and compare them.
 
     Returns
@@ -325,6 +334,8 @@ def simulate(log: LoggedBandit, candidate: Policy, baseline: Policy | None = Non
         ``decisions``: the candidate's counterfactual send log (with ``stage``).
         ``metrics`` limits the per-trigger metrics estimated (the table then
         shows the rows it can); ``by_stage=False`` skips the per-stage table.
+        ``fatigue_matched=True`` adds :data:`MATCHED_ESTIMATORS` to ``estimates``
+        and shows the fatigue-matched DR in ``table``.
     """
     cand_dec = replay_decisions(log, candidate, engine=engine, workers=workers, seed=seed, progress=progress,
                                 spark=spark)
@@ -336,6 +347,9 @@ def simulate(log: LoggedBandit, candidate: Policy, baseline: Policy | None = Non
     # The model's direct term scores each replayed action in the policy's own replayed context (its
     # fatigue); the DR residual stays at the logged context, where the reward was observed.
     contexts = {k: log.candidates.assign(sends_7d=d["sends_7d"].to_numpy()) for k, d in policies.items()}
+    runs: list[tuple[dict[str, Any], dict[str, np.ndarray] | None]] = [(ESTIMATORS, None)]
+    if fatigue_matched:
+        runs.append((MATCHED_ESTIMATORS, {k: fatigue_weights(log, d["sends_7d"].to_numpy()) for k, d in policies.items()}))
     frames = []
     for metric in metrics:
         model = ResponseModel(random_state=seed).fit(log, metric)
@@ -344,16 +358,18 @@ def simulate(log: LoggedBandit, candidate: Policy, baseline: Policy | None = Non
         terms = {k: model.predict_at(contexts[k], c) for k, c in codes.items()}
         if baseline is None:
             dists = {"baseline": ON_POLICY, **dists}
-        df = compare(log.for_metric(metric), dists, list(ESTIMATORS.values()), q, reference="baseline", alpha=alpha,
-                     random_state=seed, groups=log.groups, direct_terms=terms)
-        df["estimator"] = df["estimator"].map({v.name: k for k, v in ESTIMATORS.items()})
-        frames.append(df.assign(metric=metric))
+        for named, state_weights in runs:
+            df = compare(log.for_metric(metric), dists, list(named.values()), q, reference="baseline", alpha=alpha,
+                         random_state=seed, groups=log.groups, direct_terms=terms, state_weights=state_weights)
+            df["estimator"] = df["estimator"].map({v.name: k for k, v in named.items()})
+            frames.append(df.assign(metric=metric))
     est = pd.concat(frames, ignore_index=True)
     sends = {k: float((c > 0).mean()) for k, c in codes.items()}
     if baseline is None:
         sends["baseline"] = float((log.action > 0).mean())
     triggers_per_customer = log.n / max(len(np.unique(log.groups)), 1)
-    return {"table": before_after(est, sends, triggers_per_customer), "estimates": est,
+    shown = "doubly robust, fatigue-matched" if fatigue_matched else "doubly robust"
+    return {"table": before_after(est, sends, triggers_per_customer, shown), "estimates": est,
             "by_stage": _by_stage(log, codes, seed, baseline is None) if by_stage else pd.DataFrame(),
             "decisions": cand_dec.assign(stage=log.candidates["stage"].astype(str).to_numpy())}
 

@@ -22,9 +22,10 @@ on hidden draws):
    take the expected net revenue per trigger of the **other half's**
    customers (:func:`true_net_revenue`);
 4. the **offline estimates** of the paired differences ``full - trigger``
-   and ``full - rules`` on the other half's log: replay and doubly robust
+   and ``full - rules`` on the other half's log: replay and doubly robust,
+   plain and matched on the replayed fatigue
    (:func:`cadence.simulation.replay.simulate` with the second policy as
-   baseline), each with its 95% interval, and whether it covers the true
+   baseline, ``fatigue_matched=True``), each with its 95% interval, and whether it covers the true
    difference; and the truth of the very decisions the replay made
    (:class:`ReplayedDecisions`), which tells the estimators' own miss from
    the policies deciding differently in their re-runs.
@@ -216,7 +217,7 @@ def policy_context_study(seeds: Iterable[int], *, customers: int = 4000, days: i
     Columns: ``seed, kind`` (``"truth"``, ``"estimate"``, or ``"replayed"``: the
     truth of the decisions the offline replay made, :class:`ReplayedDecisions`), ``policy``,
     ``reference`` (comparisons), ``estimator`` (``truth``, ``replay``,
-    ``doubly robust``), ``value`` (truth: the policy's value; estimate: the
+    ``doubly robust`` and their ``, fatigue-matched`` versions), ``value`` (truth: the policy's value; estimate: the
     estimated difference), ``lower, upper`` (estimates), ``triggers``.
     ``scores`` and ``customer_columns`` are the learned policies'
     :attr:`UpliftPolicy.scores` and :attr:`UpliftPolicy.customer_columns`
@@ -267,8 +268,8 @@ def policy_context_study(seeds: Iterable[int], *, customers: int = 4000, days: i
                 if cand not in policies or ref not in policies:
                     continue
                 est = simulate(test, policies[cand], policies[ref], workers=1, seed=seed,
-                               metrics=("net_revenue",), by_stage=False)["estimates"]
-                est = est[(est["policy"] == "candidate") & (est["estimator"].isin(["replay", "doubly robust"]))]
+                               metrics=("net_revenue",), by_stage=False, fatigue_matched=True)["estimates"]
+                est = est[(est["policy"] == "candidate") & (est["estimator"] != "model")]
                 for _, r in est.iterrows():
                     rows.append({"seed": seed, "kind": "estimate", "policy": cand, "reference": ref,
                                  "estimator": r["estimator"], "value": float(r["lift"]),

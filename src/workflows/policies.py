@@ -104,7 +104,7 @@ def fitted_named(data_dir: PathLike, name: str, *, policies_dir: PathLike = POLI
 def simulate_named(data_dir: Any, policy: str, baseline: str = LOGGING, *,
                    config: OrchestratorConfig | None = None, engine: Engine = "process", workers: int | None = None,
                    seed: int = 0, progress: bool = False, policies_dir: PathLike | None = None,
-                   context: PolicyContext | None = None) -> dict[str, Any]:
+                   context: PolicyContext | None = None, fatigue_matched: bool = False) -> dict[str, Any]:
     """``cadence simulate``: replay named policies (each behind the orchestrator) on a data directory.
 
     Policies that learn are fitted on half of the customers and every
@@ -112,6 +112,8 @@ def simulate_named(data_dir: Any, policy: str, baseline: str = LOGGING, *,
     orchestrator gets the shop's orders, for goal suppression. A policy
     that reads the customer's features or scores finds them on the
     replayed candidates: the log is loaded with them (:func:`named_context`).
+    ``fatigue_matched`` adds the estimators matched on the replayed fatigue
+    (:func:`~cadence.simulation.replay.simulate`) and shows their DR in the table.
     """
     from cadence.data.io import read_tables
 
@@ -132,9 +134,10 @@ def simulate_named(data_dir: Any, policy: str, baseline: str = LOGGING, *,
     if cand is None:
         raise ValueError("policy: 'logging' is what the log already shows; replay another policy against it")
     out: dict[str, Any] = simulate(test, cand, orchestrated(baseline), engine=engine, workers=workers, seed=seed,
-                                   progress=progress)
+                                   progress=progress, fatigue_matched=fatigue_matched)
     out["meta"] = {"policy": policy, "baseline": baseline, "rows": test.n,
-                   "rows_fitted": 0 if train is None else train.n, "orchestrator": cfg.to_dict()}
+                   "rows_fitted": 0 if train is None else train.n, "orchestrator": cfg.to_dict(),
+                   "fatigue_matched": fatigue_matched}
     return out
 
 

@@ -67,5 +67,8 @@ def test_simulate_prints_the_before_after_table(shop: Path, workdir: Path) -> No
     assert [row["metric"] for row in out["table"]] == ["open rate", "click rate", "conversion rate",
                                                        "revenue per customer", "messages per customer"]
     assert out["meta"]["orchestrator"]["max_per_7d"] == 3
+    r = runner.invoke(app, ["simulate", str(shop), "--policy", "rules", "--fatigue-matched"])
+    assert r.exit_code == 0, r.output
+    assert "(doubly-robust, fatigue-matched; 95% intervals)" in r.output and "revenue per customer" in r.output
     r = runner.invoke(app, ["simulate", str(shop), "--policy", "logging"])
     assert r.exit_code == 1 and "replay another policy" in r.output
