@@ -48,6 +48,8 @@ Examples
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
@@ -71,14 +73,15 @@ def _delays_seconds(stage: np.ndarray, action: np.ndarray) -> np.ndarray:
     return out
 
 
-def window_send_probabilities(log: LoggedBandit, window_days: int = SENDS_WINDOW_DAYS) -> tuple[np.ndarray, np.ndarray]:
+def window_send_probabilities(log: LoggedBandit, window_days: int = SENDS_WINDOW_DAYS) -> Iterator[FloatArray]:
     """The logging policy's chance that each earlier trigger of the customer sends into each row's window.
 
-    Returns ``(q, order)``: ``order`` sorts the rows by customer and time,
-    and ``q[k, i]`` (in that order) is the probability that the trigger ``k + 1``
-    places before row ``i`` (same customer) put a send in ``[t_i - window, t_i)``:
-    the stage's logged send rate among triggers with the same opt-in state,
-    times the share of the stage's logged delays that land there.
+    Yields, for ``k = 1, 2, ...``, an (n,) array in log order: the probability
+    that the customer's trigger ``k`` places before the row put a send in
+    ``[t - window, t)`` (0 where there is no such trigger, or it is too early
+    to reach the window): the stage's logged send rate among triggers with
+    the same opt-in state, times the share of the stage's logged delays that
+    land there. One array at a time, so memory stays at a few rows of ``n``.
     """
     c = log.candidates
     if c is None:
@@ -97,12 +100,11 @@ def window_send_probabilities(log: LoggedBandit, window_days: int = SENDS_WINDOW
     order = np.lexsort((t, cust))
     cust, t, stage, cell = cust[order], t[order], stage[order], cell[order]
     reach = window_days * _DAY + max((int(v[-1]) for v in lags.values() if len(v)), default=0)
-    q = []
     for k in range(1, len(order)):
-        j = np.arange(k, len(order))  # row j, its trigger k places earlier is j - k
+        j = np.arange(k, len(order))  # sorted row j; its trigger k places earlier is j - k
         same = (cust[j] == cust[j - k]) & (t[j] - t[j - k] <= reach)
         if not same.any():
-            break
+            return
         qk = np.zeros(len(order))
         for s in np.unique(stage[j[same] - k]):
             pick = j[same & (stage[j - k] == s)]
@@ -112,8 +114,9 @@ def window_send_probabilities(log: LoggedBandit, window_days: int = SENDS_WINDOW
             before = t[pick] - t[pick - k]  # the send lands in the window when lag in [before - window, before)
             share = (np.searchsorted(v, before, "left") - np.searchsorted(v, before - window_days * _DAY, "left"))
             qk[pick] = cell[pick - k] * share / len(v)
-        q.append(qk)
-    return (np.array(q) if q else np.zeros((0, len(order)))), order
+        out = np.empty(len(order))
+        out[order] = qk
+        yield out
 
 
 def state_probability(log: LoggedBandit, sends_7d: ArrayLike, window_days: int = SENDS_WINDOW_DAYS) -> FloatArray:
@@ -123,16 +126,15 @@ def state_probability(log: LoggedBandit, sends_7d: ArrayLike, window_days: int =
     (0 beyond the triggers that could have sent).
     """
     s = np.asarray(sends_7d, np.int64)
-    q, order = window_send_probabilities(log, window_days)
-    top = int(s.max(initial=0)) + 1
-    p = np.zeros((len(order), top + 1))  # p[:, m] = P(m sends so far); counts above top are not needed
+    if s.shape != (log.n,):
+        raise ValueError(f"sends_7d: expected shape ({log.n},), got {s.shape}")
+    top = int(s.max(initial=0))
+    p = np.zeros((len(s), top + 1))  # p[:, m] = P(m sends so far); counts above top are never asked for
     p[:, 0] = 1.0
-    for qk in q:
+    for qk in window_send_probabilities(log, window_days):
         p[:, 1:] = p[:, 1:] * (1 - qk)[:, None] + p[:, :-1] * qk[:, None]
         p[:, 0] *= 1 - qk
-    out = np.empty(len(order))
-    out[order] = p[np.arange(len(order)), np.minimum(s[order], top)]
-    return out
+    return p[np.arange(len(s)), s]
 
 
 def fatigue_weights(log: LoggedBandit, sends_7d: ArrayLike, window_days: int = SENDS_WINDOW_DAYS) -> FloatArray:
@@ -145,8 +147,6 @@ def fatigue_weights(log: LoggedBandit, sends_7d: ArrayLike, window_days: int = S
     (:class:`~cadence.evaluation.estimators.PolicyInputs` ``state_weight``).
     """
     s = np.asarray(sends_7d, np.int64)
-    if s.shape != (log.n,):
-        raise ValueError(f"sends_7d: expected shape ({log.n},), got {s.shape}")
     prob = state_probability(log, s, window_days)
     assert log.candidates is not None  # state_probability raised otherwise
     match = (log.candidates["sends_7d"].to_numpy(np.int64) == s) & (prob > 0)
