@@ -142,6 +142,17 @@ def _code_parts() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 CODE_CHANNEL, CODE_SLOT, CODE_INCENTIVE = _code_parts()
 
 
+def code_delays(stage: np.ndarray, code: np.ndarray) -> np.ndarray:
+    """Each action code's delay in minutes among its stage's :func:`delay_choices` (hold: the first delay).
+
+    >>> code_delays(np.array(["cart_abandon", "birthday"]), np.array([ACTION_NAMES.index("sms/2/none"), 0])).tolist()
+    [720, 0]
+    """
+    slot = np.maximum(CODE_SLOT[np.asarray(code)], 0)
+    abandon = np.isin(np.asarray(stage), list(ABANDON_STAGES))
+    return np.where(abandon, np.asarray(ABANDON_DELAYS)[slot], np.asarray(OTHER_DELAYS)[slot])
+
+
 def allowed_actions(stage: np.ndarray, opt_in: np.ndarray, incentives: bool = True) -> np.ndarray:
     """``(n, N_ACTIONS)`` bool: hold, or an opted-in channel x the stage's delays x its incentives.
 

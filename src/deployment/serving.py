@@ -110,19 +110,17 @@ from mlflow.types.schema import AnyType, ColSpec, DataType, Schema
 from threadpoolctl import ThreadpoolController
 
 from cadence.contract.actions import (
-    ABANDON_DELAYS,
     CODE_CHANNEL,
     CODE_INCENTIVE,
-    CODE_SLOT,
-    OTHER_DELAYS,
     Policy,
     allowed_actions,
     check_decisions,
+    code_delays,
     encode_actions,
 )
 from cadence.contract.clock import local_clock
 from cadence.contract.tables import CHANNELS, INCENTIVES, STAGES
-from cadence.contract.triggers import ABANDON_STAGES, TRANSACTIONAL_STAGES
+from cadence.contract.triggers import TRANSACTIONAL_STAGES
 from cadence.policies.context import CONTEXT_DESIGNS
 from cadence.policies.rules import RulesPolicy, opt_in_matrix
 
@@ -1025,9 +1023,7 @@ class PolicyModel(PythonModel):
             picked = code[rows]
             channel[rows] = np.asarray(CHANNELS, dtype=object)[CODE_CHANNEL[picked]]
             incentive[rows] = np.asarray(INCENTIVES, dtype=object)[CODE_INCENTIVE[picked]]
-            abandon = np.isin(stage[rows], list(ABANDON_STAGES))
-            slot = CODE_SLOT[picked]
-            delay[rows] = np.where(abandon, np.asarray(ABANDON_DELAYS)[slot], np.asarray(OTHER_DELAYS)[slot])
+            delay[rows] = code_delays(stage[rows], picked)
         send = code > 0
         channel[~send], incentive[~send], delay[~send] = None, None, 0
         # The policy's own priority where it gives one, else the stage's: per row, so a row's

@@ -98,19 +98,16 @@ import numpy as np
 import pandas as pd
 
 from cadence.contract.actions import (
-    ABANDON_DELAYS,
     CODE_CHANNEL,
     CODE_INCENTIVE,
-    CODE_SLOT,
     N_ACTIONS,
-    OTHER_DELAYS,
     allowed_actions,
+    code_delays,
     decode_action,
     delay_choices,
 )
 from cadence.contract.tables import CHANNELS, INCENTIVES
 from cadence.contract.triggers import (
-    ABANDON_STAGES,
     INCENTIVE_COST_FIXED,
     INCENTIVE_PERCENT,
     INCENTIVE_STAGES,
@@ -519,12 +516,8 @@ class UpliftPolicy:
         if rows.size == 0:
             return out
         code = code[rows]
-        slot = CODE_SLOT[code]
-        abandon = np.isin(stage[rows], list(ABANDON_STAGES))
-        delay = np.where(abandon, np.asarray(ABANDON_DELAYS)[np.maximum(slot, 0)],
-                         np.asarray(OTHER_DELAYS)[np.maximum(slot, 0)])
-        learned = decisions_frame(code > 0, CODE_CHANNEL[code], delay, np.maximum(CODE_INCENTIVE[code], 0),
-                                  np.ones(rows.size), candidates.index[rows])
+        learned = decisions_frame(code > 0, CODE_CHANNEL[code], code_delays(stage[rows], code),
+                                  np.maximum(CODE_INCENTIVE[code], 0), np.ones(rows.size), candidates.index[rows])
         for j, col in enumerate(out.columns):
             out.iloc[rows, j] = learned[col].to_numpy()
         return out

@@ -54,7 +54,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
 
-from cadence.contract.actions import CODE_SLOT, delay_choices
+from cadence.contract.actions import code_delays
 from cadence.contract.clock import epoch_seconds
 from cadence.data.bandit import FloatArray, LoggedBandit
 from cadence.features.decision_context import OPT_IN_COLUMNS, SENDS_WINDOW_DAYS
@@ -62,15 +62,6 @@ from cadence.features.decision_context import OPT_IN_COLUMNS, SENDS_WINDOW_DAYS
 _DAY = 86_400
 
 __all__ = ["fatigue_weights", "state_probability", "window_send_probabilities"]
-
-
-def _delays_seconds(stage: np.ndarray, action: np.ndarray) -> np.ndarray:
-    """Each logged send's delay in seconds (its action code's slot among the stage's delays); -1 where held."""
-    out = np.full(len(stage), -1, np.int64)
-    for s in np.unique(stage):
-        rows = (stage == s) & (action > 0)
-        out[rows] = np.asarray(delay_choices(str(s)), np.int64)[CODE_SLOT[action[rows]]] * 60
-    return out
 
 
 def window_send_probabilities(log: LoggedBandit, window_days: int = SENDS_WINDOW_DAYS) -> Iterator[FloatArray]:
@@ -93,7 +84,7 @@ def window_send_probabilities(log: LoggedBandit, window_days: int = SENDS_WINDOW
     opt = c[[k for k in OPT_IN_COLUMNS if k in c]].fillna(False).to_numpy(bool).any(axis=1)
     sent = log.action > 0
     cell = pd.Series(sent).groupby([stage, opt]).transform("mean").to_numpy()
-    delay = _delays_seconds(stage, log.action)
+    delay = code_delays(stage, log.action).astype(np.int64) * 60
     lags = {s: np.sort(delay[(stage == s) & sent]) for s in np.unique(stage)}
     cust = pd.Categorical(c["customer_id"].astype(str)).codes
     t = epoch_seconds(c["triggered_at"]).astype(np.int64)
