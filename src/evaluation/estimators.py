@@ -59,7 +59,7 @@ from typing import Any, ClassVar
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from cadence.data.bandit import FloatArray, LoggedBandit, is_real, readonly
+from cadence.data.bandit import FloatArray, LoggedBandit, float_vector, is_real, readonly
 
 # --------------------------------------------------------------------------- #
 # Target-policy inputs shared by all estimators
@@ -179,10 +179,9 @@ class PolicyInputs:
             if self.estimated_rewards is None:
                 raise ValueError("direct_term: needs estimated_rewards (the DR residual reads q at the logged context)")
         if self.state_weight is not None:
-            sw = np.asarray(self.state_weight, dtype=np.float64)
-            if sw.shape != (self.feedback.n,) or not (np.isfinite(sw) & (sw >= 0)).all():
-                raise ValueError(f"state_weight: expected ({self.feedback.n},) finite non-negative numbers, "
-                                 f"got shape {sw.shape}")
+            sw = float_vector("state_weight", self.state_weight, self.feedback.n)
+            if (sw < 0).any():
+                raise ValueError(f"state_weight: expected non-negative numbers, {int((sw < 0).sum())} rows are negative")
             object.__setattr__(self, "state_weight", readonly(sw))
 
     def checked_action_dist(self) -> NDArray[Any]:
