@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 
 from cadence.contract.actions import Policy
 from cadence.data.bandit import LoggedBandit
+from cadence.evaluation.intervals import IntervalKind
 from cadence.evaluation.offline import evaluate
 from cadence.features.logged import METRICS
 from cadence.synthetic.config import ShopConfig
@@ -89,14 +90,15 @@ def coverage_summary(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def replay_coverage(seeds: Iterable[int], make_candidate: PolicyFactory, *, customers: int = 2000,
-                    days: int = 180, progress: bool = False) -> pd.DataFrame:
+                    days: int = 180, progress: bool = False, interval: IntervalKind = "normal") -> pd.DataFrame:
     """Replay lift of a candidate over the logged policy against the true lift, per seed.
 
     The candidate is built (and fitted, if it learns) on half of the
     customers and replayed on the other half. One row per (seed, metric,
     estimator) for conversion and net revenue per trigger: estimated lift
-    with its interval, the true lift (the world re-run under the candidate
-    minus the world under the logging policy), covered.
+    with its interval (``interval``: :func:`~cadence.simulation.replay.simulate`'s),
+    the true lift (the world re-run under the candidate minus the world under
+    the logging policy), covered.
     """
     from cadence.data.bandit import split_customers
     from cadence.simulation.replay import simulate
@@ -110,7 +112,7 @@ def replay_coverage(seeds: Iterable[int], make_candidate: PolicyFactory, *, cust
         fit_rows, eval_rows = split_customers(log, 0.5, seed)
         candidate = make_candidate(log.subset(fit_rows))
         est = simulate(log.subset(eval_rows), candidate, None, workers=1, seed=seed,
-                       metrics=("conversion", "net_revenue"), by_stage=False)["estimates"]
+                       metrics=("conversion", "net_revenue"), by_stage=False, interval=interval)["estimates"]
         if hasattr(candidate, "reset"):
             candidate.reset()
         truth_c = true_values(candidate, cfg)

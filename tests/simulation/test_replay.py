@@ -81,6 +81,17 @@ def test_before_after_table(log) -> None:  # type: ignore[no-untyped-def]
     assert res2["table"].iloc[-1]["lift"] < 0  # the cap sends fewer messages than the uncapped rules
 
 
+def test_lifts_get_clustered_normal_intervals_unless_the_bootstrap_is_asked_for(log) -> None:  # type: ignore[no-untyped-def]
+    kw = dict(workers=1, metrics=("net_revenue",), by_stage=False)
+    normal = simulate(log, capped(), RulesPolicy(), **kw)["estimates"]
+    boot = simulate(log, capped(), RulesPolicy(), interval="bootstrap", **kw)["estimates"]
+    assert set(normal["interval"]) == {"normal", "normal-delta"} and set(boot["interval"]) == {"bootstrap-percentile"}
+    np.testing.assert_array_equal(normal["lift"], boot["lift"])  # the same estimates, other intervals
+    cand = normal[normal["policy"] == "candidate"]
+    np.testing.assert_allclose(cand["lift"] - cand["lift_lower"], cand["lift_upper"] - cand["lift"])
+    assert (cand["lift_upper"] > cand["lift_lower"]).all()
+
+
 @pytest.mark.slow
 def test_replay_lift_covers_the_true_lift_over_20_seeds() -> None:
     runs = replay_coverage(range(20), lambda log: capped(), customers=3000, days=180)
