@@ -507,7 +507,7 @@ def simulate(
     max_per_7d: Annotated[int, typer.Option(help="Frequency cap of the orchestrator (messages per 7 days; 0 = none).")] = 3,
     engine: Annotated[str, typer.Option(help="process (all cores) or spark.")] = "process",
     as_json: Annotated[bool, typer.Option("--json", help="Print the table and estimates as JSON.")] = False,
-    seed: Annotated[int, typer.Option(help="Seed of the split and bootstrap.")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of the split, the replay and the response model.")] = 0,
     fatigue_matched: Annotated[bool, typer.Option(
         "--fatigue-matched", help="Judge with the estimators that also match each row on the policy's own sends of the "
         "last 7 days: no fatigue carryover bias, wider intervals.")] = False,

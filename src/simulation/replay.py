@@ -372,7 +372,8 @@ def simulate(log: LoggedBandit, candidate: Policy, baseline: Policy | None = Non
             dists = {"baseline": ON_POLICY, **dists}
         for named, state_weights in runs:
             df = compare(log.for_metric(metric), dists, list(named.values()), q, reference="baseline", alpha=alpha,
-                         interval=interval, random_state=seed, groups=log.groups, direct_terms=terms, state_weights=state_weights)
+                         interval=interval, random_state=seed, groups=log.groups, direct_terms=terms,
+                         state_weights=state_weights)
             df["estimator"] = df["estimator"].map({v.name: k for k, v in named.items()})
             frames.append(df.assign(metric=metric))
     est = pd.concat(frames, ignore_index=True)
